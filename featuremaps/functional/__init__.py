@@ -1,0 +1,20 @@
+"""`featuremaps.functional`: stateless, differentiable ops on NHWC arrays.
+
+Every op takes ndarrays or `Tensor`s and returns the same kind. Each is one forward/backward pair
+run by `featuremaps.tensor.apply`. Layouts are channels-last: activations (N, H, W, C), conv
+weights HWIO (KH, KW, C_in // groups, C_out). The conv formula and output-size rule are stated
+once, in `featuremaps.functional.conv`.
+"""
+from .arith import abs, add, div, exp, log, matmul, max, mean, min, mul, neg, power, sqrt, sub, sum
+from .shape import concat, flatten, getitem, pad, reshape, transpose
+from .conv import conv2d, conv_transpose2d, conv_output_size
+from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
+from .linear import linear
+from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .norm import batch_norm, dropout, local_response_norm
+from .loss import cross_entropy, mse_loss, nll_loss
+
+from ._bind import bind_tensor_methods as _bind
+
+_bind()
+del _bind
