@@ -1,0 +1,18 @@
+"""`featuremaps.nn`: layers (thin stateful wrappers over `featuremaps.functional`) and containers.
+
+Every module has parameters/buffers/state_dict, train/eval, `get_config()` and
+`compute_output_shape()`; `from_config(cfg)` rebuilds any of them (weights are not in the config:
+use `load_state_dict`).
+"""
+from .module import Module, ShapeError, from_config
+from .conv import Conv2D, ZeroPad2D
+from .pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D, Subsampling2D
+from .dense import Dense, Flatten
+from .activation import ELU, LeakyReLU, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
+from .norm import BatchNorm2D, Dropout, LocalResponseNorm
+from .container import Sequential
+
+__all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPool2D", "AvgPool2D",
+           "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
+           "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
+           "Sequential"]
