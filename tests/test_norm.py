@@ -1,0 +1,214 @@
+"""batch_norm, dropout and local_response_norm against PyTorch in float64; running stats; errors."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+import featuremaps.functional as fn
+from featuremaps import Tensor, no_grad
+from tests.oracles import gradcheck
+
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def _to_torch(x):
+    """channels-last ndarray → channels-first torch tensor (requires grad)."""
+    perm = (0, x.ndim - 1) + tuple(range(1, x.ndim - 1))
+    return torch.tensor(np.ascontiguousarray(x.transpose(perm)), requires_grad=True)
+
+
+def _from_torch(t):
+    a = t.detach().numpy()
+    return a.transpose((0,) + tuple(range(2, a.ndim)) + (1,))
+
+
+# --- batch norm -------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(shape=st.sampled_from([(5, 3), (2, 1), (1, 4, 3, 2), (3, 2, 5, 4), (2, 3, 1, 1), (1, 1, 2, 3)]),
+       training=st.booleans(), affine=st.sampled_from(["both", "gamma", "beta", "none"]),
+       momentum=st.sampled_from([0.1, 0.0, 1.0, 0.37]), eps=st.sampled_from([1e-5, 1e-3, 0.5]),
+       scale=st.sampled_from([1.0, 1e3]), seed=st.integers(0, 2**32 - 1))
+def test_batch_norm_matches_torch(shape, training, affine, momentum, eps, scale, seed):
+    rng = np.random.default_rng(seed)
+    c = shape[-1]
+    x = rng.standard_normal(shape) * scale + 3.0
+    gamma = rng.standard_normal(c) if affine in ("both", "gamma") else None
+    beta = rng.standard_normal(c) if affine in ("both", "beta") else None
+    rm, rv = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+    g = rng.standard_normal(shape)
+
+    ours_rm, ours_rv = rm.copy(), rv.copy()
+    tx, tg, tb = Tensor(x, requires_grad=True), *(Tensor(a, requires_grad=True) if a is not None else None
+                                                   for a in (gamma, beta))
+    out = fn.batch_norm(tx, tg, tb, ours_rm, ours_rv, training=training, momentum=momentum, eps=eps)
+    out.backward(g)
+
+    ref_rm, ref_rv = torch.tensor(rm), torch.tensor(rv)
+    rx = _to_torch(x)
+    rg, rb = (torch.tensor(a, requires_grad=True) if a is not None else None for a in (gamma, beta))
+    ref = F.batch_norm(rx, ref_rm, ref_rv, rg, rb, training=training, momentum=momentum, eps=eps)
+    ref.backward(_to_torch(g))
+
+    np.testing.assert_allclose(out.data, _from_torch(ref), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(tx.grad, _from_torch(rx.grad), rtol=1e-8, atol=1e-10 / scale)
+    for ours, theirs in ((tg, rg), (tb, rb)):
+        if ours is not None:
+            np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ours_rm, ref_rm.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ours_rv, ref_rv.numpy(), rtol=RTOL, atol=ATOL)
+    if not training:
+        assert (ours_rm == rm).all() and (ours_rv == rv).all()
+
+
+def test_batch_norm_running_stats_over_steps_then_eval():
+    rng = np.random.default_rng(5)
+    rm, rv = np.zeros(3), np.ones(3)
+    ref_rm, ref_rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    for _ in range(3):
+        x = rng.standard_normal((4, 2, 2, 3)) * 2 + 1
+        with no_grad():  # running statistics update whether or not gradients are recorded
+            fn.batch_norm(Tensor(x), None, None, rm, rv, training=True)
+        F.batch_norm(_to_torch(x), ref_rm, ref_rv, training=True)
+    np.testing.assert_allclose(rm, ref_rm.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(rv, ref_rv.numpy(), rtol=1e-13)
+    x = rng.standard_normal((2, 2, 2, 3))
+    np.testing.assert_allclose(fn.batch_norm(x, None, None, rm, rv, training=False),
+                               _from_torch(F.batch_norm(_to_torch(x), ref_rm, ref_rv, training=False)), rtol=1e-12)
+
+
+def test_batch_norm_without_running_stats_and_gradcheck():
+    rng = np.random.default_rng(6)
+    x, gamma, beta = rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(2), rng.standard_normal(2)
+    out = fn.batch_norm(x, gamma, beta, None, None, training=True)
+    ref = F.batch_norm(_to_torch(x), None, None, torch.tensor(gamma), torch.tensor(beta), training=True)
+    np.testing.assert_allclose(out, _from_torch(ref), rtol=1e-12)
+    gradcheck(lambda a, g, b: fn.batch_norm(a, g, b, None, None, training=True), x, gamma, beta)
+    rm, rv = rng.standard_normal(2), rng.uniform(0.5, 1.5, 2)
+    gradcheck(lambda a, g, b: fn.batch_norm(a, g, b, rm, rv, training=False), x, gamma, beta)
+
+
+def test_batch_norm_float32_and_tensor_running_stats():
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((8, 3, 3, 4)) * 10 + 5).astype(np.float32)
+    rm, rv = Tensor(np.zeros(4, np.float32)), Tensor(np.ones(4, np.float32))
+    out = fn.batch_norm(x, np.ones(4, np.float32), np.zeros(4, np.float32), rm, rv, training=True)
+    assert out.dtype == np.float32 and rm.dtype == np.float32
+    ref_rm, ref_rv = torch.zeros(4), torch.ones(4)
+    ref = F.batch_norm(torch.tensor(x.transpose(0, 3, 1, 2)), ref_rm, ref_rv, training=True)
+    np.testing.assert_allclose(out, ref.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rm.data, ref_rm.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(rv.data, ref_rv.numpy(), rtol=1e-5)
+
+
+def test_batch_norm_nan_stays_in_its_channel():
+    x = np.random.default_rng(8).standard_normal((4, 3))
+    x[1, 0] = np.nan
+    out = fn.batch_norm(x, None, None, None, None, training=True)
+    assert np.isnan(out[:, 0]).all() and np.isfinite(out[:, 1:]).all()
+
+
+def test_batch_norm_errors_name_the_argument():
+    x = np.zeros((4, 3))
+    ok = dict(gamma=None, beta=None, running_mean=np.zeros(3), running_var=np.ones(3))
+    with pytest.raises(ValueError, match=r"batch_norm: gamma must have shape \(3,\) for 3 channels; received \(2,\)"):
+        fn.batch_norm(x, **{**ok, "gamma": np.ones(2)}, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: running_var must have shape \(3,\)"):
+        fn.batch_norm(x, **{**ok, "running_var": np.ones(4)}, training=True)
+    with pytest.raises(TypeError, match="batch_norm: running_mean must be a floating ndarray"):
+        fn.batch_norm(x, **{**ok, "running_mean": [0.0, 0.0, 0.0]}, training=True)
+    with pytest.raises(ValueError, match="batch_norm: running_mean and running_var are required when training=False"):
+        fn.batch_norm(x, None, None, None, None, training=False)
+    with pytest.raises(ValueError, match="batch_norm: training needs more than 1 value per channel"):
+        fn.batch_norm(np.zeros((1, 1, 1, 3)), **ok, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: momentum must be in \[0, 1\]; received 1.5"):
+        fn.batch_norm(x, **ok, training=True, momentum=1.5)
+    with pytest.raises(TypeError, match="batch_norm: training must be True or False"):
+        fn.batch_norm(x, **ok, training="yes")
+    with pytest.raises(ValueError, match=r"batch_norm: x must be \(N, C\) or \(N, H, W, C\)"):
+        fn.batch_norm(np.zeros(3), **ok, training=True)
+    with pytest.raises(TypeError, match="batch_norm: x must have a floating dtype"):
+        fn.batch_norm(np.zeros((4, 3), dtype=int), **ok, training=True)
+
+
+# --- dropout ----------------------------------------------------------------------------------
+def test_dropout_is_inverted_and_matches_torchs_scaling():
+    p = 0.3
+    x = np.random.default_rng(9).uniform(1, 2, (200, 500)).astype(np.float32)
+    t = Tensor(x, requires_grad=True)
+    out = fn.dropout(t, p, rng=np.random.default_rng(0))
+    out.backward(np.ones_like(x))
+    kept = out.data != 0
+    assert abs(1 - kept.mean() - p) < 0.005  # 100 000 draws: 5 standard deviations is ~0.007
+    # the kept elements are x / (1 − p), exactly what torch computes for the same mask
+    np.testing.assert_allclose(out.data, (torch.tensor(x) * torch.tensor(kept) / (1 - p)).numpy(), rtol=3e-7)
+    np.testing.assert_allclose(t.grad, kept / np.float32(1 - p), rtol=1e-7)
+    assert out.dtype == np.float32 and t.grad.dtype == np.float32
+    # torch's dropout has the same expectation: E[out] = x
+    ref = F.dropout(torch.tensor(x, dtype=torch.float64), p, training=True).numpy()
+    assert abs(out.data.mean() / x.mean() - 1) < 0.01 and abs(ref.mean() / x.mean() - 1) < 0.01
+
+
+def test_dropout_identity_cases_and_determinism():
+    x = np.random.default_rng(10).standard_normal((3, 4))
+    assert fn.dropout(x, 0.5, training=False) is x
+    assert fn.dropout(x, 0.0, rng=None) is x
+    a = fn.dropout(x, 0.5, rng=np.random.default_rng(1))
+    b = fn.dropout(x, 0.5, rng=np.random.default_rng(1))
+    c = fn.dropout(x, 0.5, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.isnan(fn.dropout(np.full(50, np.nan), 0.5, rng=np.random.default_rng(0))).any()
+
+
+def test_dropout_errors_name_the_argument():
+    x = np.zeros(3)
+    with pytest.raises(TypeError, match="dropout: rng must be a numpy.random.Generator.*received None"):
+        fn.dropout(x, 0.5)
+    with pytest.raises(TypeError, match="dropout: rng must be a numpy.random.Generator.*received 0"):
+        fn.dropout(x, 0.5, rng=0)
+    with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\); received 1.0"):
+        fn.dropout(x, 1.0, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\); received -0.1"):
+        fn.dropout(x, -0.1, training=False)
+    with pytest.raises(TypeError, match="dropout: p must be a real number"):
+        fn.dropout(x, "0.5", training=False)
+
+
+# --- local response norm ----------------------------------------------------------------------
+@settings(max_examples=50, deadline=None)
+@given(shape=st.sampled_from([(2, 3, 4, 5), (1, 2, 2, 1), (1, 1, 3, 7), (3, 6), (2, 5, 4)]),
+       size=st.integers(1, 8), alpha=st.sampled_from([1e-4, 0.5, 2.0]), beta=st.sampled_from([0.75, 0.5, 1.3]),
+       k=st.sampled_from([1.0, 2.0, 0.3]), seed=st.integers(0, 2**32 - 1))
+def test_local_response_norm_matches_torch(shape, size, alpha, beta, k, seed):
+    rng = np.random.default_rng(seed)
+    x, g = rng.standard_normal(shape) * 2, rng.standard_normal(shape)
+    t = Tensor(x, requires_grad=True)
+    out = fn.local_response_norm(t, size, alpha, beta, k)
+    out.backward(g)
+    x3 = x[..., None, :] if x.ndim == 2 else x  # torch needs ≥ 3-D: (N, C) becomes (N, 1, C) → (N, C, 1)
+    rx = _to_torch(x3)
+    ref = F.local_response_norm(rx, size, alpha, beta, k)
+    ref.backward(_to_torch(g[..., None, :] if x.ndim == 2 else g))
+    np.testing.assert_allclose(out.data, _from_torch(ref).reshape(shape), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(t.grad, _from_torch(rx.grad).reshape(shape), rtol=1e-10, atol=1e-12)
+
+
+def test_local_response_norm_divides_alpha_by_size():
+    x = np.zeros((1, 1, 1, 5))
+    x[..., 2] = 2.0
+    # only channel 2 is non-zero; with size 3 its own window sum is 4, so y = 2 / (1 + 0.3 / 3 · 4)^1
+    np.testing.assert_allclose(fn.local_response_norm(x, 3, alpha=0.3, beta=1.0)[..., 2], 2 / 1.4, rtol=1e-15)
+
+
+def test_local_response_norm_gradcheck_float32_errors():
+    x = np.random.default_rng(11).standard_normal((2, 2, 2, 4))
+    gradcheck(lambda a: fn.local_response_norm(a, 3, alpha=0.5, beta=0.75, k=1.0), x)
+    out = fn.local_response_norm(x.astype(np.float32), 2)
+    assert out.dtype == np.float32
+    with pytest.raises(ValueError, match="local_response_norm: size must be an int ≥ 1; received 0"):
+        fn.local_response_norm(x, 0)
+    with pytest.raises(ValueError, match=r"local_response_norm: x must be \(N, C\) or \(N, H, W, C\)"):
+        fn.local_response_norm(np.zeros(4), 2)
+    with pytest.raises(TypeError, match="local_response_norm: beta must be a real number"):
+        fn.local_response_norm(x, 2, beta=None)
