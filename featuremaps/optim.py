@@ -106,9 +106,9 @@ class Optimizer:
                 shapes[f"{b}.{i}"] = p.shape
         return shapes
 
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        """Restore `state_dict()` output. Everything is checked first; on any mismatch a ValueError
-        lists the missing, unexpected and wrong-shaped entries by name and nothing is changed."""
+    def check_state_dict(self, sd: dict[str, Any]) -> None:
+        """Raise a ValueError listing the missing, unexpected and wrong-shaped entries of `sd` by
+        name if it does not fit this optimiser; change nothing."""
         expected = self._expected_shapes()
         missing = [k for k in expected if k not in sd]
         unexpected = [k for k in sd if k not in expected]
@@ -124,6 +124,11 @@ class Optimizer:
                 parts.append("wrong shape: " + ", ".join(wrong))
             raise ValueError(f"{self.name}.load_state_dict: the state does not fit this optimiser "
                              f"({len(self.params)} parameters); " + "; ".join(parts))
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore `state_dict()` output. Everything is checked first (`check_state_dict`); on any
+        mismatch nothing is changed."""
+        self.check_state_dict(sd)
         lr = float(np.asarray(sd["lr"]))
         self.lr = _check_float("lr", lr, owner=self.name)
         self.steps = np.asarray(sd["step"]).astype(np.int64).copy()
