@@ -70,7 +70,7 @@ def normalize(images, mean=None, std=None, *, dataset: str | None = None, dtype=
     std = np.asarray(std, dtype=dtype).reshape(-1)
     for label, v in (("mean", mean), ("std", std)):
         if v.size not in (1, c):
-            raise ValueError(f"normalize: {label} must be a scalar or have {c} values (one per channel); got {v.size}")
+            raise ValueError(f"normalize: {label} must be a scalar or one value per channel ({c}); got {v.size}")
     if np.any(std <= 0):
         raise ValueError(f"normalize: std must be positive; got {std.tolist()}")
     scale = (1.0 / (255.0 * std)).astype(dtype)  # (1,) or (c,), broadcasts over the last axis
