@@ -1,0 +1,491 @@
+"""Training and evaluation: `fit` and `evaluate`, with exact resume and run directories.
+
+Reproducibility. Everything random in a run derives from its `seed`:
+
+- the order of epoch `e` is `featuremaps.data.epoch_order(n, seed, e)`;
+- the augmentation of batch `b` of epoch `e` uses `np.random.default_rng([seed, e, b, 1])`
+  (`featuremaps.data.Loader`);
+- Dropout in batch `b` of epoch `e` uses `model.set_rng(np.random.default_rng([seed, e, b, 2]))`;
+- the learning rate of epoch `e` is `schedule.lr_at(e)`.
+
+None of these depends on what ran before, so a run resumed from a checkpoint taken after step `s`
+of epoch `e` continues exactly as the uninterrupted run would have (same weights, bit for bit, on
+the same machine and NumPy).
+
+Checkpoints (see `featuremaps.checkpoint` for the file format). With an `out_dir`, `fit` writes
+`checkpoint.npz` after every epoch (the one before is kept as `checkpoint.prev.npz`), plus
+`metrics.csv`, `metrics.json`, `curves.png` and `config.json`. The checkpoint's meta records
+`epoch` (completed epochs) and `step` (completed steps of the next epoch):
+
+- after epoch k: `epoch=k, step=0`;
+- on Ctrl-C (KeyboardInterrupt): the first Ctrl-C lets the current step finish, then the state
+  after the last completed step is saved (`epoch=k, step=s`, together with that epoch's running
+  loss/accuracy sums) and `TrainingInterrupted` is raised (the CLI exits with code 130). A second
+  Ctrl-C stops at once; the state is then saved only if no update was half-applied, otherwise the
+  last checkpoint on disk is left as it is. `resume=` continues at step `s + 1` of epoch `k + 1`.
+- when the loss turns NaN/inf, `NonFiniteLossError` names the epoch and step; nothing is saved, so
+  the last good checkpoint (the previous epoch's) stays in place.
+
+`fit` never prints: it reports through a `featuremaps.progress.Reporter` and optional callbacks
+(objects with any of `on_batch_end(epoch, step, logs)` and `on_epoch_end(epoch, logs)`, epoch and
+step 1-based).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import functional as F
+from . import optim as optim_mod
+from . import schedules as sched_mod
+from .progress import Reporter
+from .tensor import Tensor, no_grad
+
+__all__ = ["fit", "evaluate", "predict_logits", "FitResult", "NonFiniteLossError", "TrainingInterrupted",
+           "normalization_for", "normalize_images", "write_metrics"]
+
+DEFAULT_SHIFT = 2  # pixels, for augment=True
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; `.epoch` and `.step` are 1-based."""
+
+    def __init__(self, epoch: int, step: int, steps: int, value: float, checkpoint: Path | None, saved_epoch: int):
+        self.epoch, self.step, self.value, self.checkpoint = epoch, step, value, checkpoint
+        where = (f"the last good checkpoint (after epoch {saved_epoch}) is kept at {checkpoint}"
+                 if checkpoint is not None else "no checkpoint had been saved yet")
+        super().__init__(f"the training loss became {value} at epoch {epoch}, step {step} of {steps}; "
+                         f"training stopped and {where}. A smaller learning rate usually helps.")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`; `.checkpoint` is the file saved (or None), `.epoch`/`.step` the state in it."""
+
+    def __init__(self, message: str, checkpoint: Path | None, epoch: int, step: int):
+        super().__init__(message)
+        self.message, self.checkpoint, self.epoch, self.step = message, checkpoint, epoch, step
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns: the per-epoch records, the checkpoint written last, the final record."""
+    history: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+    out_dir: Path | None = None
+
+    @property
+    def final(self) -> dict | None:
+        return self.history[-1] if self.history else None
+
+
+# --- data helpers ----------------------------------------------------------------------------------
+
+def _arrays(data, what: str):
+    if data is None:
+        return None
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        images, labels = data.images, data.labels
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+    else:
+        raise TypeError(f"{what} must be a featuremaps.data.Dataset or an (images, labels) pair; "
+                        f"received {type(data).__name__}")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{what}: expected images (N, H, W, C) and labels (N,); received shapes "
+                         f"{images.shape} and {labels.shape}")
+    if len(images) == 0:
+        raise ValueError(f"{what} is empty")
+    return images, labels.astype(np.int64, copy=False)
+
+
+def normalization_for(data) -> dict:
+    """The normalisation used for `data`: `{"mean": [...], "std": [...]}` on the [0, 1] pixel scale,
+    the canonical constants of its dataset when known, else mean 0 / std 1 (just /255)."""
+    from .data import NORMALIZATION
+    name = getattr(data, "name", None)
+    if name in NORMALIZATION:
+        mean, std = NORMALIZATION[name]
+        return {"mean": list(mean), "std": list(std)}
+    return {"mean": [0.0], "std": [1.0]}
+
+
+def normalize_images(images: np.ndarray, normalization: dict | None, dtype=np.float32) -> np.ndarray:
+    """Images to the model's input: uint8 → `(x/255 − mean)/std` in `dtype`; float input is
+    assumed to be prepared already and only cast."""
+    if images.dtype == np.uint8:
+        from .data import normalize
+        norm = normalization or {"mean": [0.0], "std": [1.0]}
+        return normalize(images, norm["mean"], norm["std"], dtype=dtype)
+    return images.astype(dtype, copy=False)
+
+
+def _param_dtype(model) -> np.dtype:
+    ps = model.parameters()
+    return ps[0].dtype if ps else np.dtype(np.float32)
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+def predict_logits(model, images: np.ndarray, *, batch_size: int = 256, normalization: dict | None = None) -> np.ndarray:
+    """Logits (N, classes) of `model` in eval mode on `images` (uint8 or prepared float), batched."""
+    was_training = getattr(model, "training", False)
+    model.eval()
+    dtype = _param_dtype(model)
+    outs = []
+    try:
+        with no_grad():
+            for lo in range(0, len(images), batch_size):
+                x = normalize_images(images[lo:lo + batch_size], normalization, dtype)
+                out = model(Tensor(x))
+                outs.append(np.asarray(out.data if isinstance(out, Tensor) else out))
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.zeros((0, 0), dtype)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+def evaluate(model, data, *, batch_size: int = 256, normalization: dict | None = None,
+             num_classes: int | None = None) -> dict:
+    """Accuracy and loss of `model` on `data` (a Dataset or (images, labels)), in eval mode.
+
+    Returns `{"accuracy": fraction in [0, 1], "loss": mean cross-entropy, "n": images,
+    "confusion": K×K list (rows: true class, columns: predicted), "per_class_accuracy": [K]}`.
+    `normalization` defaults to the dataset's canonical constants (`normalization_for`).
+    """
+    images, labels = _arrays(data, "evaluate: data")
+    if normalization is None:
+        normalization = normalization_for(data)
+    logits = predict_logits(model, images, batch_size=batch_size, normalization=normalization)
+    k = num_classes or logits.shape[1]
+    if labels.max(initial=0) >= logits.shape[1]:
+        raise ValueError(f"evaluate: the data has labels up to {labels.max()} but the model outputs "
+                         f"{logits.shape[1]} classes")
+    logp = _log_softmax(logits)
+    loss = float(-logp[np.arange(len(labels)), labels].mean())
+    pred = logits.argmax(axis=1)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {"accuracy": float((pred == labels).mean()), "loss": loss, "n": int(len(labels)),
+            "confusion": confusion.tolist(), "per_class_accuracy": [float(a) for a in per_class]}
+
+
+# --- run-directory files ---------------------------------------------------------------------------
+
+_CSV_FIELDS = ["epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "time_s", "images_per_s"]
+
+
+def write_metrics(out_dir: Path, history: list[dict], reporter: Reporter | None = None, *, plot: bool = True) -> None:
+    """Write `metrics.csv`, `metrics.json` and (if matplotlib is importable) `curves.png`."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in history:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in _CSV_FIELDS})
+    tmp = out_dir / "metrics.csv.tmp"
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, out_dir / "metrics.csv")
+    best = max((r for r in history if r.get("val_accuracy") is not None), key=lambda r: r["val_accuracy"], default=None)
+    ckpt.write_json_atomic(out_dir / "metrics.json", {"history": history, "final": history[-1] if history else None,
+                                                      "best_val": best})
+    if plot:
+        _plot_curves(out_dir / "curves.png", history, reporter)
+
+
+_plot_note_shown = False
+
+
+def _plot_curves(path: Path, history: list[dict], reporter: Reporter | None) -> None:
+    global _plot_note_shown
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        if reporter is not None and not _plot_note_shown:
+            reporter.message("note: matplotlib is not installed, so curves.png was not written "
+                             "(pip install 'featuremaps[plot]')")
+        _plot_note_shown = True
+        return
+    ep = [r["epoch"] for r in history]
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
+    ax2.plot(ep, [100 * r["train_accuracy"] for r in history], "o-", label="train")
+    if any(r.get("val_loss") is not None for r in history):
+        ax1.plot(ep, [r.get("val_loss") for r in history], "s-", label="validation")
+        ax2.plot(ep, [100 * r["val_accuracy"] if r.get("val_accuracy") is not None else None
+                      for r in history], "s-", label="validation")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+# --- Ctrl-C handling -------------------------------------------------------------------------------
+
+class _SigintGuard:
+    """Within the block, the first SIGINT only sets `.requested` (the loop stops at the next step
+    boundary); a second one raises KeyboardInterrupt at once. Inactive outside the main thread or
+    when someone else has replaced Python's default handler."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter, self.requested, self._old = reporter, False, None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.reporter.message("\nstopping after the current step (press Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+# --- fit -------------------------------------------------------------------------------------------
+
+def _callback(callbacks, name, *args):
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(*args)
+
+
+def _check_resume(meta: dict, current: dict) -> None:
+    stored = meta.get("run") or {}
+    diffs = [f"{k}: checkpoint {stored.get(k)!r}, now {v!r}" for k, v in current.items()
+             if k in stored and stored[k] != v]
+    if diffs:
+        raise ValueError("resume: the run settings differ from the checkpoint's, so the resumed run would not "
+                         "continue the same training (" + "; ".join(diffs) + ")")
+
+
+def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, optimizer,
+        schedule=None, seed: int = 0, out_dir: str | os.PathLike | None = None,
+        resume: str | os.PathLike | None = None, augment: bool | int = False,
+        reporter: Reporter | None = None, callbacks: Sequence[Any] = (), normalization: dict | None = None,
+        meta: dict | None = None, eval_batch_size: int = 256, plot: bool = True) -> FitResult:
+    """Train `model` for `epochs` epochs (in total, counting those a resumed run already did).
+
+    train_data / val_data: Datasets (or (images, labels) pairs) with uint8 NHWC images.
+    optimizer: an `featuremaps.optim.Optimizer` over `model.parameters()` (or a name: built with
+      its default hyper-parameters). schedule: a `featuremaps.schedules.Schedule`, or None for a
+      constant `optimizer.lr`.
+    augment: False, True (random shifts of up to 2 px) or the maximum shift in pixels.
+    normalization: `{"mean": [...], "std": [...]}`; default `normalization_for(train_data)`. It is
+      stored in the checkpoint, so `evaluate`/`predict` prepare images the same way.
+    out_dir: the run directory (see the module docstring); None keeps everything in memory.
+    resume: a run directory or checkpoint to continue from (model and optimizer must match it).
+    meta: extra JSON-able facts stored in each checkpoint's meta (e.g. the dataset name).
+
+    Each epoch record has `epoch` (1-based), `lr`, `train_loss`, `train_accuracy` (running mean
+    over the epoch's batches, in training mode), `val_loss`, `val_accuracy` (None without
+    val_data), `time_s`, `images_per_s` (training steps only).
+    """
+    from .data import Loader, random_shift
+
+    reporter = reporter or Reporter()
+    callbacks = list(callbacks)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"fit: seed must be an int >= 0; received {seed!r}")
+    images, labels = _arrays(train_data, "fit: train_data")
+    val = _arrays(val_data, "fit: val_data")
+    if isinstance(optimizer, str):
+        optimizer = optim_mod.get(optimizer, model.parameters())
+    if not isinstance(optimizer, optim_mod.Optimizer):
+        raise TypeError(f"fit: optimizer must be a featuremaps.optim.Optimizer or a name; received {type(optimizer).__name__}")
+    if schedule is None:
+        schedule = sched_mod.ConstantSchedule(optimizer.lr)
+    shift = DEFAULT_SHIFT if augment is True else int(augment or 0)
+    if shift < 0:
+        raise ValueError(f"fit: augment must be a bool or a shift >= 0 in pixels; received {augment!r}")
+    if normalization is None:
+        normalization = normalization_for(train_data)
+    dtype = _param_dtype(model)
+    transform = (lambda x, rng: random_shift(x, shift, rng)) if shift else None
+    loader = Loader(images, labels, batch_size, seed=seed, shuffle=True, transform=transform)
+    steps = len(loader)
+    uses_rng = any(getattr(m, "uses_rng", False) for m in model.modules())
+    num_classes = int(getattr(train_data, "num_classes", 0) or labels.max() + 1)
+
+    run = {"seed": seed, "batch_size": int(batch_size), "augment": shift, "train_size": int(len(labels)),
+           "normalization": normalization}
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[dict] = []
+    start_epoch, start_step = 0, 0
+    sums = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+    if resume is not None:
+        rmeta = ckpt.restore(resume, model, optimizer)
+        _check_resume(rmeta, run)
+        history = list(rmeta.get("history", []))
+        start_epoch, start_step = int(rmeta["epoch"]), int(rmeta["step"])
+        if start_step:
+            sums.update(rmeta.get("partial_epoch") or {})
+        if out is None:
+            rp = Path(resume)
+            out = rp if rp.is_dir() else rp.parent
+        stored_sched = rmeta.get("schedule")
+        if stored_sched and stored_sched != schedule.get_config():
+            reporter.message(f"note: the schedule differs from the checkpoint's ({stored_sched}); "
+                             "the learning rates from now on follow the new one")
+        reporter.message(f"resuming from {rmeta['path']} after epoch {start_epoch}"
+                         + (f", step {start_step}" if start_step else ""))
+        if start_epoch >= epochs:
+            reporter.message(f"the checkpoint already has {start_epoch} epochs (asked for {epochs}); nothing to do")
+            return FitResult(history, ckpt.resolve(resume), out)
+
+    base_meta = dict(meta or {})
+    base_meta.update({"schedule": schedule.get_config(), "run": run, "normalization": normalization,
+                      "epochs": epochs, "num_classes": num_classes})
+    if hasattr(train_data, "classes"):
+        base_meta.setdefault("classes", list(train_data.classes))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(out / "config.json", {"model": model.get_config(), "optimizer": optimizer.get_config(),
+                                                     **base_meta})
+    result = FitResult(history, None, out)
+    saved_state = None  # (epoch, step) of the checkpoint on disk written by this call
+    if resume is not None:
+        result.checkpoint = ckpt.resolve(resume)
+        saved_state = (start_epoch, start_step)
+
+    def save(epoch_done: int, step_done: int, partial: dict | None, hist: list[dict]) -> Path | None:
+        nonlocal saved_state
+        if out is None:
+            return None
+        m = dict(base_meta, history=hist, partial_epoch=partial)
+        path = ckpt.save_checkpoint(out, model, optimizer, epoch=epoch_done, step=step_done, meta=m)
+        saved_state = (epoch_done, step_done)
+        result.checkpoint = path
+        return path
+
+    if start_epoch == 0 and start_step == 0:
+        first = loader.order(0)[:batch_size]
+        with no_grad():
+            was = model.training
+            model.eval()
+            z = model(Tensor(normalize_images(images[first], normalization, dtype)))
+            model.train(was)
+        init_loss = float(-_log_softmax(np.asarray(z.data))[np.arange(len(first)), labels[first]].mean())
+        expected = math.log(num_classes)
+        warn = "" if abs(init_loss - expected) < 1.0 else "  <- far off: check the weight initialisation and input normalisation"
+        reporter.message(f"initial loss {init_loss:.4f} (an untrained net should give about "
+                         f"ln({num_classes}) = {expected:.4f}){warn}")
+
+    epoch, done = start_epoch, start_step
+    in_update = False
+    guard = _SigintGuard(reporter)
+    try:
+        with guard:
+            for epoch in range(start_epoch, epochs):
+                lr = schedule.lr_at(epoch)
+                optimizer.lr = lr
+                first_step = start_step if epoch == start_epoch else 0
+                if epoch != start_epoch:
+                    sums = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+                done = first_step
+                reporter.start_epoch(epoch + 1, epochs, steps, first_step)
+                model.train()
+                t_epoch = time.perf_counter()
+                seen_now = 0
+                for b, (xb, yb) in enumerate(loader.epoch(epoch, start=first_step), first_step):
+                    t0 = time.perf_counter()
+                    if uses_rng:
+                        model.set_rng(np.random.default_rng([seed, epoch, b, 2]))
+                    logits = model(Tensor(normalize_images(xb, normalization, dtype)))
+                    loss = F.cross_entropy(logits, yb)
+                    value = float(loss.data)
+                    if not math.isfinite(value):
+                        raise NonFiniteLossError(epoch + 1, b + 1, steps, value, result.checkpoint,
+                                                 saved_state[0] if saved_state else 0)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    in_update = True
+                    optimizer.step()
+                    in_update = False
+                    done = b + 1
+                    n = len(yb)
+                    sums["loss"] += value * n
+                    sums["correct"] += int((logits.data.argmax(axis=1) == yb).sum())
+                    sums["seen"] += n
+                    dt = time.perf_counter() - t0
+                    sums["time"] += dt
+                    seen_now += n
+                    elapsed = time.perf_counter() - t_epoch
+                    reporter.update(done, loss=sums["loss"] / sums["seen"], accuracy=sums["correct"] / sums["seen"],
+                                    images_per_s=seen_now / max(elapsed, 1e-9), ms_per_step=1000 * dt)
+                    _callback(callbacks, "on_batch_end", epoch + 1, done, {"loss": value})
+                    if guard.requested:
+                        raise KeyboardInterrupt
+                # the epoch's steps are done: validate, then record and save
+                record = {"epoch": epoch + 1, "lr": lr,
+                          "train_loss": sums["loss"] / max(sums["seen"], 1),
+                          "train_accuracy": sums["correct"] / max(sums["seen"], 1),
+                          "val_loss": None, "val_accuracy": None,
+                          "time_s": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9)}
+                if val is not None:
+                    v = evaluate(model, val, batch_size=eval_batch_size, normalization=normalization,
+                                 num_classes=num_classes)
+                    record["val_loss"], record["val_accuracy"] = v["loss"], v["accuracy"]
+                new_history = history + [record]
+                save(epoch + 1, 0, None, new_history)
+                history[:] = new_history
+                epoch, done = epoch + 1, 0
+                if out is not None:
+                    write_metrics(out, history, reporter, plot=plot)
+                reporter.end_epoch(record)
+                _callback(callbacks, "on_epoch_end", epoch, dict(record))
+                if guard.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        reporter.close()
+        path = None
+        if in_update:
+            msg = ("interrupted during a weight update; nothing new was saved"
+                   + (f" (the last checkpoint, {result.checkpoint}, is kept)" if result.checkpoint else ""))
+        elif out is None:
+            msg = f"interrupted after epoch {epoch}, step {done}; no out_dir, so nothing was saved"
+        else:
+            if saved_state != (epoch, done):
+                path = save(epoch, done, dict(sums) if done else None, list(history))
+            path = result.checkpoint
+            msg = (f"interrupted: saved the state after epoch {epoch}" + (f", step {done}" if done else "")
+                   + f" to {path}; continue with resume={str(out)!r} (CLI: --resume {out})")
+        reporter.message(msg)
+        raise TrainingInterrupted(msg, path, epoch, done) from None
+    finally:
+        reporter.close()
+    return result

@@ -1,0 +1,232 @@
+"""Training loop: exact resume (2+2 epochs == 4, also mid-epoch after Ctrl-C), non-finite loss,
+run-directory files, evaluate() against torch, and the progress reporter."""
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from featuremaps import checkpoint as ckpt, data, nn, optim, schedules, train
+from featuremaps.progress import ProgressBar, Reporter
+
+
+def tiny_data(n=160, seed=0):
+    """n sample images cropped to 12×12 (fast), with their labels; a Dataset named 'sample'."""
+    full = data.load("sample", "train")
+    idx = np.random.default_rng(seed).choice(len(full), n, replace=False)
+    return data.Dataset(full.images[idx, 8:20, 8:20], full.labels[idx], full.classes, "sample", "train")
+
+
+def tiny_model(seed=0, dropout=0.25):
+    rng = np.random.default_rng(seed)
+    return nn.Sequential([("conv", nn.Conv2D(1, 4, 3, stride=2, rng=rng)), ("bn", nn.BatchNorm2D(4)),
+                          ("act", nn.Tanh()), ("flatten", nn.Flatten()), ("drop", nn.Dropout(dropout)),
+                          ("fc", nn.Dense(4 * 5 * 5, 10, rng=rng))], input_shape=(12, 12, 1))
+
+
+class Recorder(Reporter):
+    def __init__(self):
+        self.messages, self.records = [], []
+
+    def message(self, text):
+        self.messages.append(text)
+
+    def end_epoch(self, record):
+        self.records.append(record)
+
+
+def run(out_dir=None, epochs=4, resume=None, callbacks=(), opt="sgd", reporter=None, seed=3, **kw):
+    model = tiny_model()
+    if opt == "sgd":
+        o = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    else:
+        o = optim.Adam(model.parameters(), lr=0.01)
+    sched = schedules.get("step", o.lr, epochs=4)
+    result = train.fit(model, tiny_data(), tiny_data(48, seed=1), epochs=epochs, batch_size=32, optimizer=o,
+                       schedule=sched, seed=seed, out_dir=out_dir, resume=resume, augment=True,
+                       callbacks=callbacks, reporter=reporter, plot=False, **kw)
+    return model, o, result
+
+
+def same_records(a, b):
+    """Epoch records equal except for the timings."""
+    drop = ("time_s", "images_per_s")
+    return [{k: v for k, v in r.items() if k not in drop} for r in a] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in b]
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    return run(epochs=4)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_resume_after_two_epochs_is_exact(tmp_path, opt, uninterrupted):
+    full_model, full_opt, full = uninterrupted if opt == "sgd" else run(epochs=4, opt=opt)
+    run(tmp_path, epochs=2, opt=opt)
+    assert ckpt.read_checkpoint(tmp_path)[0]["epoch"] == 2
+    model, o, resumed = run(tmp_path, epochs=4, resume=tmp_path, opt=opt)
+    assert_same_weights(model, full_model)
+    for k, v in full_opt.state_dict().items():
+        np.testing.assert_array_equal(o.state_dict()[k], v)
+    assert same_records(resumed.history, full.history)
+    base = 0.05 if opt == "sgd" else 0.01
+    assert [r["lr"] for r in resumed.history] == pytest.approx([base, base, base / 10, base / 10])
+
+
+class InterruptAt:
+    def __init__(self, epoch, step):
+        self.at = (epoch, step)
+
+    def on_batch_end(self, epoch, step, logs):
+        if (epoch, step) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_epoch_saves_last_step_and_resume_is_exact(tmp_path, uninterrupted):
+    full_model, _, full = uninterrupted
+    rec = Recorder()
+    with pytest.raises(train.TrainingInterrupted) as e:
+        run(tmp_path, epochs=4, callbacks=[InterruptAt(2, 3)], reporter=rec)
+    assert (e.value.epoch, e.value.step) == (1, 3)
+    assert isinstance(e.value, KeyboardInterrupt)
+    meta = ckpt.read_checkpoint(tmp_path)[0]
+    assert (meta["epoch"], meta["step"]) == (1, 3)
+    assert ckpt.read_checkpoint(tmp_path / "checkpoint.prev.npz")[0]["epoch"] == 1  # the epoch-end one
+    assert "interrupted: saved the state after epoch 1, step 3" in rec.messages[-1]
+    model, _, resumed = run(tmp_path, epochs=4, resume=tmp_path)
+    assert_same_weights(model, full_model)
+    assert same_records(resumed.history, full.history)
+
+
+def test_ctrl_c_at_epoch_end_resumes_exactly(tmp_path, uninterrupted):
+    class InterruptAfterEpoch:
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(train.TrainingInterrupted) as e:
+        run(tmp_path, epochs=4, callbacks=[InterruptAfterEpoch()])
+    assert (e.value.epoch, e.value.step) == (3, 0)
+    # the epoch-end checkpoint is the state; it is not saved a second time
+    assert ckpt.read_checkpoint(tmp_path / "checkpoint.prev.npz")[0]["epoch"] == 2
+    model, _, _ = run(tmp_path, epochs=4, resume=tmp_path)
+    assert_same_weights(model, uninterrupted[0])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Poison:
+        def on_batch_end(self, epoch, step, logs):
+            if (epoch, step) == (2, 2):
+                self.model["fc"].bias.data[:] = np.nan
+
+    poison = Poison()
+    model = tiny_model()
+    poison.model = model
+    o = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with pytest.raises(train.NonFiniteLossError) as e:
+        train.fit(model, tiny_data(), None, epochs=3, batch_size=32, optimizer=o, seed=0, out_dir=tmp_path,
+                  callbacks=[poison], plot=False)
+    assert (e.value.epoch, e.value.step) == (2, 3)
+    msg = str(e.value)
+    assert "epoch 2, step 3 of 5" in msg and "after epoch 1" in msg and "checkpoint.npz" in msg
+    loaded, meta, _ = ckpt.load_checkpoint(tmp_path)
+    assert meta["epoch"] == 1 and meta["step"] == 0
+    assert all(np.isfinite(v).all() for v in loaded.state_dict().values())
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["history"]) == 1
+
+
+def test_run_directory_files_and_sanity_line(tmp_path):
+    rec = Recorder()
+    model = tiny_model()
+    o = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    res = train.fit(model, tiny_data(), tiny_data(48, seed=1), epochs=2, batch_size=32, optimizer=o, seed=0,
+                    out_dir=tmp_path, reporter=rec, meta={"dataset": "sample"})
+    assert {"checkpoint.npz", "checkpoint.prev.npz", "metrics.csv", "metrics.json", "curves.png",
+            "config.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert rec.messages[0].startswith("initial loss ") and f"ln(10) = {math.log(10):.4f}" in rec.messages[0]
+    init = float(rec.messages[0].split()[2])
+    assert abs(init - math.log(10)) < 0.5
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "metrics.csv").read_text())))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["val_accuracy"]) == pytest.approx(res.history[1]["val_accuracy"])
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["history"] == json.loads(json.dumps(res.history))
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["run"]["seed"] == 0 and cfg["normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    assert cfg["dataset"] == "sample" and cfg["optimizer"]["name"] == "sgd"
+    meta = ckpt.read_checkpoint(tmp_path)[0]
+    assert meta["classes"] == [str(d) for d in range(10)] and meta["history"] == doc["history"]
+    for r in res.history:
+        assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 and r["images_per_s"] > 0
+    # resuming a finished run does nothing
+    again = train.fit(tiny_model(), tiny_data(), None, epochs=2, batch_size=32,
+                      optimizer=optim.SGD(tiny_model().parameters(), lr=0.05, momentum=0.9), seed=0,
+                      resume=tmp_path, reporter=rec, plot=False)
+    assert "nothing to do" in rec.messages[-1] and len(again.history) == 2
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    run(tmp_path, epochs=1)
+    with pytest.raises(ValueError, match="seed: checkpoint 3, now 4"):
+        run(tmp_path, epochs=2, resume=tmp_path, seed=4)
+
+
+def test_fit_argument_errors():
+    model = tiny_model()
+    o = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+        train.fit(model, tiny_data(), None, epochs=0, optimizer=o)
+    with pytest.raises(TypeError, match="train_data must be"):
+        train.fit(model, "mnist", None, epochs=1, optimizer=o)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train.fit(model, tiny_data(), None, epochs=1, optimizer="lbfgs")
+
+
+def test_evaluate_matches_torch_and_counts():
+    model = tiny_model(dropout=0.5)
+    ds = tiny_data(100, seed=2)
+    res = train.evaluate(model, ds, batch_size=32)
+    logits = train.predict_logits(model, ds.images, normalization=train.normalization_for(ds))
+    ref = torch.nn.functional.cross_entropy(torch.tensor(logits, dtype=torch.float64), torch.tensor(ds.labels))
+    assert res["loss"] == pytest.approx(ref.item(), rel=1e-12)
+    pred = logits.argmax(1)
+    assert res["accuracy"] == pytest.approx(np.mean(pred == ds.labels))
+    conf = np.array(res["confusion"])
+    assert conf.shape == (10, 10) and conf.sum() == 100 and res["n"] == 100
+    assert np.trace(conf) == int(np.sum(pred == ds.labels))
+    np.testing.assert_array_equal(conf.sum(axis=1), np.bincount(ds.labels, minlength=10))
+    assert model.training  # evaluate restores the mode
+    # eval mode is deterministic despite dropout
+    assert train.evaluate(model, ds)["loss"] == res["loss"]
+
+
+def test_progress_bar_modes():
+    rec = {"epoch": 1, "lr": 0.1, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": 0.4,
+           "val_accuracy": 0.91, "time_s": 1.0, "images_per_s": 1000.0}
+    s = io.StringIO()
+    bar = ProgressBar(s, tty=False)
+    bar.start_epoch(1, 2, 10)
+    for i in range(1, 11):
+        bar.update(i, loss=0.5, accuracy=0.9, images_per_s=1000, ms_per_step=2.0)
+    bar.end_epoch(rec)
+    assert s.getvalue().count("\n") == 1 and "\r" not in s.getvalue()
+    assert "val loss 0.4000 acc 91.00%" in s.getvalue()
+    s = io.StringIO()
+    bar = ProgressBar(s, tty=True, interval=0)
+    bar.start_epoch(1, 2, 10)
+    bar.update(5, loss=0.5, accuracy=0.9, images_per_s=1234, ms_per_step=2.0)
+    assert "\r" in s.getvalue() and "5/10" in s.getvalue() and "1,234 img/s" in s.getvalue()
+    bar.end_epoch(rec)
+    assert s.getvalue().endswith("1.0 s\n")
