@@ -99,13 +99,20 @@ def check_nhwc(x: np.ndarray, name: str = "x", *, op: str) -> None:
         raise TypeError(f"{op}: {name} must have a floating dtype; received {x.dtype}")
 
 
-def pad_hw(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
-    """Pad the H and W axes of an NHWC array (returns `x` itself when there is nothing to pad)."""
+def pad_hw(x: np.ndarray, pads: Pads, value: float = 0.0, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Pad the H and W axes of an NHWC array (returns `x` itself when there is nothing to pad).
+
+    `out`, when given, is a scratch array of the padded shape and dtype to write into (every element
+    is overwritten)."""
     (t, b), (l, r) = pads  # noqa: E741
     if t == b == l == r == 0:
         return x
     n, h, w, c = x.shape
-    out = np.empty((n, h + t + b, w + l + r, c), dtype=x.dtype)
+    shape = (n, h + t + b, w + l + r, c)
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    elif out.shape != shape or out.dtype != x.dtype:
+        raise ValueError(f"pad_hw: out must have shape {shape} and dtype {x.dtype}; received {out.shape}, {out.dtype}")
     out[:, :t] = value
     out[:, h + t:] = value
     out[:, t:h + t, :l] = value

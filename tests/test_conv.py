@@ -1,0 +1,498 @@
+"""conv2d / conv_transpose2d: against PyTorch in float64, naive loops from the formula, gradcheck,
+connection tables, the textbook shape example, errors, dtypes and the chunked workspace path."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings, strategies as st
+
+from featuremaps import Tensor
+from featuremaps.functional import conv2d, conv_output_size, conv_transpose2d
+from featuremaps.functional import conv as conv_mod
+from tests.oracles import gradcheck
+
+TOL = dict(rtol=1e-9, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------------------------
+# Oracles
+# ---------------------------------------------------------------------------------------------
+def _t(a: np.ndarray, perm) -> torch.Tensor:
+    return torch.tensor(np.ascontiguousarray(a.transpose(perm)), requires_grad=True)
+
+
+def _pads_same(size, k, s, d):
+    """TensorFlow's 'same' rule, written out independently of the library."""
+    eff = d * (k - 1) + 1
+    out = -(-size // s)
+    total = max((out - 1) * s + eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def _explicit_pads(padding, hw, khw, s, d):
+    """((top, bottom), (left, right)) for any padding form, computed by the test itself."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        return tuple(_pads_same(n, k, ss, dd) for n, k, ss, dd in zip(hw, khw, s, d))
+    if padding == "full":
+        return tuple((dd * (k - 1),) * 2 for k, dd in zip(khw, d))
+    if isinstance(padding, int):
+        return (padding, padding), (padding, padding)
+    if isinstance(padding[0], int):
+        return (padding[0],) * 2, (padding[1],) * 2
+    return tuple(map(tuple, padding))
+
+
+def torch_conv2d(x, w, b, stride, pads, dilation, groups, gy):
+    """Forward and gradients from torch, NHWC/HWIO in and out; asymmetric padding via F.pad."""
+    xt, wt = _t(x, (0, 3, 1, 2)), _t(w, (3, 2, 0, 1))
+    bt = None if b is None else torch.tensor(b, requires_grad=True)
+    (t, bo), (l, r) = pads  # noqa: E741
+    y = F.conv2d(F.pad(xt, (l, r, t, bo)), wt, bt, stride, 0, dilation, groups)
+    y.backward(torch.tensor(np.ascontiguousarray(gy.transpose(0, 3, 1, 2))))
+    out = [y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+           wt.grad.numpy().transpose(2, 3, 1, 0)]
+    return out + ([] if b is None else [bt.grad.numpy()])
+
+
+def fm_grads(fn, arrays, gy):
+    ts = [Tensor(a, requires_grad=True) for a in arrays]
+    y = fn(*ts)
+    y.backward(gy)
+    return [y.data] + [t.grad for t in ts]
+
+
+def naive_conv2d(x, w, b, stride, pads, dilation, table):
+    """Straight from the module formula: loops over n, i, j, o; C(o) from a boolean table."""
+    (t, bo), (l, r) = pads  # noqa: E741
+    xp = np.pad(x, ((0, 0), (t, bo), (l, r), (0, 0)))
+    n, hp, wp, c = xp.shape
+    kh, kw, _, o = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, oh, ow, o))
+    for nn in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for oo in range(o):
+                    acc = 0.0 if b is None else b[oo]
+                    for cc in np.flatnonzero(table[:, oo]):
+                        for p in range(kh):
+                            for q in range(kw):
+                                acc += w[p, q, cc, oo] * xp[nn, i * sh + p * dh, j * sw + q * dw, cc]
+                    y[nn, i, j, oo] = acc
+    return y
+
+
+LENET_C3 = np.zeros((6, 16), dtype=bool)
+for _o in range(6):
+    LENET_C3[[_o, (_o + 1) % 6, (_o + 2) % 6], _o] = True
+for _o in range(6, 12):
+    LENET_C3[[(_o - 6 + k) % 6 for k in range(4)], _o] = True
+for _o, _ins in zip(range(12, 15), ([0, 1, 3, 4], [1, 2, 4, 5], [0, 2, 3, 5])):
+    LENET_C3[_ins, _o] = True
+LENET_C3[:, 15] = True
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d against torch
+# ---------------------------------------------------------------------------------------------
+paddings = st.one_of(
+    st.sampled_from(["valid", "same", "full"]),
+    st.integers(0, 2),
+    st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)), st.tuples(st.integers(0, 3), st.integers(0, 3))),
+)
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    depthwise = groups > 1 and draw(st.booleans())
+    cg = 1 if depthwise else draw(st.integers(1, 3))
+    og = draw(st.integers(1, 3))  # with depthwise: the channel multiplier
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    return dict(n=draw(st.integers(1, 2)), h=h, w=w, c=cg * groups, o=og * groups, kh=kh, kw=kw,
+                stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                padding=draw(paddings), groups=groups, bias=draw(st.booleans()),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_cases())
+def test_conv2d_matches_torch_forward_and_all_gradients(case):
+    k = (case["kh"], case["kw"])
+    pads = _explicit_pads(case["padding"], (case["h"], case["w"]), k, case["stride"], case["dilation"])
+    span = [case[s] + sum(p) - d * (kk - 1) - 1 for s, p, d, kk in zip("hw", pads, case["dilation"], k)]
+    assume(min(span) >= 0)
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["n"], case["h"], case["w"], case["c"]))
+    w = rng.standard_normal((*k, case["c"] // case["groups"], case["o"]))
+    b = rng.standard_normal(case["o"]) if case["bias"] else None
+    opts = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    oh, ow = conv_output_size((case["h"], case["w"]), k, case["stride"], case["padding"], case["dilation"])
+    gy = rng.standard_normal((case["n"], oh, ow, case["o"]))
+    ref = torch_conv2d(x, w, b, case["stride"], pads, case["dilation"], case["groups"], gy)
+    arrays = [x, w] + ([] if b is None else [b])
+    got = fm_grads(lambda *a: conv2d(*a, **opts), arrays, gy)
+    assert got[0].shape == (case["n"], oh, ow, case["o"])
+    for g, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
+        np.testing.assert_allclose(g, r, **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [
+    (2, 28, 28, 1, 6, 5, 1, 2),     # LeNet C1 (one input map: transposed column matrix)
+    (2, 14, 14, 6, 16, 5, 1, 0),    # LeNet C3 (dense)
+    (1, 9, 9, 4, 8, 9, 1, 0),       # kernel as large as the input: 1×1 output
+    (3, 7, 5, 5, 3, 1, 1, 0),       # 1×1 kernel
+    (2, 11, 9, 8, 8, 3, 2, 1),      # strided
+    (1, 10, 10, 4, 8, 3, 1, "same"),
+])
+def test_conv2d_fixed_shapes_match_torch(shape):
+    n, h, w_, c, o, k, s, p = shape
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((n, h, w_, c)), rng.standard_normal((k, k, c, o)), rng.standard_normal(o)
+    pads = _explicit_pads(p, (h, w_), (k, k), (s, s), (1, 1))
+    y = conv2d(x, w, b, stride=s, padding=p)
+    gy = rng.standard_normal(y.shape)
+    ref = torch_conv2d(x, w, b, (s, s), pads, (1, 1), 1, gy)
+    got = fm_grads(lambda *a: conv2d(*a, stride=s, padding=p), [x, w, b], gy)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, **TOL)
+
+
+def test_conv2d_against_naive_loop_with_stride_dilation_asymmetric_padding():
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((2, 7, 8, 3)), rng.standard_normal((3, 2, 3, 4)), rng.standard_normal(4)
+    pads = ((1, 2), (0, 1))
+    y = conv2d(x, w, b, stride=(2, 1), padding=pads, dilation=(1, 2))
+    ref = naive_conv2d(x, w, b, (2, 1), pads, (1, 2), np.ones((3, 4), bool))
+    np.testing.assert_allclose(y, ref, **TOL)
+
+
+@pytest.mark.parametrize("opts", [
+    dict(stride=2, padding=1),
+    dict(padding="same", dilation=2),
+    dict(groups=2, padding=((0, 1), (1, 0))),
+    dict(groups=4, stride=(1, 2), padding="full"),  # depthwise
+    dict(groups=4, padding=1, mult=2),              # depthwise with channel multiplier 2
+])
+def test_conv2d_gradcheck(opts):
+    opts = dict(opts)
+    mult = opts.pop("mult", 1)
+    g = opts.get("groups", 1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4, 4))
+    w = rng.standard_normal((3, 2, 4 // g, 4 * mult if g == 4 else 4))
+    b = rng.standard_normal(w.shape[3])
+    gradcheck(lambda a, k, c: conv2d(a, k, c, **opts), x, w, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_transpose2d
+# ---------------------------------------------------------------------------------------------
+def torch_conv_transpose2d(x, w, b, stride, pads, out_pad, dilation, groups, gy):
+    """torch's conv_transpose2d with no padding, then the crop/extension our padding asks for."""
+    xt, wt = _t(x, (0, 3, 1, 2)), _t(w, (3, 2, 0, 1))  # ours (KH, KW, Cout/g, Cin) -> (Cin, Cout/g, KH, KW)
+    bt = None if b is None else torch.tensor(b, requires_grad=True)
+    full = F.conv_transpose2d(xt, wt, bt, stride, 0, 0, groups, dilation)
+    (t, bo), (l, r) = pads  # noqa: E741
+    # pad with zeros for output_padding (those rows receive nothing but the bias), then crop
+    ext = F.pad(full, (0, out_pad[1], 0, out_pad[0]))
+    if bt is not None:
+        extra = torch.zeros_like(ext)
+        extra[:, :, full.shape[2]:, :] = 1
+        extra[:, :, :, full.shape[3]:] = 1
+        ext = ext + extra * bt[None, :, None, None]
+    y = ext[:, :, t: ext.shape[2] - bo, l: ext.shape[3] - r]
+    y.backward(torch.tensor(np.ascontiguousarray(gy.transpose(0, 3, 1, 2))))
+    out = [y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+           wt.grad.numpy().transpose(2, 3, 1, 0)]
+    return out + ([] if b is None else [bt.grad.numpy()])
+
+
+@settings(max_examples=50, deadline=None)
+@given(conv_cases(), st.integers(0, 2), st.integers(0, 2))
+def test_conv_transpose2d_matches_torch(case, oph, opw):
+    k, s, d = (case["kh"], case["kw"]), case["stride"], case["dilation"]
+    out_pad = (min(oph, max(s[0], d[0]) - 1), min(opw, max(s[1], d[1]) - 1))
+    padding = case["padding"]
+    if padding == "same":
+        out_pad = (0, 0)
+        size = (case["h"] * s[0], case["w"] * s[1])
+        pads = _explicit_pads("same", size, k, s, d)
+        # the 'same' output is h·s; rows past the last window are zero (+ bias): express as output_padding
+        full = [(hh - 1) * ss + dd * (kk - 1) + 1 for hh, ss, dd, kk in zip((case["h"], case["w"]), s, d, k)]
+        ref_out_pad = tuple(z + sum(p) - f for z, p, f in zip(size, pads, full))
+    else:
+        pads = _explicit_pads(padding, (1, 1), k, s, d)
+        ref_out_pad = out_pad
+    full = [(hh - 1) * ss + dd * (kk - 1) + 1 for hh, ss, dd, kk in zip((case["h"], case["w"]), s, d, k)]
+    size = [f - sum(p) + a for f, p, a in zip(full, pads, ref_out_pad)]
+    assume(min(size) >= 1 and min(ref_out_pad) >= 0)
+    rng = np.random.default_rng(case["seed"])
+    c_in, c_out, g = case["o"], case["c"], case["groups"]  # swap roles: adjoint of the conv case
+    x = rng.standard_normal((case["n"], case["h"], case["w"], c_in))
+    w = rng.standard_normal((*k, c_out // g, c_in))
+    b = rng.standard_normal(c_out) if case["bias"] else None
+    gy = rng.standard_normal((case["n"], *size, c_out))
+    opts = dict(stride=s, padding=padding, output_padding=out_pad, dilation=d, groups=g)
+    arrays = [x, w] + ([] if b is None else [b])
+    got = fm_grads(lambda *a: conv_transpose2d(*a, **opts), arrays, gy)
+    ref = torch_conv_transpose2d(x, w, b, s, pads, ref_out_pad, d, g, gy)
+    for gg, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
+        np.testing.assert_allclose(gg, r, **TOL, err_msg=name)
+
+
+def test_conv_transpose2d_plain_torch_call_with_its_own_padding():
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((2, 5, 4, 6)), rng.standard_normal((3, 3, 2, 6)), rng.standard_normal(6)
+    y = conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=3)
+    ref = F.conv_transpose2d(_t(x, (0, 3, 1, 2)), _t(w, (3, 2, 0, 1)), torch.tensor(b), 2, 1, 1, 3)
+    np.testing.assert_allclose(y, ref.detach().numpy().transpose(0, 2, 3, 1), **TOL)
+
+
+@pytest.mark.parametrize("opts", [dict(stride=2, padding=1, output_padding=1), dict(groups=2, dilation=2),
+                                  dict(groups=4, stride=2)])
+def test_conv_transpose2d_is_the_adjoint_of_conv2d_and_gradchecks(opts):
+    rng = np.random.default_rng(5)
+    g = opts.get("groups", 1)
+    w = rng.standard_normal((3, 3, 4 // g, 4))
+    y_in = rng.standard_normal((2, 4, 3, 4))
+    out = conv_transpose2d(y_in, w, **opts)
+    x = rng.standard_normal(out.shape)
+    conv_opts = {k: v for k, v in opts.items() if k != "output_padding"}
+    fx = conv2d(x, w, **conv_opts)
+    assert fx.shape == y_in.shape
+    np.testing.assert_allclose(np.vdot(fx, y_in), np.vdot(x, out), rtol=1e-12)  # <Ax, y> = <x, Aᵀy>
+    gradcheck(lambda a, k: conv_transpose2d(a, k, **opts), y_in, w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection tables
+# ---------------------------------------------------------------------------------------------
+def test_lenet_c3_table_matches_masked_dense_torch_and_the_naive_loop():
+    rng = np.random.default_rng(6)
+    x, w, b = rng.standard_normal((2, 14, 14, 6)), rng.standard_normal((5, 5, 6, 16)), rng.standard_normal(16)
+    gy = rng.standard_normal((2, 10, 10, 16))
+    got = fm_grads(lambda *a: conv2d(*a, connections=LENET_C3), [x, w, b], gy)
+    ref = torch_conv2d(x, w * LENET_C3, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, gy)
+    for g, r in zip(got[:2] + got[3:], ref[:2] + ref[3:]):
+        np.testing.assert_allclose(g, r, **TOL)
+    np.testing.assert_allclose(got[2], ref[2] * LENET_C3, **TOL)  # dW of connected weights
+    assert np.all(got[2][:, :, ~LENET_C3] == 0.0)  # exactly zero elsewhere
+    small = naive_conv2d(x[:1, :7, :8], w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), LENET_C3)
+    np.testing.assert_allclose(conv2d(x[:1, :7, :8], w, b, connections=LENET_C3), small, **TOL)
+
+
+def test_connections_ignore_unconnected_weights_and_gradcheck():
+    rng = np.random.default_rng(7)
+    table = rng.random((3, 4)) < 0.5
+    table[0] = True
+    x, w = rng.standard_normal((1, 5, 5, 3)), rng.standard_normal((2, 2, 3, 4))
+    w2 = w.copy()
+    w2[:, :, ~table] = 1e6  # values of unconnected weights must not matter
+    np.testing.assert_array_equal(conv2d(x, w, connections=table), conv2d(x, w2, connections=table))
+    gradcheck(lambda a, k: conv2d(a, k, padding=1, stride=2, connections=table), x, w)
+
+
+def test_block_diagonal_table_equals_groups():
+    rng = np.random.default_rng(8)
+    x, b = rng.standard_normal((2, 6, 6, 4)), rng.standard_normal(6)
+    wg = rng.standard_normal((3, 3, 2, 6))  # groups=2: 2 inputs per group, 3 outputs per group
+    table = np.zeros((4, 6), bool)
+    table[:2, :3] = table[2:, 3:] = True
+    w = np.zeros((3, 3, 4, 6))
+    w[:, :, :2, :3], w[:, :, 2:, 3:] = wg[..., :3], wg[..., 3:]
+    np.testing.assert_allclose(conv2d(x, w, b, connections=table, padding=1),
+                               conv2d(x, wg, b, groups=2, padding=1), **TOL)
+
+
+def test_full_table_is_a_plain_conv():
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((1, 4, 4, 2)), rng.standard_normal((2, 2, 2, 3))
+    np.testing.assert_array_equal(conv2d(x, w, connections=np.ones((2, 3), bool)), conv2d(x, w))
+
+
+# ---------------------------------------------------------------------------------------------
+# The textbook example: one kernel per output map spans all input maps
+# ---------------------------------------------------------------------------------------------
+def test_textbook_32_then_64_kernels_give_64_maps_each_a_triple_sum():
+    rng = np.random.default_rng(10)
+    image = rng.standard_normal((1, 100, 100, 1))
+    k1 = rng.standard_normal((3, 3, 1, 32))
+    maps = conv2d(image, k1)
+    assert maps.shape == (1, 98, 98, 32)
+    k2 = rng.standard_normal((3, 3, 32, 64))
+    out = conv2d(maps, k2)
+    assert out.shape == (1, 96, 96, 64)  # 64 maps, not 32 × 64
+    I = maps[0]  # noqa: E741
+    for _ in range(20):
+        i, j, n = rng.integers(0, 96), rng.integers(0, 96), rng.integers(0, 64)
+        k = k2[:, :, :, n]
+        f = 0.0
+        for m in range(3):
+            for nn in range(3):
+                for o in range(32):
+                    f += k[m, nn, o] * I[i + m, j + nn, o]
+        np.testing.assert_allclose(out[0, i, j, n], f, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output size, dtypes, kinds, NaN, second backward, pooled buffers, chunked workspace
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size,k,s,p,d,expected", [
+    ((28, 28), 5, 1, 0, 1, (24, 24)), ((28, 28), 5, 1, 2, 1, (28, 28)), ((7, 8), 3, 2, "same", 1, (4, 4)),
+    ((5, 5), 3, 1, "full", 2, (9, 9)), ((10, 9), (3, 1), (2, 3), ((1, 0), (2, 2)), 1, (5, 5)),
+])
+def test_conv_output_size(size, k, s, p, d, expected):
+    assert conv_output_size(size, k, s, p, d) == expected
+
+
+def test_conv_output_size_agrees_with_torch_shapes():
+    x = torch.zeros(1, 1, 13, 11)
+    for k, s, p, d in [(3, 2, 1, 1), (5, 3, 2, 2), (1, 4, 0, 1)]:
+        ref = F.conv2d(x, torch.zeros(1, 1, k, k), None, s, p, d).shape[2:]
+        assert conv_output_size((13, 11), k, s, p, d) == tuple(ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("groups", [1, 4])
+def test_dtype_is_kept_and_kinds_round_trip(dtype, groups):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 6, 6, 4)).astype(dtype)
+    w = rng.standard_normal((3, 3, 4 // groups, 4)).astype(dtype)
+    y = conv2d(x, w, np.zeros(4, dtype), groups=groups, padding=1)
+    assert isinstance(y, np.ndarray) and y.dtype == dtype
+    t = conv2d(Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), groups=groups)
+    assert isinstance(t, Tensor) and t.dtype == dtype
+    t.backward(np.ones(t.shape, dtype))
+    yt = conv_transpose2d(x, w, groups=groups)
+    assert yt.dtype == dtype
+    ref = F.conv2d(torch.tensor(x.transpose(0, 3, 1, 2).copy()), torch.tensor(w.transpose(3, 2, 0, 1).copy()),
+                   None, 1, 1, 1, groups)
+    np.testing.assert_allclose(y, ref.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_nan_and_inf_propagate():
+    x = np.zeros((1, 4, 4, 2))
+    x[0, 1, 1, 0] = np.nan
+    x[0, 3, 3, 1] = np.inf
+    y = conv2d(x, np.ones((2, 2, 2, 3)))
+    assert np.isnan(y[0, 0, 0]).all() and np.isnan(y[0, 1, 1]).all() and np.isinf(y[0, 2, 2]).all()
+    assert np.isfinite(y[0, 0, 2]).all()
+
+
+def test_second_backward_and_interleaved_forwards_reuse_buffers_safely():
+    rng = np.random.default_rng(12)
+    x1, x2 = rng.standard_normal((2, 6, 6, 3)), rng.standard_normal((2, 6, 6, 3))
+    w = rng.standard_normal((3, 3, 3, 5))
+    gy = rng.standard_normal((2, 6, 6, 5))
+    ref1 = torch_conv2d(x1, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, gy)[2]
+    ref2 = torch_conv2d(x2, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, gy)[2]
+    wt = Tensor(w, requires_grad=True)
+    y1 = conv2d(x1, wt, padding=1)  # two forwards keep two column matrices before either backward
+    y2 = conv2d(x2, wt, padding=1)
+    y2.backward(gy)
+    np.testing.assert_allclose(wt.grad, ref2, **TOL)
+    y1.backward(gy)
+    np.testing.assert_allclose(wt.grad, ref1 + ref2, **TOL)
+    y1.backward(gy)  # a second backward through the same node recomputes the released columns
+    np.testing.assert_allclose(wt.grad, 2 * ref1 + ref2, **TOL)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=1), dict(stride=2, groups=2), dict(padding="same")])
+@pytest.mark.parametrize("cin", [1, 4])
+def test_chunked_workspace_gives_the_same_results(opts, cin):
+    if cin == 1 and "groups" in opts:
+        opts = dict(opts, groups=1)
+    rng = np.random.default_rng(13)
+    x, b = rng.standard_normal((5, 9, 8, cin)), rng.standard_normal(6)
+    w = rng.standard_normal((3, 3, cin // opts.get("groups", 1), 6))
+    gy = rng.standard_normal(conv2d(x, w, **opts).shape)
+    whole = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+    per_image = 2 * 8 * 8 * 9 * cin * 8
+    with conv_mod.workspace_limit(per_image * 2):  # chunks of two images (3 chunks)
+        assert len(conv_mod._batch_chunks(conv_mod._Geom(5, 9, 8, cin, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 8, 8, 6,
+                                                         1), 8)) == 3
+        chunked = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+        t_whole = conv_transpose2d(gy, w, **{k: v for k, v in opts.items()})
+    np.testing.assert_array_equal(chunked[0], whole[0])  # y: same rows, same GEMM per row
+    np.testing.assert_array_equal(chunked[1], whole[1])  # dx: per image
+    np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-13, atol=1e-13)  # dW: summed over chunks
+    np.testing.assert_array_equal(chunked[3], whole[3])
+    np.testing.assert_array_equal(t_whole, conv_transpose2d(gy, w, **opts))
+
+
+def test_workspace_setting_validates_and_restores():
+    assert conv_mod.get_max_workspace_bytes() is None
+    with conv_mod.workspace_limit(1000):
+        assert conv_mod.get_max_workspace_bytes() == 1000
+    assert conv_mod.get_max_workspace_bytes() is None
+    conv_mod.set_max_workspace_bytes(1 << 20)
+    try:
+        assert conv_mod.get_max_workspace_bytes() == 1 << 20
+    finally:
+        conv_mod.set_max_workspace_bytes(None)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        conv_mod.set_max_workspace_bytes(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: every message names the argument, what was expected and what was received
+# ---------------------------------------------------------------------------------------------
+X = np.zeros((1, 8, 8, 3), np.float32)
+W = np.zeros((3, 3, 3, 4), np.float32)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda: conv2d(X, np.zeros((3, 3, 32, 8), np.float32)), ValueError,
+     r"input has 3 channels but the weight expects 32 \(w.shape\[2\] \* groups"),
+    (lambda: conv2d(np.zeros((1, 8, 8, 4), np.float32), np.zeros((3, 3, 2, 6), np.float32), groups=3),
+     ValueError, "groups=3 must divide the 4 input channels"),
+    (lambda: conv2d(np.zeros((1, 8, 8, 4), np.float32), np.zeros((3, 3, 2, 5), np.float32), groups=2),
+     ValueError, "groups=2 must divide the 5 output channels"),
+    (lambda: conv2d(X, W, groups=0), ValueError, "groups must be ≥ 1"),
+    (lambda: conv2d(X, W, groups=1.5), TypeError, "groups must be a positive int"),
+    (lambda: conv2d(X, np.zeros((9, 9, 3, 4), np.float32)), ValueError, r"kernel 9×9 .* padded input is only 8×8"),
+    (lambda: conv2d(X, np.zeros((5, 5, 3, 4), np.float32), dilation=2), ValueError, "dilation 2×2"),
+    (lambda: conv2d(X, W, connections=np.ones((3, 5), bool)), ValueError, r"connections must have shape .*\(3, 4\)"),
+    (lambda: conv2d(X, W, connections=np.ones((3, 4))), TypeError, "connections must have dtype bool"),
+    (lambda: conv2d(X, W, connections=[[True] * 4] * 3), TypeError, "connections must be a boolean ndarray"),
+    (lambda: conv2d(X, W, connections=np.eye(3, 4, dtype=bool)), ValueError, r"output map\(s\) \[3\] no input"),
+    (lambda: conv2d(X, W, stride=0), ValueError, "stride must be ≥ 1"),
+    (lambda: conv2d(X, W, stride=-1), ValueError, "stride must be ≥ 1"),
+    (lambda: conv2d(X, W, dilation=(1, 0)), ValueError, "dilation must be ≥ 1"),
+    (lambda: conv2d(X, W, stride=1.0), TypeError, "stride must be an int or a pair"),
+    (lambda: conv2d(X, W, padding=-1), ValueError, "padding"),
+    (lambda: conv2d(X, W, padding="half"), ValueError, "padding must be 'valid', 'same', 'full'"),
+    (lambda: conv2d(X[0], W), ValueError, r"x must be 4-D \(N, H, W, C\); received shape \(8, 8, 3\)"),
+    (lambda: conv2d(X, W[0]), ValueError, r"w must be 4-D \(KH, KW, C_in // groups, C_out\); received shape"),
+    (lambda: conv2d(X, W, np.zeros(3, np.float32)), ValueError, r"b must have shape \(4,\).*received \(3,\)"),
+    (lambda: conv2d(X, W.astype(np.float64)), TypeError, "x has dtype float32 but w has dtype float64.*astype"),
+    (lambda: conv2d(X, W, np.zeros(4)), TypeError, "b has dtype float64 but w has dtype float32"),
+    (lambda: conv2d(X.astype(int), W), TypeError, "x must have a floating dtype"),
+    (lambda: conv_transpose2d(X, W), ValueError, r"input has 3 channels but the weight expects 4 \(w.shape\[3\]\)"),
+    (lambda: conv_transpose2d(X, np.zeros((3, 3, 2, 3), np.float32), stride=2, output_padding=2), ValueError,
+     "output_padding must be smaller than the stride or the dilation"),
+    (lambda: conv_transpose2d(X, np.zeros((3, 3, 2, 3), np.float32), stride=2, padding="same", output_padding=1),
+     ValueError, "output_padding must be 0 with padding='same'"),
+    (lambda: conv_transpose2d(X, np.zeros((3, 3, 2, 3), np.float32), padding=6), ValueError, "output would be"),
+    (lambda: conv_transpose2d(X, np.zeros((3, 3, 2, 3), np.float32), groups=2), ValueError,
+     "groups=2 must divide the 3 input channels"),
+    (lambda: conv_output_size((4, 4), 5), ValueError, "kernel 5×5"),
+])
+def test_errors_name_the_argument(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_connections_with_groups_is_rejected():
+    x = np.zeros((1, 8, 8, 4), np.float32)
+    w = np.zeros((3, 3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="connections replaces groups"):
+        conv2d(x, w, groups=2, connections=np.ones((4, 4), bool))
