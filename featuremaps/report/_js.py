@@ -1,0 +1,708 @@
+"""The report page's script (inlined into every report). No libraries, no network."""
+
+JS = r"""
+(function () {
+"use strict";
+const D = JSON.parse(document.getElementById("fm-data").textContent);
+const Arr = D.dtype === "float64" ? Float64Array : Float32Array;
+
+function decode(b64) {
+  if (b64 === null || b64 === undefined) return null;
+  const bin = atob(b64);
+  const u8 = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+  return new Arr(u8.buffer);
+}
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+}
+// Numbers: 7 significant digits on screen; the exact double in data-value.
+function fmt(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e-4 && a < 1e7) return String(Number(v.toPrecision(7)));
+  return v.toExponential(6).replace(/\.?0+e/, "e");
+}
+function num(v, attrs) {
+  return el("td", Object.assign({ class: "num", "data-value": String(v), text: fmt(v) }, attrs || {}));
+}
+function fmtShape(s) { return s.join(" × "); }
+
+// ---- layers --------------------------------------------------------------------------------
+const L = D.layers.map(function (l) {
+  const o = Object.assign({}, l);
+  o.v = decode(l.values);
+  if (l.shape.length === 3) {
+    o.isMap = true; o.H = l.shape[0]; o.W = l.shape[1]; o.C = l.shape[2];
+  } else {
+    const F = l.shape.length ? l.shape[0] : 1;
+    o.isMap = false; o.F = F; o.C = 1;
+    o.W = F <= 32 ? F : Math.max(32, Math.ceil(Math.sqrt(2 * F)));
+    o.H = Math.ceil(F / o.W);
+  }
+  if (o.op && o.op.type === "conv") {
+    o.op.K = decode(o.op.kernels);
+    o.op.B = decode(o.op.bias);
+    const cin = o.op.in_maps, cout = o.C, s = o.op.connections;
+    o.op.fed = [];
+    for (let m = 0; m < cout; m++) {
+      const list = [];
+      for (let i = 0; i < cin; i++) if (s.charCodeAt(i * cout + m) === 49) list.push(i);
+      o.op.fed.push(list);
+    }
+    let km = 0;
+    for (let i = 0; i < o.op.K.length; i++) if (Number.isFinite(o.op.K[i])) km = Math.max(km, Math.abs(o.op.K[i]));
+    o.op.kabs = km;
+  } else if (o.op && o.op.type === "dense") {
+    o.op.Wt = decode(o.op.weight);
+    o.op.B = decode(o.op.bias);
+  }
+  return o;
+});
+const byName = {};
+L.forEach(function (l) { byName[l.name] = l; });
+
+function unitOf(l, r, c) { return r * l.W + c; }
+function val(l, m, r, c) {
+  if (l.isMap) return l.v[(r * l.W + c) * l.C + m];
+  return l.v[unitOf(l, r, c)];
+}
+function inRange(l, r, c) {
+  if (r < 0 || c < 0 || r >= l.H || c >= l.W) return false;
+  return l.isMap || unitOf(l, r, c) < l.F;
+}
+function posLabel(l, m, r, c) {
+  return l.isMap ? l.name + "[" + r + ", " + c + ", " + m + "]" : l.name + "[" + unitOf(l, r, c) + "]";
+}
+
+// ---- colours -------------------------------------------------------------------------------
+const STOPS = [[5, 48, 97], [67, 147, 195], [247, 247, 247], [214, 96, 77], [103, 0, 31]];
+function diverging(t) {
+  if (!Number.isFinite(t)) return [255, 0, 255];
+  t = Math.max(-1, Math.min(1, t));
+  const u = (t + 1) * 2, i = Math.min(3, Math.floor(u)), f = u - i, a = STOPS[i], b = STOPS[i + 1];
+  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
+}
+function colourFn(l) {
+  if (l.index === 0) {
+    const lo = l.min, span = (l.max - l.min) || 1;
+    return function (v) {
+      if (!Number.isFinite(v)) return [255, 0, 255];
+      const g = 255 * Math.max(0, Math.min(1, (v - lo) / span));
+      return [g, g, g];
+    };
+  }
+  const s = l.absmax || 1;
+  return function (v) { return diverging(v / s); };
+}
+function paint(canvas, w, h, get, colour) {
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h);
+  for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) {
+    const v = get(r, c), k = 4 * (r * w + c);
+    if (v === undefined) { img.data[k + 3] = 0; continue; }
+    const rgb = colour(v);
+    img.data[k] = rgb[0]; img.data[k + 1] = rgb[1]; img.data[k + 2] = rgb[2]; img.data[k + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return canvas;
+}
+function mapCanvas(l, m, cssPx) {
+  const cv = el("canvas", { "aria-hidden": "true" });
+  paint(cv, l.W, l.H, function (r, c) { return inRange(l, r, c) ? val(l, m, r, c) : undefined; }, colourFn(l));
+  const scale = cssPx / Math.max(l.W, l.H);
+  cv.style.width = Math.round(l.W * scale) + "px";
+  cv.style.height = Math.round(l.H * scale) + "px";
+  return cv;
+}
+function tilePx(l) {
+  if (!l.isMap) return Math.min(l.W * 10, 360);
+  return Math.max(44, Math.min(96, Math.max(l.H, l.W) * 3));
+}
+function gridCanvas(vals, kh, kw, colour, cssPx) {
+  const cv = el("canvas", { "aria-hidden": "true" });
+  paint(cv, kw, kh, function (p, q) { return vals[p * kw + q]; }, colour);
+  const s = cssPx / Math.max(kh, kw);
+  cv.style.width = Math.round(kw * s) + "px"; cv.style.height = Math.round(kh * s) + "px";
+  return cv;
+}
+
+// ---- state ---------------------------------------------------------------------------------
+const tiles = L.map(function () { return []; });   // tiles[k][m] = {button, frame, win, cursor}
+const sections = [];
+let sel = null;   // {k, m, r, c}
+
+function argmaxOf(l, m) {
+  let best = -Infinity, br = 0, bc = 0;
+  for (let r = 0; r < l.H; r++) for (let c = 0; c < l.W; c++) {
+    if (!inRange(l, r, c)) continue;
+    const v = val(l, m, r, c);
+    if (Number.isFinite(v) && v > best) { best = v; br = r; bc = c; }
+  }
+  return [br, bc, best];
+}
+function strongestMap(l) {
+  let best = -Infinity, bm = 0;
+  for (let m = 0; m < l.C; m++) { const a = argmaxOf(l, m); if (a[2] > best) { best = a[2]; bm = m; } }
+  return bm;
+}
+
+// ---- the layer column ----------------------------------------------------------------------
+function opText(l) {
+  const op = l.op;
+  if (!op) return "";
+  if (op.type === "conv") {
+    return op.kernel.join("×") + " kernels, stride " + op.stride.join("×") + ", " +
+      op.fed.reduce(function (a, f) { return a + f.length; }, 0) + " map-to-map links";
+  }
+  if (op.type === "dense") return op.in_features + " inputs per unit";
+  if (op.type === "pool") return op.mode + " over " + op.kernel.join("×") + " windows, stride " + op.stride.join("×");
+  if (op.type === "omitted") return "weights not embedded: " + op.reason;
+  return "";
+}
+function buildLayers() {
+  const host = document.getElementById("layers");
+  L.forEach(function (l, k) {
+    const nMaps = l.isMap ? l.C : 1;
+    const h = el("h3", { id: "layer-h-" + k },
+      el("span", { class: "lname", text: l.name }),
+      el("span", { class: "kind", text: l.kind === "input" ? "input" : l.kind }),
+      el("span", { class: "shape", text: fmtShape(l.shape) }));
+    const legend = el("span", { class: "legend" },
+      el("span", { class: "bar" + (k === 0 ? " grey" : ""), "aria-hidden": "true" }),
+      el("span", { class: "num", text: k === 0 ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
+    const descTxt = [l.describe, opText(l)].filter(Boolean).join(" · ");
+    const desc = el("p", { class: "desc" }, legend, descTxt ? " " + descTxt : "");
+    const maps = el("div", { class: "maps", role: "group",
+      "aria-label": l.name + ": " + (l.isMap ? nMaps + " feature maps of " + l.H + " × " + l.W : l.F + " units") });
+    const px = tilePx(l);
+    for (let m = 0; m < nMaps; m++) {
+      const cv = mapCanvas(l, m, px);
+      const win = el("span", { class: "overlay window", hidden: true });
+      const cur = el("span", { class: "overlay cursor", hidden: true });
+      const frame = el("span", { class: "frame" }, cv, win, cur);
+      const label = l.isMap ? l.name + " map " + m + " of " + nMaps + ", " + l.H + " by " + l.W
+        : l.name + ", " + l.F + " units";
+      const b = el("button", { type: "button", class: "tile", "data-layer": k, "data-map": m,
+        "aria-pressed": "false", "aria-label": label },
+        frame, l.isMap ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
+      b.addEventListener("click", function (ev) {
+        let pos = null;
+        if (ev.detail > 0) {   // a pointer click: pick the pixel under it
+          const rc = cv.getBoundingClientRect();
+          if (ev.clientX >= rc.left && ev.clientX < rc.right && ev.clientY >= rc.top && ev.clientY < rc.bottom) {
+            pos = [Math.floor((ev.clientY - rc.top) / rc.height * l.H), Math.floor((ev.clientX - rc.left) / rc.width * l.W)];
+          }
+        }
+        select(k, m, pos);
+      });
+      b.addEventListener("keydown", function (ev) { arrowKey(ev, k, m); });
+      maps.append(b);
+      tiles[k].push({ button: b, frame: frame, win: win, cursor: cur });
+    }
+    const sec = el("section", { class: "layer", id: "layer-" + l.name, "data-layer": k,
+      "aria-labelledby": "layer-h-" + k }, h, desc, maps);
+    if (!l.isMap && D.prediction && k === L.length - 1) sec.append(classList(l, k));
+    sections.push(sec);
+    host.append(sec);
+  });
+}
+const classButtons = [];
+function classList(l, k) {
+  const ol = el("ol", { class: "classes", "aria-label": "Predicted probabilities (softmax of " + l.name + ")" });
+  const probs = D.prediction.probs;
+  for (let u = 0; u < l.F; u++) {
+    const name = D.classes ? String(D.classes[u]) : String(u);
+    const pct = 100 * probs[u];
+    const b = el("button", { type: "button", "data-unit": u,
+      class: u === D.prediction.class ? "top" : null,
+      "aria-label": "class " + name + ": probability " + pct.toFixed(2) + "%, logit " + fmt(l.v[u]) },
+      el("span", { text: name }),
+      el("span", { class: "pbar", "aria-hidden": "true" }, el("span", { style: "width:" + pct.toFixed(2) + "%" })),
+      el("span", { class: "num", text: pct.toFixed(2) + "%" }));
+    b.addEventListener("click", function () { select(k, 0, [Math.floor(u / l.W), u % l.W]); });
+    classButtons.push(b);
+    ol.append(el("li", {}, b));
+  }
+  return ol;
+}
+
+function place(node, l, r0, c0, r1, c1) {  // inclusive rows/cols, clipped to the map
+  r0 = Math.max(0, r0); c0 = Math.max(0, c0); r1 = Math.min(l.H - 1, r1); c1 = Math.min(l.W - 1, c1);
+  if (r1 < r0 || c1 < c0) { node.hidden = true; return; }
+  node.style.top = (100 * r0 / l.H) + "%"; node.style.left = (100 * c0 / l.W) + "%";
+  node.style.height = (100 * (r1 - r0 + 1) / l.H) + "%"; node.style.width = (100 * (c1 - c0 + 1) / l.W) + "%";
+  node.hidden = false;
+}
+
+// The window of input rows/cols a unit at (r, c) reads (conv and pool), inclusive, unclipped.
+function windowOf(op, r, c) {
+  const r0 = r * op.stride[0] - op.pad[0][0], c0 = c * op.stride[1] - op.pad[1][0];
+  return [r0, c0, r0 + (op.kernel[0] - 1) * op.dilation[0], c0 + (op.kernel[1] - 1) * op.dilation[1]];
+}
+
+function highlight() {
+  tiles.forEach(function (ts) {
+    ts.forEach(function (t) {
+      t.button.classList.remove("selected", "feeds", "unfed");
+      t.button.setAttribute("aria-pressed", "false");
+      t.win.hidden = true; t.cursor.hidden = true;
+    });
+  });
+  sections.forEach(function (s) { s.classList.remove("has-selection", "feeds-selection"); });
+  classButtons.forEach(function (b) { b.classList.remove("selected"); });
+  const k = sel.k, l = L[k], t = tiles[k][sel.m];
+  t.button.classList.add("selected");
+  t.button.setAttribute("aria-pressed", "true");
+  place(t.cursor, l, sel.r, sel.c, sel.r, sel.c);
+  sections[k].classList.add("has-selection");
+  if (!l.isMap && classButtons.length && k === L.length - 1) {
+    const u = unitOf(l, sel.r, sel.c);
+    if (classButtons[u]) classButtons[u].classList.add("selected");
+  }
+  if (k === 0) return;
+  const p = L[k - 1], pt = tiles[k - 1], op = l.op;
+  sections[k - 1].classList.add("feeds-selection");
+  if (op && op.type === "conv") {
+    const fed = op.fed[sel.m], w = windowOf(op, sel.r, sel.c);
+    pt.forEach(function (tt, i) {
+      if (fed.indexOf(i) >= 0) { tt.button.classList.add("feeds"); place(tt.win, p, w[0], w[1], w[2], w[3]); }
+      else tt.button.classList.add("unfed");
+    });
+  } else if (op && op.type === "pool" && pt[sel.m]) {
+    const w = windowOf(op, sel.r, sel.c);
+    pt.forEach(function (tt, i) { tt.button.classList.add(i === sel.m ? "feeds" : "unfed"); });
+    place(pt[sel.m].win, p, w[0], w[1], w[2], w[3]);
+  } else if (op && op.type === "global_pool") {
+    const u = unitOf(l, sel.r, sel.c);
+    pt.forEach(function (tt, i) { tt.button.classList.add(i === u ? "feeds" : "unfed"); });
+  } else if (op && op.type === "elementwise" && pt[sel.m]) {
+    pt.forEach(function (tt, i) { tt.button.classList.add(i === sel.m ? "feeds" : "unfed"); });
+    place(pt[sel.m].win, p, sel.r, sel.c, sel.r, sel.c);
+  } else if (op && op.type === "zeropad" && pt[sel.m]) {
+    pt.forEach(function (tt, i) { tt.button.classList.add(i === sel.m ? "feeds" : "unfed"); });
+    const rr = sel.r - op.pad[0][0], cc = sel.c - op.pad[1][0];
+    place(pt[sel.m].win, p, rr, cc, rr, cc);
+  } else if (op && op.type === "flatten" && p.isMap) {
+    const u = unitOf(l, sel.r, sel.c), m = u % p.C, pix = Math.floor(u / p.C);
+    pt.forEach(function (tt, i) { tt.button.classList.add(i === m ? "feeds" : "unfed"); });
+    place(pt[m].win, p, Math.floor(pix / p.W), pix % p.W, Math.floor(pix / p.W), pix % p.W);
+  } else {
+    pt.forEach(function (tt) { tt.button.classList.add("feeds"); });
+  }
+}
+
+// ---- selection and keyboard ----------------------------------------------------------------
+function select(k, m, pos) {
+  const l = L[k];
+  let r, c;
+  if (pos) { r = pos[0]; c = pos[1]; }
+  else if (sel && sel.k === k) { r = sel.r; c = sel.c; }
+  else { const a = argmaxOf(l, m); r = a[0]; c = a[1]; }
+  r = Math.max(0, Math.min(l.H - 1, r)); c = Math.max(0, Math.min(l.W - 1, c));
+  if (!inRange(l, r, c)) { const u = l.F - 1; r = Math.floor(u / l.W); c = u % l.W; }
+  sel = { k: k, m: m, r: r, c: c };
+  highlight();
+  renderPanel();
+}
+const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+function arrowKey(ev, k, m) {
+  const d = MOVES[ev.key];
+  if (!d) return;
+  ev.preventDefault();
+  if (!sel || sel.k !== k || sel.m !== m) { select(k, m, null); return; }
+  move(d);
+}
+function move(d) {
+  const l = L[sel.k];
+  let r = sel.r + d[0], c = sel.c + d[1];
+  if (!l.isMap && d[1] !== 0) {   // vectors: left/right walk the units in order
+    const u = Math.max(0, Math.min(l.F - 1, unitOf(l, sel.r, sel.c) + d[1]));
+    r = Math.floor(u / l.W); c = u % l.W;
+  }
+  if (r < 0 || c < 0 || r >= l.H || c >= l.W || !inRange(l, r, c)) return;
+  select(sel.k, sel.m, [r, c]);
+}
+
+// ---- the panel -----------------------------------------------------------------------------
+function zoomView(l, m) {
+  const cell = Math.max(4, Math.floor(240 / Math.max(l.W, l.H)));
+  const zc = el("canvas", { id: "zoom", tabindex: "0", role: "application",
+    "aria-roledescription": "feature map",
+    "aria-label": "Map " + m + " of " + l.name + ". Selected " + posLabel(l, m, sel.r, sel.c) + " = " +
+      fmt(val(l, m, sel.r, sel.c)) + ". Arrow keys move the selected pixel." });
+  zc.width = l.W * cell; zc.height = l.H * cell;
+  const src = el("canvas");
+  paint(src, l.W, l.H, function (r, c) { return inRange(l, r, c) ? val(l, m, r, c) : undefined; }, colourFn(l));
+  const ctx = zc.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(src, 0, 0, zc.width, zc.height);
+  ctx.lineWidth = 3; ctx.strokeStyle = "#ffffff";
+  ctx.strokeRect(sel.c * cell + 1.5, sel.r * cell + 1.5, cell - 3, cell - 3);
+  ctx.lineWidth = 2; ctx.strokeStyle = "#0b57d0";
+  ctx.strokeRect(sel.c * cell + 1, sel.r * cell + 1, cell - 2, cell - 2);
+  zc.addEventListener("click", function (ev) {
+    const rc = zc.getBoundingClientRect();
+    const r = Math.floor((ev.clientY - rc.top) / rc.height * l.H), c = Math.floor((ev.clientX - rc.left) / rc.width * l.W);
+    if (inRange(l, r, c)) { select(sel.k, sel.m, [r, c]); focusZoom(); }
+  });
+  zc.addEventListener("keydown", function (ev) {
+    const d = MOVES[ev.key];
+    if (!d) return;
+    ev.preventDefault(); move(d); focusZoom();
+  });
+  return zc;
+}
+function focusZoom() { const z = document.getElementById("zoom"); if (z) z.focus(); }
+
+function renderPanel() {
+  const l = L[sel.k], m = sel.m, r = sel.r, c = sel.c;
+  const zoomHadFocus = document.activeElement && document.activeElement.id === "zoom";
+  document.getElementById("panel-h").textContent = l.isMap ? l.name + " · map " + m : l.name + " · unit " + unitOf(l, r, c);
+  const body = document.getElementById("panel-body");
+  body.textContent = "";
+  const v = val(l, m, r, c);
+  body.append(el("p", {},
+    el("strong", { text: l.kind === "input" ? "input" : l.kind }), " · " + fmtShape(l.shape) +
+    (l.isMap ? " · map " + m + " of " + l.C : "")));
+  body.append(el("div", { class: "zoomwrap" }, zoomView(l, m),
+    el("div", {},
+      el("p", { id: "pixel-status", role: "status", "aria-live": "polite" },
+        "Selected ", el("span", { class: "mono", text: posLabel(l, m, r, c) }), " = ",
+        el("span", { class: "num", id: "pixel-value", "data-value": String(v), text: fmt(v) })),
+      el("p", { class: "hint", text: "Click a pixel, or focus the map and use the arrow keys." }))));
+  const op = l.op;
+  if (sel.k === 0) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
+  else if (!op) body.append(el("p", { class: "hint",
+    text: "The report shows no decomposition for " + l.kind + " layers; use `featuremaps explain` in a terminal." }));
+  else if (op.type === "conv") explainConv(body);
+  else if (op.type === "dense") explainDense(body);
+  else if (op.type === "pool") explainPool(body);
+  else if (op.type === "global_pool") explainGlobal(body);
+  else if (op.type === "elementwise") explainElementwise(body);
+  else if (op.type === "flatten") explainFlatten(body);
+  else if (op.type === "zeropad") explainZeroPad(body);
+  else if (op.type === "omitted") body.append(el("p", { class: "hint", text: "No decomposition: " + op.reason + "." }));
+  if (zoomHadFocus) focusZoom();
+}
+
+function goButton(k, m, pos, text) {
+  return el("button", { type: "button", class: "linkish", text: text,
+    onclick: function () { select(k, m, pos); tiles[k][m].button.focus(); } });
+}
+
+// What happens to this unit's value in the layers right after it (activation, then pooling).
+function downstream(tbody) {
+  let j = sel.k + 1;
+  while (j < L.length && L[j].op && L[j].op.type === "elementwise" && L[j].isMap === L[sel.k].isMap) {
+    const a = val(L[j], sel.m, sel.r, sel.c);
+    tbody.append(el("tr", { class: "after", "data-layer": L[j].name },
+      el("th", { text: "after " + L[j].name + " (" + L[j].kind + ")" }), num(a, { id: "ex-activation" })));
+    j++;
+  }
+  if (j < L.length && L[j].op && L[j].op.type === "pool" && L[sel.k].isMap) {
+    const q = L[j], op = q.op;
+    for (let pr = 0; pr < q.H; pr++) for (let pc = 0; pc < q.W; pc++) {
+      const w = windowOf(op, pr, pc);
+      if (sel.r < w[0] || sel.r > w[2] || sel.c < w[1] || sel.c > w[3]) continue;
+      if ((sel.r - w[0]) % op.dilation[0] || (sel.c - w[1]) % op.dilation[1]) continue;
+      const pv = val(q, sel.m, pr, pc);
+      tbody.append(el("tr", { class: "after", "data-layer": q.name },
+        el("th", {}, "feeds ", goButton(j, sel.m, [pr, pc], posLabel(q, sel.m, pr, pc)), " (" + op.mode + " pool)"),
+        num(pv, { id: "ex-pooled" })));
+      for (let a = j + 1; a < L.length && L[a].op && L[a].op.type === "elementwise" && L[a].isMap; a++) {
+        tbody.append(el("tr", { class: "after", "data-layer": L[a].name },
+          el("th", { text: "then after " + L[a].name + " (" + L[a].kind + ")" }),
+          num(val(L[a], sel.m, pr, pc), { id: "ex-pooled-activation" })));
+      }
+      return;
+    }
+  }
+}
+
+function refFor() {
+  const l = L[sel.k];
+  for (const ref of D.references) {
+    if (ref.layer !== l.name || ref.out_map !== (l.isMap ? sel.m : unitOf(l, sel.r, sel.c))) continue;
+    if (l.isMap && !(ref.position && ref.position[0] === sel.r && ref.position[1] === sel.c)) continue;
+    return ref;
+  }
+  return null;
+}
+function asNum(v) { return typeof v === "string" ? Number(v.replace("inf", "Infinity")) : v; }
+function close(a, b, scale) {
+  if (Number.isNaN(a) && Number.isNaN(b)) return true;
+  return Math.abs(a - b) <= 1e-5 * Math.max(1e-6, scale);
+}
+function checkAgainst(body, shown) {
+  const ref = refFor();
+  if (!ref) {
+    body.append(el("p", { class: "check info", id: "ref-check",
+      text: "Computed in this page from the embedded weights and maps. featuremaps.inspect.explain() was also run " +
+        "at build time on the first unit this page selects in each layer; select it to see the comparison." }));
+    return;
+  }
+  const pairs = [["engine value", shown.engine, asNum(ref.engine_value)],
+                 ["pre-activation", shown.pre, asNum(ref.pre_activation)]];
+  if (ref.bias !== undefined && ref.bias !== null) pairs.push(["bias", shown.bias, asNum(ref.bias)]);
+  if (Array.isArray(ref.terms) && shown.terms) {
+    for (const t of ref.terms) {
+      if (t.input_map === undefined || !(t.input_map in shown.terms)) continue;
+      pairs.push(["partial sum of input " + t.input_map, shown.terms[t.input_map], asNum(t.partial_sum)]);
+    }
+  }
+  let worst = 0, ok = true;
+  for (const p of pairs) {
+    const d = Math.abs(p[1] - p[2]);
+    if (!close(p[1], p[2], shown.scale)) ok = false;
+    if (Number.isFinite(d)) worst = Math.max(worst, d);
+  }
+  body.append(el("p", { class: "check " + (ok ? "ok" : "bad"), id: "ref-check", "data-ok": ok ? "true" : "false" },
+    (ok ? "✓ Same as " : "✗ Differs from ") + "featuremaps.inspect.explain(), run on this unit when the report was built: " +
+    pairs.length + " numbers compared, largest difference " + worst.toExponential(1) + "."));
+}
+
+function explainConv(body) {
+  const l = L[sel.k], p = L[sel.k - 1], op = l.op, m = sel.m, r = sel.r, c = sel.c;
+  const kh = op.kernel[0], kw = op.kernel[1], cin = op.in_maps, cout = l.C, fed = op.fed[m];
+  const unfed = [];
+  for (let i = 0; i < cin; i++) if (fed.indexOf(i) < 0) unfed.push(i);
+  body.append(el("p", { class: "fedby", id: "fed-by", "data-inputs": fed.join(",") },
+    "Fed by " + fed.length + " of " + cin + " maps of " + p.name + (fed.length < cin ? ": " + fed.join(", ") : " (all)") +
+    ". These are highlighted in the layer column; the box marks the window this pixel reads."));
+  body.append(el("h3", { text: "Why " + posLabel(l, m, r, c) + " = " + fmt(val(l, m, r, c)) }));
+  const tpad = op.pad[0][0], lpad = op.pad[1][0];
+  body.append(el("p", { class: "formula",
+    text: "y = b[" + m + "] + Σ_i Σ_p,q w[p, q, i, " + m + "] · x_i[" + r + "·" + op.stride[0] + " + p·" + op.dilation[0] +
+      " − " + tpad + ", " + c + "·" + op.stride[1] + " + q·" + op.dilation[1] + " − " + lpad + "]   (p < " + kh + ", q < " + kw + ")" }));
+  const inColour = colourFn(p), kColour = function (v) { return diverging(v / (op.kabs || 1)); };
+  const tbody = el("tbody");
+  const shown = { terms: {}, scale: 0 };
+  let total = 0;
+  const cellPx = Math.max(36, Math.min(72, 9 * Math.max(kh, kw)));
+  for (const i of fed) {
+    const win = new Array(kh * kw), pad = new Array(kh * kw), ker = new Array(kh * kw);
+    let s = 0;
+    for (let pp = 0; pp < kh; pp++) for (let q = 0; q < kw; q++) {
+      const y = r * op.stride[0] + pp * op.dilation[0] - tpad, x = c * op.stride[1] + q * op.dilation[1] - lpad;
+      const inside = y >= 0 && y < p.H && x >= 0 && x < p.W;
+      const xv = inside ? p.v[(y * p.W + x) * cin + i] : 0;
+      const wv = op.K[((pp * kw + q) * cin + i) * cout + m];
+      win[pp * kw + q] = xv; pad[pp * kw + q] = !inside; ker[pp * kw + q] = wv;
+      s += xv * wv;
+      shown.scale += Math.abs(xv * wv);
+    }
+    shown.terms[i] = s;
+    total += s;
+    const grid = el("table", { class: "grid", "aria-label": "window values x times kernel w" });
+    for (let pp = 0; pp < kh; pp++) {
+      const tr = el("tr");
+      for (let q = 0; q < kw; q++) {
+        const j = pp * kw + q;
+        tr.append(el("td", { class: pad[j] ? "pad" : null,
+          text: pad[j] ? "pad·" + fmt(ker[j]) : fmt(win[j]) + "·" + fmt(ker[j]) }));
+      }
+      grid.append(tr);
+    }
+    const details = el("details", { class: "numbers", open: fed.length === 1 ? true : null },
+      el("summary", { text: "numbers" }), grid);
+    tbody.append(el("tr", { class: "term", "data-input-map": i },
+      el("th", {}, goButton(sel.k - 1, i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
+        Math.max(0, Math.min(p.W - 1, c * op.stride[1] - lpad))], p.name + " map " + i), details),
+      el("td", {}, gridCanvas(win, kh, kw, inColour, cellPx)),
+      el("td", {}, gridCanvas(ker, kh, kw, kColour, cellPx)),
+      num(s, { class: "num partial" })));
+  }
+  const bias = op.B ? op.B[m] : 0;
+  const pre = bias + total;
+  const engine = val(l, m, r, c);
+  shown.bias = bias; shown.pre = pre; shown.engine = engine; shown.scale += Math.abs(bias);
+  const foot = el("tbody");
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "Σ of the " + fed.length + " partial sums" }), num(total, { id: "ex-sum" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: op.B ? "bias b[" + m + "]" : "bias (none)" }), num(bias, { id: "ex-bias" })));
+  foot.append(el("tr", { class: "total" }, el("th", { colspan: "3", text: "pre-activation = bias + Σ" }), num(pre, { id: "ex-pre" })));
+  foot.append(el("tr", { class: "engine" }, el("th", { colspan: "3", text: "engine value " + posLabel(l, m, r, c) }), num(engine, { id: "ex-engine" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "|pre-activation − engine value|" }), num(Math.abs(pre - engine), { id: "ex-diff" })));
+  const fdown = el("tbody");
+  downstream(fdown);
+  fdown.querySelectorAll("tr").forEach(function (tr) { tr.firstChild.setAttribute("colspan", "3"); });
+  const table = el("table", { class: "ex", id: "explain-table" },
+    el("caption", { class: "visually-hidden", text: "Decomposition of " + posLabel(l, m, r, c) }),
+    el("thead", {}, el("tr", {}, el("th", { text: "input map" }), el("th", { text: "window x" }),
+      el("th", { text: "kernel w" }), el("th", { class: "num", text: "Σ x·w" }))),
+    tbody, foot, fdown);
+  body.append(table);
+  checkAgainst(body, shown);
+}
+
+function explainDense(body) {
+  const l = L[sel.k], p = L[sel.k - 1], op = l.op, u = unitOf(l, sel.r, sel.c), n = op.in_features, out = l.F;
+  const contrib = new Array(n);
+  let total = 0, scale = 0;
+  for (let i = 0; i < n; i++) { const t = p.v[i] * op.Wt[i * out + u]; contrib[i] = t; total += t; scale += Math.abs(t); }
+  const order = Array.from({ length: n }, function (_, i) { return i; });
+  order.sort(function (a, b) { return Math.abs(contrib[b]) - Math.abs(contrib[a]); });
+  const top = order.slice(0, Math.min(10, n));
+  body.append(el("h3", { text: "Why " + l.name + "[" + u + "] = " + fmt(val(l, 0, sel.r, sel.c)) }));
+  body.append(el("p", { class: "formula", text: "y = b[" + u + "] + Σ_i x[i] · W[i, " + u + "]   (" + n + " inputs from " + p.name + ")" }));
+  const src = p.op && p.op.type === "flatten" ? L[sel.k - 2] : null;
+  const tbody = el("tbody");
+  let topSum = 0;
+  for (const i of top) {
+    topSum += contrib[i];
+    let name = p.name + "[" + i + "]";
+    if (src && src.isMap) { const m = i % src.C, pix = Math.floor(i / src.C); name += " = " + posLabel(src, m, Math.floor(pix / src.W), pix % src.W); }
+    tbody.append(el("tr", { class: "term", "data-input": i }, el("th", { class: "mono", text: name }),
+      num(p.v[i]), num(op.Wt[i * out + u]), num(contrib[i], { class: "num partial" })));
+  }
+  const bias = op.B ? op.B[u] : 0, pre = bias + total, engine = val(l, 0, sel.r, sel.c);
+  const foot = el("tbody");
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "the other " + (n - top.length) + " inputs" }), num(total - topSum, { id: "ex-rest" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "Σ over all " + n + " inputs" }), num(total, { id: "ex-sum" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: op.B ? "bias b[" + u + "]" : "bias (none)" }), num(bias, { id: "ex-bias" })));
+  foot.append(el("tr", { class: "total" }, el("th", { colspan: "3", text: "pre-activation = bias + Σ" }), num(pre, { id: "ex-pre" })));
+  foot.append(el("tr", { class: "engine" }, el("th", { colspan: "3", text: "engine value " + l.name + "[" + u + "]" }), num(engine, { id: "ex-engine" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "|pre-activation − engine value|" }), num(Math.abs(pre - engine), { id: "ex-diff" })));
+  const fdown = el("tbody");
+  downstream(fdown);
+  fdown.querySelectorAll("tr").forEach(function (tr) { tr.firstChild.setAttribute("colspan", "3"); });
+  body.append(el("table", { class: "ex", id: "explain-table" },
+    el("caption", { class: "visually-hidden", text: "Largest contributions to " + l.name + "[" + u + "]" }),
+    el("thead", {}, el("tr", {}, el("th", { text: "input (top 10 by |x·w|)" }), el("th", { class: "num", text: "x" }),
+      el("th", { class: "num", text: "w" }), el("th", { class: "num", text: "x·w" }))),
+    tbody, foot, fdown));
+  checkAgainst(body, { bias: bias, pre: pre, engine: engine, scale: scale + Math.abs(bias), terms: null });
+}
+
+function explainPool(body) {
+  const l = L[sel.k], p = L[sel.k - 1], op = l.op, m = sel.m, r = sel.r, c = sel.c;
+  const kh = op.kernel[0], kw = op.kernel[1], w = windowOf(op, r, c);
+  const vals = [], pads = [];
+  for (let pp = 0; pp < kh; pp++) for (let q = 0; q < kw; q++) {
+    const y = w[0] + pp * op.dilation[0], x = w[1] + q * op.dilation[1];
+    const inside = y >= 0 && y < p.H && x >= 0 && x < p.W;
+    vals.push(inside ? val(p, m, y, x) : NaN); pads.push(!inside);
+  }
+  let result, win = -1, label;
+  if (op.mode === "max") {
+    result = -Infinity;
+    vals.forEach(function (v, j) {   // the first maximum wins; a NaN in the window wins outright
+      if (pads[j] || Number.isNaN(result)) return;
+      if (Number.isNaN(v) || v > result) { result = v; win = j; }
+    });
+    label = "max of the window";
+  } else {
+    let s = 0, n = 0;
+    vals.forEach(function (v, j) { if (!pads[j]) { s += v; n++; } });
+    const count = op.mode === "avg" && op.count_include_pad === false ? n : kh * kw;
+    result = s / count;
+    label = "mean of the window (÷" + count + ")";
+    if (op.mode === "subsampling") { result = result * op.coef[m] + op.bias[m]; label = "mean × " + fmt(op.coef[m]) + " + " + fmt(op.bias[m]); }
+  }
+  body.append(el("h3", { text: "Why " + posLabel(l, m, r, c) + " = " + fmt(val(l, m, r, c)) }));
+  body.append(el("p", {}, "It reads a " + kh + "×" + kw + " window of ", goButton(sel.k - 1, m, [Math.max(0, w[0]), Math.max(0, w[1])], p.name + " map " + m),
+    " starting at row " + w[0] + ", column " + w[1] + "."));
+  const grid = el("table", { class: "grid", id: "pool-window" });
+  for (let pp = 0; pp < kh; pp++) {
+    const tr = el("tr");
+    for (let q = 0; q < kw; q++) {
+      const j = pp * kw + q;
+      tr.append(el("td", { class: pads[j] ? "pad" : (j === win ? "win" : null), text: pads[j] ? "pad" : fmt(vals[j]) }));
+    }
+    grid.append(tr);
+  }
+  body.append(grid);
+  const engine = val(l, m, r, c);
+  const t = el("tbody");
+  t.append(el("tr", { class: "total" }, el("th", { text: label }), num(result, { id: "ex-pre" })));
+  t.append(el("tr", { class: "engine" }, el("th", { text: "engine value " + posLabel(l, m, r, c) }), num(engine, { id: "ex-engine" })));
+  downstream(t);
+  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+}
+
+function explainGlobal(body) {
+  const l = L[sel.k], p = L[sel.k - 1], u = unitOf(l, sel.r, sel.c);
+  let s = 0, best = -Infinity, br = 0, bc = 0;
+  for (let r = 0; r < p.H; r++) for (let c = 0; c < p.W; c++) {
+    const v = val(p, u, r, c); s += v;
+    if (v > best) { best = v; br = r; bc = c; }
+  }
+  const result = l.op.mode === "max" ? best : s / (p.H * p.W);
+  body.append(el("p", {}, (l.op.mode === "max" ? "Max" : "Mean") + " of the whole ", goButton(sel.k - 1, u, [br, bc], p.name + " map " + u),
+    l.op.mode === "max" ? " (reached at row " + br + ", column " + bc + ")." : "."));
+  const t = el("tbody");
+  t.append(el("tr", { class: "total" }, el("th", { text: l.op.mode + " of the map" }), num(result, { id: "ex-pre" })));
+  t.append(el("tr", { class: "engine" }, el("th", { text: "engine value " + l.name + "[" + u + "]" }), num(val(l, 0, sel.r, sel.c), { id: "ex-engine" })));
+  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+}
+
+function explainElementwise(body) {
+  const l = L[sel.k], p = L[sel.k - 1], m = sel.m, r = sel.r, c = sel.c;
+  const t = el("tbody");
+  t.append(el("tr", {}, el("th", {}, "input ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c))), num(val(p, m, r, c), { id: "ex-input" })));
+  t.append(el("tr", { class: "engine" }, el("th", { text: "after " + l.kind + ": " + posLabel(l, m, r, c) }), num(val(l, m, r, c), { id: "ex-engine" })));
+  body.append(el("p", { text: l.kind + " is applied to each value on its own." }));
+  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+}
+
+function explainFlatten(body) {
+  const l = L[sel.k], p = L[sel.k - 1], u = unitOf(l, sel.r, sel.c);
+  if (!p.isMap) { body.append(el("p", { text: "Unit " + u + " is unit " + u + " of " + p.name + "." })); return; }
+  const m = u % p.C, pix = Math.floor(u / p.C), r = Math.floor(pix / p.W), c = pix % p.W;
+  body.append(el("p", {}, "Unit " + u + " is ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c)),
+    " (row-major over height, width, maps)."));
+}
+
+function explainZeroPad(body) {
+  const l = L[sel.k], p = L[sel.k - 1], m = sel.m, r = sel.r - l.op.pad[0][0], c = sel.c - l.op.pad[1][0];
+  if (r < 0 || c < 0 || r >= p.H || c >= p.W) {
+    body.append(el("p", { text: "This pixel is padding: it is 0, not read from " + p.name + "." }));
+  } else {
+    body.append(el("p", {}, "This pixel is a copy of ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c)), "."));
+  }
+}
+
+// ---- header --------------------------------------------------------------------------------
+function summary() {
+  const s = document.getElementById("summary");
+  const inp = L[0];
+  const parts = [el("span", {}, "Input " + fmtShape(inp.shape) + " · " + (L.length - 1) + " layers")];
+  if (D.prediction) {
+    const k = D.prediction.class, name = D.classes ? String(D.classes[k]) : String(k);
+    parts.push(el("span", {}, " · prediction ", el("strong", { id: "prediction", text: name }),
+      " (" + (100 * D.prediction.probs[k]).toFixed(1) + "%)"));
+  }
+  if (D.label !== null && D.label !== undefined) {
+    const name = D.classes && typeof D.label === "number" ? String(D.classes[D.label]) : String(D.label);
+    parts.push(el("span", {}, " · true label ", el("strong", { text: name })));
+  }
+  parts.push(el("span", {}, " · click a map or a pixel; Tab to a map, Enter to select, arrows to move"));
+  parts.forEach(function (p) { s.append(p); });
+}
+
+function initial() {
+  let k = -1;
+  L.forEach(function (l, j) { if (l.op && l.op.type === "conv") k = j; });
+  if (k < 0) L.forEach(function (l, j) { if (k < 0 && l.op && l.op.type === "dense") k = j; });
+  if (k < 0) k = L.length - 1;
+  const m = L[k].isMap ? strongestMap(L[k]) : 0;
+  select(k, m, null);
+}
+
+summary();
+buildLayers();
+initial();
+document.documentElement.setAttribute("data-ready", "true");
+})();
+"""

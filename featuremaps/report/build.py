@@ -1,0 +1,304 @@
+"""Build ONE self-contained HTML file that shows a model's feature maps for one input.
+
+The page works offline: the script, the styles and every number are inlined. The numbers travel as
+base64 little-endian float arrays in the model's own dtype (float32 normally): every layer's output
+for the input (from `featuremaps.inspect.activations`, the engine's own forward pass) and, for conv
+and dense layers, their weights laid out as `featuremaps.inspect.filters_for_output` gives them
+(`(kh, kw, C_in, C_out)`, zero where a map is not connected) plus `connections(layer)`.
+
+In the page, clicking a map highlights the input maps that feed it and shows its kernels; clicking a
+pixel shows the decomposition `y = b + Σ_i Σ_pq w·x` of that value (the conv formula is stated in
+`featuremaps.functional.conv`). The script computes the partial sums from exactly the embedded
+numbers, shows the engine's value beside their total, and, for the units `explain` was run on at
+build time (`references`), checks its numbers against `featuremaps.inspect.explain`.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..functional import window
+from ..tensor import as_array
+
+__all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
+
+#: Bytes of layer weights the page may embed; layers past the budget show values only.
+WEIGHT_BUDGET = 3_000_000
+
+_ACTIVATION_KINDS = {"ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax",
+                     "GELU", "Softplus", "Identity"}
+
+
+def _b64(a: np.ndarray, dtype: np.dtype) -> str:
+    """Little-endian bytes of `a` in `dtype`, row-major, as base64 text."""
+    a = np.ascontiguousarray(a, dtype=dtype.newbyteorder("<"))
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
+def _finite_absmax(a: np.ndarray) -> float:
+    a = np.abs(a[np.isfinite(a)]) if a.size else a
+    return float(a.max()) if a.size else 0.0
+
+
+def _finite_minmax(a: np.ndarray) -> tuple[float, float]:
+    a = a[np.isfinite(a)]
+    return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON types (numpy scalars/arrays to Python; non-finite floats as strings 'nan'/'inf')."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return f if math.isfinite(f) else repr(f)
+    return v
+
+
+def _conv_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
+    from ..inspect.connectivity import connections, filters_for_output
+
+    h, w, _ = x_in.shape
+    conn = connections(layer)  # (c_in, c_out) bool
+    c_in, c_out = conn.shape
+    kernels = np.stack([filters_for_output(layer, o)[0] for o in range(c_out)], axis=-1)  # (kh, kw, c_in, c_out)
+    (t, b), (l, r) = window.resolve_padding(layer.padding, (h, w), tuple(layer.kernel_size),  # noqa: E741
+                                            tuple(layer.stride), tuple(layer.dilation), op=type(layer).__name__)
+    bias = getattr(layer, "bias", None)
+    return {
+        "type": "conv",
+        "kernel": list(kernels.shape[:2]), "stride": list(layer.stride), "dilation": list(layer.dilation),
+        "pad": [[t, b], [l, r]], "in_maps": int(c_in),
+        "connections": "".join("1" if v else "0" for v in conn.ravel()),  # (c_in, c_out) row-major
+        "kernels": _b64(kernels, dtype),
+        "bias": None if bias is None else _b64(as_array(bias), dtype),
+        "nbytes": int(kernels.size * dtype.itemsize),
+    }
+
+
+def _dense_op(layer, dtype: np.dtype) -> dict:
+    wt = as_array(layer.weight)  # (in, out)
+    bias = getattr(layer, "bias", None)
+    return {"type": "dense", "in_features": int(wt.shape[0]), "weight": _b64(wt, dtype),
+            "bias": None if bias is None else _b64(as_array(bias), dtype), "nbytes": int(wt.size * dtype.itemsize)}
+
+
+def _pool_op(layer, kind: str, x_in: np.ndarray) -> dict | None:
+    if kind in ("GlobalAvgPool2D", "GlobalMaxPool2D"):
+        return {"type": "global_pool", "mode": "max" if "Max" in kind else "avg"}
+    if kind == "Subsampling2D":
+        k = int(layer.kernel_size)
+        return {"type": "pool", "mode": "subsampling", "kernel": [k, k], "stride": [k, k], "dilation": [1, 1],
+                "pad": [[0, 0], [0, 0]], "coef": as_array(layer.weight).tolist(), "bias": as_array(layer.bias).tolist()}
+    if kind in ("MaxPool2D", "AvgPool2D"):
+        h, w, _ = x_in.shape
+        dil = tuple(getattr(layer, "dilation", (1, 1)))
+        pads = window.resolve_padding(layer.padding, (h, w), tuple(layer.kernel_size), tuple(layer.stride), dil,
+                                      op=kind, allow_strings=False)
+        return {"type": "pool", "mode": "max" if kind == "MaxPool2D" else "avg", "kernel": list(layer.kernel_size),
+                "stride": list(layer.stride), "dilation": list(dil), "pad": [list(p) for p in pads],
+                "count_include_pad": bool(getattr(layer, "count_include_pad", True))}
+    return None
+
+
+def _describe(layer) -> str:
+    try:
+        return repr(layer)
+    except Exception:  # a repr must never stop a report
+        return type(layer).__name__
+
+
+def _reference(model, x, name: str, kind: str, arr: np.ndarray) -> dict | None:
+    """`explain` at the unit the page selects first for this layer (its strongest map's argmax)."""
+    from ..inspect import explain
+
+    a = np.where(np.isfinite(arr), arr, -np.inf)
+    if arr.ndim == 3:
+        m = int(np.argmax(a.reshape(-1, arr.shape[2]).max(axis=0)))
+        r, c = np.unravel_index(int(np.argmax(a[:, :, m])), arr.shape[:2])
+        ex = explain(model, x, name, m, (int(r), int(c)))
+    else:
+        m = int(np.argmax(a))
+        ex = explain(model, x, name, m, None)
+    d = ex.to_dict()
+    d.setdefault("layer", name)
+    d.setdefault("out_map", m)
+    return _jsonable(d)
+
+
+def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None,
+                references: bool = True) -> dict:
+    """The JSON document the page is built from (see the module docstring for what it holds)."""
+    from ..inspect.activations import activations, resolve_layer
+    from ..inspect.connectivity import is_conv
+
+    meta = dict(meta or {})
+    acts = activations(model, x)
+    dtype = np.dtype(np.float64) if acts[0].array.dtype == np.float64 else np.dtype(np.float32)
+    budget = WEIGHT_BUDGET
+    layers = []
+    pending = []  # (index, kind, layer, input) of layers whose weights compete for the budget
+    for k, act in enumerate(acts):
+        arr = np.asarray(act.array)
+        lo, hi = _finite_minmax(arr)
+        entry = {"index": k, "name": act.name, "kind": act.kind, "shape": list(arr.shape),
+                 "values": _b64(arr, dtype), "absmax": _finite_absmax(arr), "min": lo, "max": hi,
+                 "op": None, "describe": ""}
+        if k > 0:
+            layer = resolve_layer(model, act.name)
+            entry["describe"] = _describe(layer)
+            x_in = np.asarray(acts[k - 1].array)
+            if is_conv(layer) and x_in.ndim == 3:
+                pending.append((k, "conv", layer, x_in))
+            elif act.kind == "Dense" or (getattr(layer, "weight", None) is not None
+                                         and as_array(layer.weight).ndim == 2 and x_in.ndim == 1):
+                pending.append((k, "dense", layer, x_in))
+            elif x_in.ndim == 3:
+                entry["op"] = _pool_op(layer, act.kind, x_in)
+            if entry["op"] is None and (act.kind in _ACTIVATION_KINDS or
+                                        type(layer).__module__.endswith("nn.activation")) \
+                    and x_in.shape == arr.shape:
+                entry["op"] = {"type": "elementwise"}
+            if entry["op"] is None and act.kind == "Flatten":
+                entry["op"] = {"type": "flatten"}
+            if entry["op"] is None and act.kind == "ZeroPad2D" and x_in.ndim == 3:
+                (t, b), (l, r) = window.resolve_padding(layer.padding, x_in.shape[:2], (1, 1), (1, 1),  # noqa: E741
+                                                        op="ZeroPad2D", allow_strings=False)
+                entry["op"] = {"type": "zeropad", "pad": [[t, b], [l, r]]}
+        layers.append(entry)
+    # Conv layers get the budget first (they are what the page is about), then dense layers.
+    pending.sort(key=lambda p: (p[1] != "conv", p[0]))
+    for k, what, layer, x_in in pending:
+        op = _conv_op(layer, x_in, dtype) if what == "conv" else _dense_op(layer, dtype)
+        if op["nbytes"] <= budget:
+            budget -= op["nbytes"]
+            layers[k]["op"] = op
+        else:
+            layers[k]["op"] = {"type": "omitted", "was": what, "reason":
+                               f"its weights ({op['nbytes'] / 1e6:.1f} MB) do not fit the report's "
+                               f"{WEIGHT_BUDGET / 1e6:.0f} MB weight budget; run `featuremaps explain` instead"}
+
+    out = np.asarray(acts[-1].array)
+    prediction = None
+    if out.ndim == 1 and out.size > 1 and np.all(np.isfinite(out)):
+        z = out.astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        if acts[-1].kind == "Softmax":
+            p = z
+        prediction = {"class": int(np.argmax(p)), "probs": p.tolist()}
+
+    refs = []
+    if references:
+        for k, what, _, _ in pending:
+            if layers[k]["op"]["type"] in ("conv", "dense"):
+                refs.append(_reference(model, x, acts[k].name, acts[k].kind, np.asarray(acts[k].array)))
+    classes = meta.get("classes") or meta.get("class_names")
+    if classes is not None and (prediction is None or len(classes) != out.size):
+        classes = None
+    if label is not None and not isinstance(label, str):
+        label = int(label) if isinstance(label, (int, np.integer)) else str(label)
+    config = None
+    try:
+        config = model.get_config()
+    except Exception:
+        pass
+    return _jsonable({
+        "format": "featuremaps-report", "version": 1,
+        "title": title or _default_title(model, meta),
+        "model_class": type(model).__name__, "model_config": config,
+        "dtype": dtype.name, "label": label, "classes": classes, "prediction": prediction,
+        "meta": {k: meta[k] for k in ("dataset", "epoch", "normalization", "path") if k in meta},
+        "layers": layers, "references": refs, "weight_budget": WEIGHT_BUDGET,
+    })
+
+
+def _default_title(model, meta: dict) -> str:
+    name = meta.get("model_name") or (meta.get("model") or {}).get("name") if isinstance(meta.get("model"), dict) \
+        else meta.get("model_name")
+    return f"Feature maps of {name or type(model).__name__}"
+
+
+def report_html(model, x, *, title: str | None = None, label=None, meta: dict | None = None) -> str:
+    """The report page as one HTML string (see `build_report`)."""
+    from ._css import CSS
+    from ._js import JS
+    from .. import __version__
+
+    data = report_data(model, x, title=title, label=label, meta=meta)
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    page_title = html.escape(data["title"])
+    return _TEMPLATE.format(title=page_title, css=CSS, js=JS, data=payload, version=html.escape(__version__))
+
+
+def build_report(model, x, path, *, title: str | None = None, label=None, meta: dict | None = None) -> Path:
+    """Write the self-contained HTML report of `model` on one input `x` to `path`; returns the path.
+
+    `x` is one preprocessed input `(H, W, C)` (or a batch of one), as `featuremaps.inspect.activations`
+    takes it. `label` (the true class, optional) and `meta` (a checkpoint's meta: `classes`, `dataset`,
+    ... optional) only label the page. The page needs no network: open it from disk in any browser.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"build_report: path must end in .html or .htm; received {str(path)!r}")
+    if not path.parent.exists():
+        raise ValueError(f"build_report: the folder of path does not exist; received {str(path)!r}")
+    text = report_html(model, x, title=title, label=label, meta=meta)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<title>{title}</title>
+<style>
+{css}
+</style>
+</head>
+<body>
+<a class="skip" href="#panel">Skip to the explanation panel</a>
+<header class="top">
+  <h1 id="title">{title}</h1>
+  <p id="summary" class="summary"></p>
+</header>
+<main class="layout">
+  <section id="layers" aria-labelledby="layers-h">
+    <h2 id="layers-h" class="visually-hidden">Layers, from input to output</h2>
+    <noscript><p>This report draws its feature maps with JavaScript; please enable it.</p></noscript>
+  </section>
+  <aside id="panel" aria-labelledby="panel-h" tabindex="-1">
+    <h2 id="panel-h">Select a map</h2>
+    <div id="panel-body"><p>Click any feature map (or focus it and press Enter) to see what feeds it.</p></div>
+  </aside>
+</main>
+<footer class="foot">
+  <p>Made by featuremaps {version}. Every number on this page comes from the model's own forward pass on this
+  input; the sums in the explanation are computed in your browser from exactly those numbers and the layer's
+  weights. Colours: blue negative, white zero, red positive (scale per layer); the input is shown in grey.</p>
+</footer>
+<script type="application/json" id="fm-data">{data}</script>
+<script>
+{js}
+</script>
+</body>
+</html>
+"""
