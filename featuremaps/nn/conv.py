@@ -10,7 +10,7 @@ from .. import tables
 from ..functional import window
 from .module import Module, as_rng, jsonable, kwarg_repr, register, tupled
 
-__all__ = ["Conv2D", "ZeroPad2D", "normalize_padding"]
+__all__ = ["Conv2D", "ZeroPad2D", "normalize_padding", "as_pair"]
 
 
 def _positive_int(value, name: str, op: str) -> int:
@@ -19,6 +19,14 @@ def _positive_int(value, name: str, op: str) -> int:
     if value < 1:
         raise ValueError(f"{op}: {name} must be a positive int; received {value}")
     return int(value)
+
+
+def as_pair(value, name: str, op: str) -> tuple[int, int]:
+    """An int or (h, w) pair of ints ≥ 1 as a pair; errors quote the value as the user gave it."""
+    try:
+        return window.pair(tupled(value), name, op=op)
+    except ValueError:
+        raise ValueError(f"{op}: {name} must be ≥ 1 (an int or a pair); received {value!r}") from None
 
 
 def normalize_padding(padding, op: str, *, allow_strings: bool = True):
@@ -74,9 +82,9 @@ class Conv2D(Module):
         op = "Conv2D"
         self.in_channels = _positive_int(in_channels, "in_channels", op)
         self.out_channels = _positive_int(out_channels, "out_channels", op)
-        self.kernel_size = window.pair(tupled(kernel_size), "kernel_size", op=op)
-        self.stride = window.pair(tupled(stride), "stride", op=op)
-        self.dilation = window.pair(tupled(dilation), "dilation", op=op)
+        self.kernel_size = as_pair(kernel_size, "kernel_size", op)
+        self.stride = as_pair(stride, "stride", op)
+        self.dilation = as_pair(dilation, "dilation", op)
         self.padding = normalize_padding(padding, op)
         self.groups = _positive_int(groups, "groups", op)
         if self.in_channels % self.groups or self.out_channels % self.groups:

@@ -8,8 +8,8 @@ import numpy as np
 
 from .. import functional as F
 from ..functional import window
-from .conv import _square, normalize_padding
-from .module import Module, jsonable, kwarg_repr, register, tupled
+from .conv import _square, as_pair, normalize_padding
+from .module import Module, jsonable, kwarg_repr, register
 
 __all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D"]
 
@@ -20,12 +20,12 @@ class _Pool2D(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
         super().__init__()
         op = type(self).__name__
-        self.kernel_size = window.pair(tupled(kernel_size), "kernel_size", op=op)
-        self.stride = self.kernel_size if stride is None else window.pair(tupled(stride), "stride", op=op)
+        self.kernel_size = as_pair(kernel_size, "kernel_size", op)
+        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", op)
         self.stride_given = stride is not None
         self.padding = normalize_padding(padding, op, allow_strings=False)
         self._pads = window.resolve_padding(self.padding, (1, 1), (1, 1), (1, 1), op=op, allow_strings=False)
-        self.dilation = window.pair(tupled(dilation), "dilation", op=op)
+        self.dilation = as_pair(dilation, "dilation", op)
         for (lo, hi), k, d, axis in zip(self._pads, self.kernel_size, self.dilation, "hw"):
             eff = d * (k - 1) + 1
             if max(lo, hi) > eff // 2:
