@@ -1,0 +1,251 @@
+"""The exact input pixels one unit of a layer sees: `receptive_field(model, layer, position)`.
+
+The field is traced backwards through every layer before `layer`: a window layer (conv, pooling,
+LeNet's subsampling) maps each output pixel to the input pixels its kernel taps, at
+`i·stride + p·dilation − pad_top` for kernel offset p (the rule in `featuremaps.functional.conv`);
+`ZeroPad2D` shifts; element-wise layers (activations, BatchNorm, Dropout, LRN) keep the position;
+Flatten, Dense and global pooling see everything. Taps that land on padding see no pixel, so the
+field is clipped to the image — and dilation or stride larger than the kernel leaves holes: the
+mask shows exactly which pixels count, not just a bounding box.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..functional import window
+from .activations import _layers, resolve_layer
+from .connectivity import is_conv
+
+__all__ = ["receptive_field", "ReceptiveField", "Geometry", "window_geometry", "layer_role",
+           "elementwise_kinds", "activation_kinds"]
+
+#: Element-wise (per position) layers: the value at (row, col) depends only on the input at (row, col).
+activation_kinds = ("ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax")
+elementwise_kinds = activation_kinds + ("BatchNorm2D", "Dropout", "LocalResponseNorm", "Identity")
+_window_pools = ("MaxPool2D", "AvgPool2D", "Subsampling2D")
+_global_pools = ("GlobalAvgPool2D", "GlobalMaxPool2D")
+
+
+class Geometry(NamedTuple):
+    """How a window layer reads its input: window (i, j) taps padded rows i·sh + p·dh, p < kh."""
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
+    out_hw: tuple[int, int]
+
+    def rows(self, i: int) -> np.ndarray:
+        """Input rows (may be < 0 or ≥ H: padding) tapped by output row i."""
+        return i * self.stride[0] + np.arange(self.kernel[0]) * self.dilation[0] - self.pads[0][0]
+
+    def cols(self, j: int) -> np.ndarray:
+        return j * self.stride[1] + np.arange(self.kernel[1]) * self.dilation[1] - self.pads[1][0]
+
+
+def layer_role(layer) -> str:
+    """'conv', 'pool', 'global_pool', 'pad', 'dense', 'flatten', 'activation', 'elementwise' or 'other'."""
+    kind = type(layer).__name__
+    if is_conv(layer):
+        return "conv"
+    if kind in _window_pools:
+        return "pool"
+    if kind in _global_pools:
+        return "global_pool"
+    if kind == "ZeroPad2D":
+        return "pad"
+    if kind == "Dense":
+        return "dense"
+    if kind == "Flatten":
+        return "flatten"
+    if kind in activation_kinds:
+        return "activation"
+    if kind in elementwise_kinds:
+        return "elementwise"
+    return "other"
+
+
+def window_geometry(layer, in_hw: tuple[int, int]) -> Geometry:
+    """The window geometry of a conv or pooling layer applied to an input of `in_hw` (H, W)."""
+    kind = type(layer).__name__
+    if kind == "Subsampling2D":
+        k = int(layer.kernel_size)
+        kernel, stride, dilation, pads = (k, k), (k, k), (1, 1), ((0, 0), (0, 0))
+    else:
+        kernel = tuple(layer.kernel_size)
+        stride = tuple(layer.stride)
+        dilation = tuple(getattr(layer, "dilation", (1, 1)))
+        pads = window.resolve_padding(layer.padding, in_hw, kernel, stride, dilation, op=kind,
+                                      allow_strings=is_conv(layer))
+    ceil = bool(getattr(layer, "ceil_mode", False))
+    out_hw = tuple(window.output_size(n, k, s, d, lo, hi, ceil)
+                   for n, k, s, d, (lo, hi) in zip(in_hw, kernel, stride, dilation, pads))
+    return Geometry(kernel, stride, dilation, pads, out_hw)
+
+
+class ReceptiveField(tuple):
+    """`(mask, (row_slice, col_slice))` — unpacks like a pair — with more detail as attributes.
+
+    - `mask`: bool `(H_in, W_in)`, True for every input pixel the unit depends on;
+    - `slices`: the bounding box of the mask, clipped to the image;
+    - `nominal`: `((row_lo, row_hi), (col_lo, col_hi))` inclusive, the field ignoring image borders
+      (may be negative or beyond the image: those rows/columns fall on padding);
+    - `clipped`: True when part of the nominal field lies off the image;
+    - `holes`: True when the mask does not fill its bounding box (dilation, or strides larger than
+      the kernel);
+    - `layer`, `position`.
+    """
+
+    def __new__(cls, mask, slices, nominal, layer, position):
+        self = super().__new__(cls, (mask, slices))
+        self.mask, self.slices, self.nominal = mask, slices, nominal
+        self.layer, self.position = layer, position
+        h, w = mask.shape
+        (r0, r1), (c0, c1) = nominal
+        self.clipped = bool(r0 < 0 or c0 < 0 or r1 >= h or c1 >= w)
+        rs, cs = slices
+        self.holes = bool(mask[rs, cs].size and not mask[rs, cs].all())
+        return self
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the clipped bounding box."""
+        rs, cs = self.slices
+        return rs.stop - rs.start, cs.stop - cs.start
+
+    def to_text(self) -> str:
+        rs, cs = self.slices
+        (r0, r1), (c0, c1) = self.nominal
+        where = "" if self.position is None else f" at {tuple(self.position)}"
+        if not self.mask.any():
+            return (f"receptive field of {self.layer}{where}: no input pixel — every tap falls on padding "
+                    f"(nominal rows {r0}..{r1}, cols {c0}..{c1})")
+        text = (f"receptive field of {self.layer}{where}: rows {rs.start}..{rs.stop - 1}, cols {cs.start}..{cs.stop - 1} "
+                f"of the {self.mask.shape[0]}×{self.mask.shape[1]} input ({int(self.mask.sum())} pixels)")
+        if self.clipped:
+            text += (f"; nominally rows {r0}..{r1}, cols {c0}..{c1}: the part off the image falls on padding "
+                     "and is clipped")
+        if self.holes:
+            text += "; the field has holes (dilation or stride skips pixels)"
+        return text
+
+    def __repr__(self) -> str:
+        return f"ReceptiveField({self.to_text()})"
+
+
+def _shapes(model, op: str, names_layers) -> list[tuple]:
+    """Per-example input shape of every layer, from `compute_output_shape` (nothing is run)."""
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError(f"{op}: the model has no input_shape; build it with Sequential(..., input_shape=(H, W, C))")
+    shapes = [tuple(shape)]
+    for name, layer in names_layers:
+        shapes.append(tuple(layer.compute_output_shape(shapes[-1])))
+    return shapes
+
+
+def _back(layer, mask, nominal, in_shape, out_shape, op: str, name: str):
+    """Trace (mask, nominal) at a layer's output back to its input."""
+    role = layer_role(layer)
+    if role in ("activation", "elementwise"):
+        return mask, nominal
+    if len(in_shape) == 1:  # vector input: Dense, or an element-wise layer handled above
+        if role == "dense":
+            return None, None  # "all of it"
+        raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__})")
+    h, w = in_shape[:2]
+    full = np.ones((h, w), dtype=bool), ((0, h - 1), (0, w - 1))
+    if role in ("flatten", "global_pool"):
+        return full
+    if mask is None:  # "all" arriving at a map layer
+        raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__})")
+    if role == "pad":
+        (t, b), (l, r) = window.resolve_padding(layer.padding, (1, 1), (1, 1), (1, 1), op="ZeroPad2D",
+                                                allow_strings=False)
+        (r0, r1), (c0, c1) = nominal
+        return mask[t:t + h, l:l + w], ((r0 - t, r1 - t), (c0 - l, c1 - l))
+    if role in ("conv", "pool"):
+        geo = window_geometry(layer, (h, w))
+        (oh, ow) = mask.shape
+        m_in = np.zeros((h, w), dtype=bool)
+        out_r, out_c = np.arange(oh), np.arange(ow)
+        (sh, sw), (dh, dw) = geo.stride, geo.dilation
+        t, l = geo.pads[0][0], geo.pads[1][0]  # noqa: E741
+        for p in range(geo.kernel[0]):  # loop over kernel offsets only
+            rows = out_r * sh + p * dh - t  # (oh,) input row tapped by each output row
+            vr = (rows >= 0) & (rows < h)
+            for q in range(geo.kernel[1]):
+                cols = out_c * sw + q * dw - l  # (ow,)
+                vc = (cols >= 0) & (cols < w)
+                m_in[np.ix_(rows[vr], cols[vc])] |= mask[np.ix_(vr, vc)]
+        (r0, r1), (c0, c1) = nominal
+        nom = ((r0 * sh - t, r1 * sh - t + dh * (geo.kernel[0] - 1)),
+               (c0 * sw - l, c1 * sw - l + dw * (geo.kernel[1] - 1)))
+        return m_in, nom
+    raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__}); "
+                     "known kinds: Conv2D, MaxPool2D, AvgPool2D, Subsampling2D, ZeroPad2D, Flatten, Dense, "
+                     "global pools and element-wise layers")
+
+
+def check_position(position, out_shape, op: str, layer_name: str):
+    """Validate `position` against a layer's per-example output shape; returns it as a pair or None."""
+    if len(out_shape) == 1:
+        if position is not None:
+            raise ValueError(f"{op}: layer {layer_name!r} outputs a vector of {out_shape[0]} values, so position "
+                             f"must be None; received {position!r}")
+        return None
+    if position is None:
+        raise ValueError(f"{op}: layer {layer_name!r} outputs {out_shape[0]}×{out_shape[1]} maps, so position "
+                         f"must be (row, col) with row in [0, {out_shape[0] - 1}] and col in [0, {out_shape[1] - 1}]; "
+                         "received None")
+    try:
+        r, c = position
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (r, c))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TypeError(f"{op}: position must be a (row, col) pair of ints; received {position!r}")
+    if not (0 <= r < out_shape[0] and 0 <= c < out_shape[1]):
+        raise ValueError(f"{op}: position {tuple(position)} is outside layer {layer_name!r}'s "
+                         f"{out_shape[0]}×{out_shape[1]} maps: row must be in [0, {out_shape[0] - 1}] and col in "
+                         f"[0, {out_shape[1] - 1}]")
+    return int(r), int(c)
+
+
+def receptive_field(model, layer, position=None) -> ReceptiveField:
+    """The exact input pixels that unit `position` = (row, col) of `layer` depends on.
+
+    Returns a `ReceptiveField`, which unpacks as `(mask, (row_slice, col_slice))`: `mask` is a bool
+    `(H_in, W_in)` array over the model's input (`model.input_shape`) and the slices are its
+    bounding box. For a layer that outputs a vector (Dense, Flatten, global pooling) `position` is
+    None and the field is every pixel that reaches it. Padding (a conv's or a `ZeroPad2D`'s) can push
+    part of the field off the image; that part is clipped and `clipped` is set.
+    """
+    op = "receptive_field"
+    pairs = _layers(model, op)
+    target = resolve_layer(model, layer) if isinstance(layer, str) else layer
+    idx = next((k for k, (_, m) in enumerate(pairs) if m is target), None)
+    if idx is None:
+        raise ValueError(f"{op}: layer must be a layer name of this model; received {layer!r}")
+    name = pairs[idx][0]
+    shapes = _shapes(model, op, pairs[:idx + 1])
+    out_shape = shapes[idx + 1]
+    pos = check_position(position, out_shape, op, name)
+    if pos is None:
+        mask, nominal = None, None
+    else:
+        mask = np.zeros(out_shape[:2], dtype=bool)
+        mask[pos] = True
+        nominal = ((pos[0], pos[0]), (pos[1], pos[1]))
+    for k in range(idx, -1, -1):
+        lname, lay = pairs[k]
+        mask, nominal = _back(lay, mask, nominal, shapes[k], shapes[k + 1], op, lname)
+    if mask is None:  # a vector model input: every feature
+        raise ValueError(f"{op}: the model's input is a vector {shapes[0]}; a receptive field needs image input")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size:
+        slices = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    else:
+        slices = (slice(0, 0), slice(0, 0))
+    return ReceptiveField(mask, slices, nominal, name, pos)
