@@ -1,19 +1,295 @@
-"""(Placeholder: being written.)"""
-__all__ = ['avg_pool2d', 'global_avg_pool2d', 'global_max_pool2d', 'max_pool2d']
+"""Pooling over the H and W axes of NHWC data: max, average, and their global forms.
+
+Window positions and output sizes follow the rule stated in `featuremaps.functional.conv`; with
+`ceil_mode=True` the division rounds up but the last window must start inside the input or its left
+padding, as in PyTorch (`window.output_size`). As in PyTorch, padding may be at most half the
+kernel (`kernel_size // 2`) on each side, so every window holds at least one input element.
+
+Max pooling pads with −inf. Its gradient goes to ONE element per window, the one PyTorch picks:
+the first maximum in window order (row-major over the kernel), or, if the window holds NaN, the
+last NaN. Average pooling pads with zeros and divides as PyTorch does: by the window's size clipped
+to the padded input (`count_include_pad=True`) or by its number of input elements (False).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..tensor import apply, as_array
+from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
+
+__all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d"]
 
 
-def avg_pool2d(*a, **k):
-    raise NotImplementedError
+class _Geometry(NamedTuple):
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[tuple[int, int], tuple[int, int]]  # the user's ((top, bottom), (left, right))
+    array_pads: tuple[tuple[int, int], tuple[int, int]]  # plus what ceil_mode's last window overhangs
+    out_hw: tuple[int, int]
+
+    @property
+    def tiles(self) -> bool:
+        """True when the windows tile the input: stride == kernel, no padding, no dilation, no overhang."""
+        return (self.stride == self.kernel and self.dilation == (1, 1)
+                and self.array_pads == ((0, 0), (0, 0)))
+
+    def taps(self):
+        """(index, p, q) for every kernel offset, in window order (row-major)."""
+        kh, kw = self.kernel
+        return [(p * kw + q, p, q) for p in range(kh) for q in range(kw)]
+
+    def tap_slice(self, p: int, q: int) -> tuple:
+        """Index of the padded array that kernel offset (p, q) reads for every window: window (i, j)
+        reads row i·sh + p·dh and column j·sw + q·dw (the same elements as `window.windows`)."""
+        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
+        return (slice(None), slice(p * dh, p * dh + (oh - 1) * sh + 1, sh),
+                slice(q * dw, q * dw + (ow - 1) * sw + 1, sw))
 
 
-def global_avg_pool2d(*a, **k):
-    raise NotImplementedError
+def _geometry(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, op: str) -> _Geometry:
+    check_nhwc(x, "x", op=op)
+    kernel = pair(kernel_size, "kernel_size", op=op)
+    stride = kernel if stride is None else pair(stride, "stride", op=op)
+    dilation = pair(dilation, "dilation", op=op)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"{op}: ceil_mode must be True or False; received {ceil_mode!r}")
+    size = x.shape[1:3]
+    pads = resolve_padding(padding, size, kernel, stride, dilation, op=op, allow_strings=False)
+    for (lo, hi), k, axis in zip(pads, kernel, "HW"):
+        if max(lo, hi) > k // 2:
+            raise ValueError(f"{op}: padding must be at most kernel_size // 2 = {k // 2} on each side along "
+                             f"{axis} (as in PyTorch); received padding {padding!r} with kernel_size {kernel_size!r}")
+    out_hw, array_pads = [], []
+    for n, k, s, d, (lo, hi), axis in zip(size, kernel, stride, dilation, pads, "HW"):
+        o = output_size(n, k, s, d, lo, hi, bool(ceil_mode))
+        if o < 1:
+            raise ValueError(f"{op}: input is too small along {axis}: {n} + padding {lo + hi} is less than the "
+                             f"(dilated) window {d * (k - 1) + 1}; received x of shape {x.shape}")
+        overhang = max((o - 1) * s + d * (k - 1) + 1 - (n + lo + hi), 0)  # ceil_mode only
+        out_hw.append(o)
+        array_pads.append((lo, hi + overhang))
+    return _Geometry(kernel, stride, dilation, pads, tuple(array_pads), tuple(out_hw))
 
 
-def global_max_pool2d(*a, **k):
-    raise NotImplementedError
+def _crop(gxp: np.ndarray, geo: _Geometry, shape: tuple) -> np.ndarray:
+    """The input's part of a gradient with respect to the padded array."""
+    (t, _), (l, _) = geo.array_pads  # noqa: E741
+    if gxp.shape == shape:
+        return gxp
+    return np.ascontiguousarray(gxp[:, t:t + shape[1], l:l + shape[2]])  # (n, h, w, c)
 
 
-def max_pool2d(*a, **k):
-    raise NotImplementedError
+# --- max pooling: general path ----------------------------------------------------------------
+def _first_input_offset(o: int, k: int, s: int, d: int, lo: int, n: int) -> np.ndarray:
+    """For each of `o` windows along one axis, the first kernel offset that lands on the input."""
+    start = np.arange(o) * s - lo  # first row of each window, in input coordinates
+    p = -(-np.maximum(-start, 0) // d)  # skip the padding rows: ceil(−start / d)
+    return np.where((p < k) & (start + p * d < n), p, 0)
 
+
+def _argmax(xp: np.ndarray, geo: _Geometry, size_hw: tuple[int, int]):
+    """Max of every window and the kernel offset PyTorch picks for it (see the module docstring).
+
+    PyTorch starts each window at (−inf, its first input element) and moves to an element when it is
+    larger or NaN; the −inf padding never wins, so starting from offset 0 with the index of the
+    window's first input element gives the same choice.
+    """
+    v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+    best = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
+    ntaps = geo.kernel[0] * geo.kernel[1]
+    arg = np.empty(best.shape, dtype=np.uint8 if ntaps < 256 else np.int32)  # (n, oh, ow, c)
+    (t, _), (l, _) = geo.pads  # noqa: E741
+    p0 = _first_input_offset(geo.out_hw[0], geo.kernel[0], geo.stride[0], geo.dilation[0], t, size_hw[0])
+    q0 = _first_input_offset(geo.out_hw[1], geo.kernel[1], geo.stride[1], geo.dilation[1], l, size_hw[1])
+    arg[...] = (p0[:, None] * geo.kernel[1] + q0[None, :])[None, :, :, None]  # (1, oh, ow, 1)
+    for k, p, q in geo.taps()[1:]:
+        s = v[:, :, :, p, q]  # (n, oh, ow, c)
+        upd = s > best
+        upd |= np.isnan(s)
+        np.copyto(best, s, where=upd)
+        np.copyto(arg, k, where=upd)
+    return best, arg
+
+
+def _scatter_max(g: np.ndarray, arg: np.ndarray, geo: _Geometry, padded_shape: tuple, dtype) -> np.ndarray:
+    """Add each window's gradient to its chosen element of a zero array of the padded shape."""
+    gxp = np.zeros(padded_shape, dtype=dtype)
+    for k, p, q in geo.taps():
+        view = gxp[geo.tap_slice(p, q)]  # (n, oh, ow, c), strided
+        np.add(view, g, out=view, where=arg == k)
+    return gxp
+
+
+def _max_forward(x, needs, geo):
+    xp = pad_hw(x, geo.array_pads, -np.inf)  # (n, h + t + b', w + l + r', c)
+    if not needs[0]:
+        v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+        out = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
+        for _, p, q in geo.taps()[1:]:
+            np.maximum(out, v[:, :, :, p, q], out=out)
+        return out, None
+    out, arg = _argmax(xp, geo, x.shape[1:3])
+    return out, (arg, geo, x.shape, xp.shape, x.dtype)
+
+
+def _max_backward(ctx, g, needs):
+    arg, geo, shape, padded_shape, dtype = ctx
+    return (_crop(_scatter_max(g, arg, geo, padded_shape, dtype), geo, shape),)
+
+
+# --- max pooling: windows that tile the input -------------------------------------------------
+def _tile_forward(x, needs, geo):
+    (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
+    xv = x[:, :oh * kh, :ow * kw]  # (n, oh*kh, ow*kw, c): the rows/columns some window covers
+    taps = [xv[:, p::kh, q::kw] for _, p, q in geo.taps()]  # each (n, oh, ow, c), strided
+    out = taps[0].copy() if len(taps) == 1 else np.maximum(taps[0], taps[1])
+    for tap in taps[2:]:
+        np.maximum(out, tap, out=out)
+    return out, ((x, out, geo) if needs[0] else None)
+
+
+def _tile_backward(ctx, g, needs):
+    x, out, geo = ctx
+    if np.isnan(out).any():  # NaN windows send the gradient to their last NaN: take the general route
+        _, arg = _argmax(x, geo, x.shape[1:3])
+        return (_scatter_max(g, arg, geo, x.shape, x.dtype),)
+    (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
+    gx = np.zeros_like(x)
+    gv = gx[:, :oh * kh, :ow * kw]  # (n, oh*kh, ow*kw, c)
+    xv = x[:, :oh * kh, :ow * kw]
+    taps = geo.taps()
+    taken = None  # windows whose gradient has been placed
+    for k, p, q in taps:
+        if k == len(taps) - 1:  # no earlier element matched, so the last one is the maximum
+            hit = ~taken if taken is not None else True
+        else:
+            hit = xv[:, p::kh, q::kw] == out  # (n, oh, ow, c)
+            if taken is None:
+                taken = hit.copy()
+            else:
+                np.greater(hit, taken, out=hit)  # hit and not yet taken: the first maximum wins
+                taken |= hit
+        np.copyto(gv[:, p::kh, q::kw], g, where=hit)
+    return (gx,)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode: bool = False, dilation=1):
+    """Maximum over each (dilated) window of NHWC `x` → (N, OH, OW, C).
+
+    `stride` defaults to `kernel_size`; `padding` is an int, a pair, or ((top, bottom), (left, right)),
+    at most `kernel_size // 2` on each side, filled with −inf. Sizes: see `featuremaps.functional.conv`;
+    `ceil_mode` rounds up as PyTorch does. The gradient goes to one element per window (module docstring).
+    """
+    geo = _geometry(as_array(x), kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    if geo.tiles:
+        return apply(_tile_forward, _tile_backward, x, geo=geo)
+    return apply(_max_forward, _max_backward, x, geo=geo)
+
+
+# --- average pooling --------------------------------------------------------------------------
+def _divisors(o: int, k: int, s: int, lo: int, hi: int, n: int, include_pad: bool) -> np.ndarray:
+    """PyTorch's divisor for each of `o` windows along one axis."""
+    start = np.arange(o) * s - lo  # in input coordinates
+    end = np.minimum(start + k, n + hi)  # a ceil_mode window is clipped to the padded input
+    if include_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def _avg_forward(x, needs, geo, include_pad):
+    xp = pad_hw(x, geo.array_pads, 0.0)  # (n, h + t + b', w + l + r', c)
+    v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+    out = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
+    for _, p, q in geo.taps()[1:]:
+        out += v[:, :, :, p, q]
+    (t, b), (l, r) = geo.pads  # noqa: E741
+    dh = _divisors(geo.out_hw[0], geo.kernel[0], geo.stride[0], t, b, x.shape[1], include_pad)
+    dw = _divisors(geo.out_hw[1], geo.kernel[1], geo.stride[1], l, r, x.shape[2], include_pad)
+    div = (dh[:, None] * dw[None, :]).astype(x.dtype)[None, :, :, None]  # (1, oh, ow, 1)
+    out /= div
+    return out, (div, geo, x.shape, xp.shape, x.dtype)
+
+
+def _avg_backward(ctx, g, needs):
+    div, geo, shape, padded_shape, dtype = ctx
+    gs = g / div  # (n, oh, ow, c)
+    gxp = np.zeros(padded_shape, dtype=dtype)
+    for _, p, q in geo.taps():
+        gxp[geo.tap_slice(p, q)] += gs
+    return (_crop(gxp, geo, shape),)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode: bool = False,
+               count_include_pad: bool = True):
+    """Mean over each window of NHWC `x` → (N, OH, OW, C).
+
+    `stride` defaults to `kernel_size`; `padding` (zeros) is an int, a pair, or ((top, bottom),
+    (left, right)), at most `kernel_size // 2` on each side. Sizes: see `featuremaps.functional.conv`.
+    The divisor is the window's size clipped to the padded input when `count_include_pad` is True,
+    else the number of input elements in the window, as in PyTorch (also for `ceil_mode` windows).
+    """
+    op = "avg_pool2d"
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"{op}: count_include_pad must be True or False; received {count_include_pad!r}")
+    geo = _geometry(as_array(x), kernel_size, stride, padding, 1, ceil_mode, op)
+    return apply(_avg_forward, _avg_backward, x, geo=geo, include_pad=bool(count_include_pad))
+
+
+# --- global pooling ---------------------------------------------------------------------------
+def _check_global(x, keepdims, op: str) -> None:
+    check_nhwc(x, "x", op=op)
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{op}: x must have H, W ≥ 1; received shape {x.shape}")
+    if not isinstance(keepdims, (bool, np.bool_)):
+        raise TypeError(f"{op}: keepdims must be True or False; received {keepdims!r}")
+
+
+def _gap_forward(x, needs, keepdims):
+    out = x.mean(axis=(1, 2), keepdims=keepdims)  # (n, c) or (n, 1, 1, c)
+    return out, (x.shape, x.dtype)
+
+
+def _gap_backward(ctx, g, needs):
+    shape, dtype = ctx
+    n, h, w, c = shape
+    gx = np.empty(shape, dtype=dtype)
+    gx[...] = g.reshape(n, 1, 1, c) / dtype.type(h * w)
+    return (gx,)
+
+
+def global_avg_pool2d(x, *, keepdims: bool = False):
+    """Mean of each whole feature map: (N, H, W, C) → (N, C), or (N, 1, 1, C) with `keepdims`."""
+    _check_global(as_array(x), keepdims, "global_avg_pool2d")
+    return apply(_gap_forward, _gap_backward, x, keepdims=bool(keepdims))
+
+
+def _gmp_forward(x, needs, keepdims):
+    n, h, w, c = x.shape
+    x2 = x.reshape(n, h * w, c)  # (n, h*w, c): positions in window order
+    arg = np.argmax(x2, axis=1)  # (n, c): numpy's argmax is the first maximum, or the first NaN
+    isnan = np.isnan(np.take_along_axis(x2, arg[:, None], axis=1)[:, 0])  # (n, c)
+    if isnan.any():  # PyTorch picks the last NaN
+        last = h * w - 1 - np.argmax(np.isnan(x2[:, ::-1]), axis=1)  # (n, c)
+        arg = np.where(isnan, last, arg)
+    out = np.take_along_axis(x2, arg[:, None], axis=1)  # (n, 1, c)
+    out = out.reshape(n, 1, 1, c) if keepdims else out[:, 0]
+    return out, (arg, x.shape, x.dtype)
+
+
+def _gmp_backward(ctx, g, needs):
+    arg, (n, h, w, c), dtype = ctx
+    gx = np.zeros((n, h * w, c), dtype=dtype)  # (n, h*w, c)
+    np.put_along_axis(gx, arg[:, None], g.reshape(n, 1, c), axis=1)
+    return (gx.reshape(n, h, w, c),)
+
+
+def global_max_pool2d(x, *, keepdims: bool = False):
+    """Max of each whole feature map: (N, H, W, C) → (N, C), or (N, 1, 1, C) with `keepdims`.
+
+    Equal to `max_pool2d` with the whole map as its window, gradient rule included.
+    """
+    _check_global(as_array(x), keepdims, "global_max_pool2d")
+    return apply(_gmp_forward, _gmp_backward, x, keepdims=bool(keepdims))
