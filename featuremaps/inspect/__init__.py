@@ -3,3 +3,4 @@ from .summary import Summary, summary
 from .connectivity import connections, fan_in, fan_out, filters_for_output, filters_from_input
 from .activations import LayerActivation, activations, resolve_layer
 from .receptive import ReceptiveField, receptive_field
+from .explain import Explanation, Step, Term, explain

@@ -1,0 +1,740 @@
+"""Explain one output value: how unit (map o, row, col) of a layer is computed from the maps before it.
+
+`explain(model, x, layer, out_map, position)` runs `x` through the model (the engine's own forward
+pass, `activations`) and then recomputes the chosen value from the layer's input and parameters,
+term by term, in float64:
+
+- **Conv2D** — by the formula in `featuremaps.functional.conv`: for each input map i connected to
+  output map o (all of them, o's group, or o's column of the connection table) the window of map i
+  that the kernel sees (padding shown as padding: a `padded` mask, value 0 there; stride and
+  dilation decide which rows and columns are tapped), the kernel slice `K_i,o`, and their dot
+  product; then the bias and the total.
+- **Dense** — `y[o] = b[o] + Σ_i x[i]·w[i, o]`, one term per input (labelled `(h, w, c)` when the
+  input comes from a Flatten of maps).
+- **MaxPool2D / GlobalMaxPool2D** — the window and which input won (its position and value; the
+  first maximum in row-major window order, or the last NaN, as the engine and PyTorch pick).
+- **AvgPool2D / Subsampling2D / GlobalAvgPool2D** — the window and its uniform weights
+  (1/divisor, times LeNet's per-map coefficient for Subsampling2D, plus its bias).
+
+The recomputed value is set against the engine's own output at that index (`engine_value`,
+`difference`). The layers right after the explained one are followed too: element-wise ones
+(BatchNorm, the activation, Dropout — see `after`), and then one pooling layer, reported for every
+pooling window that contains the unit (`pooled`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..tensor import as_array, no_grad
+from .activations import _layers, _run, as_single_input, resolve_layer
+from .connectivity import _channels, _groups, _local_input, connections, is_conv
+from .receptive import Geometry, check_position, layer_role, window_geometry
+
+__all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds"]
+
+#: Layer kinds `explain` can decompose.
+explainable_kinds = ("Conv2D", "Dense", "MaxPool2D", "AvgPool2D", "Subsampling2D", "GlobalMaxPool2D",
+                     "GlobalAvgPool2D")
+
+
+# --------------------------------------------------------------------------------------------------
+# Result types
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Term:
+    """One summand of the explained value.
+
+    Conv/pool layers: `input_map` is the input map, `window` the `(kh, kw)` input values the kernel
+    sees (0 at padding), `padded` marks the taps that fall on padding, `rows`/`cols` are the input
+    rows and columns tapped (negative or ≥ size on padding), `kernel` is `w[:, :, i_local, o]` (for
+    pooling: the uniform averaging weights, or None for max), `partial_sum = Σ window ⊙ kernel`.
+    Dense layers: `input_map` is the input feature index, `value` x[i], `weight` w[i, o],
+    `partial_sum` their product and `label` its `(h, w, c)` origin before a Flatten, if any.
+    """
+    input_map: int
+    partial_sum: float
+    window: np.ndarray | None = None
+    padded: np.ndarray | None = None
+    kernel: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+    value: float | None = None
+    weight: float | None = None
+    label: str | None = None
+
+
+@dataclass
+class Step:
+    """A layer after the explained one, applied to the recomputed value.
+
+    `role` is 'activation', 'elementwise' (BatchNorm, Dropout, LRN) or 'pool'. `unit` is the index
+    of the value after this layer: `(row, col, map)` or `(feature,)`. `value` is the layer applied to
+    the recomputed input (everything else from the engine); `engine_value` is the engine's output.
+    Pool steps list in `windows` every pooling window that contains the unit.
+    """
+    layer: str
+    kind: str
+    role: str
+    unit: tuple | None
+    value: float | None
+    engine_value: float | None
+    windows: list = field(default_factory=list)
+
+    @property
+    def difference(self) -> float | None:
+        if self.value is None or self.engine_value is None:
+            return None
+        return abs(self.value - self.engine_value)
+
+
+@dataclass
+class Explanation:
+    """The decomposition of one output value; see the module docstring. Render with `to_text()`,
+    `to_markdown()`, `to_latex()` or `to_dict()` (JSON-able).
+
+    - `layer`, `kind`, `out_map`, `position` ((row, col) or None for vectors);
+    - `input_layer`: the layer whose output is the input here ('input' for the image), and
+      `input_shape` its per-example shape;
+    - `terms`: list of `Term`; `bias` (float or None);
+    - `pre_activation`: the recomputed value `bias + Σ partial sums` (for pooling: the pooled value);
+    - `engine_value`, `difference` = |pre_activation − engine_value|;
+    - `winner`: for max pooling, `{'position': (row, col), 'value': v, 'offset': (p, q)}`;
+    - `after`: list of `Step` for the element-wise layers and the pooling layer that follow;
+    - `activation`: `{'layer', 'kind', 'value', 'engine_value', 'unit'}` of the first activation
+      layer in `after` (applied to the pooled value when the pooling comes first), or None;
+    - `pooled`: `{'layer', 'kind', 'windows': [...]}` for the first pooling layer in `after`, or
+      None. Each window is `{'position': (i, j), 'value': recomputed, 'engine_value': engine,
+      'winner': bool or None}` — `winner` (max pooling only) says whether THIS unit is the value the
+      window passes on (and receives the gradient); then `winner_position`/`winner_value` say which is.
+      Usually exactly one window contains a unit; overlapping pools give several, and a unit cut
+      off by the pool's floor rounding gives none.
+    - `geometry`: kernel, stride, dilation, pads of a window layer; `connections` the connected
+      input maps of a conv's output map and how they are wired.
+    """
+    layer: str
+    kind: str
+    out_map: int
+    position: tuple | None
+    terms: list
+    bias: float | None
+    pre_activation: float
+    engine_value: float
+    difference: float
+    input_layer: str
+    input_shape: tuple
+    output_shape: tuple
+    dtype: str = "float32"
+    winner: dict | None = None
+    after: list = field(default_factory=list)
+    geometry: dict | None = None
+    wiring: str | None = None
+
+    # --- derived ----------------------------------------------------------------------------------
+    @property
+    def activation(self) -> dict | None:
+        for s in self.after:
+            if s.role == "activation":
+                return {"layer": s.layer, "kind": s.kind, "value": s.value, "engine_value": s.engine_value,
+                        "unit": s.unit}
+        return None
+
+    @property
+    def pooled(self) -> dict | None:
+        for s in self.after:
+            if s.role == "pool":
+                return {"layer": s.layer, "kind": s.kind, "windows": s.windows}
+        return None
+
+    @property
+    def tolerance(self) -> float:
+        """The agreement expected between recomputation and engine: 1e-5 (float32), 1e-10 (float64),
+        relative to the value's magnitude when that exceeds 1."""
+        base = 1e-10 if self.dtype == "float64" else 1e-5
+        return base * max(1.0, abs(self.engine_value)) if math.isfinite(self.engine_value) else base
+
+    @property
+    def agrees(self) -> bool:
+        """True when `difference` is within `tolerance` (or both values are the same non-finite)."""
+        if not math.isfinite(self.engine_value) or not math.isfinite(self.pre_activation):
+            return (math.isnan(self.engine_value) and math.isnan(self.pre_activation)) or \
+                self.engine_value == self.pre_activation
+        return self.difference <= self.tolerance
+
+    @property
+    def symbol(self) -> str:
+        """`y[C3, map 7, (4, 5)]` or `y[F6, 12]`."""
+        if self.position is None:
+            return f"y[{self.layer}, {self.out_map}]"
+        return f"y[{self.layer}, map {self.out_map}, ({self.position[0]}, {self.position[1]})]"
+
+    # --- renderings -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-able dict (arrays as nested lists; non-finite floats as the strings 'NaN', 'Infinity',
+        '-Infinity')."""
+        d = {"layer": self.layer, "kind": self.kind, "out_map": self.out_map,
+             "position": None if self.position is None else list(self.position),
+             "input_layer": self.input_layer, "input_shape": list(self.input_shape),
+             "output_shape": list(self.output_shape), "dtype": self.dtype,
+             "terms": [_term_dict(t) for t in self.terms], "bias": self.bias,
+             "pre_activation": self.pre_activation, "engine_value": self.engine_value,
+             "difference": self.difference, "agrees": self.agrees, "winner": self.winner,
+             "activation": self.activation, "pooled": self.pooled,
+             "after": [{"layer": s.layer, "kind": s.kind, "role": s.role, "unit": s.unit, "value": s.value,
+                        "engine_value": s.engine_value, "difference": s.difference, "windows": s.windows}
+                       for s in self.after],
+             "geometry": self.geometry, "wiring": self.wiring, "formula": self.formula()}
+        return _jsonable(d)
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def formula(self, max_terms: int = 8) -> str:
+        """`y[C3, map 7, (4, 5)] = b + Σ_i ⟨window_i, K_i,7⟩ = 0.01 + 0.12 + … = 1.23` (plain text)."""
+        lhs = self.symbol
+        if self.kind in ("MaxPool2D", "GlobalMaxPool2D"):
+            w = self.winner
+            if w is None:
+                return f"{lhs} = max(window) = {_num(self.pre_activation)}"
+            return f"{lhs} = max(window of map {self.out_map}) = x{tuple(w['position'])} = {_num(self.pre_activation)}"
+        if self.kind in ("AvgPool2D", "GlobalAvgPool2D"):
+            return f"{lhs} = Σ window / {self._divisor()} = {_num(self.pre_activation)}"
+        if self.kind == "Subsampling2D":
+            return (f"{lhs} = b + coefficient · mean(window) = {_num(self.bias)} + "
+                    f"{_num(self.terms[0].partial_sum)} = {_num(self.pre_activation)}")
+        if self.kind == "Dense":
+            sym = f"b + Σ_i x_i · w_i,{self.out_map}"
+        else:
+            sym = f"b + Σ_i ⟨window_i, K_i,{self.out_map}⟩"
+        if len(self.terms) <= max_terms:
+            nums = _signed_sum([self.bias or 0.0] + [t.partial_sum for t in self.terms])
+        else:
+            total = math.fsum(t.partial_sum for t in self.terms)
+            nums = f"{_signed_sum([self.bias or 0.0, total])} (the {len(self.terms)} terms summed)"
+        return f"{lhs} = {sym} = {nums} = {_num(self.pre_activation)}"
+
+    def _divisor(self) -> str:
+        k = self.terms[0].kernel if self.terms else None
+        if k is None:
+            return "?"
+        nz = k[k != 0]
+        return f"{1.0 / nz[0]:g}" if nz.size else "?"
+
+    def _header(self) -> list[str]:
+        unit = "output" if self.position is None and self.kind == "Dense" else "output map"
+        lines = [f"{self.symbol}: layer {self.layer} ({self.kind}), {unit} {self.out_map}"
+                 + ("" if self.position is None else f" at (row {self.position[0]}, col {self.position[1]})")
+                 + f", from {self.input_layer} {_shape(self.input_shape)}"]
+        if self.wiring:
+            lines.append(self.wiring)
+        g = self.geometry
+        if g:
+            (t, b), (l, r) = g["pads"]  # noqa: E741
+            lines.append(f"window {g['kernel'][0]}×{g['kernel'][1]}, stride {tuple(g['stride'])}, "
+                         f"dilation {tuple(g['dilation'])}, padding top {t} bottom {b} left {l} right {r}")
+        return lines
+
+    def _rows(self, top: int | None):
+        """Table rows (label, rows, cols, padded, partial) and the note for omitted ones."""
+        terms = list(self.terms)
+        note = None
+        if top is not None and len(terms) > top:
+            keep = sorted(terms, key=lambda t: -abs(t.partial_sum) if math.isfinite(t.partial_sum) else -math.inf)
+            keep = keep[:top]
+            rest = [t for t in terms if not any(t is k for k in keep)]
+            note = (len(rest), math.fsum(t.partial_sum for t in rest))
+            terms = keep
+        rows = []
+        for t in terms:
+            if self.kind == "Dense":
+                rows.append([str(t.input_map), t.label or "", _num(t.value), _num(t.weight),
+                             _num(t.partial_sum, sign=True)])
+            else:
+                npad = int(t.padded.sum()) if t.padded is not None else 0
+                size = t.padded.size if t.padded is not None else 0
+                rows.append([str(t.input_map), _span(t.rows), _span(t.cols), f"{npad}/{size}",
+                             _num(t.partial_sum, sign=True)])
+        return rows, note
+
+    def _columns(self) -> list[str]:
+        if self.kind == "Dense":
+            return ["input", "from", "x_i", f"w_i,{self.out_map}", "x_i·w"]
+        last = {"MaxPool2D": "max", "GlobalMaxPool2D": "max"}.get(self.kind, "⟨window, kernel⟩")
+        return ["input map", "rows", "cols", "padded", last]
+
+    def _default_top(self) -> int | None:
+        return 10 if self.kind == "Dense" else (24 if len(self.terms) > 32 else None)
+
+    def _after_lines(self) -> list[str]:
+        lines = []
+        for s in self.after:
+            if s.role == "pool":
+                if not s.windows:
+                    lines.append(f"{s.layer} ({s.kind}): no pooling window contains this unit "
+                                 "(the pool's rounding drops it)")
+                for w in s.windows:
+                    text = (f"{s.layer} ({s.kind}): window at ({w['position'][0]}, {w['position'][1]}) → "
+                            f"{_num(w['value'])} (engine {_num(w['engine_value'])})")
+                    if w.get("winner") is not None:
+                        text += ("; this unit is the window's winner" if w["winner"] else
+                                 f"; the winner is ({w['winner_position'][0]}, {w['winner_position'][1]}) "
+                                 f"= {_num(w['winner_value'])}, not this unit")
+                    lines.append(text)
+            else:
+                unit = "" if s.unit is None else f" at {tuple(s.unit)}"
+                lines.append(f"{s.layer} ({s.kind}){unit}: {_num(s.value)} (engine {_num(s.engine_value)})")
+        return lines
+
+    def _check_line(self) -> str:
+        mark = "agrees" if self.agrees else "DISAGREES"
+        return (f"engine value {_num(self.engine_value)}; |recomputed − engine| = {self.difference:.3g} "
+                f"({mark}, tolerance {self.tolerance:.0e}, {self.dtype})")
+
+    def to_text(self, top: int | None = -1, windows: bool = False) -> str:
+        """A terminal table, one row per connected input map (Dense: the `top` largest contributions,
+        default 10, then the rest summed), then the formula line, the engine check and what follows.
+        `windows=True` also prints each window and kernel."""
+        top = self._default_top() if top == -1 else top
+        out = self._header()
+        rows, note = self._rows(top)
+        out += _table(self._columns(), rows)
+        if note:
+            out.append(f"… {note[0]} more terms summing to {_num(note[1], sign=True)}")
+        if self.bias is not None and self.kind != "MaxPool2D":
+            out.append(f"bias b[{self.out_map}] = {_num(self.bias)}")
+        if self.winner is not None:
+            w = self.winner
+            out.append(f"winner: input ({w['position'][0]}, {w['position'][1]}) of map {self.out_map} "
+                       f"= {_num(w['value'])} (window offset {tuple(w['offset'])})")
+        out.append(self.formula())
+        out.append(self._check_line())
+        after = self._after_lines()
+        if after:
+            out.append("then:")
+            out += ["  " + a for a in after]
+        if windows:
+            for t in self.terms:
+                if t.window is None:
+                    continue
+                out.append(f"input map {t.input_map}: window (· = padding) | kernel")
+                out += _side_by_side(t.window, t.padded, t.kernel)
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def to_markdown(self, top: int | None = -1) -> str:
+        """The same content as `to_text` as Markdown: a table and the formula in code spans."""
+        top = self._default_top() if top == -1 else top
+        head = self._header()
+        out = [f"**{_md(head[0])}**", ""] + [_md(h) + "  " for h in head[1:]]
+        if len(head) > 1:
+            out.append("")
+        rows, note = self._rows(top)
+        cols = self._columns()
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "|".join("---:" for _ in cols) + "|")
+        out += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
+        out.append("")
+        if note:
+            out += [f"… {note[0]} more terms summing to {_num(note[1], sign=True)}", ""]
+        if self.winner is not None:
+            w = self.winner
+            out += [f"Winner: input ({w['position'][0]}, {w['position'][1]}) = {_num(w['value'])}", ""]
+        out += [f"`{self.formula()}`", "", _md(self._check_line())]
+        after = self._after_lines()
+        if after:
+            out += ["", "Then:", ""] + [f"- {_md(a)}" for a in after]
+        return "\n".join(out) + "\n"
+
+    def to_latex(self, top: int | None = -1) -> str:
+        """A `tabular` of the terms and the formula as a display equation (needs amsmath for `\\text`)."""
+        top = self._default_top() if top == -1 else top
+        rows, note = self._rows(top)
+        cols = self._columns()
+        lay = _tex(self.layer)
+        out = [f"% {_tex(self._header()[0])}", "\\begin{tabular}{" + "r" * len(cols) + "}", "\\hline",
+               " & ".join(_tex(c) for c in cols) + " \\\\", "\\hline"]
+        out += [" & ".join(_tex(c) for c in r) + " \\\\" for r in rows]
+        if note:
+            out.append(f"\\multicolumn{{{len(cols)}}}{{l}}{{\\dots\\ {note[0]} more terms: "
+                       f"{_tex(_num(note[1], sign=True))}}} \\\\")
+        out += ["\\hline", "\\end{tabular}"]
+        idx = (f"{self.out_map}" if self.position is None
+               else f"{self.out_map},\\,({self.position[0]},{self.position[1]})")
+        lhs = f"y^{{\\text{{{lay}}}}}_{{{idx}}}"
+        if self.kind == "Dense":
+            rhs = f"b_{{{self.out_map}}} + \\sum_i x_i\\, w_{{i,{self.out_map}}}"
+        elif self.kind == "Conv2D":
+            rhs = (f"b_{{{self.out_map}}} + \\sum_{{i \\in C({self.out_map})}} "
+                   f"\\langle X_i, K_{{i,{self.out_map}}} \\rangle")
+        elif self.kind in ("MaxPool2D", "GlobalMaxPool2D"):
+            rhs = "\\max(\\text{window})"
+        elif self.kind == "Subsampling2D":
+            rhs = "b + a \\cdot \\operatorname{mean}(\\text{window})"
+        else:
+            rhs = "\\operatorname{mean}(\\text{window})"
+        nums = ""
+        if self.kind in ("Conv2D", "Dense") and len(self.terms) <= 8:
+            nums = " = " + _tex(_signed_sum([self.bias or 0.0] + [t.partial_sum for t in self.terms]))
+        out += ["\\[", f"{lhs} = {rhs}{nums} = {_tex(_num(self.pre_activation))}", "\\]",
+                f"% {_tex(self._check_line())}"]
+        return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting helpers
+# --------------------------------------------------------------------------------------------------
+def _num(v, sign: bool = False) -> str:
+    if v is None:
+        return "—"
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:+.6g}" if sign else f"{v:.6g}"
+
+
+def _signed_sum(values) -> str:
+    """`a + b - c` from numbers, the sign of each term shown as the operator."""
+    out = []
+    for k, v in enumerate(values):
+        v = float(v)
+        if k == 0:
+            out.append(_num(v))
+        elif math.isfinite(v) and v < 0:
+            out.append(f"- {_num(-v)}")
+        else:
+            out.append(f"+ {_num(v)}")
+    return " ".join(out)
+
+
+def _span(idx) -> str:
+    if idx is None or len(idx) == 0:
+        return ""
+    if len(idx) == 1:
+        return str(int(idx[0]))
+    step = int(idx[1] - idx[0])
+    return f"{int(idx[0])}..{int(idx[-1])}" + (f" step {step}" if step != 1 else "")
+
+
+def _shape(s) -> str:
+    return "(" + ", ".join(str(n) for n in s) + ")"
+
+
+def _table(cols: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(c), *(len(r[k]) for r in rows)) if rows else len(c) for k, c in enumerate(cols)]
+    fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return [fmt(cols), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def _side_by_side(window, padded, kernel) -> list[str]:
+    lines = []
+    for p in range(window.shape[0]):
+        left = " ".join("·".rjust(9) if padded[p, q] else f"{window[p, q]:9.4g}" for q in range(window.shape[1]))
+        right = "" if kernel is None else " ".join(f"{kernel[p, q]:9.4g}" for q in range(kernel.shape[1]))
+        lines.append(f"  {left}  |  {right}")
+    return lines
+
+
+def _md(s: str) -> str:
+    return s.replace("|", "\\|").replace("_", "\\_").replace("*", "\\*")
+
+
+_TEX = {"\\": "\\textbackslash{}", "_": "\\_", "%": "\\%", "&": "\\&", "#": "\\#", "$": "\\$",
+        "{": "\\{", "}": "\\}", "^": "\\^{}", "~": "\\~{}", "−": "-", "×": "$\\times$", "…": "\\dots{}",
+        "Σ": "$\\Sigma$", "⟨": "$\\langle$", "⟩": "$\\rangle$", "⊙": "$\\odot$", "·": "$\\cdot$",
+        "—": "--", "→": "$\\to$", "|": "$|$"}
+
+
+def _tex(s: str) -> str:
+    """Escape text for LaTeX (one pass, so replacements are not escaped again)."""
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def _term_dict(t: Term) -> dict:
+    return {"input_map": t.input_map, "partial_sum": t.partial_sum, "window": t.window, "padded": t.padded,
+            "kernel": t.kernel, "rows": t.rows, "cols": t.cols, "value": t.value, "weight": t.weight,
+            "label": t.label}
+
+
+def _jsonable(v: Any):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+        return v
+    return v
+
+
+# --------------------------------------------------------------------------------------------------
+# The computation
+# --------------------------------------------------------------------------------------------------
+def _window(x_map: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """Values of the 2-D map at rows × cols (0 where off the map) and the off-map (padding) mask."""
+    h, w = x_map.shape
+    vr = (rows >= 0) & (rows < h)
+    vc = (cols >= 0) & (cols < w)
+    padded = ~(vr[:, None] & vc[None, :])  # (kh, kw)
+    vals = np.zeros((len(rows), len(cols)), dtype=x_map.dtype)  # (kh, kw)
+    vals[np.ix_(vr, vc)] = x_map[np.ix_(rows[vr], cols[vc])]
+    return vals, padded
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a ⊙ b in float64 (exact products of float32 values, one rounding per addition)."""
+    return float(np.sum(a.astype(np.float64) * b.astype(np.float64)))
+
+
+def _geometry_dict(geo: Geometry) -> dict:
+    return {"kernel": list(geo.kernel), "stride": list(geo.stride), "dilation": list(geo.dilation),
+            "pads": [list(geo.pads[0]), list(geo.pads[1])]}
+
+
+def _wiring(layer, o: int, connected: list[int]) -> str:
+    c_in, c_out = _channels(layer)
+    maps = ", ".join(str(i) for i in connected) if len(connected) <= 16 else \
+        f"{connected[0]}..{connected[-1]} ({len(connected)} maps)"
+    if getattr(layer, "connections", None) is not None:
+        how = f"connection table: {len(connected)} of {c_in} input maps"
+    elif _groups(layer) == 1:
+        how = f"full: all {c_in} input maps"
+    elif _groups(layer) == c_in:
+        how = f"depthwise (groups={c_in})"
+    else:
+        g = _groups(layer)
+        how = f"groups={g}: group {o // (c_out // g)} of {g}"
+    return f"output map {o} reads input maps {maps} ({how})"
+
+
+def _explain_conv(layer, x_in: np.ndarray, o: int, pos) -> tuple[list, float | None, float, dict, str]:
+    h, w, _ = x_in.shape
+    geo = window_geometry(layer, (h, w))
+    rows, cols = geo.rows(pos[0]), geo.cols(pos[1])
+    wt = as_array(layer.weight)
+    connected = [int(i) for i in np.flatnonzero(connections(layer)[:, o])]
+    terms = []
+    for i in connected:
+        win, padded = _window(x_in[:, :, i], rows, cols)
+        kernel = wt[:, :, _local_input(layer, i, o), o]  # (kh, kw)
+        terms.append(Term(input_map=i, partial_sum=_dot(win, kernel), window=win, padded=padded,
+                          kernel=np.array(kernel), rows=rows, cols=cols))
+    bias = None if getattr(layer, "bias", None) is None else float(as_array(layer.bias)[o])
+    total = math.fsum([bias or 0.0] + [t.partial_sum for t in terms])
+    return terms, bias, total, _geometry_dict(geo), _wiring(layer, o, connected)
+
+
+def _max_winner(vals: np.ndarray, padded: np.ndarray):
+    """The window element max pooling passes on: the first maximum in row-major order, or the last
+    NaN (the engine's and PyTorch's rule); None when the window holds no input element."""
+    best = None
+    for flat in np.flatnonzero(~padded.ravel()):
+        v = vals.ravel()[flat]
+        if best is None or v > vals.ravel()[best] or np.isnan(v):
+            best = flat
+    return None if best is None else np.unravel_index(best, vals.shape)
+
+
+def _avg_kernel(geo: Geometry, in_hw, pos, include_pad: bool) -> np.ndarray:
+    """Uniform weights 1/divisor of an average-pooling window, PyTorch's divisor rule (0 off the
+    padded input)."""
+    taps = []
+    for axis, n in enumerate(in_hw):
+        idx = geo.rows(pos[0]) if axis == 0 else geo.cols(pos[1])
+        lo, hi = geo.pads[axis]
+        inside_padded = (idx >= -lo) & (idx < n + hi)  # taps a ceil_mode overhang leaves out
+        inside = (idx >= 0) & (idx < n)
+        taps.append(inside_padded if include_pad else inside)
+    counted = taps[0][:, None] & taps[1][None, :]  # (kh, kw)
+    return counted / counted.sum()
+
+
+def _explain_pool(layer, x_in: np.ndarray, o: int, pos):
+    kind = type(layer).__name__
+    h, w, _ = x_in.shape
+    if kind.startswith("Global"):
+        geo = Geometry((h, w), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
+        pos_w = (0, 0)
+    else:
+        geo = window_geometry(layer, (h, w))
+        pos_w = pos
+    rows, cols = geo.rows(pos_w[0]), geo.cols(pos_w[1])
+    win, padded = _window(x_in[:, :, o], rows, cols)
+    winner = None
+    bias = None
+    if kind in ("MaxPool2D", "GlobalMaxPool2D"):
+        arg = _max_winner(win, padded)
+        value = float(win[arg]) if arg is not None else -math.inf
+        kernel = None
+        if arg is not None:
+            winner = {"position": (int(rows[arg[0]]), int(cols[arg[1]])), "value": value,
+                      "offset": (int(arg[0]), int(arg[1]))}
+    else:
+        include = bool(getattr(layer, "count_include_pad", True))
+        kernel = _avg_kernel(geo, (h, w), pos_w, include)
+        if kind == "Subsampling2D":
+            kernel = kernel * float(as_array(layer.weight)[o])
+            bias = float(as_array(layer.bias)[o])
+        value = _dot(win, kernel)
+    term = Term(input_map=o, partial_sum=value, window=win, padded=padded, kernel=kernel, rows=rows, cols=cols)
+    total = value + (bias or 0.0)
+    geometry = None if kind.startswith("Global") else _geometry_dict(geo)
+    return [term], bias, total, geometry, winner
+
+
+def _explain_dense(layer, x_in: np.ndarray, o: int, source_shape):
+    wt = as_array(layer.weight)
+    col = wt[:, o]
+    prods = x_in.astype(np.float64) * col.astype(np.float64)  # (in,)
+    labels = None
+    if source_shape is not None and int(np.prod(source_shape)) == x_in.size:
+        labels = [f"({r}, {c}, {m})" for r, c, m in zip(*np.unravel_index(np.arange(x_in.size), source_shape))]
+    terms = [Term(input_map=i, partial_sum=float(prods[i]), value=float(x_in[i]), weight=float(col[i]),
+                  label=None if labels is None else labels[i]) for i in range(x_in.size)]
+    bias = None if getattr(layer, "bias", None) is None else float(as_array(layer.bias)[o])
+    total = math.fsum([bias or 0.0] + prods.tolist())
+    return terms, bias, total
+
+
+def _windows_containing(geo: Geometry, r: int, c: int) -> list[tuple[int, int]]:
+    """Output positions (i, j) of a window layer whose window taps input pixel (r, c)."""
+    out_rows = [i for i in range(geo.out_hw[0]) if r in geo.rows(i)]
+    out_cols = [j for j in range(geo.out_hw[1]) if c in geo.cols(j)]
+    return [(i, j) for i in out_rows for j in out_cols]
+
+
+def _apply(layer, arr: np.ndarray) -> np.ndarray:
+    with no_grad():
+        return as_array(layer(arr[None]))[0]
+
+
+def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
+    """Apply the layers after pairs[idx] to the recomputed value: element-wise layers, then one
+    pooling layer, then element-wise layers again."""
+    steps: list[Step] = []
+    current = np.array(acts[idx + 1].array, copy=True)
+    current[unit] = value
+    pooled = False
+    for k in range(idx + 1, len(pairs)):
+        name, layer = pairs[k]
+        role = layer_role(layer)
+        engine = acts[k + 1].array
+        if role in ("activation", "elementwise"):
+            out = _apply(layer, current)
+            steps.append(Step(name, type(layer).__name__, role, unit, float(out[unit]), float(engine[unit])))
+            current = out
+            continue
+        if role in ("pool", "global_pool") and not pooled and len(unit) == 3:
+            pooled = True
+            out = _apply(layer, current)
+            r, c, m = unit
+            kind = type(layer).__name__
+            is_max = kind in ("MaxPool2D", "GlobalMaxPool2D")
+            if role == "global_pool":
+                geo = Geometry(current.shape[:2], (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
+                spots, idx_of = [(0, 0)], (lambda i, j: (m,))
+            else:
+                geo = window_geometry(layer, current.shape[:2])
+                spots, idx_of = _windows_containing(geo, r, c), (lambda i, j: (i, j, m))
+            wins = []
+            for i, j in spots:
+                entry = {"position": (i, j), "value": float(out[idx_of(i, j)]),
+                         "engine_value": float(engine[idx_of(i, j)]), "winner": None}
+                if is_max:
+                    rows, cols = geo.rows(i), geo.cols(j)
+                    vals, padded = _window(current[:, :, m], rows, cols)
+                    arg = _max_winner(vals, padded)
+                    wpos = (int(rows[arg[0]]), int(cols[arg[1]]))
+                    entry.update(winner=wpos == (r, c), winner_position=wpos, winner_value=float(vals[arg]))
+                wins.append(entry)
+            step = Step(name, kind, "pool", None, None, None, windows=wins)
+            steps.append(step)
+            if len(spots) != 1:
+                break
+            unit = idx_of(*spots[0])
+            step.unit, step.value, step.engine_value = unit, wins[0]["value"], wins[0]["engine_value"]
+            current = out
+            continue
+        break
+    return steps
+
+
+def _check_map(o, n: int, name: str, what: str) -> int:
+    if isinstance(o, (bool, np.bool_)) or not isinstance(o, (int, np.integer)):
+        raise TypeError(f"explain: out_map must be an int; received {o!r}")
+    if not 0 <= o < n:
+        raise ValueError(f"explain: out_map must be in [0, {n - 1}] (layer {name!r} has {n} {what}); received {o}")
+    return int(o)
+
+
+def explain(model, x, layer, out_map: int, position=None) -> Explanation:
+    """Decompose output value `out_map` at `position` = (row, col) of `layer` for input `x`.
+
+    `model` is a `Sequential`; `x` one input `(H, W, C)` or a batch of one; `layer` a layer name
+    (unknown names raise a ValueError listing the valid ones); `position` is None for layers that
+    output vectors (Dense, global pooling). Explainable kinds: `explainable_kinds`. Returns an
+    `Explanation` (see its docstring) whose `pre_activation` is recomputed in float64 from the layer's
+    input and parameters and checked against the engine's output (`engine_value`, `difference`).
+    """
+    op = "explain"
+    pairs = _layers(model, op)
+    target = resolve_layer(model, layer) if not hasattr(layer, "forward") else layer
+    idx = next((k for k, (_, m) in enumerate(pairs) if m is target), None)
+    if idx is None:
+        raise ValueError(f"{op}: layer must be the name of one of the model's layers "
+                         f"({', '.join(n for n, _ in pairs)}); received {layer!r}")
+    name, lay = pairs[idx]
+    kind = type(lay).__name__
+    role = layer_role(lay)
+    if role not in ("conv", "dense", "pool", "global_pool") or (role == "pool" and kind not in explainable_kinds):
+        hint = ""
+        if role in ("activation", "elementwise") and idx > 0:
+            hint = (f"; {name!r} is element-wise: explain the layer before it ({pairs[idx - 1][0]!r}), whose "
+                    f"explanation follows the value through {name!r}")
+        raise ValueError(f"{op}: cannot explain layer {name!r} of kind {kind}; explainable kinds: "
+                         f"{', '.join(explainable_kinds)}{hint}")
+    xb = as_single_input(model, x, op)
+    acts = _run(model, xb)
+    x_in = acts[idx].array
+    y = acts[idx + 1].array
+    input_layer = acts[idx].name
+
+    n_maps = y.shape[-1]
+    o = _check_map(out_map, n_maps, name, "output maps" if y.ndim == 3 else "outputs")
+    pos = check_position(position, y.shape, op, name)
+    winner = geometry = wiring = None
+    if role == "conv":
+        terms, bias, total, geometry, wiring = _explain_conv(lay, x_in, o, pos)
+        unit = (pos[0], pos[1], o)
+    elif role == "dense":
+        if x_in.ndim != 1:
+            raise ValueError(f"{op}: dense layer {name!r} receives maps {x_in.shape}; expected a vector")
+        source = acts[idx - 1].array.shape if idx >= 1 and layer_role(pairs[idx - 1][1]) == "flatten" else None
+        terms, bias, total = _explain_dense(lay, x_in, o, source)
+        unit = (o,)
+    else:
+        terms, bias, total, geometry, winner = _explain_pool(lay, x_in, o, pos)
+        unit = (o,) if role == "global_pool" else (pos[0], pos[1], o)
+    engine = float(y[unit])
+    diff = abs(total - engine) if math.isfinite(total) and math.isfinite(engine) else \
+        (0.0 if (math.isnan(total) and math.isnan(engine)) or total == engine else math.inf)
+    after = _follow(pairs, idx, acts, unit, total)
+    return Explanation(layer=name, kind=kind, out_map=o, position=pos, terms=terms, bias=bias,
+                       pre_activation=total, engine_value=engine, difference=diff, input_layer=input_layer,
+                       input_shape=tuple(x_in.shape), output_shape=tuple(y.shape), dtype=str(y.dtype),
+                       winner=winner, after=after, geometry=geometry, wiring=wiring)
