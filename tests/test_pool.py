@@ -177,6 +177,17 @@ def test_max_pool2d_nan_and_inf_follow_torch(kw):
     _compare(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), np.full((1, 4, 4, 1), -np.inf))
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_pool2d_inf_and_nan_upstream_gradients_reach_only_the_chosen_elements(kw):
+    x = _values((1, 6, 6, 2), 12, "normal")
+    g = np.random.default_rng(13).standard_normal(fn.max_pool2d(x, **kw).shape)
+    g[0, 0, 0, 0], g[0, 1, 1, 1], g[0, 2, 0, 0] = np.inf, -np.inf, np.nan
+    grad = _run(lambda t: fn.max_pool2d(t, **kw), x, g)[1]
+    ref_grad = _torch(lambda t: F.max_pool2d(t, **kw), x, g)[1]
+    np.testing.assert_array_equal(grad, ref_grad)  # exact zeros elsewhere, not inf · 0 = NaN
+    assert (grad == 0).sum() == (ref_grad == 0).sum() > 0
+
+
 def test_avg_pool2d_nan_propagates():
     x = np.zeros((1, 4, 4, 2))
     x[0, 0, 0, 0] = np.nan
