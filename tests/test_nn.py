@@ -42,6 +42,14 @@ def test_layers_forward_equal_functional_ops():
              (nn.AvgPool2D(2, ceil_mode=True), lambda a: F.avg_pool2d(a, 2, ceil_mode=True))]
     for layer, fn in cases:
         np.testing.assert_array_equal(_data(layer(x)), fn(x), err_msg=repr(layer))
+    drop = nn.Dropout(0.3, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(_data(drop(x)), F.dropout(x, 0.3, training=True, rng=np.random.default_rng(1)))
+    bn = nn.BatchNorm2D(4, momentum=0.3)
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    np.testing.assert_array_equal(_data(bn(x)), F.batch_norm(x, bn.weight.data, bn.bias.data, rm, rv, training=True,
+                                                             momentum=0.3))
+    np.testing.assert_array_equal(bn.running_mean, rm)
+    np.testing.assert_array_equal(bn.running_var, rv)
 
 
 def test_scaled_tanh_and_zero_pad():
@@ -450,3 +458,18 @@ def test_parameter_assignment_rules():
     assert [n for n, _ in conv.named_parameters()] == ["weight"]
     with pytest.raises(TypeError, match="must be a Tensor or None"):
         conv.weight = np.zeros((3, 3, 1, 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 10), w=st.integers(1, 10), k=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 1),
+       ceil=st.booleans(), avg=st.booleans())
+def test_pool_output_shape_property(h, w, k, s, p, ceil, avg):
+    if p > k // 2:
+        return
+    layer = nn.AvgPool2D(k, s, p, ceil_mode=ceil) if avg else nn.MaxPool2D(k, s, p, ceil_mode=ceil)
+    x = np.zeros((1, h, w, 2), np.float32)
+    if h + 2 * p < k or w + 2 * p < k:
+        with pytest.raises(nn.ShapeError, match="padded input of at least"):
+            layer.compute_output_shape((h, w, 2))
+        return
+    assert (1,) + layer.compute_output_shape((h, w, 2)) == _data(layer(x)).shape

@@ -26,11 +26,10 @@ class _Pool2D(Module):
         self.padding = normalize_padding(padding, op, allow_strings=False)
         self._pads = window.resolve_padding(self.padding, (1, 1), (1, 1), (1, 1), op=op, allow_strings=False)
         self.dilation = as_pair(dilation, "dilation", op)
-        for (lo, hi), k, d, axis in zip(self._pads, self.kernel_size, self.dilation, "hw"):
-            eff = d * (k - 1) + 1
-            if max(lo, hi) > eff // 2:
-                raise ValueError(f"{op}: padding must be at most half the (dilated) window on each side; "
-                                 f"received padding {self.padding!r} for a window of {eff} along {axis}")
+        for (lo, hi), k, axis in zip(self._pads, self.kernel_size, "hw"):
+            if max(lo, hi) > k // 2:  # as in PyTorch: every window holds at least one input element
+                raise ValueError(f"{op}: padding must be at most half the window (kernel_size // 2 = {k // 2}) "
+                                 f"on each side along {axis}; received padding {self.padding!r}")
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"{op}: ceil_mode must be True or False; received {ceil_mode!r}")
         self.ceil_mode = bool(ceil_mode)
