@@ -282,6 +282,24 @@ def _callback(callbacks, name, *args):
             fn(*args)
 
 
+def _forward_untouched(model, x: np.ndarray, seed: int):
+    """One training-mode forward pass (so BatchNorm normalises with batch statistics, as in the
+    first step) that leaves the model exactly as it was: buffers such as running statistics are
+    restored afterwards, and Dropout draws from a throw-away generator (each step re-seeds it)."""
+    saved = [(b, b.copy()) for _, b in model.named_buffers()]
+    was = model.training
+    try:
+        model.train()
+        if any(getattr(m, "uses_rng", False) for m in model.modules()):
+            model.set_rng(np.random.default_rng([seed, 0, 0, 3]))
+        with no_grad():
+            return model(Tensor(x))
+    finally:
+        model.train(was)
+        for b, copy in saved:
+            np.copyto(b, copy)
+
+
 def _check_resume(meta: dict, current: dict) -> None:
     stored = meta.get("run") or {}
     diffs = [f"{k}: checkpoint {stored.get(k)!r}, now {v!r}" for k, v in current.items()
@@ -394,11 +412,7 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
 
     if start_epoch == 0 and start_step == 0:
         first = loader.order(0)[:batch_size]
-        with no_grad():
-            was = model.training
-            model.eval()
-            z = model(Tensor(normalize_images(images[first], normalization, dtype)))
-            model.train(was)
+        z = _forward_untouched(model, normalize_images(images[first], normalization, dtype), seed)
         init_loss = float(-_log_softmax(np.asarray(z.data))[np.arange(len(first)), labels[first]].mean())
         expected = math.log(num_classes)
         warn = "" if abs(init_loss - expected) < 1.0 else "  <- far off: check the weight initialisation and input normalisation"
