@@ -252,6 +252,16 @@ def test_float32_kept_and_container_kind_kept(op):
     np.testing.assert_allclose(out, op(x.astype(np.float64)), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+def test_max_pool2d_float32_input_with_a_float64_upstream_gradient(kw):
+    x = np.random.default_rng(14).standard_normal((2, 6, 6, 3)).astype(np.float32)
+    t = Tensor(x, requires_grad=True)
+    y = fn.max_pool2d(t, **kw)
+    (y * np.full(y.shape, 0.5)).sum().backward()  # the float64 factor makes the gradient float64
+    ref_grad = _torch(lambda a: F.max_pool2d(a, **kw), x.astype(np.float64), np.full(y.shape, 0.5))[1]
+    np.testing.assert_allclose(t.grad, ref_grad, rtol=1e-7)
+
+
 def test_default_stride_is_the_kernel():
     x = np.random.default_rng(9).standard_normal((1, 6, 6, 1))
     np.testing.assert_array_equal(fn.max_pool2d(x, 3), fn.max_pool2d(x, 3, stride=3))

@@ -93,24 +93,30 @@ def _first_input_offset(o: int, k: int, s: int, d: int, lo: int, n: int) -> np.n
 def _argmax(xp: np.ndarray, geo: _Geometry, size_hw: tuple[int, int]):
     """Max of every window and the kernel offset PyTorch picks for it (see the module docstring).
 
-    PyTorch starts each window at (−inf, its first input element) and moves to an element when it is
-    larger or NaN; the −inf padding never wins, so starting from offset 0 with the index of the
-    window's first input element gives the same choice.
+    PyTorch starts each window at (−inf, its first input element) and moves to a later element when
+    that is larger, or NaN. The −inf padding never wins, and every input element of a window comes
+    at or after its first input element in window order, so the chosen offset only grows: it is the
+    running maximum of k · [tap k is larger than everything before it].
     """
     v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
     best = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
-    ntaps = geo.kernel[0] * geo.kernel[1]
-    arg = np.empty(best.shape, dtype=np.uint8 if ntaps < 256 else np.int32)  # (n, oh, ow, c)
+    taps = geo.taps()
+    itype = np.uint8 if len(taps) < 256 else np.int32
+    arg = np.empty(best.shape, dtype=itype)  # (n, oh, ow, c)
     (t, _), (l, _) = geo.pads  # noqa: E741
     p0 = _first_input_offset(geo.out_hw[0], geo.kernel[0], geo.stride[0], geo.dilation[0], t, size_hw[0])
     q0 = _first_input_offset(geo.out_hw[1], geo.kernel[1], geo.stride[1], geo.dilation[1], l, size_hw[1])
     arg[...] = (p0[:, None] * geo.kernel[1] + q0[None, :])[None, :, :, None]  # (1, oh, ow, 1)
-    for k, p, q in geo.taps()[1:]:
-        s = v[:, :, :, p, q]  # (n, oh, ow, c)
-        upd = s > best
-        upd |= np.isnan(s)
-        np.copyto(best, s, where=upd)
-        np.copyto(arg, k, where=upd)
+    for k, p, q in taps[1:]:
+        tap = v[:, :, :, p, q]  # (n, oh, ow, c)
+        np.maximum(arg, np.multiply(tap > best, itype(k), dtype=itype), out=arg)
+        np.maximum(best, tap, out=best)  # NaN propagates
+    nan = np.isnan(best)
+    if nan.any():  # windows holding NaN: the last NaN
+        last = np.zeros_like(arg)
+        for k, p, q in taps:
+            np.maximum(last, np.multiply(np.isnan(v[:, :, :, p, q]), itype(k), dtype=itype), out=last)
+        arg = np.where(nan, last, arg)
     return best, arg
 
 
@@ -125,6 +131,8 @@ def _masked(g: np.ndarray, mask, out: np.ndarray | None = None) -> np.ndarray:
     The bit patterns are multiplied as integers by 0 or 1, which is exact even where g is inf or NaN
     (a float multiply would turn inf · 0 into NaN) and ~10× faster than `np.copyto(..., where=)`.
     """
+    if out is not None and out.dtype != g.dtype:
+        g = g.astype(out.dtype)  # the bit trick needs one float type on both sides
     bits = np.multiply(_bits(g), mask, out=None if out is None else _bits(out))
     return out if out is not None else bits.view(g.dtype)
 
@@ -132,8 +140,9 @@ def _masked(g: np.ndarray, mask, out: np.ndarray | None = None) -> np.ndarray:
 def _scatter_max(g: np.ndarray, arg: np.ndarray, geo: _Geometry, padded_shape: tuple, dtype) -> np.ndarray:
     """Add each window's gradient to its chosen element of a zero array of the padded shape."""
     gxp = np.zeros(padded_shape, dtype=dtype)
+    buf = np.empty(g.shape, dtype=dtype)  # (n, oh, ow, c), reused for every offset
     for k, p, q in geo.taps():
-        gxp[geo.tap_slice(p, q)] += _masked(g, arg == k)  # (n, oh, ow, c), strided
+        gxp[geo.tap_slice(p, q)] += _masked(g, arg == k, out=buf)  # strided
     return gxp
 
 
