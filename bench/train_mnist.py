@@ -1,0 +1,257 @@
+"""Train the zoo's MNIST models on the 5,000-image sample and test them on the official 10,000 images;
+compare LeNet's training/inference speed and memory with the same network in PyTorch.
+
+    python bench/train_mnist.py [--models lenet,lenet5,cnn] [--epochs 10] [--quick] [--no-torch]
+
+Data: `../shared/data/mnist` next to the repository (the 5,000-image training sample and the
+official t10k test set). Every run uses seed 0, batch 64 and momentum SGD (the learning rates are
+in MODELS below); nothing is augmented. Each model, and the PyTorch peer, runs in a fresh process of
+its own (torch's and OpenBLAS's thread pools fight when they share a process), on 2 threads.
+
+Figures per process:
+- test accuracy on the 10,000 official test images after the last epoch;
+- wall time: loading the data and training (no validation during training);
+- training images/s: median over epochs 2..N of (images / time in training steps), where a step
+  is everything the library's training loop does per batch (gather + normalise the batch, forward,
+  loss, backward, optimiser update);
+- inference images/s at batch 64: the whole test set, eval mode, no autograd, median of 3 passes;
+- peak RSS of the process (`getrusage(RUSAGE_SELF).ru_maxrss`).
+The PyTorch peer trains the same LeNet (20, 50, 500, tanh; NCHW) with torch.optim.SGD on the same
+batches (the same `epoch_order`) and normalisation. Bars: accuracy lenet ≥ 97.5%, lenet5 ≥ 97%,
+cnn ≥ 98%; lenet training ≥ 0.8× torch's images/s, inference ≥ 1.0×, peak RSS ≤ 1.5× torch's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
+
+SEED, BATCH = 0, 64
+MODELS = {  # name -> (learning rate, momentum, accuracy bar)
+    "lenet": (0.05, 0.9, 0.975),
+    "lenet5": (0.05, 0.9, 0.97),
+    "cnn": (0.05, 0.9, 0.98),
+}
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} x{i.get('num_threads')}"
+                     for i in threadpool_info())
+
+
+def _load():
+    from featuremaps import data
+    train = data.load("mnist", "train", data_dir=DATA, download=False)
+    test = data.load("mnist", "test", data_dir=DATA, download=False)
+    return train, test
+
+
+def _median_rate(history) -> float:
+    rates = [r["images_per_s"] for r in history]
+    return statistics.median(rates[1:] if len(rates) > 1 else rates)
+
+
+# --- workers (each in its own process) -------------------------------------------------------------
+
+def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None) -> dict:
+    from featuremaps import models, no_grad, optim, train, Tensor
+    from featuremaps.progress import ProgressBar
+
+    t_start = time.perf_counter()
+    train_ds, test_ds = _load()
+    if test_limit:
+        test_ds = test_ds.subset(np.arange(test_limit))
+    lr, momentum, _ = MODELS[model_name]
+    model = models.get(model_name, rng=np.random.default_rng(SEED))
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    reporter = ProgressBar(tty=False)
+    reporter.message(f"[featuremaps {model_name}] BLAS: {_blas_info()}")
+    res = train.fit(model, train_ds, None, epochs=epochs, batch_size=BATCH, optimizer=opt, seed=SEED,
+                    reporter=reporter)
+    t_train = time.perf_counter() - t_start
+    norm = train.normalization_for(train_ds)
+    ev = train.evaluate(model, test_ds, normalization=norm)
+
+    x = train.normalize_images(test_ds.images, norm)
+    model.eval()
+    with no_grad():
+        model(Tensor(x[:BATCH]))  # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for lo in range(0, len(x), BATCH):
+                model(Tensor(x[lo:lo + BATCH]))
+            times.append(time.perf_counter() - t0)
+    return {"library": "featuremaps", "model": model_name, "epochs": epochs, "test_accuracy": ev["accuracy"],
+            "test_loss": ev["loss"], "test_n": ev["n"], "wall_s": t_train,
+            "train_images_per_s": _median_rate(res.history), "infer_images_per_s": len(x) / statistics.median(times),
+            "peak_rss_mib": _rss_mib(), "history": res.history}
+
+
+def worker_torch(epochs: int, test_limit: int | None) -> dict:
+    import torch
+    from torch import nn
+    from featuremaps import data
+
+    torch.set_num_threads(2)
+    torch.manual_seed(SEED)
+    t_start = time.perf_counter()
+    train_ds, test_ds = _load()
+    if test_limit:
+        test_ds = test_ds.subset(np.arange(test_limit))
+    lr, momentum, _ = MODELS["lenet"]
+    net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Tanh(), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+                        nn.Tanh(), nn.Flatten(), nn.Linear(800, 500), nn.Tanh(), nn.Linear(500, 10))
+    for m in net:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    nn.init.zeros_(net[-1].weight)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    lossf = nn.CrossEntropyLoss()
+
+    def prep(images):  # the same normalisation, NHWC uint8 -> NCHW float32
+        x = data.normalize(images, dataset="mnist")
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    images, labels = train_ds.images, train_ds.labels
+    rates = []
+    for epoch in range(epochs):
+        net.train()
+        order = data.epoch_order(len(labels), SEED, epoch)
+        seen, busy = 0, 0.0
+        for lo in range(0, len(order), BATCH):
+            t0 = time.perf_counter()
+            idx = order[lo:lo + BATCH]
+            x, y = prep(images[idx]), torch.from_numpy(labels[idx])
+            opt.zero_grad()
+            loss = lossf(net(x), y)
+            loss.backward()
+            opt.step()
+            busy += time.perf_counter() - t0
+            seen += len(idx)
+        rates.append(seen / busy)
+        print(f"[torch lenet] epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  {seen / busy:,.0f} img/s",
+              file=sys.stderr, flush=True)
+    t_train = time.perf_counter() - t_start
+    net.eval()
+    xt = prep(test_ds.images)
+    with torch.inference_mode():
+        logits = torch.cat([net(xt[lo:lo + 256]) for lo in range(0, len(xt), 256)])
+        acc = float((logits.argmax(1).numpy() == test_ds.labels).mean())
+        net(xt[:BATCH])
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for lo in range(0, len(xt), BATCH):
+                net(xt[lo:lo + BATCH])
+            times.append(time.perf_counter() - t0)
+    return {"library": "torch", "model": "lenet", "epochs": epochs, "test_accuracy": acc, "test_n": len(xt),
+            "wall_s": t_train, "train_images_per_s": statistics.median(rates[1:] if len(rates) > 1 else rates),
+            "infer_images_per_s": len(xt) / statistics.median(times), "peak_rss_mib": _rss_mib(),
+            "torch_version": torch.__version__}
+
+
+# --- driver ----------------------------------------------------------------------------------------
+
+def _spawn(args: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args], stdout=subprocess.PIPE, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {args} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="lenet,lenet5,cnn", help="comma-separated (default: lenet,lenet5,cnn)")
+    p.add_argument("--epochs", type=int, default=10, help="default: 10")
+    p.add_argument("--quick", action="store_true", help="2 epochs, lenet only, 2,000 test images: a smoke run")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    p.add_argument("--json", action="store_true", help="also print all results as one JSON document")
+    p.add_argument("--worker", choices=["featuremaps", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--test-limit", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker == "featuremaps":
+        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit)))
+        return 0
+    if args.worker == "torch":
+        print(json.dumps(worker_torch(args.epochs, args.test_limit)))
+        return 0
+
+    if not os.path.isdir(DATA):
+        raise SystemExit(f"no MNIST data at {DATA} (see ../shared/data/README.md)")
+    names = ["lenet"] if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
+    epochs = 2 if args.quick else args.epochs
+    extra = ["--epochs", str(epochs)] + (["--test-limit", "2000"] if args.quick else [])
+
+    results = []
+    for name in names:
+        results.append(_spawn(["--worker", "featuremaps", "--model", name, *extra]))
+    peer = None
+    if "lenet" in names and not args.no_torch:
+        peer = _spawn(["--worker", "torch", *extra])
+
+    print(f"\nMNIST: 5,000 training images, {results[0]['test_n']:,} official test images, batch {BATCH}, "
+          f"momentum SGD, {epochs} epochs, seed {SEED}")
+    print(f"{'model':<8} {'test acc':>9} {'bar':>6} {'':>5} {'wall s':>7} {'train img/s':>12} {'infer img/s':>12} "
+          f"{'peak RSS MiB':>13}")
+    ok_all = True
+    for r in results:
+        bar = MODELS[r["model"]][2]
+        ok = r["test_accuracy"] >= bar
+        ok_all &= ok or epochs < 10
+        verdict = _verdict(ok) if epochs >= 10 else "n/a"  # the bars are for 10 epochs
+        print(f"{r['model']:<8} {100 * r['test_accuracy']:8.2f}% {100 * bar:5.1f}% {verdict:>5} "
+              f"{r['wall_s']:7.1f} {r['train_images_per_s']:12,.0f} {r['infer_images_per_s']:12,.0f} "
+              f"{r['peak_rss_mib']:13.0f}")
+    if peer:
+        print(f"{'torch':<8} {100 * peer['test_accuracy']:8.2f}% {'':>6} {'':>5} {peer['wall_s']:7.1f} "
+              f"{peer['train_images_per_s']:12,.0f} {peer['infer_images_per_s']:12,.0f} {peer['peak_rss_mib']:13.0f}"
+              f"   (torch {peer['torch_version']}, lenet)")
+        fm = next(r for r in results if r["model"] == "lenet")
+        tr = fm["train_images_per_s"] / peer["train_images_per_s"]
+        inf = fm["infer_images_per_s"] / peer["infer_images_per_s"]
+        mem = fm["peak_rss_mib"] / peer["peak_rss_mib"]
+        print(f"\nlenet featuremaps / torch:  training {tr:.2f}× (bar ≥ 0.8: {_verdict(tr >= 0.8)})  "
+              f"inference {inf:.2f}× (bar ≥ 1.0: {_verdict(inf >= 1.0)})  "
+              f"peak RSS {mem:.2f}× (bar ≤ 1.5: {_verdict(mem <= 1.5)})")
+        ok_all &= tr >= 0.8 and inf >= 1.0 and mem <= 1.5
+    if args.json:
+        print(json.dumps({"results": results, "torch": peer}, indent=2))
+    return 0 if ok_all else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
