@@ -104,3 +104,9 @@ def test_num_classes_and_input_shape_kwargs():
     assert models.get("lenet", num_classes=3).compute_output_shape() == (3,)
     v = models.get("vgg-small", input_shape=(16, 16, 1))
     assert v.input_shape == (16, 16, 1) and v(np.zeros((1, 16, 16, 1), np.float32)).shape == (1, 10)
+
+
+def test_cnn_width():
+    m = models.get("cnn", width=16)
+    assert m["conv4"].out_channels == 32 and m["fc1"].in_features == 512
+    assert m(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)

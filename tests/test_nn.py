@@ -473,3 +473,12 @@ def test_pool_output_shape_property(h, w, k, s, p, ceil, avg):
             layer.compute_output_shape((h, w, 2))
         return
     assert (1,) + layer.compute_output_shape((h, w, 2)) == _data(layer(x)).shape
+
+
+def test_deepcopy_gives_independent_parameters():
+    import copy
+    m = small_model()
+    c = copy.deepcopy(m)
+    assert c.C1.weight is not m.C1.weight and repr(c) == repr(m)
+    c.C1.weight.data[...] = 0
+    assert np.any(m.C1.weight.data != 0)
