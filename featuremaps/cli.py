@@ -442,8 +442,16 @@ def _predict_arguments(p) -> None:
 
 
 def _is_idx(path: Path) -> bool:
+    """IDX by name (`*-ubyte`, `*.idx*`, optionally `.gz`) or by its first bytes (0x0000, dtype, ndim)."""
     n = path.name.lower().removesuffix(".gz")
-    return n.endswith(("-ubyte", ".idx", "ubyte")) or "idx" in n.split(".")[-1] or n.endswith(".idx3")
+    if n.endswith("ubyte") or "idx" in n.rsplit(".", 1)[-1]:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return len(head) == 4 and head[:2] == b"\0\0" and head[2] in (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E) and 1 <= head[3] <= 4
 
 
 def _read_image(path: Path, expect: tuple) -> tuple[np.ndarray, list[str]]:

@@ -259,7 +259,7 @@ class _SigintGuard:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self.reporter.message("\nstopping after the current step (press Ctrl-C again to stop at once)")
+        self.reporter.message("stopping after the current step (press Ctrl-C again to stop at once)")
 
     def __enter__(self):
         if (threading.current_thread() is threading.main_thread()

@@ -164,6 +164,10 @@ def test_predict_png_and_idx(run_dir, tmp_path, capsys):
         assert p["class"] == str(p["label"]) and 0 < p["probability"] <= 1
     code, out, _ = run_cli(capsys, "predict", run_dir, png)
     assert code == 0 and out.startswith(f"{png}: ")
+    raw = tmp_path / "digit.raw"  # an IDX file recognised by its header, not its name
+    data.write_idx(raw, val.images[7:8, :, :, 0])
+    code, out, _ = run_cli(capsys, "predict", run_dir, raw, "--json")
+    assert code == 0 and json.loads(out)["predictions"][0]["label"] == preds[0]["label"]
 
 
 def test_predict_errors(run_dir, tmp_path, capsys):
