@@ -1,10 +1,21 @@
 """featuremaps: convolutional networks from first principles in NumPy, with every feature map visible.
 
 Layout is channels-last throughout: activations NHWC, conv weights HWIO `(kh, kw, in/groups, out)`,
-so `w[:, :, :, n]` holds the filters of output map n.
+so `w[:, :, :, n]` holds the filters of output map n. The conv formula and output-size rule are
+stated once, in `featuremaps.functional.conv`.
+
+Public API (everything else is an implementation detail):
+- `Tensor`, `no_grad`, `is_grad_enabled`, `apply` — autograd (`featuremaps.tensor`)
+- `functional` — stateless ops: conv2d, conv_transpose2d, pooling, linear, activations, norms, losses
+- `nn` — layers and `Sequential`; `init` — initialisers; `tables` — connection tables
+- `models` — the model zoo (`models.get("lenet5")`); `data` — MNIST/Fashion-MNIST/CIFAR-10/sample
+- `optim`, `schedules`, `train` (fit/evaluate), `checkpoint` (save/load)
+- `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`, `receptive_field`
 """
-from .tensor import Tensor, apply, no_grad, is_grad_enabled
-from . import functional
+from .tensor import Tensor, apply, is_grad_enabled, no_grad
+from . import functional, init, nn, tables, models, data, optim, schedules, inspect
+from .inspect import summary
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "apply", "no_grad", "is_grad_enabled", "functional", "__version__"]
+__all__ = ["Tensor", "apply", "no_grad", "is_grad_enabled", "functional", "nn", "init", "tables",
+           "models", "data", "optim", "schedules", "inspect", "summary", "__version__"]
