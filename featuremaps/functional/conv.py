@@ -202,6 +202,8 @@ class _Pool:
             stack = self._free.get(key)
             if stack:
                 arr = stack.pop()
+                if not stack:
+                    del self._free[key]
                 self._bytes -= arr.nbytes
                 return arr
         return np.empty(shape, dtype)
@@ -362,7 +364,58 @@ def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice,
 
 
 def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
-    """dx += the input gradient of the conv: KH·KW slabs dy·W[p, q]ᵀ, each added into its window.
+    """dx += the input gradient of the conv (the transposed convolution of dy)."""
+    if g.sw == 1:
+        _col2im_rows(dy2d, w, g, dx)
+    else:
+        _col2im_slabs(dy2d, w, g, dx)
+
+
+def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+    """Input gradient for stride 1 along W, one kernel row p at a time.
+
+    For input column x, kernel column q reads output column j = x + left − q·dw. So the windows of
+    KW output columns of dy (with q reversed) form a matrix R of shape (N·OH·W, KW·C_out), built
+    once; one GEMM with the reversed kernel, R · [W[p, ::-1]ᵀ for every p], gives each kernel row's
+    contribution to whole rows of dx, added with KH shifted adds (instead of KH·KW GEMMs and adds).
+    R is KW× the size of dy, much smaller than the forward's column matrix."""
+    n = dx.shape[0]
+    kh, kw, cg, o = w.shape
+    G, og, dw = g.groups, o // g.groups, g.dw
+    dy = dy2d.reshape(n, g.oh, g.ow, o)  # (n, oh, ow, o)
+    # dy padded/cropped along W so that column t holds dy[..., t + j_lo, :] (zero outside [0, OW))
+    j_lo = g.left - (kw - 1) * dw
+    width = g.w + (kw - 1) * dw
+    dyw = _pool.take((n, g.oh, width, o), dx.dtype)
+    a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
+    dyw[:, :, :a] = 0
+    dyw[:, :, max(a, b):] = 0
+    if b > a:
+        dyw[:, :, a:b] = dy[:, :, a + j_lo: b + j_lo]
+    win = windows(dyw, (1, kw), (1, 1), (1, dw), (g.oh, g.w))  # (n, oh, w, 1, kw, o) view
+    win = win.reshape(n, g.oh, g.w, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
+    rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
+    np.copyto(rows_buf, win)
+    _pool.give(dyw)
+    mw = n * g.oh * g.w
+    r = rows_buf.reshape(G, mw, kw * og)  # (G, n*oh*w, kw*og)
+    # wr[G, (q', og), (p, cg)] = w[p, kw-1-q', cg, g*og + og]: all kernel rows in one GEMM
+    wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)
+                              ).reshape(G, kw * og, kh * cg)
+    out = _pool.take((G, mw, kh * cg), dx.dtype)
+    np.matmul(r, wr, out=out)  # (G, n*oh*w, kh*cg)
+    _pool.give(rows_buf)
+    out6 = out.reshape(G, n, g.oh, g.w, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
+    dx5 = dx.reshape(n, g.h, g.w, G, cg)
+    for p in range(kh):
+        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
+        if rows is not None:
+            dx5[:, rows[1]] += out6[:, rows[0], :, p]
+    _pool.give(out)
+
+
+def _col2im_slabs(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+    """Input gradient for any stride: KH·KW slabs dy·W[p, q]ᵀ, each added into its window.
 
     Works on the unpadded dx directly: each slab is clipped to the rows/columns that land inside
     the input (the rest fell on padding)."""
@@ -371,7 +424,7 @@ def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
     G = g.groups
     og = o // G
     m = n * g.oh * g.ow
-    wk = w.reshape(kh * kw, cg, G, og).transpose(0, 2, 3, 1)  # (kh*kw, G, og, cg)
+    wk = np.ascontiguousarray(w.reshape(kh * kw, cg, G, og).transpose(0, 2, 3, 1))  # (kh*kw, G, og, cg)
     slabs = _pool.take((kh * kw, G, m, cg), dx.dtype)
     if G == 1:
         np.matmul(dy2d, wk[:, 0], out=slabs[:, 0])  # (kh*kw, m, c)
