@@ -126,6 +126,13 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    v = _nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; received {text!r}")
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     try:
         v = float(text)
@@ -209,7 +216,7 @@ def _shape(s) -> str:
 
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 TRAIN_DEFAULTS = {"model": "lenet", "dataset": "sample", "epochs": 5, "batch_size": 64, "optimizer": "sgd",
-                  "momentum": 0.9, "weight_decay": 0.0, "schedule": "none", "seed": 0, "augment": False,
+                  "momentum": 0.9, "weight_decay": None, "schedule": "none", "seed": 0, "augment": False,
                   "val_fraction": 0.1}
 
 
@@ -223,7 +230,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", metavar="N", type=_positive_int, default=None, help=f"default: {d['batch_size']}")
     p.add_argument("--optimizer", metavar="NAME", type=_choice("optimizer", _optimizer_names), default=None,
                    help=f"sgd, adam or adamw (default: {d['optimizer']})")
-    p.add_argument("--lr", metavar="F", type=_nonneg_float, default=None,
+    p.add_argument("--lr", metavar="F", type=_positive_float, default=None,
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     p.add_argument("--momentum", metavar="F", type=_nonneg_float, default=None, help=f"SGD momentum (default: {d['momentum']})")
     p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
@@ -316,7 +323,7 @@ def cmd_train(args) -> int:
     kw = {}
     if opt_name == "sgd":
         kw = {"momentum": s["momentum"], "nesterov": bool(s["nesterov"])}
-    if s["weight_decay"]:
+    if s["weight_decay"] is not None:  # None: the optimiser's default (0, or 0.01 for adamw)
         kw["weight_decay"] = s["weight_decay"]
     opt = optim.get(opt_name, model.parameters(), lr, **kw)
     schedule = schedules.get(s["schedule"], lr, epochs=s["epochs"])

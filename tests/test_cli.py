@@ -88,6 +88,7 @@ def test_train_and_data_errors(tmp_path, capsys):
     assert_one_line_error(*run_cli(capsys, "train", "--schedule", "warm"), "valid names: none, step")
     assert_one_line_error(*run_cli(capsys, "train", "--epochs", "0"), "positive integer")
     assert_one_line_error(*run_cli(capsys, "train", "--lr", "abc"), "expected a number")
+    assert_one_line_error(*run_cli(capsys, "train", "--lr", "0"), "expected a number > 0")
     assert_one_line_error(*run_cli(capsys, "train", "vgg-small", "--out", tmp_path / "v", *FAST),
                           "expects 32×32×3 images but sample has 28×28×1")
     assert_one_line_error(*run_cli(capsys, "train", "--dataset", "mnist", "--data", tmp_path / "missing",
@@ -259,3 +260,12 @@ def test_real_sigint_saves_and_exits_130_then_resumes(tmp_path):
     code = cli.main(["train", "--resume", str(out), "--epochs", str(done + 1), "--no-plot"])
     assert code == 0
     assert ckpt.read_checkpoint(out)[0]["epoch"] == done + 1
+
+
+@pytest.mark.parametrize("extra,decay", [([], 0.01), (["--weight-decay", "0"], 0.0)])
+def test_adamw_weight_decay_option(tmp_path, capsys, extra, decay):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "lenet5", "--optimizer", "adamw", "--epochs", "1", "--out", out,
+                           *extra, *FAST)
+    assert code == 0, err
+    assert ckpt.read_checkpoint(out)[0]["optimizer"]["weight_decay"] == decay
