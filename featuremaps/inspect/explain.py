@@ -498,7 +498,7 @@ def _window(x_map: np.ndarray, rows: np.ndarray, cols: np.ndarray):
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """Σ a ⊙ b in float64 (exact products of float32 values, one rounding per addition)."""
-    return float(np.sum(a.astype(np.float64) * b.astype(np.float64)))
+    return float(np.dot(a.astype(np.float64).ravel(), b.astype(np.float64).ravel()))
 
 
 def _geometry_dict(geo: Geometry) -> dict:
@@ -733,7 +733,13 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     engine = float(y[unit])
     diff = abs(total - engine) if math.isfinite(total) and math.isfinite(engine) else \
         (0.0 if (math.isnan(total) and math.isnan(engine)) or total == engine else math.inf)
-    after = _follow(pairs, idx, acts, unit, total)
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        after = _follow(pairs, idx, acts, unit, total)
+    finally:
+        if was_training:
+            model.train()
     return Explanation(layer=name, kind=kind, out_map=o, position=pos, terms=terms, bias=bias,
                        pre_activation=total, engine_value=engine, difference=diff, input_layer=input_layer,
                        input_shape=tuple(x_in.shape), output_shape=tuple(y.shape), dtype=str(y.dtype),

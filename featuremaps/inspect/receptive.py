@@ -207,8 +207,8 @@ def check_position(position, out_shape, op: str, layer_name: str):
     if not ok:
         raise TypeError(f"{op}: position must be a (row, col) pair of ints; received {position!r}")
     if not (0 <= r < out_shape[0] and 0 <= c < out_shape[1]):
-        raise ValueError(f"{op}: position {tuple(position)} is outside layer {layer_name!r}'s "
-                         f"{out_shape[0]}×{out_shape[1]} maps: row must be in [0, {out_shape[0] - 1}] and col in "
+        raise ValueError(f"{op}: position {tuple(position)} is outside the "
+                         f"{out_shape[0]}×{out_shape[1]} maps of layer {layer_name!r}: row must be in [0, {out_shape[0] - 1}] and col in "
                          f"[0, {out_shape[1] - 1}]")
     return int(r), int(c)
 
