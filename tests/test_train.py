@@ -230,3 +230,19 @@ def test_progress_bar_modes():
     assert "\r" in s.getvalue() and "5/10" in s.getvalue() and "1,234 img/s" in s.getvalue()
     bar.end_epoch(rec)
     assert s.getvalue().endswith("1.0 s\n")
+
+
+def test_missing_matplotlib_skips_curves_with_one_note(tmp_path, monkeypatch):
+    import sys
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib... now raises ImportError
+    monkeypatch.setattr(train, "_plot_note_shown", False)
+    rec = Recorder()
+    history = [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1,
+                "val_accuracy": 0.4, "time_s": 1.0, "images_per_s": 10.0}]
+    train.write_metrics(tmp_path, history, rec)
+    train.write_metrics(tmp_path, history, rec)
+    assert not (tmp_path / "curves.png").exists() and (tmp_path / "metrics.csv").exists()
+    assert rec.messages == ["note: matplotlib is not installed, so curves.png was not written "
+                            "(pip install 'featuremaps[plot]')"]
