@@ -33,7 +33,9 @@ body {
 #panel p { margin: .35rem 0; }
 @media (max-width: 900px) {
   .layout { grid-template-columns: minmax(0, 1fr); padding: 0 .75rem 1rem; }
-  #panel { top: auto; bottom: 0; max-height: 55vh; box-shadow: 0 -4px 12px rgba(0, 0, 0, .12); }
+  #panel { top: auto; bottom: 0; max-height: 50vh; box-shadow: 0 -4px 12px rgba(0, 0, 0, .12); }
+  #zoom { width: 150px; height: auto; }
+  .top h1 { font-size: 1.25rem; }
 }
 .layer { border-left: 3px solid var(--line); padding: .1rem 0 .6rem .9rem; margin: 0 0 .9rem; }
 .layer.has-selection { border-left-color: var(--accent); }

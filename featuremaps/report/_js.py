@@ -71,7 +71,11 @@ const L = D.layers.map(function (l) {
   return o;
 });
 const byName = {};
-L.forEach(function (l) { byName[l.name] = l; });
+L.forEach(function (l, k) {
+  byName[l.name] = l;
+  // the input, and padding of it, are drawn in grey from min to max; everything else diverging around 0
+  l.grey = k === 0 || (l.op && l.op.type === "zeropad" && L[k - 1].grey);
+});
 
 function unitOf(l, r, c) { return r * l.W + c; }
 function val(l, m, r, c) {
@@ -95,7 +99,7 @@ function diverging(t) {
   return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
 }
 function colourFn(l) {
-  if (l.index === 0) {
+  if (l.grey) {
     const lo = l.min, span = (l.max - l.min) || 1;
     return function (v) {
       if (!Number.isFinite(v)) return [255, 0, 255];
@@ -180,8 +184,8 @@ function buildLayers() {
       el("span", { class: "kind", text: l.kind === "input" ? "input" : l.kind }),
       el("span", { class: "shape", text: fmtShape(l.shape) }));
     const legend = el("span", { class: "legend" },
-      el("span", { class: "bar" + (k === 0 ? " grey" : ""), "aria-hidden": "true" }),
-      el("span", { class: "num", text: k === 0 ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
+      el("span", { class: "bar" + (l.grey ? " grey" : ""), "aria-hidden": "true" }),
+      el("span", { class: "num", text: l.grey ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
     const descTxt = [l.describe, opText(l)].filter(Boolean).join(" · ");
     const desc = el("p", { class: "desc" }, legend, descTxt ? " " + descTxt : "");
     const maps = el("div", { class: "maps", role: "group",
@@ -337,7 +341,7 @@ function move(d) {
 
 // ---- the panel -----------------------------------------------------------------------------
 function zoomView(l, m) {
-  const cell = Math.max(4, Math.floor(240 / Math.max(l.W, l.H)));
+  const cell = Math.max(4, Math.min(48, Math.floor(240 / Math.max(l.W, l.H))));
   const zc = el("canvas", { id: "zoom", tabindex: "0", role: "application",
     "aria-roledescription": "feature map",
     "aria-label": "Map " + m + " of " + l.name + ". Selected " + posLabel(l, m, sel.r, sel.c) + " = " +
@@ -440,7 +444,8 @@ function refFor() {
   }
   return null;
 }
-function asNum(v) { return typeof v === "string" ? Number(v.replace("inf", "Infinity")) : v; }
+const NONFINITE = { nan: NaN, NaN: NaN, inf: Infinity, Infinity: Infinity, "-inf": -Infinity, "-Infinity": -Infinity };
+function asNum(v) { return typeof v === "string" ? (v in NONFINITE ? NONFINITE[v] : Number(v)) : v; }
 function close(a, b, scale) {
   if (Number.isNaN(a) && Number.isNaN(b)) return true;
   return Math.abs(a - b) <= 1e-5 * Math.max(1e-6, scale);
@@ -597,9 +602,10 @@ function explainPool(body) {
   let result, win = -1, label;
   if (op.mode === "max") {
     result = -Infinity;
-    vals.forEach(function (v, j) {   // the first maximum wins; a NaN in the window wins outright
-      if (pads[j] || Number.isNaN(result)) return;
-      if (Number.isNaN(v) || v > result) { result = v; win = j; }
+    vals.forEach(function (v, j) {   // the engine's rule: the first maximum wins, a NaN (the last one) beats all
+      if (pads[j]) return;
+      if (Number.isNaN(v)) { result = v; win = j; return; }
+      if (!Number.isNaN(result) && v > result) { result = v; win = j; }
     });
     label = "max of the window";
   } else {
@@ -692,8 +698,15 @@ function summary() {
 }
 
 function initial() {
-  let k = -1;
-  L.forEach(function (l, j) { if (l.op && l.op.type === "conv") k = j; });
+  const want = D.initial;
+  if (want && byName[want.layer]) {
+    const l = byName[want.layer];
+    if (l.isMap) { select(l.index, want.out_map, want.position); return; }
+    select(l.index, 0, [Math.floor(want.out_map / l.W), want.out_map % l.W]);
+    return;
+  }
+  let k = -1;   // the last conv layer whose maps have more than one pixel (else the last conv layer)
+  L.forEach(function (l, j) { if (l.op && l.op.type === "conv" && (k < 0 || l.H * l.W > 1)) k = j; });
   if (k < 0) L.forEach(function (l, j) { if (k < 0 && l.op && l.op.type === "dense") k = j; });
   if (k < 0) k = L.length - 1;
   const m = L[k].isMap ? strongestMap(L[k]) : 0;

@@ -123,25 +123,48 @@ def _describe(layer) -> str:
         return type(layer).__name__
 
 
-def _reference(model, x, name: str, kind: str, arr: np.ndarray) -> dict | None:
-    """`explain` at the unit the page selects first for this layer (its strongest map's argmax)."""
+def _default_unit(arr: np.ndarray, out_map: int | None = None) -> tuple[int, tuple[int, int] | None]:
+    """The unit the page selects first in a layer: the argmax of `out_map` (default: the map with the
+    largest value); for a vector, the largest unit. Non-finite values never win."""
+    a = np.where(np.isfinite(arr), arr, -np.inf)
+    if arr.ndim == 1:
+        return int(np.argmax(a)), None
+    m = int(np.argmax(a.reshape(-1, arr.shape[2]).max(axis=0))) if out_map is None else out_map
+    r, c = np.unravel_index(int(np.argmax(a[:, :, m])), arr.shape[:2])
+    return m, (int(r), int(c))
+
+
+def _reference(model, x, name: str, out_map: int, position) -> dict:
+    """`explain(...).to_dict()` for one unit, embedded so the page can compare its own sums with it."""
     from ..inspect import explain
 
-    a = np.where(np.isfinite(arr), arr, -np.inf)
-    if arr.ndim == 3:
-        m = int(np.argmax(a.reshape(-1, arr.shape[2]).max(axis=0)))
-        r, c = np.unravel_index(int(np.argmax(a[:, :, m])), arr.shape[:2])
-        ex = explain(model, x, name, m, (int(r), int(c)))
-    else:
-        m = int(np.argmax(a))
-        ex = explain(model, x, name, m, None)
-    d = ex.to_dict()
-    d.setdefault("layer", name)
-    d.setdefault("out_map", m)
-    return _jsonable(d)
+    d = explain(model, x, name, out_map, position).to_dict()
+    keep = ("layer", "kind", "out_map", "position", "bias", "pre_activation", "engine_value", "difference",
+            "agrees", "activation", "pooled", "winner", "formula")
+    ref = {k: d.get(k) for k in keep}
+    if d.get("kind") == "Conv2D":  # the partial sum per input map (windows and kernels are in the page already)
+        ref["terms"] = [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]} for t in d["terms"]]
+    return _jsonable(ref)
 
 
-def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None,
+def _check_select(select, acts) -> tuple[str, int | None, tuple[int, int] | None] | None:
+    """`select` as (layer, out_map or None, position or None); its values are checked by `explain`."""
+    if select is None:
+        return None
+    if isinstance(select, str):
+        select = (select,)
+    if not isinstance(select, (tuple, list)) or not 1 <= len(select) <= 3 or not isinstance(select[0], str):
+        raise TypeError("build_report: select must be a layer name, (layer, map) or (layer, map, (row, col)); "
+                        f"received {select!r}")
+    names = [a.name for a in acts]
+    if select[0] not in names[1:]:
+        raise ValueError(f"build_report: select: no layer named {select[0]!r}; valid names: {', '.join(names[1:])}")
+    out_map = select[1] if len(select) > 1 else None
+    position = tuple(select[2]) if len(select) > 2 and select[2] is not None else None
+    return select[0], out_map, position
+
+
+def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None,
                 references: bool = True) -> dict:
     """The JSON document the page is built from (see the module docstring for what it holds)."""
     from ..inspect.activations import activations, resolve_layer
@@ -149,6 +172,7 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
 
     meta = dict(meta or {})
     acts = activations(model, x)
+    select = _check_select(select, acts)
     dtype = np.dtype(np.float64) if acts[0].array.dtype == np.float64 else np.dtype(np.float32)
     budget = WEIGHT_BUDGET
     layers = []
@@ -203,11 +227,24 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
             p = z
         prediction = {"class": int(np.argmax(p)), "probs": p.tolist()}
 
-    refs = []
+    refs, initial = [], None
+    if select is not None:  # explain() validates the map and position and is the first reference
+        name, out_map, position = select
+        arr = np.asarray(acts[[a.name for a in acts].index(name)].array)
+        if arr.ndim == 3 and out_map is not None and position is None:
+            if isinstance(out_map, (int, np.integer)) and 0 <= out_map < arr.shape[2]:
+                position = _default_unit(arr, int(out_map))[1]
+        elif out_map is None:
+            out_map, position = _default_unit(arr)
+        ref = _reference(model, x, name, out_map, position)
+        refs.append(ref)
+        initial = {"layer": name, "out_map": int(out_map),
+                   "position": None if position is None else [int(v) for v in position]}
     if references:
         for k, what, _, _ in pending:
             if layers[k]["op"]["type"] in ("conv", "dense"):
-                refs.append(_reference(model, x, acts[k].name, acts[k].kind, np.asarray(acts[k].array)))
+                out_map, position = _default_unit(np.asarray(acts[k].array))
+                refs.append(_reference(model, x, acts[k].name, out_map, position))
     classes = meta.get("classes") or meta.get("class_names")
     if classes is not None and (prediction is None or len(classes) != out.size):
         classes = None
@@ -224,7 +261,7 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
         "model_class": type(model).__name__, "model_config": config,
         "dtype": dtype.name, "label": label, "classes": classes, "prediction": prediction,
         "meta": {k: meta[k] for k in ("dataset", "epoch", "normalization", "path") if k in meta},
-        "layers": layers, "references": refs, "weight_budget": WEIGHT_BUDGET,
+        "layers": layers, "references": refs, "initial": initial, "weight_budget": WEIGHT_BUDGET,
     })
 
 
@@ -234,31 +271,35 @@ def _default_title(model, meta: dict) -> str:
     return f"Feature maps of {name or type(model).__name__}"
 
 
-def report_html(model, x, *, title: str | None = None, label=None, meta: dict | None = None) -> str:
+def report_html(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None) -> str:
     """The report page as one HTML string (see `build_report`)."""
     from ._css import CSS
     from ._js import JS
     from .. import __version__
 
-    data = report_data(model, x, title=title, label=label, meta=meta)
+    data = report_data(model, x, title=title, label=label, meta=meta, select=select)
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     page_title = html.escape(data["title"])
     return _TEMPLATE.format(title=page_title, css=CSS, js=JS, data=payload, version=html.escape(__version__))
 
 
-def build_report(model, x, path, *, title: str | None = None, label=None, meta: dict | None = None) -> Path:
+def build_report(model, x, path, *, title: str | None = None, label=None, meta: dict | None = None,
+                 select=None) -> Path:
     """Write the self-contained HTML report of `model` on one input `x` to `path`; returns the path.
 
     `x` is one preprocessed input `(H, W, C)` (or a batch of one), as `featuremaps.inspect.activations`
     takes it. `label` (the true class, optional) and `meta` (a checkpoint's meta: `classes`, `dataset`,
-    ... optional) only label the page. The page needs no network: open it from disk in any browser.
+    ... optional) only label the page. `select` picks the unit the page opens on: a layer name,
+    `(layer, map)` or `(layer, map, (row, col))` (default: the strongest pixel of the last conv layer);
+    it is checked by `explain`, so an unknown layer, map or position raises a ValueError.
+    The page needs no network: open it from disk in any browser.
     """
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"build_report: path must end in .html or .htm; received {str(path)!r}")
     if not path.parent.exists():
         raise ValueError(f"build_report: the folder of path does not exist; received {str(path)!r}")
-    text = report_html(model, x, title=title, label=label, meta=meta)
+    text = report_html(model, x, title=title, label=label, meta=meta, select=select)
     path.write_text(text, encoding="utf-8")
     return path
 

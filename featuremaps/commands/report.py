@@ -1,0 +1,123 @@
+"""`featuremaps report CHECKPOINT [--index N | --image FILE] [-o report.html]`.
+
+Writes one self-contained HTML page (`featuremaps.report.build_report`) of the model's feature maps
+for one input: the N-th image of the evaluation split (`--index`, default 0; the test split of the
+checkpoint's dataset unless `--dataset/--split` say otherwise) or an image file (`--image`, read and
+normalised exactly as `featuremaps predict` does; with an IDX file of many images `--index` picks one).
+
+Registered with `featuremaps.cli.command` (the CLI imports every module of this package); `add_parser`
+also registers it on any argparse `subparsers` object.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import cli
+
+__all__ = ["add_parser", "add_arguments", "run"]
+
+HELP = "write a self-contained HTML page of every layer's feature maps for one input"
+DESCRIPTION = ("Write ONE self-contained HTML file (works offline, nothing external) that shows every layer's "
+               "feature maps for one input. Click a map to see which input maps feed it and its kernels; click a "
+               "pixel to see the sum that produced it, checked against featuremaps.inspect.explain.")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
+    p.add_argument("--index", metavar="N", type=cli._nonneg_int, default=None,
+                   help="the N-th image of the evaluation split (default: 0), or of the --image IDX file")
+    p.add_argument("--image", metavar="FILE", default=None,
+                   help="a PNG/JPEG (needs Pillow) or IDX image file instead of the dataset")
+    p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as predict)")
+    cli._add_data_args(p, default_hint="the dataset the model was trained on")
+    p.add_argument("--split", metavar="NAME", default="test",
+                   help="the split --index reads: test (default), train, or val (the embedded sample's, offline)")
+    p.add_argument("-o", "--output", metavar="FILE", default="report.html",
+                   help="where to write the page (default: report.html)")
+    p.add_argument("--title", default=None, help="the page's title (default: model and input)")
+    p.add_argument("--layer", default=None, help="the layer the page opens on (default: the last conv layer)")
+    p.add_argument("--map", metavar="M", type=cli._nonneg_int, default=None,
+                   help="with --layer: the map (or unit) to open on")
+    p.add_argument("--position", metavar="ROW,COL", default=None, help="with --layer and --map: the pixel to open on")
+
+
+def add_parser(subparsers):
+    """Register `report` on an argparse `subparsers` object (the CLI itself uses `cli.command`)."""
+    p = subparsers.add_parser("report", help=HELP, description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run, _run=run)
+    return p
+
+
+def _select(args):
+    if args.layer is None:
+        if args.map is not None or args.position is not None:
+            raise cli.CLIError("--map and --position need --layer")
+        return None
+    if args.map is None:
+        if args.position is not None:
+            raise cli.CLIError("--position needs --map")
+        return args.layer
+    position = None
+    if args.position is not None:
+        try:
+            r, c = (int(v) for v in args.position.split(","))
+        except ValueError:
+            raise cli.CLIError(f"--position must be ROW,COL (two integers); received {args.position!r}") from None
+        position = (r, c)
+    return (args.layer, args.map, position)
+
+
+def _input(args, model, meta) -> tuple[np.ndarray, object, str, list | None]:
+    """(image uint8 (H, W, C), label or None, a description, class names or None)."""
+    expect = tuple(getattr(model, "input_shape", None) or ())
+    if len(expect) != 3:
+        raise cli.CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare an input for it")
+    index = 0 if args.index is None else args.index
+    if args.image is not None:
+        images, names = cli._read_image(Path(args.image), expect)  # the reader `featuremaps predict` uses
+        if index >= len(images):
+            raise cli.CLIError(f"--index {index} is out of range: {args.image} holds {len(images)} image(s)")
+        img = images[index]
+        if args.invert:
+            img = 255 - img
+        return img, None, names[index] if len(images) > 1 else Path(args.image).name, None
+    ds_name = args.dataset or meta.get("dataset")
+    if ds_name is None:
+        raise cli.CLIError("the checkpoint does not say which dataset it was trained on; give --dataset or --image")
+    ds = cli._load(ds_name, args.split, args.data)
+    cli._check_input_shape(model, ds, meta.get("model_name", "model"))
+    if index >= len(ds):
+        raise cli.CLIError(f"--index {index} is out of range: {ds_name} {args.split} has {len(ds)} images")
+    return ds.images[index], int(ds.labels[index]), f"{ds_name} {args.split} image {index}", list(ds.classes)
+
+
+def run(args) -> int:
+    from ..report import build_report
+    from ..train import normalize_images
+
+    t0 = time.perf_counter()
+    select = _select(args)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise cli.CLIError(f"-o must name an .html file; received {args.output!r}")
+    model, meta, _ = cli._open_checkpoint(args.checkpoint)
+    model.eval()
+    img, label, source, classes = _input(args, model, meta)
+    params = model.parameters()
+    dtype = params[0].dtype if params else np.float32
+    x = normalize_images(img[None], meta.get("normalization"), dtype)[0]  # as predict: (x/255 − mean)/std
+    if classes is not None and not meta.get("classes"):
+        meta = dict(meta, classes=classes)
+    name = meta.get("model_name") or meta.get("model", {}).get("class", "model")
+    title = args.title or f"{name}: feature maps of {source}"
+    path = build_report(model, x, out, title=title, label=label, meta=meta, select=select)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s); "
+          f"open it in a browser, it needs no network")
+    return 0
+
+
+cli.command("report", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)

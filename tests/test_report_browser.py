@@ -1,0 +1,217 @@
+"""The HTML report in a real headless browser (Debian's chromium driven by Playwright).
+
+Clicks a map and a pixel, drives the page by keyboard, and checks that every number the page shows
+equals `featuremaps.inspect.explain()` and that the page made no network request. A screenshot is
+saved under the test's tmp dir and copied to FEATUREMAPS_SCREENSHOT_DIR (default: the system temp
+dir), whose path the test prints.
+
+Skips only when /usr/bin/chromium is missing on a developer machine; with CI=true it must run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featuremaps import models
+from featuremaps.data.sample import load_sample_arrays
+from featuremaps.inspect import explain
+from featuremaps.inspect.connectivity import connections
+from featuremaps.report import build_report
+
+CHROMIUM = "/usr/bin/chromium"
+IN_CI = os.environ.get("CI") == "true"
+if not IN_CI and not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: apt-get install -y chromium); "
+                "CI installs it and runs this test", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402  (the test extra installs it; CI must have it)
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+def _digit(i: int) -> tuple[np.ndarray, int]:
+    images, labels = load_sample_arrays("val")
+    return images[i].astype(np.float32) / 255.0, int(labels[i])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing; CI must install Debian's chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A report opened from disk, with every request and every script error recorded."""
+
+    def __init__(self, browser, path: Path, width: int = 1400, height: int = 1000):
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.page.on("request", lambda req: self.requests.append(req.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None)
+
+        def route(r):  # anything but the report file itself is refused (and recorded above)
+            if r.request.url == path.as_uri():
+                r.continue_()
+            else:
+                r.abort()
+        self.page.route("**/*", route)
+        self.url = path.as_uri()
+        self.page.goto(self.url)
+        self.page.wait_for_selector("html[data-ready=true]", timeout=15_000)
+
+    def value(self, selector: str) -> float:
+        """The number a cell shows, checked against the full-precision value it carries."""
+        loc = self.page.locator(selector)
+        exact = float(loc.get_attribute("data-value"))
+        shown = float(loc.inner_text().replace("inf", "Infinity"))
+        np.testing.assert_allclose(shown, exact, rtol=1e-6, atol=0)  # 7 significant digits on screen
+        return exact
+
+    def tile(self, layer: str, out_map: int):
+        return self.page.locator(f'#layer-{layer} button.tile[data-map="{out_map}"]')
+
+    def click_pixel(self, layer: str, out_map: int, r: int, c: int, h: int, w: int) -> None:
+        canvas = self.tile(layer, out_map).locator("canvas")
+        box = canvas.bounding_box()
+        canvas.click(position={"x": (c + 0.5) * box["width"] / w, "y": (r + 0.5) * box["height"] / h})
+
+    def close(self) -> None:
+        self.page.close()
+        assert self.errors == [], f"script errors in the page: {self.errors}"
+        assert self.requests == [self.url], f"the page requested more than itself: {self.requests}"
+
+
+def _assert_matches_explain(pg: Page, ex) -> None:
+    """Every number in the explanation panel equals explain()'s."""
+    tol = dict(rtol=1e-5, atol=1e-6)  # float32 numbers; the page adds them up in float64
+    rows = pg.page.locator("#explain-table tr.term")
+    shown = {int(rows.nth(j).get_attribute("data-input-map")): pg.value(f"#explain-table tr.term >> nth={j} >> td.partial")
+             for j in range(rows.count())}
+    assert sorted(shown) == [t.input_map for t in ex.terms]
+    for t in ex.terms:
+        np.testing.assert_allclose(shown[t.input_map], t.partial_sum, **tol)
+    np.testing.assert_allclose(pg.value("#ex-bias"), ex.bias, **tol)
+    np.testing.assert_allclose(pg.value("#ex-pre"), ex.pre_activation, **tol)
+    np.testing.assert_allclose(pg.value("#ex-engine"), ex.engine_value, **tol)
+    assert pg.value("#ex-diff") <= 1e-5 * max(1.0, abs(ex.engine_value))
+
+
+def _save(pg: Page, tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / name
+    pg.page.screenshot(path=str(shot), full_page=False)
+    out_dir = Path(os.environ.get("FEATUREMAPS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "featuremaps-screenshots"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, out_dir / name)
+    return out_dir / name
+
+
+def test_lenet5_click_map_and_pixel(browser, tmp_path, capsys):
+    model = models.get("lenet5", rng=np.random.default_rng(7))
+    x, y = _digit(5)
+    path = build_report(model, x, tmp_path / "lenet5.html", label=y)
+    pg = Page(browser, path)
+
+    # Clicking C3's map 9 at (3, 6) selects that map and that pixel...
+    out_map, (r, c) = 9, (3, 6)
+    pg.click_pixel("C3", out_map, r, c, 10, 10)
+    assert pg.page.locator("#panel-h").inner_text() == f"C3 · map {out_map}"
+    assert pg.tile("C3", out_map).get_attribute("aria-pressed") == "true"
+    assert f"C3[{r}, {c}, {out_map}]" in pg.page.locator("#pixel-status").inner_text()
+    # ...highlights exactly the input maps the connection table feeds it from (S2_act is C3's input)...
+    fed = set(np.flatnonzero(connections(dict(model.named_children())["C3"])[:, out_map]).tolist())
+    assert 3 <= len(fed) <= 6  # LeNet-5's C3 reads 3, 4 or 6 of S2's 6 maps
+    tiles = pg.page.locator("#layer-S2_act button.tile")
+    feeds = {j for j in range(tiles.count()) if "feeds" in tiles.nth(j).get_attribute("class")}
+    unfed = {j for j in range(tiles.count()) if "unfed" in tiles.nth(j).get_attribute("class")}
+    assert feeds == fed and unfed == set(range(6)) - fed
+    assert pg.page.locator("#fed-by").get_attribute("data-inputs") == ",".join(map(str, sorted(fed)))
+    # ...and shows explain()'s numbers for it, with the activation that follows.
+    ex = explain(model, x, "C3", out_map, (r, c))
+    _assert_matches_explain(pg, ex)
+    assert ex.activation["layer"] == "C3_act"
+    np.testing.assert_allclose(pg.value("#ex-activation"), ex.activation["engine_value"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(pg.value("#ex-activation"), ex.activation["value"], rtol=1e-5, atol=1e-6)
+
+    # A pixel of C1 at the edge: its window reads the zeros LeNet-5's ZeroPad2D layer added.
+    pg.click_pixel("C1", 4, 0, 27, 28, 28)
+    _assert_matches_explain(pg, explain(model, x, "C1", 4, (0, 27)))
+
+    # A dense unit: the page's total over all inputs equals explain()'s pre-activation.
+    pg.page.locator("#layer-F6 button.tile canvas").click(position={"x": 3, "y": 3})  # unit 0
+    assert pg.page.locator("#panel-h").inner_text() == "F6 · unit 0"
+    ex = explain(model, x, "F6", 0)
+    np.testing.assert_allclose(pg.value("#ex-pre"), ex.pre_activation, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pg.value("#ex-engine"), ex.engine_value, rtol=1e-5, atol=1e-6)
+
+    # Back to C3 for the picture.
+    pg.click_pixel("C3", out_map, r, c, 10, 10)
+    pg.tile("C3", out_map).scroll_into_view_if_needed()
+    saved = _save(pg, tmp_path, "report-lenet5.png")
+    with capsys.disabled():
+        print(f"\nreport screenshot: {saved}")
+    pg.close()
+
+
+def test_lenet_keyboard_and_reference_check(browser, tmp_path, capsys):
+    model = models.get("lenet", rng=np.random.default_rng(8))
+    x, y = _digit(6)
+    path = build_report(model, x, tmp_path / "lenet.html", label=y)
+    pg = Page(browser, path)
+    page = pg.page
+
+    # On load the page shows its first unit and agrees with the explain() run at build time.
+    check = page.locator("#ref-check")
+    assert check.get_attribute("data-ok") == "true", check.inner_text()
+
+    # Tab reaches a map (after the skip link); Enter selects it.
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('tile')"):
+            break
+    assert page.evaluate("document.activeElement.dataset.layer") == "0"  # the input image
+    page.locator("#layer-conv1 button.tile[data-map='3']").focus()
+    page.keyboard.press("Enter")
+    assert page.locator("#panel-h").inner_text() == "conv1 · map 3"
+    status = page.locator("#pixel-status").inner_text()
+    r0, c0 = (int(v) for v in status.split("[")[1].split("]")[0].split(",")[:2])
+    # Arrow keys move the selected pixel (within the 24×24 map).
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowLeft")
+    r1, c1 = min(r0 + 1, 23), max(c0 - 1, 0)
+    assert f"conv1[{r1}, {c1}, 3]" in page.locator("#pixel-status").inner_text()
+    _assert_matches_explain(pg, explain(model, x, "conv1", 3, (r1, c1)))
+    # Space works too, and the zoomed map takes arrow keys.
+    page.locator("#layer-conv2 button.tile[data-map='11']").focus()
+    page.keyboard.press("Space")
+    assert page.locator("#panel-h").inner_text() == "conv2 · map 11"
+    page.locator("#zoom").click(position={"x": 5, "y": 5})  # pixel (0, 0)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("document.activeElement.id") == "zoom"
+    assert "conv2[1, 2, 11]" in page.locator("#pixel-status").inner_text()
+    ex = explain(model, x, "conv2", 11, (1, 2))
+    _assert_matches_explain(pg, ex)
+    assert pg.page.locator("#explain-table tr.term").count() == 20  # conv2 reads all 20 maps
+    feeds = page.locator("#layer-pool1_act button.tile.feeds").count()
+    assert feeds == 20
+
+    saved = _save(pg, tmp_path, "report-lenet.png")
+    # A phone-sized window: no sideways scrolling, the panel stays readable.
+    page.set_viewport_size({"width": 420, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    narrow = _save(pg, tmp_path, "report-lenet-narrow.png")
+    with capsys.disabled():
+        print(f"\nreport screenshots: {saved} {narrow}")
+    pg.close()
