@@ -50,7 +50,9 @@ Strategy (one implementation, chosen per layer by its shape; all paths are exact
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -449,75 +451,128 @@ def _col2im_slabs(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> 
 # Depthwise: element-wise multiply-adds over kernel offsets, in cache-sized row blocks
 # --------------------------------------------------------------------------------------------
 _BLOCK_BYTES = 256 << 10
+_THREADS = max(1, min(2, os.cpu_count() or 1))
+_executor: list = []
 
 
-def _dw_blocks(g: _Geom, n: int, itemsize: int) -> list[tuple[int, int, int, int]]:
-    """(first image, first output row, end output row, images) blocks of about _BLOCK_BYTES of output each."""
-    row_bytes = g.ow * g.o * itemsize
-    rows = max(1, min(g.oh, _BLOCK_BYTES // max(row_bytes, 1)))
+def _in_threads(n: int, fn) -> list:
+    """fn(n0, n1) on up to two contiguous image ranges at once, one per core (NumPy's element-wise
+    loops release the GIL); the results in order. Ranges never share an image, so their writes
+    never overlap."""
+    parts = min(_THREADS, n)
+    if parts <= 1:
+        return [fn(0, n)]
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="featuremaps-conv"))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [_executor[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
+
+
+def _dw_blocks(g: _Geom, a: int, z: int, itemsize: int) -> list[tuple[int, int, int, int]]:
+    """(first image, images, first output row, end output row) blocks of images a..z, each about
+    _BLOCK_BYTES of output, so a block's operands stay in cache across the KH·KW offsets."""
+    row_bytes = max(g.ow * g.o * itemsize, 1)
+    rows = max(1, min(g.oh, _BLOCK_BYTES // row_bytes))
     if rows == g.oh:  # whole images: several per block
-        per = max(1, _BLOCK_BYTES // max(row_bytes * g.oh, 1))
-        return [(i, 0, g.oh, min(per, n - i)) for i in range(0, n, per)]
-    return [(i, r, min(r + rows, g.oh), 1) for i in range(n) for r in range(0, g.oh, rows)]
+        per = max(1, _BLOCK_BYTES // (row_bytes * g.oh))
+        return [(i, min(per, z - i), 0, g.oh) for i in range(a, z, per)]
+    return [(i, 1, r, min(r + rows, g.oh)) for i in range(a, z) for r in range(0, g.oh, rows)]
 
 
-def _dw_view(xp: np.ndarray, g: _Geom, p: int, q: int, n0: int, nb: int, r0: int, r1: int) -> np.ndarray:
-    """Rows r0..r1 of the shifted input x̃[n, i·sh + p·dh, j·sw + q·dw, :] for images n0..n0+nb."""
+def _dw_view(xp: np.ndarray, g: _Geom, p: int, q: int, n0: int, nb: int, r0: int, r1: int,
+             flat: bool) -> np.ndarray:
+    """Output rows r0..r1 of images n0..n0+nb of the shifted input x̃[n, i·sh + p·dh, j·sw + q·dw, :]:
+    (nb, rows, ow, c), or with `flat` (stride 1 along W) the same view as (nb, rows, ow·c), whose
+    rows are contiguous runs, so NumPy's inner loops run over ow·c values instead of c."""
     a = r0 * g.sh + p * g.dh
     b = q * g.dw
-    return xp[n0:n0 + nb, a: a + (r1 - r0 - 1) * g.sh + 1: g.sh, b: b + (g.ow - 1) * g.sw + 1: g.sw]
+    rows = slice(a, a + (r1 - r0 - 1) * g.sh + 1, g.sh)
+    if flat:
+        n, hp, wp, c = xp.shape
+        return xp.reshape(n, hp, wp * c)[n0:n0 + nb, rows, b * c: (b + g.ow) * c]  # (nb, rows, ow*c)
+    return xp[n0:n0 + nb, rows, b: b + (g.ow - 1) * g.sw + 1: g.sw]  # (nb, rows, ow, c)
+
+
+def _dw_weights(w: np.ndarray, g: _Geom, flat: bool) -> np.ndarray:
+    """(KH, KW, c, mult), or with `flat` (mult 1) each offset's weights tiled to (KH, KW, ow·c)."""
+    wk = w.reshape(g.kh, g.kw, g.c, g.o // g.c)
+    return np.tile(wk[..., 0], (1, 1, g.ow)) if flat else wk
 
 
 def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
     """y[..., c, j] = Σ_{p,q} x̃_{p,q}[..., c] · w[p, q, 0, c·mult + j] (the module formula, groups = C)."""
     c, mult = g.c, g.o // g.c
-    wk = w.reshape(g.kh, g.kw, c, mult)
-    y5 = y.reshape(y.shape[0], g.oh, g.ow, c, mult)
-    for n0, r0, r1, nb in _dw_blocks(g, y.shape[0], y.itemsize):
-        out = y5[n0:n0 + nb, r0:r1]
-        tmp = _pool.take(out.shape, y.dtype)
-        for p in range(g.kh):
-            for q in range(g.kw):
-                xs = _dw_view(xp, g, p, q, n0, nb, r0, r1)[..., None]  # (nb, rows, ow, c, 1)
-                if p == q == 0:
-                    np.multiply(xs, wk[p, q], out=out)
-                else:
-                    np.multiply(xs, wk[p, q], out=tmp)
-                    out += tmp
-        _pool.give(tmp)
+    flat = g.sw == 1 and mult == 1
+    wk = _dw_weights(w, g, flat)
+    n = y.shape[0]
+    yv = y.reshape(n, g.oh, g.ow * c) if flat else y.reshape(n, g.oh, g.ow, c, mult)
+
+    def work(a: int, z: int) -> None:
+        for n0, nb, r0, r1 in _dw_blocks(g, a, z, y.itemsize):
+            out = yv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
+            tmp = _pool.take(out.shape, y.dtype)
+            for p in range(g.kh):
+                for q in range(g.kw):
+                    xs = _dw_view(xp, g, p, q, n0, nb, r0, r1, flat)
+                    xs = xs if flat else xs[..., None]  # (nb, rows, ow, c, 1)
+                    if p == q == 0:
+                        np.multiply(xs, wk[p, q], out=out)
+                    else:
+                        np.multiply(xs, wk[p, q], out=tmp)
+                        out += tmp
+            _pool.give(tmp)
+
+    _in_threads(n, work)
 
 
-def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
-    """dx += Σ_{p,q} (dy · w[p, q]) summed over the multiplier, added into each shifted window."""
+def _dw_backward(xp, dy: np.ndarray, w: np.ndarray, g: _Geom, need_x: bool, need_w: bool):
+    """(dx, dW) of the depthwise conv, block by block: dx̃_{p,q} += dy · w[p, q] (summed over the
+    multiplier) and dW[p, q] = Σ x̃_{p,q} · dy. `xp` is the padded input (only read for dW)."""
     c, mult = g.c, g.o // g.c
-    wk = w.reshape(g.kh, g.kw, c, mult)
-    dy5 = dy.reshape(dy.shape[0], g.oh, g.ow, c, mult)
-    for p in range(g.kh):
-        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
-        if rows is None:
-            continue
-        for q in range(g.kw):
-            cols_ = _rows(q * g.dw, g.w, g.ow, g.sw, g.left)
-            if cols_ is None:
-                continue
-            d = dy5[:, rows[0], cols_[0]]  # (n, ri, rj, c, mult)
-            if mult == 1:
-                dx[:, rows[1], cols_[1]] += d[..., 0] * wk[p, q, :, 0]
-            else:
-                dx[:, rows[1], cols_[1]] += np.einsum("nhwcj,cj->nhwc", d, wk[p, q])
-
-
-def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
-    """dW[p, q, 0, c·mult + j] = Σ_{n,i,j'} x̃_{p,q}[n, i, j', c] · dy[n, i, j', c·mult + j]."""
-    c, mult = g.c, g.o // g.c
+    flat = g.sw == 1 and mult == 1
     n = dy.shape[0]
-    dy5 = dy.reshape(n, g.oh, g.ow, c, mult)
-    dw = np.empty((g.kh, g.kw, c, mult), dy.dtype)
-    for p in range(g.kh):
-        for q in range(g.kw):
-            xs = _dw_view(xp, g, p, q, 0, n, 0, g.oh)  # (n, oh, ow, c)
-            dw[p, q] = np.einsum("nhwc,nhwcj->cj", xs, dy5)
-    return dw.reshape(g.kh, g.kw, 1, g.o)
+    wk = _dw_weights(w, g, flat)
+    dyv = dy.reshape(n, g.oh, g.ow * c) if flat else dy.reshape(n, g.oh, g.ow, c, mult)
+    dxp = np.zeros((n, g.h + g.top + g.bottom, g.w + g.left + g.right, c), dy.dtype) if need_x else None
+    width = g.ow * c if flat else c * mult
+
+    def work(a: int, z: int):
+        dw = np.zeros((g.kh, g.kw, width), dy.dtype) if need_w else None
+        for n0, nb, r0, r1 in _dw_blocks(g, a, z, dy.itemsize):
+            d = dyv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
+            tmp = _pool.take(d.shape, dy.dtype)
+            ones = _ones(d.size // width, dy.dtype)
+            for p in range(g.kh):
+                for q in range(g.kw):
+                    if need_x:
+                        target = _dw_view(dxp, g, p, q, n0, nb, r0, r1, flat)  # view into dx̃
+                        if flat:
+                            np.multiply(d, wk[p, q], out=tmp)
+                            target += tmp
+                        else:
+                            target += np.einsum("nhwcj,cj->nhwc", d, wk[p, q])
+                    if need_w:
+                        xs = _dw_view(xp, g, p, q, n0, nb, r0, r1, flat)
+                        np.multiply(xs if flat else xs[..., None], d, out=tmp)
+                        dw[p, q] += ones @ tmp.reshape(-1, width)  # (width,)
+            _pool.give(tmp)
+        return dw
+
+    parts = _in_threads(n, work)
+    dw = None
+    if need_w:
+        dw = parts[0]
+        for part in parts[1:]:
+            dw += part
+        if flat:
+            dw = dw.reshape(g.kh, g.kw, g.ow, c).sum(axis=2)  # fold the ow tiles
+        dw = dw.reshape(g.kh, g.kw, 1, g.o)
+    dx = None
+    if need_x:
+        dx = dxp[:, g.top: g.top + g.h, g.left: g.left + g.w]
+        dx = dx if dx.shape == dxp.shape else np.ascontiguousarray(dx)
+    return dx, dw
 
 
 def _is_depthwise(g: _Geom) -> bool:
@@ -557,16 +612,14 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool):
 def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, cols=None):
     """(dx, dW) of y = conv(x, w) for the output gradient dy; `cols` is the forward's column
     matrix when it was kept (then x is not read for dW)."""
-    dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
-    dw = None
     if _is_depthwise(g):
-        if need_x:
-            _dw_input_grad(dy, w, g, dx)
+        xp = _pad(x, g) if need_w else None
+        dx, dw = _dw_backward(xp, dy, w, g, need_x, need_w)
         if need_w:
-            xp = _pad(x, g)
-            dw = _dw_weight_grad(xp, dy, g)
             _release_pad(xp, x)
         return dx, dw
+    dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
+    dw = None
     dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
     per = g.oh * g.ow
     chunks = [(0, g.n)] if cols is not None else _batch_chunks(g, dy.itemsize)
@@ -665,11 +718,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
 def _convt_forward(x, w, *b, needs, g):
     # x plays the role of conv2d's output gradient dy; the result is conv2d's input gradient.
     x = np.ascontiguousarray(x)
-    if _is_depthwise(g):
-        y = np.zeros((g.n, g.h, g.w, g.c), x.dtype)
-        _dw_input_grad(x, w, g, y)
-    else:
-        y, _ = _conv_grads(None, w, x, g, True, False)
+    y, _ = _conv_grads(None, w, x, g, True, False)
     if b:
         y += b[0]
     return y, {"x": x, "w": w, "g": g}
@@ -680,23 +729,12 @@ def _convt_backward(ctx, dy, needs):
     # against the "output gradient" x, both from the column matrix of dy.
     x, w, g = ctx["x"], ctx["w"], ctx["g"]
     dy = np.ascontiguousarray(dy)
-    dx = dw = None
-    if _is_depthwise(g):
-        if needs[0]:
-            dx, _, _ = _conv(dy, w, g, keep_cols=False)
-        if needs[1]:
-            dyp = _pad(dy, g)
-            dw = _dw_weight_grad(dyp, x, g)
-            _release_pad(dyp, dy)
-    else:
-        keep = needs[1]
-        if needs[0]:
-            dx, cols, buf = _conv(dy, w, g, keep_cols=keep)
-        else:
-            cols = buf = None
-        if needs[1]:
-            _, dw = _conv_grads(dy, w, x, g, False, True, cols)
-            _pool.give(buf)
+    dx = dw = cols = buf = None
+    if needs[0]:
+        dx, cols, buf = _conv(dy, w, g, keep_cols=needs[1])
+    if needs[1]:
+        _, dw = _conv_grads(dy, w, x, g, False, True, cols)
+        _pool.give(buf)
     grads = [dx, dw]
     if len(needs) == 3:
         grads.append(_bias_grad(dy.reshape(-1, g.c)) if needs[2] else None)
