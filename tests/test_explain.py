@@ -275,6 +275,27 @@ def test_padding_is_shown_as_padding():
     assert "5/9" in e.to_text() and "-1..1" in e.to_text()
 
 
+def test_zero_pad_layer_border_counts_as_padding():
+    model = models.get("lenet5", rng=0)  # pad (ZeroPad2D(2)) → C1 5×5 valid
+    x = _input(model) + 2.0  # no zeros in the image
+    e = explain(model, x, "C1", 3, (0, 1))
+    (t,) = e.terms
+    expected = np.zeros((5, 5), dtype=bool)
+    expected[:2, :] = True
+    expected[:, :1] = True
+    np.testing.assert_array_equal(t.padded, expected)
+    np.testing.assert_array_equal(t.window[expected], 0)
+    assert np.all(t.window[~expected] != 0)
+    assert e.geometry["zero_pad"] == {"layer": "pad", "pads": [[2, 2], [2, 2]]}
+    assert "border added by pad (ZeroPad2D: top 2 bottom 2 left 2 right 2)" in e.to_text()
+    assert e.difference <= TOL32
+    # max pooling after a ZeroPad2D still compares the zeros, as the engine does
+    pm = nn.Sequential([("z", nn.ZeroPad2D(1)), ("p", nn.MaxPool2D(2))], input_shape=(4, 4, 1))
+    xn = -np.ones((4, 4, 1), np.float32)
+    e = explain(pm, xn, "p", 0, (0, 0))
+    assert e.pre_activation == 0 and e.engine_value == 0 and e.winner["position"] == (0, 0)
+
+
 def test_lenet5_c3_explanation_reads_the_table():
     model = models.get("lenet5", rng=0)
     x = _input(model)
@@ -486,3 +507,89 @@ def test_accepts_uint8_and_2d_images():
     img = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
     e = explain(model, img, "conv1", 0, (3, 3))
     assert e.difference <= TOL32 and e.input_shape == (28, 28, 1)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+NORM = {"mean": [0.1307], "std": [0.3081]}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    from featuremaps.checkpoint import save_checkpoint
+    model = _trained_like(models.get("lenet5", rng=0))
+    save_checkpoint(tmp_path / "run", model, epoch=1,
+                    meta={"dataset": "sample", "normalization": NORM, "classes": [str(i) for i in range(10)]})
+    return tmp_path / "run", model
+
+
+def _cli(argv, capsys):
+    from featuremaps.cli import main
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_explain_conv_from_an_image_file(run_dir, tmp_path, capsys):
+    from PIL import Image
+    path, model = run_dir
+    img = np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(img, mode="L").save(tmp_path / "digit.png")
+    code, out, err = _cli(["explain", str(path), "--layer", "C3", "--map", "7", "--at", "4,5",
+                           "--image", str(tmp_path / "digit.png")], capsys)
+    assert code == 0, err
+    x = ((img.astype(np.float32) / 255 - 0.1307) / 0.3081)[:, :, None]  # the predict preprocessing, by hand
+    expected = explain(model, x, "C3", 7, (4, 5))
+    assert f"input: image {tmp_path / 'digit.png'}" in out
+    assert "y[C3, map 7, (4, 5)] = b + Σ_i ⟨window_i, K_i,7⟩" in out and "agrees" in out
+    assert f"engine value {expected.engine_value:.6g}" in out
+
+
+def test_cli_explain_json_from_the_test_set(run_dir, capsys):
+    from featuremaps import data
+    path, model = run_dir
+    code, out, err = _cli(["explain", str(path), "--layer", "C1", "--map", "0", "--at", "0,0", "--index", "3",
+                           "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    test = data.load("mnist", "test", download=False, progress=False)  # the official t10k file
+    assert doc["input"]["dataset"] == "mnist" and doc["input"]["split"] == "test" and doc["input"]["index"] == 3
+    assert doc["input"]["label"] == int(test.labels[3])
+    x = ((test.images[3].astype(np.float32) / 255 - 0.1307) / 0.3081)
+    e = explain(model, x, "C1", 0, (0, 0))
+    assert doc["explanation"]["engine_value"] == pytest.approx(e.engine_value, abs=1e-7)
+    assert doc["explanation"]["terms"][0]["padded"][0] == [True] * 5  # ZeroPad2D(2): the top rows are padding
+    assert doc["explanation"]["layer"] == "C1" and doc["explanation"]["position"] == [0, 0]
+
+
+def test_cli_explain_falls_back_to_the_sample_and_says_so(run_dir, tmp_path, capsys, monkeypatch):
+    from featuremaps import data
+    from featuremaps.data import datasets
+    monkeypatch.setattr(datasets, "SHARED_MNIST_DIR", None)
+    monkeypatch.setenv("FEATUREMAPS_DATA", str(tmp_path / "empty-cache"))
+    path, model = run_dir
+    code, out, err = _cli(["explain", str(path), "--layer", "F6", "--map", "2", "--index", "5"], capsys)
+    assert code == 0, err
+    val = data.load("sample", "val", progress=False)
+    assert f"input: embedded sample's val split, image 5 (label {int(val.labels[5])})" in out
+    assert "official MNIST test set was not found" in err
+    assert "y[F6, 2] = b + Σ_i x_i · w_i,2" in out and "more terms summing to" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--layer", "C9", "--map", "0", "--at", "0,0", "--index", "0"], "explain: no layer named 'C9'; valid names: pad, C1"),
+    (["--layer", "C3", "--map", "0", "--index", "0"], r"position must be \(row, col\)"),
+    (["--layer", "C3", "--map", "16", "--at", "0,0", "--index", "0"], r"out_map must be in \[0, 15\]"),
+    (["--layer", "C3", "--map", "0", "--at", "10,0", "--index", "0"], r"row must be in \[0, 9\]"),
+    (["--layer", "C3", "--map", "0", "--at", "4", "--index", "0"], "expected ROW,COL"),
+    (["--layer", "C1_act", "--map", "0", "--at", "0,0", "--index", "0"], "cannot explain layer 'C1_act' of kind Tanh"),
+    (["--layer", "C3", "--map", "0", "--at", "0,0", "--index", "10000"], r"--index must be in \[0, 9999\]"),
+    (["--layer", "C3", "--map", "0", "--at", "0,0"], "one of the arguments --image --index is required"),
+    (["--layer", "C3", "--map", "0", "--at", "0,0", "--image", "/nonexistent.png"], "no such file"),
+])
+def test_cli_explain_errors_are_one_line(run_dir, capsys, argv, message):
+    import re
+    path, _ = run_dir
+    code, out, err = _cli(["explain", str(path)] + argv, capsys)
+    assert code == 2
+    assert re.search(message, err), err
+    assert err.startswith("featuremaps: error: ") and "Traceback" not in err

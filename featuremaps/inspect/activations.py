@@ -40,28 +40,23 @@ def layer_names(model) -> list[str]:
     return [n for n, _ in _layers(model, "layer_names")]
 
 
-def resolve_layer(model, name):
+def resolve_layer(model, name, *, op: str = "resolve_layer"):
     """The layer called `name` in `model` (a top-level name like `'C3'`; an int picks by position).
 
-    Unknown names raise a ValueError listing the valid ones.
+    Unknown names raise a ValueError listing the valid ones (`op` names the caller in the message).
     """
-    layers = _layers(model, "resolve_layer")
+    layers = _layers(model, op)
     names = [n for n, _ in layers]
     if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
         if not -len(layers) <= name < len(layers):
-            raise ValueError(f"resolve_layer: layer index must be in [0, {len(layers) - 1}]; received {name}")
+            raise ValueError(f"{op}: layer index must be in [0, {len(layers) - 1}]; received {name}")
         return layers[int(name)][1]
     if not isinstance(name, str):
-        raise TypeError(f"resolve_layer: layer must be a layer name (str); received {name!r}")
+        raise TypeError(f"{op}: layer must be a layer name (str); received {name!r}")
     for n, m in layers:
         if n == name:
             return m
-    raise ValueError(f"resolve_layer: no layer named {name!r}; valid names: {', '.join(names)}")
-
-
-def _index_of(model, name: str, op: str) -> int:
-    resolve_layer(model, name)  # raises with the list of valid names
-    return layer_names(model).index(name)
+    raise ValueError(f"{op}: no layer named {name!r}; valid names: {', '.join(names)}")
 
 
 def as_single_input(model, x, op: str) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import window as _window_ops
 from ..tensor import as_array, no_grad
 from .activations import _layers, _run, as_single_input, resolve_layer
 from .connectivity import _channels, _groups, _local_input, connections, is_conv
@@ -236,6 +237,11 @@ class Explanation:
             (t, b), (l, r) = g["pads"]  # noqa: E741
             lines.append(f"window {g['kernel'][0]}×{g['kernel'][1]}, stride {tuple(g['stride'])}, "
                          f"dilation {tuple(g['dilation'])}, padding top {t} bottom {b} left {l} right {r}")
+            z = g.get("zero_pad")
+            if z:
+                (zt, zb), (zl, zr) = z["pads"]
+                lines.append(f"taps on the border added by {z['layer']} (ZeroPad2D: top {zt} bottom {zb} "
+                             f"left {zl} right {zr}) count as padding too")
         return lines
 
     def _rows(self, top: int | None):
@@ -611,6 +617,20 @@ def _explain_dense(layer, x_in: np.ndarray, o: int, source_shape):
     return terms, bias, total
 
 
+def _mark_zero_pad(terms: list, pad_pair, size_hw) -> dict:
+    """Mark taps on the border a ZeroPad2D right before the layer added as padding too (their value
+    is 0 either way; max pooling still compares them, as the engine does)."""
+    name, pad = pad_pair
+    (t, b), (l, r) = _window_ops.resolve_padding(pad.padding, (1, 1), (1, 1), (1, 1), op="ZeroPad2D",
+                                            allow_strings=False)
+    h, w = size_hw
+    for term in terms:
+        rows_off = (term.rows < t) | (term.rows >= h - b)  # (kh,)
+        cols_off = (term.cols < l) | (term.cols >= w - r)  # (kw,)
+        term.padded = term.padded | rows_off[:, None] | cols_off[None, :]
+    return {"layer": name, "pads": [[t, b], [l, r]]}
+
+
 def _windows_containing(geo: Geometry, r: int, c: int) -> list[tuple[int, int]]:
     """Output positions (i, j) of a window layer whose window taps input pixel (r, c)."""
     out_rows = [i for i in range(geo.out_hw[0]) if r in geo.rows(i)]
@@ -693,7 +713,7 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     """
     op = "explain"
     pairs = _layers(model, op)
-    target = resolve_layer(model, layer) if not hasattr(layer, "forward") else layer
+    target = resolve_layer(model, layer, op=op) if not hasattr(layer, "forward") else layer
     idx = next((k for k, (_, m) in enumerate(pairs) if m is target), None)
     if idx is None:
         raise ValueError(f"{op}: layer must be the name of one of the model's layers "
@@ -730,6 +750,8 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     else:
         terms, bias, total, geometry, winner = _explain_pool(lay, x_in, o, pos)
         unit = (o,) if role == "global_pool" else (pos[0], pos[1], o)
+    if role in ("conv", "pool") and idx > 0 and layer_role(pairs[idx - 1][1]) == "pad":
+        geometry["zero_pad"] = _mark_zero_pad(terms, pairs[idx - 1], x_in.shape[:2])
     engine = float(y[unit])
     diff = abs(total - engine) if math.isfinite(total) and math.isfinite(engine) else \
         (0.0 if (math.isnan(total) and math.isnan(engine)) or total == engine else math.inf)

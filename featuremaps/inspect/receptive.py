@@ -224,7 +224,7 @@ def receptive_field(model, layer, position=None) -> ReceptiveField:
     """
     op = "receptive_field"
     pairs = _layers(model, op)
-    target = resolve_layer(model, layer) if isinstance(layer, str) else layer
+    target = resolve_layer(model, layer, op=op) if not hasattr(layer, "forward") else layer
     idx = next((k for k, (_, m) in enumerate(pairs) if m is target), None)
     if idx is None:
         raise ValueError(f"{op}: layer must be a layer name of this model; received {layer!r}")

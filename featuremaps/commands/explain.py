@@ -1,0 +1,173 @@
+"""`featuremaps explain CHECKPOINT --layer NAME --map O [--at ROW,COL] (--image FILE | --index N) [--json]`.
+
+Prints how one value of a trained model is computed (`featuremaps.inspect.explain`): for a conv
+layer, one row per input map that feeds output map O — the window of that map the kernel sees at
+(ROW, COL), its dot product with the kernel — then the bias, the total, the engine's own value and
+the activation/pooling that follow. Dense layers take no `--at`.
+
+The input is an image file (`--image`: PNG/JPEG or IDX, prepared exactly as `featuremaps predict`
+prepares it, with the checkpoint's normalisation) or the N-th image of the evaluation set
+(`--index N`): the official test set of the checkpoint's dataset when it can be found without
+downloading, else (MNIST models) the embedded sample's validation split; the output says which.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_parser", "add_arguments", "run"]
+
+HELP = "show how one output value of a layer is computed from the maps before it"
+DESCRIPTION = ("Decompose one value of a trained model: for output map O of a conv layer at (ROW, COL), one row per "
+               "connected input map with the window the kernel sees and its dot product with the kernel, then the "
+               "bias, the total, the engine's own value (they must agree) and the activation and pooling after it. "
+               "Dense layers: the largest contributions x_i·w_i. Pooling layers: the window and its winner.")
+
+
+def _at(text: str):
+    import argparse
+    try:
+        r, c = (int(v) for v in text.replace(" ", "").strip("()").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL (two integers, e.g. 4,5); received {text!r}") from None
+    return r, c
+
+
+def add_arguments(p) -> None:
+    """Declare the options of `explain` on an argparse parser."""
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
+    p.add_argument("--layer", required=True, metavar="NAME", help="the layer's name (see 'featuremaps summary')")
+    p.add_argument("--map", required=True, type=int, metavar="O", dest="out_map",
+                   help="the output map (conv/pool layers) or output unit (dense layers)")
+    p.add_argument("--at", type=_at, metavar="ROW,COL", default=None,
+                   help="the position in the map (conv/pool layers; omit for dense layers)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", metavar="FILE", help="a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does")
+    src.add_argument("--index", metavar="N", type=int,
+                     help="the N-th image of the official test set (else the embedded sample's val split)")
+    p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as in predict)")
+    p.add_argument("--data", metavar="DIR", default=None, help="with --index: folder with the dataset's files")
+    p.add_argument("--windows", action="store_true", help="also print every window and kernel as numbers")
+    p.add_argument("--top", type=int, metavar="K", default=None,
+                   help="rows to show before summing the rest (default: all conv maps up to 32; 10 for dense)")
+    p.add_argument("--format", choices=("text", "markdown", "latex"), default="text",
+                   help="text (default), markdown or latex")
+    p.add_argument("--json", action="store_true", help="print the explanation as one JSON document")
+
+
+def add_parser(subparsers):
+    """Register the `explain` subcommand on an argparse `subparsers` object (`set_defaults(func=run)`)."""
+    p = subparsers.add_parser("explain", help=HELP, description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _image_input(model, meta, path: str, invert: bool):
+    """One image file prepared like `featuremaps predict` (same reader, same normalisation)."""
+    from ..cli import CLIError, _read_image
+    from ..train import normalize_images
+    expect = tuple(getattr(model, "input_shape", None) or ())
+    if len(expect) != 3:
+        raise CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare images for it")
+    arr, names = _read_image(Path(path), expect)
+    if len(arr) != 1:
+        raise CLIError(f"{path}: holds {len(arr)} images; explain takes one (pass --index N for a dataset image)")
+    if invert:
+        arr = 255 - arr
+    x = normalize_images(arr, meta.get("normalization"), _dtype(model))[0]
+    return x, None, {"kind": "image", "path": str(path), "description": f"image {path}"}
+
+
+def _dtype(model):
+    ps = model.parameters()
+    return ps[0].dtype if ps else np.dtype(np.float32)
+
+
+_DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def _dataset_input(model, meta, index: int, data_dir):
+    """Image `index` of the official test set of the checkpoint's dataset, if it can be found
+    without downloading; for MNIST-shaped models otherwise the embedded sample's val split."""
+    from .. import data
+    from ..cli import CLIError
+    from ..train import normalize_images
+    name = meta.get("dataset") or "sample"
+    official = {"sample": "mnist"}.get(name, name)
+    note = None
+    try:
+        ds = data.load(official, "test", data_dir=data_dir, download=False, progress=False)
+        split_desc = f"official {_DISPLAY.get(official, official)} test set"
+    except (data.DataError, ValueError, OSError) as e:
+        if official not in ("mnist",):
+            raise CLIError(f"--index needs the {official} test set, which was not found ({e}); "
+                           "pass --data DIR or use --image") from None
+        ds = data.load("sample", "val", progress=False)
+        split_desc = "embedded sample's val split"
+        note = "the official MNIST test set was not found, so --index reads the embedded sample's val split"
+    if not 0 <= index < len(ds):
+        raise CLIError(f"--index must be in [0, {len(ds) - 1}] for the {split_desc}; received {index}")
+    expect = tuple(getattr(model, "input_shape", None) or ())
+    if expect and tuple(ds.image_shape) != expect:
+        raise CLIError(f"the model expects {expect} images but the {split_desc} has {tuple(ds.image_shape)}")
+    norm = meta.get("normalization")
+    x = normalize_images(ds.images[index:index + 1], norm, _dtype(model))[0]
+    label = int(ds.labels[index])
+    classes = list(getattr(ds, "classes", []) or [])
+    label_name = classes[label] if label < len(classes) else str(label)
+    src = {"kind": "dataset", "dataset": ds.name, "split": ds.split, "index": index, "label": label,
+           "class": label_name, "description": f"{split_desc}, image {index} (label {label_name})"}
+    if note:
+        src["note"] = note
+    return x, label, src
+
+
+def run(args) -> int:
+    """Load the checkpoint, prepare the input, explain the value and print it."""
+    from ..checkpoint import load_checkpoint
+    from ..cli import CLIError, _out
+    from ..inspect import explain, resolve_layer
+
+    model, meta, _ = load_checkpoint(args.checkpoint)
+    model.eval()
+    resolve_layer(model, args.layer, op="explain")  # a wrong name fails before any data is read
+    if args.image is not None:
+        x, _, source = _image_input(model, meta, args.image, args.invert)
+    else:
+        if args.invert:
+            raise CLIError("--invert applies to --image only")
+        x, _, source = _dataset_input(model, meta, args.index, args.data)
+    e = explain(model, x, args.layer, args.out_map, args.at)
+    if args.json:
+        _out({"checkpoint": str(meta.get("path", args.checkpoint)), "input": source, "explanation": e.to_dict()})
+    else:
+        top = -1 if args.top is None else args.top
+        print(f"input: {source['description']}")
+        if source.get("note"):
+            print(f"note: {source['note']}", file=sys.stderr)
+        if args.format == "markdown":
+            print(e.to_markdown(top=top), end="")
+        elif args.format == "latex":
+            print(e.to_latex(top=top), end="")
+        else:
+            print(e.to_text(top=top, windows=args.windows))
+    if not e.agrees:
+        print(f"featuremaps: the recomputed value differs from the engine's by {e.difference:.3g} "
+              f"(tolerance {e.tolerance:.0e})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _register() -> None:
+    """Make `featuremaps explain` known to `featuremaps.cli` (its plugin hook imports this module)."""
+    try:
+        from ..cli import command
+    except ImportError:  # an older cli without the hook: add_parser still works
+        return
+    command("explain", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)
+
+
+_register()
