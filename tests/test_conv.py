@@ -310,6 +310,13 @@ def test_block_diagonal_table_equals_groups():
     w[:, :, :2, :3], w[:, :, 2:, 3:] = wg[..., :3], wg[..., 3:]
     np.testing.assert_allclose(conv2d(x, w, b, connections=table, padding=1),
                                conv2d(x, wg, b, groups=2, padding=1), **TOL)
+    gy = np.random.default_rng(1).standard_normal((2, 6, 6, 6))
+    got = fm_grads(lambda *a: conv2d(*a, connections=table, padding=1), [x, w + 5 * ~table, b], gy)
+    ref = torch_conv2d(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, gy)  # dense torch, masked weight
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r * (table if g.shape == w.shape else 1), **TOL)
+    assert np.all(got[2][:, :, ~table] == 0.0)
+    gradcheck(lambda a, k: conv2d(a, k, connections=table, stride=2), x[:1, :4, :4], w[:2, :2])
 
 
 def test_full_table_is_a_plain_conv():
