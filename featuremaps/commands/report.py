@@ -92,7 +92,8 @@ def _input(args, model, meta) -> tuple[np.ndarray, object, str, list | None]:
     cli._check_input_shape(model, ds, meta.get("model_name", "model"))
     if index >= len(ds):
         raise cli.CLIError(f"--index {index} is out of range: {ds_name} {args.split} has {len(ds)} images")
-    return ds.images[index], int(ds.labels[index]), f"{ds_name} {args.split} image {index}", list(ds.classes)
+    what = "MNIST test" if (ds.name, args.split) == ("sample", "test") else f"{ds.name} {args.split}"
+    return ds.images[index], int(ds.labels[index]), f"{what} image {index}", list(ds.classes)
 
 
 def run(args) -> int:

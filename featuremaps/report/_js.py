@@ -496,6 +496,8 @@ function explainConv(body) {
   const shown = { terms: {}, scale: 0 };
   let total = 0;
   const cellPx = Math.max(36, Math.min(72, 9 * Math.max(kh, kw)));
+  // zeros added by a ZeroPad2D layer right before this conv are padding too (as explain() shows them)
+  const zp = p.op && p.op.type === "zeropad" ? p.op.pad : [[0, 0], [0, 0]];
   for (const i of fed) {
     const win = new Array(kh * kw), pad = new Array(kh * kw), ker = new Array(kh * kw);
     let s = 0;
@@ -504,7 +506,8 @@ function explainConv(body) {
       const inside = y >= 0 && y < p.H && x >= 0 && x < p.W;
       const xv = inside ? p.v[(y * p.W + x) * cin + i] : 0;
       const wv = op.K[((pp * kw + q) * cin + i) * cout + m];
-      win[pp * kw + q] = xv; pad[pp * kw + q] = !inside; ker[pp * kw + q] = wv;
+      win[pp * kw + q] = xv; ker[pp * kw + q] = wv;
+      pad[pp * kw + q] = !inside || y < zp[0][0] || y >= p.H - zp[0][1] || x < zp[1][0] || x >= p.W - zp[1][1];
       s += xv * wv;
       shown.scale += Math.abs(xv * wv);
     }

@@ -32,8 +32,9 @@ __all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
 #: Bytes of layer weights the page may embed; layers past the budget show values only.
 WEIGHT_BUDGET = 3_000_000
 
-_ACTIVATION_KINDS = {"ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax",
-                     "GELU", "Softplus", "Identity"}
+#: Layers that map each value on its own (in eval mode); the page shows input → output for them.
+_ELEMENTWISE_KINDS = {"ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "GELU", "Softplus", "Identity",
+                      "BatchNorm2D", "BatchNorm1D", "Dropout"}
 
 
 def _b64(a: np.ndarray, dtype: np.dtype) -> str:
@@ -71,7 +72,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def _conv_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
-    from ..inspect.connectivity import connections, filters_for_output
+    from ..inspect import connections, filters_for_output
 
     h, w, _ = x_in.shape
     conn = connections(layer)  # (c_in, c_out) bool
@@ -167,7 +168,7 @@ def _check_select(select, acts) -> tuple[str, int | None, tuple[int, int] | None
 def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None,
                 references: bool = True) -> dict:
     """The JSON document the page is built from (see the module docstring for what it holds)."""
-    from ..inspect.activations import activations, resolve_layer
+    from ..inspect import activations, resolve_layer
     from ..inspect.connectivity import is_conv
 
     meta = dict(meta or {})
@@ -194,9 +195,9 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
                 pending.append((k, "dense", layer, x_in))
             elif x_in.ndim == 3:
                 entry["op"] = _pool_op(layer, act.kind, x_in)
-            if entry["op"] is None and (act.kind in _ACTIVATION_KINDS or
-                                        type(layer).__module__.endswith("nn.activation")) \
-                    and x_in.shape == arr.shape:
+            elementwise = act.kind in _ELEMENTWISE_KINDS or (
+                type(layer).__module__.endswith("nn.activation") and act.kind != "Softmax")
+            if entry["op"] is None and elementwise and x_in.shape == arr.shape:
                 entry["op"] = {"type": "elementwise"}
             if entry["op"] is None and act.kind == "Flatten":
                 entry["op"] = {"type": "flatten"}
@@ -278,7 +279,8 @@ def report_html(model, x, *, title: str | None = None, label=None, meta: dict | 
     from .. import __version__
 
     data = report_data(model, x, title=title, label=label, meta=meta, select=select)
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # "<" as \u003c: no "</script>" or "<!--" can end or confuse the data block, whatever the title says
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     page_title = html.escape(data["title"])
     return _TEMPLATE.format(title=page_title, css=CSS, js=JS, data=payload, version=html.escape(__version__))
 
