@@ -14,12 +14,12 @@ body {
 .skip { position: absolute; left: -999px; top: 0; background: #fff; padding: .5rem; z-index: 10; }
 .skip:focus { left: .5rem; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
-.top { padding: 1rem 1.5rem .5rem; border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
-.top h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
+.page-top { padding: 1rem 1.5rem .5rem; border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
+.page-top h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
 .summary { margin: 0; color: var(--muted); }
 .summary strong { color: var(--fg); }
 .layout {
-  display: grid; grid-template-columns: minmax(0, 1fr) minmax(340px, 500px); gap: 1.5rem;
+  display: grid; grid-template-columns: minmax(0, 1fr) minmax(340px, min(540px, 42%)); gap: 1.5rem;
   padding: 0 1.5rem 1.5rem; align-items: start;
 }
 .foot { padding: .5rem 1.5rem 2rem; color: var(--muted); font-size: .875rem; max-width: 70rem; }
@@ -35,7 +35,7 @@ body {
   .layout { grid-template-columns: minmax(0, 1fr); padding: 0 .75rem 1rem; }
   #panel { top: auto; bottom: 0; max-height: 50vh; box-shadow: 0 -4px 12px rgba(0, 0, 0, .12); }
   #zoom { width: 150px; height: auto; }
-  .top h1 { font-size: 1.25rem; }
+  .page-top h1 { font-size: 1.25rem; }
 }
 .layer { border-left: 3px solid var(--line); padding: .1rem 0 .6rem .9rem; margin: 0 0 .9rem; }
 .layer.has-selection { border-left-color: var(--accent); }
@@ -75,7 +75,7 @@ canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
 }
 .classes button:focus-visible { outline: 3px solid var(--ok); }
 .classes button.selected { border-color: var(--accent); box-shadow: 0 0 0 1px var(--accent); }
-.classes button.top { font-weight: 700; }
+.classes button.best { font-weight: 700; }
 .classes .pbar { height: .7rem; background: #e6ebf1; border-radius: 2px; overflow: hidden; }
 .classes .pbar span { display: block; height: 100%; background: var(--accent); }
 .num, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-variant-numeric: tabular-nums; }
@@ -86,16 +86,26 @@ canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
 .hint { color: var(--muted); font-size: .85rem; }
 .formula { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem;
   background: #fff; border: 1px solid var(--line); border-radius: 4px; padding: .35rem .5rem; overflow-x: auto; }
-table.ex { border-collapse: collapse; width: 100%; font-size: .9rem; background: #fff; }
-table.ex th, table.ex td { border-bottom: 1px solid #e1e4e8; padding: 3px 6px; vertical-align: middle; }
+table.ex { border-collapse: collapse; width: 100%; font-size: .875rem; background: #fff; }
+.scrollx { overflow-x: auto; max-width: 100%; }
+table.ex th, table.ex td { border-bottom: 1px solid #e1e4e8; padding: 3px 5px; vertical-align: middle; }
 table.ex thead th { text-align: left; font-weight: 600; color: var(--muted); font-size: .8rem; }
+table.ex th.num { text-align: right; }
 table.ex tbody th { text-align: left; font-weight: 500; }
 table.ex tr.total th, table.ex tr.total td { border-top: 2px solid var(--fg); font-weight: 700; }
 table.ex tr.engine th, table.ex tr.engine td { color: var(--accent); font-weight: 700; }
 table.ex canvas { display: block; border: 1px solid #d8dee4; }
-table.ex button.linkish { font: inherit; color: var(--accent); background: none; border: 0; padding: 0;
-  text-decoration: underline; cursor: pointer; }
-details.numbers summary { cursor: pointer; color: var(--muted); font-size: .8rem; }
+button.linkish { font: inherit; color: var(--accent); background: none; border: 0; padding: 0;
+  text-decoration: underline; cursor: pointer; text-align: left; }
+button.linkish:focus-visible { outline: 3px solid var(--ok); outline-offset: 1px; }
+button.toggle { font: inherit; font-size: .8rem; color: var(--muted); background: none; border: 0; padding: 0; cursor: pointer; }
+button.toggle::before { content: "▸ "; }
+button.toggle[aria-expanded="true"]::before { content: "▾ "; }
+tr.term-numbers td { background: #fbfcfd; }
+.numgrids { display: flex; flex-wrap: wrap; gap: .25rem 1rem; overflow-x: auto; max-width: 100%; }
+.numgrids figure { margin: 0; }
+.numgrids figcaption { font-size: .75rem; color: var(--muted); }
+.src { display: block; font-size: .78rem; color: var(--muted); white-space: nowrap; }
 table.grid { border-collapse: collapse; font-size: .72rem; margin: .25rem 0; }
 table.grid td { border: 1px solid #e1e4e8; padding: 1px 3px; text-align: right; }
 table.grid td.pad { color: #8c959f; background: #f6f8fa; }

@@ -230,7 +230,7 @@ function classList(l, k) {
     const name = D.classes ? String(D.classes[u]) : String(u);
     const pct = 100 * probs[u];
     const b = el("button", { type: "button", "data-unit": u,
-      class: u === D.prediction.class ? "top" : null,
+      class: u === D.prediction.class ? "best" : null,
       "aria-label": "class " + name + ": probability " + pct.toFixed(2) + "%, logit " + fmt(l.v[u]) },
       el("span", { text: name }),
       el("span", { class: "pbar", "aria-hidden": "true" }, el("span", { style: "width:" + pct.toFixed(2) + "%" })),
@@ -401,8 +401,8 @@ function renderPanel() {
   if (zoomHadFocus) focusZoom();
 }
 
-function goButton(k, m, pos, text) {
-  return el("button", { type: "button", class: "linkish", text: text,
+function goButton(k, m, pos, text, label) {
+  return el("button", { type: "button", class: "linkish", text: text, "aria-label": label ? "go to " + label : null,
     onclick: function () { select(k, m, pos); tiles[k][m].button.focus(); } });
 }
 
@@ -478,6 +478,19 @@ function checkAgainst(body, shown) {
     pairs.length + " numbers compared, largest difference " + worst.toExponential(1) + "."));
 }
 
+function numberGrid(caption, vals, pad, kh, kw) {
+  const grid = el("table", { class: "grid" });
+  for (let pp = 0; pp < kh; pp++) {
+    const tr = el("tr");
+    for (let q = 0; q < kw; q++) {
+      const j = pp * kw + q, isPad = pad && pad[j];
+      tr.append(el("td", { class: isPad ? "pad" : null, text: isPad ? "pad" : fmt(vals[j]) }));
+    }
+    grid.append(tr);
+  }
+  return el("figure", {}, el("figcaption", { text: caption }), grid);
+}
+
 function explainConv(body) {
   const l = L[sel.k], p = L[sel.k - 1], op = l.op, m = sel.m, r = sel.r, c = sel.c;
   const kh = op.kernel[0], kw = op.kernel[1], cin = op.in_maps, cout = l.C, fed = op.fed[m];
@@ -513,24 +526,25 @@ function explainConv(body) {
     }
     shown.terms[i] = s;
     total += s;
-    const grid = el("table", { class: "grid", "aria-label": "window values x times kernel w" });
-    for (let pp = 0; pp < kh; pp++) {
-      const tr = el("tr");
-      for (let q = 0; q < kw; q++) {
-        const j = pp * kw + q;
-        tr.append(el("td", { class: pad[j] ? "pad" : null,
-          text: pad[j] ? "pad·" + fmt(ker[j]) : fmt(win[j]) + "·" + fmt(ker[j]) }));
-      }
-      grid.append(tr);
-    }
-    const details = el("details", { class: "numbers", open: fed.length === 1 ? true : null },
-      el("summary", { text: "numbers" }), grid);
+    const open = fed.length === 1;
+    const numbersRow = el("tr", { class: "term-numbers", id: "numbers-" + i, hidden: !open },
+      el("td", { colspan: "4" }, el("div", { class: "numgrids" },
+        numberGrid("window x of " + p.name + " map " + i, win, pad, kh, kw),
+        numberGrid("kernel w[:, :, " + i + ", " + m + "]", ker, null, kh, kw))));
+    const toggle = el("button", { type: "button", class: "toggle", "aria-expanded": open ? "true" : "false",
+      "aria-controls": "numbers-" + i, text: "numbers" });
+    toggle.addEventListener("click", function () {
+      const show = numbersRow.hidden;
+      numbersRow.hidden = !show;
+      toggle.setAttribute("aria-expanded", show ? "true" : "false");
+    });
     tbody.append(el("tr", { class: "term", "data-input-map": i },
       el("th", {}, goButton(sel.k - 1, i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
-        Math.max(0, Math.min(p.W - 1, c * op.stride[1] - lpad))], p.name + " map " + i), details),
+        Math.max(0, Math.min(p.W - 1, c * op.stride[1] - lpad))], "map " + i, p.name + " map " + i), el("br"), toggle),
       el("td", {}, gridCanvas(win, kh, kw, inColour, cellPx)),
       el("td", {}, gridCanvas(ker, kh, kw, kColour, cellPx)),
       num(s, { class: "num partial" })));
+    tbody.append(numbersRow);
   }
   const bias = op.B ? op.B[m] : 0;
   const pre = bias + total;
@@ -547,10 +561,10 @@ function explainConv(body) {
   fdown.querySelectorAll("tr").forEach(function (tr) { tr.firstChild.setAttribute("colspan", "3"); });
   const table = el("table", { class: "ex", id: "explain-table" },
     el("caption", { class: "visually-hidden", text: "Decomposition of " + posLabel(l, m, r, c) }),
-    el("thead", {}, el("tr", {}, el("th", { text: "input map" }), el("th", { text: "window x" }),
+    el("thead", {}, el("tr", {}, el("th", { text: "input: " + p.name }), el("th", { text: "window x" }),
       el("th", { text: "kernel w" }), el("th", { class: "num", text: "Σ x·w" }))),
     tbody, foot, fdown);
-  body.append(table);
+  body.append(el("div", { class: "scrollx" }, table));
   checkAgainst(body, shown);
 }
 
@@ -569,9 +583,12 @@ function explainDense(body) {
   let topSum = 0;
   for (const i of top) {
     topSum += contrib[i];
-    let name = p.name + "[" + i + "]";
-    if (src && src.isMap) { const m = i % src.C, pix = Math.floor(i / src.C); name += " = " + posLabel(src, m, Math.floor(pix / src.W), pix % src.W); }
-    tbody.append(el("tr", { class: "term", "data-input": i }, el("th", { class: "mono", text: name }),
+    const head = el("th", { class: "mono" }, p.name + "[" + i + "]");
+    if (src && src.isMap) {
+      const m = i % src.C, pix = Math.floor(i / src.C);
+      head.append(el("span", { class: "src", text: "= " + posLabel(src, m, Math.floor(pix / src.W), pix % src.W) }));
+    }
+    tbody.append(el("tr", { class: "term", "data-input": i }, head,
       num(p.v[i]), num(op.Wt[i * out + u]), num(contrib[i], { class: "num partial" })));
   }
   const bias = op.B ? op.B[u] : 0, pre = bias + total, engine = val(l, 0, sel.r, sel.c);
@@ -585,11 +602,11 @@ function explainDense(body) {
   const fdown = el("tbody");
   downstream(fdown);
   fdown.querySelectorAll("tr").forEach(function (tr) { tr.firstChild.setAttribute("colspan", "3"); });
-  body.append(el("table", { class: "ex", id: "explain-table" },
+  body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" },
     el("caption", { class: "visually-hidden", text: "Largest contributions to " + l.name + "[" + u + "]" }),
     el("thead", {}, el("tr", {}, el("th", { text: "input (top 10 by |x·w|)" }), el("th", { class: "num", text: "x" }),
       el("th", { class: "num", text: "w" }), el("th", { class: "num", text: "x·w" }))),
-    tbody, foot, fdown));
+    tbody, foot, fdown)));
   checkAgainst(body, { bias: bias, pre: pre, engine: engine, scale: scale + Math.abs(bias), terms: null });
 }
 
@@ -637,7 +654,7 @@ function explainPool(body) {
   t.append(el("tr", { class: "total" }, el("th", { text: label }), num(result, { id: "ex-pre" })));
   t.append(el("tr", { class: "engine" }, el("th", { text: "engine value " + posLabel(l, m, r, c) }), num(engine, { id: "ex-engine" })));
   downstream(t);
-  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+  body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
 }
 
 function explainGlobal(body) {
@@ -653,7 +670,7 @@ function explainGlobal(body) {
   const t = el("tbody");
   t.append(el("tr", { class: "total" }, el("th", { text: l.op.mode + " of the map" }), num(result, { id: "ex-pre" })));
   t.append(el("tr", { class: "engine" }, el("th", { text: "engine value " + l.name + "[" + u + "]" }), num(val(l, 0, sel.r, sel.c), { id: "ex-engine" })));
-  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+  body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
 }
 
 function explainElementwise(body) {
@@ -662,7 +679,7 @@ function explainElementwise(body) {
   t.append(el("tr", {}, el("th", {}, "input ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c))), num(val(p, m, r, c), { id: "ex-input" })));
   t.append(el("tr", { class: "engine" }, el("th", { text: "after " + l.kind + ": " + posLabel(l, m, r, c) }), num(val(l, m, r, c), { id: "ex-engine" })));
   body.append(el("p", { text: l.kind + " is applied to each value on its own." }));
-  body.append(el("table", { class: "ex", id: "explain-table" }, t));
+  body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
 }
 
 function explainFlatten(body) {

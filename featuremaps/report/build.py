@@ -319,7 +319,7 @@ _TEMPLATE = """<!DOCTYPE html>
 </head>
 <body>
 <a class="skip" href="#panel">Skip to the explanation panel</a>
-<header class="top">
+<header class="page-top">
   <h1 id="title">{title}</h1>
   <p id="summary" class="summary"></p>
 </header>
