@@ -92,14 +92,16 @@ def as_single_input(model, x, op: str) -> np.ndarray:
     return arr
 
 
-def _run(model, x: np.ndarray) -> list[LayerActivation]:
+def _run(model, x: np.ndarray, upto: int | None = None) -> list[LayerActivation]:
+    """The input and the outputs of layers 0..`upto` (all layers when None)."""
     out = [LayerActivation("input", "input", x[0])]
     h = x
     was_training = getattr(model, "training", False)
     model.eval()
+    layers = _layers(model, "activations")
     try:
         with no_grad():
-            for name, layer in _layers(model, "activations"):
+            for name, layer in layers[: None if upto is None else upto + 1]:
                 h = as_array(layer(h))
                 out.append(LayerActivation(name, type(layer).__name__, h[0]))
     finally:

@@ -643,6 +643,20 @@ def _apply(layer, arr: np.ndarray) -> np.ndarray:
         return as_array(layer(arr[None]))[0]
 
 
+def _last_followed(pairs, idx: int) -> int:
+    """Index of the last layer `_follow` may look at (so the forward pass can stop there)."""
+    pooled = False
+    k = idx + 1
+    while k < len(pairs):
+        role = layer_role(pairs[k][1])
+        if role in ("pool", "global_pool") and not pooled:
+            pooled = True
+        elif role not in ("activation", "elementwise"):
+            break
+        k += 1
+    return k - 1  # k is the first layer not followed (or len(pairs))
+
+
 def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
     """Apply the layers after pairs[idx] to the recomputed value: element-wise layers, then one
     pooling layer, then element-wise layers again."""
@@ -650,7 +664,7 @@ def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
     current = np.array(acts[idx + 1].array, copy=True)
     current[unit] = value
     pooled = False
-    for k in range(idx + 1, len(pairs)):
+    for k in range(idx + 1, len(acts) - 1):
         name, layer = pairs[k]
         role = layer_role(layer)
         engine = acts[k + 1].array
@@ -729,7 +743,7 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
         raise ValueError(f"{op}: cannot explain layer {name!r} of kind {kind}; explainable kinds: "
                          f"{', '.join(explainable_kinds)}{hint}")
     xb = as_single_input(model, x, op)
-    acts = _run(model, xb)
+    acts = _run(model, xb, upto=_last_followed(pairs, idx))
     x_in = acts[idx].array
     y = acts[idx + 1].array
     input_layer = acts[idx].name
