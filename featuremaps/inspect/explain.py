@@ -114,8 +114,11 @@ class Explanation:
       window passes on (and receives the gradient); then `winner_position`/`winner_value` say which is.
       Usually exactly one window contains a unit; overlapping pools give several, and a unit cut
       off by the pool's floor rounding gives none.
-    - `geometry`: kernel, stride, dilation, pads of a window layer; `connections` the connected
-      input maps of a conv's output map and how they are wired.
+    - `geometry`: kernel, stride, dilation, pads of a window layer (plus `zero_pad` when a
+      ZeroPad2D right before it adds a border, whose taps are marked `padded` too);
+      `wiring`: which input maps feed the conv's output map, and why (full, groups, depthwise, table);
+    - `tolerance`, `agrees`: the agreement expected for the dtype (1e-5 float32, 1e-10 float64,
+      relative above magnitude 1) and whether `difference` is within it.
     """
     layer: str
     kind: str
