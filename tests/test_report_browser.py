@@ -190,6 +190,8 @@ def test_lenet_keyboard_and_reference_check(browser, tmp_path, capsys):
     page.keyboard.press("ArrowLeft")
     r1, c1 = min(r0 + 1, 23), max(c0 - 1, 0)
     assert f"conv1[{r1}, {c1}, 3]" in page.locator("#pixel-status").inner_text()
+    assert page.locator("#announce").text_content().startswith(f"conv1[{r1}, {c1}, 3] = ")  # aria-live
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "conv1 map 3 of 20, 24 by 24"
     _assert_matches_explain(pg, explain(model, x, "conv1", 3, (r1, c1)))
     # Space works too, and the zoomed map takes arrow keys.
     page.locator("#layer-conv2 button.tile[data-map='11']").focus()

@@ -382,10 +382,11 @@ function renderPanel() {
     (l.isMap ? " · map " + m + " of " + l.C : "")));
   body.append(el("div", { class: "zoomwrap" }, zoomView(l, m),
     el("div", {},
-      el("p", { id: "pixel-status", role: "status", "aria-live": "polite" },
+      el("p", { id: "pixel-status" },
         "Selected ", el("span", { class: "mono", text: posLabel(l, m, r, c) }), " = ",
         el("span", { class: "num", id: "pixel-value", "data-value": String(v), text: fmt(v) })),
       el("p", { class: "hint", text: "Click a pixel, or focus the map and use the arrow keys." }))));
+  document.getElementById("announce").textContent = posLabel(l, m, r, c) + " = " + fmt(v);
   const op = l.op;
   if (sel.k === 0) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
   else if (!op) body.append(el("p", { class: "hint",

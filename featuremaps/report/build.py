@@ -330,6 +330,7 @@ _TEMPLATE = """<!DOCTYPE html>
   </section>
   <aside id="panel" aria-labelledby="panel-h" tabindex="-1">
     <h2 id="panel-h">Select a map</h2>
+    <p id="announce" class="visually-hidden" aria-live="polite"></p>
     <div id="panel-body"><p>Click any feature map (or focus it and press Enter) to see what feeds it.</p></div>
   </aside>
 </main>
