@@ -74,7 +74,7 @@ def _median_rate(history) -> float:
 
 # --- workers (each in its own process) -------------------------------------------------------------
 
-def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None) -> dict:
+def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, lr=None, momentum=None) -> dict:
     from featuremaps import models, no_grad, optim, train, Tensor
     from featuremaps.progress import ProgressBar
 
@@ -82,7 +82,9 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None) -> 
     train_ds, test_ds = _load()
     if test_limit:
         test_ds = test_ds.subset(np.arange(test_limit))
-    lr, momentum, _ = MODELS[model_name]
+    lr0, momentum0, _ = MODELS[model_name]
+    lr = lr0 if lr is None else lr
+    momentum = momentum0 if momentum is None else momentum
     model = models.get(model_name, rng=np.random.default_rng(SEED))
     opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     reporter = ProgressBar(tty=False)
@@ -103,13 +105,14 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None) -> 
             for lo in range(0, len(x), BATCH):
                 model(Tensor(x[lo:lo + BATCH]))
             times.append(time.perf_counter() - t0)
-    return {"library": "featuremaps", "model": model_name, "epochs": epochs, "test_accuracy": ev["accuracy"],
+    return {"library": "featuremaps", "model": model_name, "epochs": epochs, "lr": lr, "momentum": momentum,
+            "test_accuracy": ev["accuracy"],
             "test_loss": ev["loss"], "test_n": ev["n"], "wall_s": t_train,
             "train_images_per_s": _median_rate(res.history), "infer_images_per_s": len(x) / statistics.median(times),
             "peak_rss_mib": _rss_mib(), "history": res.history}
 
 
-def worker_torch(epochs: int, test_limit: int | None) -> dict:
+def worker_torch(epochs: int, test_limit: int | None, lr=None, momentum=None) -> dict:
     import torch
     from torch import nn
     from featuremaps import data
@@ -120,7 +123,9 @@ def worker_torch(epochs: int, test_limit: int | None) -> dict:
     train_ds, test_ds = _load()
     if test_limit:
         test_ds = test_ds.subset(np.arange(test_limit))
-    lr, momentum, _ = MODELS["lenet"]
+    lr0, momentum0, _ = MODELS["lenet"]
+    lr = lr0 if lr is None else lr
+    momentum = momentum0 if momentum is None else momentum
     net = nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Tanh(), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
                         nn.Tanh(), nn.Flatten(), nn.Linear(800, 500), nn.Tanh(), nn.Linear(500, 10))
     for m in net:
@@ -194,6 +199,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="default: 10")
     p.add_argument("--quick", action="store_true", help="2 epochs, lenet only, 2,000 test images: a smoke run")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
+    p.add_argument("--lr", type=float, default=None, help="override every model's learning rate (experiments)")
+    p.add_argument("--momentum", type=float, default=None, help="override every model's momentum (experiments)")
     p.add_argument("--json", action="store_true", help="also print all results as one JSON document")
     p.add_argument("--worker", choices=["featuremaps", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -201,10 +208,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.worker == "featuremaps":
-        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit)))
+        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit, args.lr, args.momentum)))
         return 0
     if args.worker == "torch":
-        print(json.dumps(worker_torch(args.epochs, args.test_limit)))
+        print(json.dumps(worker_torch(args.epochs, args.test_limit, args.lr, args.momentum)))
         return 0
 
     if not os.path.isdir(DATA):
@@ -215,6 +222,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
     epochs = 2 if args.quick else args.epochs
     extra = ["--epochs", str(epochs)] + (["--test-limit", "2000"] if args.quick else [])
+    for opt in ("lr", "momentum"):
+        if getattr(args, opt) is not None:
+            extra += [f"--{opt}", str(getattr(args, opt))]
 
     results = []
     for name in names:

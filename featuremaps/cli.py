@@ -610,7 +610,10 @@ def _import_plugins() -> None:
     except ImportError:
         return
     for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
-        importlib.import_module(f"featuremaps.commands.{info.name}")
+        try:
+            importlib.import_module(f"featuremaps.commands.{info.name}")
+        except Exception as e:  # a broken extra subcommand must not take the others down
+            _note(f"{PROG}: warning: subcommand module featuremaps.commands.{info.name} failed to load: {e}")
 
 
 def build_parser() -> argparse.ArgumentParser:
