@@ -33,7 +33,7 @@ import numpy as np
 from ..functional import window as _window_ops
 from ..tensor import as_array, no_grad
 from .activations import _layers, _run, as_single_input, resolve_layer
-from .connectivity import _channels, _groups, _local_input, connections, is_conv
+from .connectivity import _channels, _groups, _local_input, connections
 from .receptive import Geometry, check_position, layer_role, window_geometry
 
 __all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds"]
