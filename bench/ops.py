@@ -92,13 +92,17 @@ def _settle_memory():
     del a
 
 
+_CLOCK = [time.perf_counter]
+
+
 def _median_ms(fn, repeat):
     fn()
     ts = []
+    clock = _CLOCK[0]
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return 1e3 * float(np.median(ts))
 
 
@@ -173,12 +177,16 @@ def _torch_callables(case, data):
     return fwd, fb
 
 
-def worker(lib, cases, repeat):
+def worker(lib, cases, repeat, threads, cpu_time):
     """Time every case with one library; print JSON."""
     info = {}
+    if cpu_time:
+        _CLOCK[0] = time.process_time
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(threads)
     if lib == "torch":
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
         make = _torch_callables
     else:
         make = _fm_callables
@@ -202,11 +210,12 @@ def worker(lib, cases, repeat):
     print(json.dumps(info))
 
 
-def run_worker(lib, names, repeat):
+def run_worker(lib, names, repeat, threads, cpu_time):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, __file__, "--worker", lib, "--repeat", str(repeat), "--only-index", names],
-                         capture_output=True, text=True, env=env, check=False)
+    cmd = [sys.executable, __file__, "--worker", lib, "--repeat", str(repeat), "--only-index", names,
+           "--threads", str(threads)] + (["--cpu-time"] if cpu_time else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode:
         sys.exit(f"{lib} worker failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -260,18 +269,37 @@ def check(case):
     return max(errs)
 
 
+def _best(a, b):
+    """Merge two workers' results, keeping each case's faster median."""
+    if a is None:
+        return b
+    for ra, rb in zip(a["rows"], b["rows"]):
+        if ra is not None:
+            for key in ra:
+                ra[key] = min(ra[key], rb[key])
+    if "gemm_gflops" in a:
+        a["gemm_gflops"] = max(a["gemm_gflops"], b["gemm_gflops"])
+    return a
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
     ap.add_argument("--repeat", type=int, default=None, help="timed repeats per measurement (median)")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate the two libraries' processes this many times; keep each case's best median "
+                         "(use 3 on a busy machine)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for BLAS/torch (default 2)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="diagnostic for a shared machine: time with process CPU time (use with --threads 1)")
     ap.add_argument("--worker", choices=["fm", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--only-index", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     repeat = args.repeat or (3 if args.quick else 7)
     if args.worker:
         idx = [int(i) for i in args.only_index.split(",")]
-        worker(args.worker, [SUITE[i] for i in idx], repeat)
+        worker(args.worker, [SUITE[i] for i in idx], repeat, args.threads, args.cpu_time)
         return
     idx = [i for i, c in enumerate(SUITE) if args.only is None or args.only in c[0]]
     names = ",".join(map(str, idx))
@@ -280,14 +308,17 @@ def main():
     errors = []
     for i in idx:
         errors.append(check(SUITE[i]))
-    print("timing featuremaps ...", flush=True)
-    fm = run_worker("fm", names, repeat)
-    print("timing torch ...", flush=True)
-    th = run_worker("torch", names, repeat)
+    fm = th = None
+    for r in range(max(1, args.rounds)):
+        print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
+        fm = _best(fm, run_worker("fm", names, repeat, args.threads, args.cpu_time))
+        th = _best(th, run_worker("torch", names, repeat, args.threads, args.cpu_time))
     for b in fm["blas"]:
         print(f"BLAS: {b['internal_api']} {b['version']}, kernel {b['architecture']}, {b['num_threads']} threads")
     peak = fm["gemm_gflops"]
-    print(f"float32 GEMM peak (numpy.matmul 2048×2048): {peak:.0f} GFLOP/s; {repeat} repeats, medians\n")
+    clock = "process CPU time" if args.cpu_time else "wall time"
+    print(f"float32 GEMM peak (numpy.matmul 2048×2048): {peak:.0f} GFLOP/s; {args.threads} threads; {clock}, "
+          f"medians of {repeat} repeats, best of {max(1, args.rounds)} round(s)\n")
     head = (f"{'case':<15} {'N,H,W,Cin→Cout,k,s,p':<24} {'fwd fm':>8} {'fwd th':>8} {'f+b fm':>8} {'f+b th':>8} "
             f"{'GFLOP/s':>8} {'%peak':>6} {'ratio':>6} {'bar':>5} {'err':>8}")
     print(head)

@@ -431,7 +431,7 @@ def test_chunked_workspace_gives_the_same_results(opts, cin):
     np.testing.assert_array_equal(chunked[0], whole[0])  # y: same rows, same GEMM per row
     np.testing.assert_array_equal(chunked[1], whole[1])  # dx: per image
     np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-13, atol=1e-13)  # dW: summed over chunks
-    np.testing.assert_array_equal(chunked[3], whole[3])
+    np.testing.assert_allclose(chunked[3], whole[3], rtol=1e-13, atol=1e-13)  # db: summed over chunks
     np.testing.assert_array_equal(t_whole, conv_transpose2d(gy, w, **opts))
 
 

@@ -299,7 +299,9 @@ def _pad(x: np.ndarray, g: _Geom) -> np.ndarray:
         return x
     n, h, w, c = x.shape
     buf = _pool.take((n, h + g.top + g.bottom, w + g.left + g.right, c), x.dtype)
-    return pad_hw(x, ((g.top, g.bottom), (g.left, g.right)), out=buf)
+    pads = ((g.top, g.bottom), (g.left, g.right))
+    _in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]))
+    return buf
 
 
 def _release_pad(xp: np.ndarray, x: np.ndarray) -> None:
@@ -307,52 +309,75 @@ def _release_pad(xp: np.ndarray, x: np.ndarray) -> None:
         _pool.give(xp)
 
 
-def _im2col(xp: np.ndarray, g: _Geom) -> tuple[np.ndarray, np.ndarray]:
-    """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G),
-    row m = (n, i, j), column (p, q, c). `buffer` is the pooled array behind it (give it back)."""
+def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G)
+    (+ 1 with `ones`), row m = (n, i, j), column (p, q, c). With `ones` the last column is all ones,
+    so the bias rides along in the forward GEMM and db = Σ dy falls out of the dW GEMM. `buffer`
+    is the pooled array behind cols (give it back)."""
     n, (kh, kw, dh, dw, oh, ow, sh, sw) = xp.shape[0], (g.kh, g.kw, g.dh, g.dw, g.oh, g.ow, g.sh, g.sw)
     G, c = g.groups, g.c
     m = n * oh * ow
+    k = kh * kw * (c // G)
     if c == 1:
-        # One input map: build colsᵀ, (KH, KW, N, OH, OW), from KH·KW copies of runs of OW pixels.
-        buf = _pool.take((kh, kw, n, oh, ow), xp.dtype)
-        for p in range(kh):
-            for q in range(kw):
-                buf[p, q] = xp[:, p * dh: p * dh + (oh - 1) * sh + 1: sh,
-                               q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (n, oh, ow)
-        return buf.reshape(1, kh * kw, m).transpose(0, 2, 1), buf  # (1, m, kh*kw) F-ordered
+        # One input map: build colsᵀ, (KH·KW (+1), N, OH, OW), from KH·KW copies of runs of OW pixels.
+        buf = _pool.take((k + ones, n, oh, ow), xp.dtype)
+
+        def work(a: int, z: int) -> None:
+            for p in range(kh):
+                for q in range(kw):
+                    buf[p * kw + q, a:z] = xp[a:z, p * dh: p * dh + (oh - 1) * sh + 1: sh,
+                                              q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
+            if ones:
+                buf[k, a:z] = 1
+        _in_threads(n, work)
+        return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k+ones), F-ordered
     cg = c // G
-    buf = _pool.take((G, n, oh, ow, kh, kw, cg), xp.dtype)
+    buf = _pool.take((G, n, oh, ow, k + ones), xp.dtype)
+    dst = buf[..., :k].reshape(G, n, oh, ow, kh, kw, cg)  # view
     win = windows(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow))  # (n, oh, ow, kh, kw, c) view
     win = win.reshape(n, oh, ow, kh, kw, G, cg).transpose(5, 0, 1, 2, 3, 4, 6)  # (G, n, oh, ow, kh, kw, cg)
-    np.copyto(buf, win)
-    return buf.reshape(G, m, kh * kw * cg), buf
+
+    def work(a: int, z: int) -> None:
+        np.copyto(dst[:, a:z], win[:, a:z])
+        if ones:
+            buf[:, a:z, :, :, k] = 1
+    _in_threads(n, work)
+    return buf.reshape(G, m, k + ones), buf
 
 
-def _grouped_weight(w: np.ndarray, G: int) -> np.ndarray:
-    """(KH, KW, Cg, O) -> (G, KH·KW·Cg, O/G): group g's weight as a GEMM operand."""
+def _grouped_weight(w: np.ndarray, G: int, b: np.ndarray | None = None) -> np.ndarray:
+    """(KH, KW, Cg, O) -> (G, KH·KW·Cg (+1), O/G): group g's weight as a GEMM operand, with the
+    bias as an extra last row when b is given."""
     kh, kw, cg, o = w.shape
-    return w.reshape(kh * kw * cg, G, o // G).transpose(1, 0, 2)  # (G, kh*kw*cg, og)
+    wg = w.reshape(kh * kw * cg, G, o // G).transpose(1, 0, 2)  # (G, kh*kw*cg, og)
+    if b is None:
+        return wg
+    return np.concatenate([wg, b.reshape(G, 1, o // G)], axis=1)  # (G, kh*kw*cg + 1, og)
 
 
-def _gemm_forward(cols: np.ndarray, w: np.ndarray, y2d: np.ndarray, G: int) -> None:
-    """y2d (M, O) = cols · W, per group."""
+def _gemm_forward(cols: np.ndarray, w: np.ndarray, b: np.ndarray | None, y2d: np.ndarray, G: int) -> None:
+    """y2d (M, O) = cols · W (+ b through the ones column when cols has it), per group."""
+    bias = b if cols.shape[2] > w.size // w.shape[3] else None
+    wg = _grouped_weight(w, G, bias)
     if G == 1:
-        np.matmul(cols[0], w.reshape(-1, w.shape[3]), out=y2d)
+        np.matmul(cols[0], wg[0], out=y2d)
     else:
         m, o = y2d.shape
-        np.matmul(cols, _grouped_weight(w, G), out=y2d.reshape(m, G, o // G).transpose(1, 0, 2))
+        np.matmul(cols, wg, out=y2d.reshape(m, G, o // G).transpose(1, 0, 2))
 
 
-def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int) -> np.ndarray:
-    """dW = colsᵀ · dy, back in HWIO."""
+def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int):
+    """(dW, db) = colsᵀ · dy, dW back in HWIO; db (from the ones column) or None."""
     kh, kw, cg, o = w_shape
+    k = kh * kw * cg
     if G == 1:
-        return (cols[0].T @ dy2d).reshape(w_shape)
-    m = dy2d.shape[0]
-    dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
-    dwg = np.matmul(cols.transpose(0, 2, 1), dyg)  # (G, kh*kw*cg, og)
-    return dwg.transpose(1, 0, 2).reshape(w_shape)
+        full = cols[0].T @ dy2d  # (k (+1), o)
+    else:
+        m = dy2d.shape[0]
+        dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
+        full = np.matmul(cols.transpose(0, 2, 1), dyg).transpose(1, 0, 2).reshape(-1, o)  # (k (+1), o)
+    db = full[k] if full.shape[0] > k else None
+    return full[:k].reshape(w_shape), db
 
 
 def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice, slice] | None:
@@ -391,29 +416,55 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     width = g.w + (kw - 1) * dw
     dyw = _pool.take((n, g.oh, width, o), dx.dtype)
     a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
-    dyw[:, :, :a] = 0
-    dyw[:, :, max(a, b):] = 0
-    if b > a:
-        dyw[:, :, a:b] = dy[:, :, a + j_lo: b + j_lo]
     win = windows(dyw, (1, kw), (1, 1), (1, dw), (g.oh, g.w))  # (n, oh, w, 1, kw, o) view
     win = win.reshape(n, g.oh, g.w, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
     rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
-    np.copyto(rows_buf, win)
+
+    def build(i0: int, i1: int) -> None:
+        dyw[i0:i1, :, :a] = 0
+        dyw[i0:i1, :, max(a, b):] = 0
+        if b > a:
+            dyw[i0:i1, :, a:b] = dy[i0:i1, :, a + j_lo: b + j_lo]
+        np.copyto(rows_buf[:, i0:i1], win[:, i0:i1])
+    _in_threads(n, build)
     _pool.give(dyw)
     mw = n * g.oh * g.w
     r = rows_buf.reshape(G, mw, kw * og)  # (G, n*oh*w, kw*og)
     # wr[G, (q', og), (p, cg)] = w[p, kw-1-q', cg, g*og + og]: all kernel rows in one GEMM
     wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)
                               ).reshape(G, kw * og, kh * cg)
+    row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
+    if G == 1 and cg < 16:
+        # Few input maps: adds over runs of C values would be short, so accumulate channel-major,
+        # (C, n, h, w), where each shifted add is a run of whole image rows, then add it into dx
+        # with one transposing pass.
+        out = _pool.take((kh, cg, mw), dx.dtype)
+        np.matmul(wr[0].T, r[0].T, out=out.reshape(kh * cg, mw))  # (kh*cg, n*oh*w)
+        _pool.give(rows_buf)
+        out5 = out.reshape(kh, cg, n, g.oh, g.w)
+        dxt = _pool.take((cg, n, g.h, g.w), dx.dtype)
+
+        def add_channel_major(i0: int, i1: int) -> None:
+            dxt[:, i0:i1] = 0
+            for p, rows in enumerate(row_slices):
+                if rows is not None:
+                    dxt[:, i0:i1, rows[1]] += out5[p, :, i0:i1, rows[0]]
+            dx[i0:i1] += dxt[:, i0:i1].transpose(1, 2, 3, 0)  # (n, h, w, c)
+        _in_threads(n, add_channel_major)
+        _pool.give(dxt)
+        _pool.give(out)
+        return
     out = _pool.take((G, mw, kh * cg), dx.dtype)
     np.matmul(r, wr, out=out)  # (G, n*oh*w, kh*cg)
     _pool.give(rows_buf)
     out6 = out.reshape(G, n, g.oh, g.w, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
     dx5 = dx.reshape(n, g.h, g.w, G, cg)
-    for p in range(kh):
-        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
-        if rows is not None:
-            dx5[:, rows[1]] += out6[:, rows[0], :, p]
+
+    def add(i0: int, i1: int) -> None:
+        for p, rows in enumerate(row_slices):
+            if rows is not None:
+                dx5[i0:i1, rows[1]] += out6[i0:i1, rows[0], :, p]
+    _in_threads(n, add)
     _pool.give(out)
 
 
@@ -435,16 +486,16 @@ def _col2im_slabs(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> 
         dyg = dy2d.reshape(m, G, og).transpose(1, 0, 2)  # (G, m, og)
         np.matmul(dyg, wk, out=slabs)  # (kh*kw, G, m, cg)
     dx5 = dx.reshape(n, g.h, g.w, G, cg)
-    for p in range(kh):
-        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
-        if rows is None:
-            continue
-        for q in range(kw):
-            cols_ = _rows(q * g.dw, g.w, g.ow, g.sw, g.left)
-            if cols_ is None:
-                continue
-            slab = slabs[p * kw + q].reshape(G, n, g.oh, g.ow, cg).transpose(1, 2, 3, 0, 4)  # (n, oh, ow, G, cg)
-            dx5[:, rows[1], cols_[1]] += slab[:, rows[0], cols_[0]]
+    slab6 = slabs.reshape(kh * kw, G, n, g.oh, g.ow, cg).transpose(0, 2, 3, 4, 1, 5)  # (kh*kw, n, oh, ow, G, cg)
+    row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
+    col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.left) for q in range(kw)]
+
+    def add(i0: int, i1: int) -> None:
+        for p, rows in enumerate(row_slices):
+            for q, cols_ in enumerate(col_slices):
+                if rows is not None and cols_ is not None:
+                    dx5[i0:i1, rows[1], cols_[1]] += slab6[p * kw + q, i0:i1, rows[0], cols_[0]]
+    _in_threads(n, add)
     _pool.give(slabs)
 
 
@@ -587,59 +638,66 @@ def _bias_grad(dy2d: np.ndarray) -> np.ndarray:
     return _ones(dy2d.shape[0], dy2d.dtype) @ dy2d
 
 
-def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool):
-    """y = conv(x, w) without bias. Returns (y, cols, cols_buffer); cols only when asked and the
-    batch fits the workspace cap in one chunk."""
+def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray | None = None):
+    """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked and the batch fits
+    the workspace cap in one chunk (with a bias, cols carries the ones column)."""
     y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
     if _is_depthwise(g):
         xp = _pad(x, g)
         _dw_forward(xp, w, g, y)
         _release_pad(xp, x)
+        if b is not None:
+            y += b
         return y, None, None
     chunks = _batch_chunks(g, x.itemsize)
     y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
     per = g.oh * g.ow
     for n0, n1 in chunks:
         xp = _pad(x[n0:n1], g)
-        cols, buf = _im2col(xp, g)
+        cols, buf = _im2col(xp, g, ones=b is not None)
         _release_pad(xp, x)
-        _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
+        _gemm_forward(cols, w, b, y2d[n0 * per: n1 * per], g.groups)
         if keep_cols and len(chunks) == 1:
             return y, cols, buf
         _pool.give(buf)
     return y, None, None
 
 
-def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, cols=None):
-    """(dx, dW) of y = conv(x, w) for the output gradient dy; `cols` is the forward's column
-    matrix when it was kept (then x is not read for dW)."""
+def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, cols=None, need_b: bool = False):
+    """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy; `cols` is the forward's
+    column matrix when it was kept (then x is not read for dW). db comes from the dW GEMM when the
+    columns carry the ones column, else from ones · dy; None when not needed."""
+    dx = dw = db = None
     if _is_depthwise(g):
         xp = _pad(x, g) if need_w else None
         dx, dw = _dw_backward(xp, dy, w, g, need_x, need_w)
         if need_w:
             _release_pad(xp, x)
-        return dx, dw
-    dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
-    dw = None
-    dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
-    per = g.oh * g.ow
-    chunks = [(0, g.n)] if cols is not None else _batch_chunks(g, dy.itemsize)
-    for n0, n1 in chunks:
-        d = dy2d[n0 * per: n1 * per]
-        if need_w:
-            buf = None
-            if cols is None:
-                xp = _pad(x[n0:n1], g)
-                c_, buf = _im2col(xp, g)
-                _release_pad(xp, x)
-            else:
-                c_ = cols
-            part = _weight_grad(c_, d, w.shape, g.groups)
-            dw = part if dw is None else dw + part
-            _pool.give(buf)
-        if need_x:
-            _col2im(d, w, g, dx[n0:n1])
-    return dx, dw
+    else:
+        dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
+        dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
+        per = g.oh * g.ow
+        chunks = [(0, g.n)] if cols is not None else _batch_chunks(g, dy.itemsize)
+        for n0, n1 in chunks:
+            d = dy2d[n0 * per: n1 * per]
+            if need_w:
+                buf = None
+                if cols is None:
+                    xp = _pad(x[n0:n1], g)
+                    c_, buf = _im2col(xp, g, ones=need_b)
+                    _release_pad(xp, x)
+                else:
+                    c_ = cols
+                part, part_b = _weight_grad(c_, d, w.shape, g.groups)
+                dw = part if dw is None else dw + part
+                if need_b and part_b is not None:
+                    db = part_b if db is None else db + part_b
+                _pool.give(buf)
+            if need_x:
+                _col2im(d, w, g, dx[n0:n1])
+    if need_b and db is None:
+        db = _bias_grad(dy.reshape(-1, g.o))
+    return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------------
@@ -671,9 +729,7 @@ def _conv2d_forward(x, w, *b, needs, g, mask, blocks):
         w_eff = _diagonal_blocks(w, g.groups)
     else:
         w_eff = w if mask is None else w * mask
-    y, cols, buf = _conv(x, w_eff, g, keep_cols=needs[1])
-    if b:
-        y += b[0]
+    y, cols, buf = _conv(x, w_eff, g, keep_cols=needs[1], b=b[0] if b else None)
     ctx = {"x": x, "w": w_eff, "g": g, "mask": mask, "blocks": blocks, "cols": cols, "buf": buf}
     return y, ctx
 
@@ -681,7 +737,8 @@ def _conv2d_forward(x, w, *b, needs, g, mask, blocks):
 def _conv2d_backward(ctx, dy, needs):
     g, mask = ctx["g"], ctx["mask"]
     dy = np.ascontiguousarray(dy)
-    dx, dw = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], ctx["cols"])
+    need_b = len(needs) == 3 and needs[2]
+    dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], ctx["cols"], need_b)
     if ctx["buf"] is not None:  # the kept column matrix goes back to the pool; a second backward recomputes it
         _pool.give(ctx["buf"])
         ctx["cols"] = ctx["buf"] = None
@@ -692,10 +749,7 @@ def _conv2d_backward(ctx, dy, needs):
         dw = full.reshape(kh, kw, G * cg, o)
     elif dw is not None and mask is not None:
         dw *= mask
-    grads = [dx, dw]
-    if len(needs) == 3:
-        grads.append(_bias_grad(dy.reshape(g.m, g.o)) if needs[2] else None)
-    return tuple(grads)
+    return (dx, dw, db) if len(needs) == 3 else (dx, dw)
 
 
 def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connections=None):
@@ -751,7 +805,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
 def _convt_forward(x, w, *b, needs, g):
     # x plays the role of conv2d's output gradient dy; the result is conv2d's input gradient.
     x = np.ascontiguousarray(x)
-    y, _ = _conv_grads(None, w, x, g, True, False)
+    y = _conv_grads(None, w, x, g, True, False)[0]
     if b:
         y += b[0]
     return y, {"x": x, "w": w, "g": g}
@@ -766,7 +820,7 @@ def _convt_backward(ctx, dy, needs):
     if needs[0]:
         dx, cols, buf = _conv(dy, w, g, keep_cols=needs[1])
     if needs[1]:
-        _, dw = _conv_grads(dy, w, x, g, False, True, cols)
+        dw = _conv_grads(dy, w, x, g, False, True, cols)[1]
         _pool.give(buf)
     grads = [dx, dw]
     if len(needs) == 3:
