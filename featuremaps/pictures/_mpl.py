@@ -1,0 +1,73 @@
+"""Lazy matplotlib access for `featuremaps.pictures` (the optional extra `plot`).
+
+Figures are built with `matplotlib.figure.Figure` directly and rendered by the Agg canvas, so no
+GUI backend is touched, no window ever opens and pyplot's global state is left alone. matplotlib is
+imported on first use, never at package import, so the core library needs only NumPy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INSTALL_HINT = "pip install 'featuremaps[plot]'"
+
+
+def require(what: str = "featuremaps.pictures") -> Any:
+    """Import matplotlib (and Agg) or raise ImportError saying how to install the `plot` extra."""
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs matplotlib, which is not installed; install the plot extra: {INSTALL_HINT}"
+        ) from exc
+    return matplotlib
+
+
+def figure(width_in: float, height_in: float, dpi: int = 100):
+    """A new Agg-backed Figure of the given size in inches (no pyplot, no window)."""
+    require()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def finish(fig, path: str | Path | None, *, dpi: int | None = None):
+    """Save `fig` as PNG at `path` and return the Path, or return the Figure when `path` is None.
+
+    The PNG carries no 'Software' metadata so the bytes do not depend on the matplotlib version
+    string alone.
+    """
+    if path is None:
+        return fig
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"pictures: path must end in .png; received {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=dpi or fig.dpi, metadata={"Software": None})
+    return path
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """The ndarray behind a Tensor/ndarray/list (no copy when possible)."""
+    data = getattr(x, "data", x)
+    return np.asarray(data)
+
+
+def mosaic(tiles: list[np.ndarray], ncols: int, gap: int = 1) -> np.ndarray:
+    """Lay equal-shape tiles (h, w) or (h, w, 3) out in a grid, row by row, separated by `gap`
+    pixels of NaN (drawn as background). Returns a float64 array."""
+    h, w = tiles[0].shape[:2]
+    extra = tiles[0].shape[2:]
+    nrows = -(-len(tiles) // ncols)
+    out = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap) + extra, np.nan)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, ncols)
+        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = tile
+    return out

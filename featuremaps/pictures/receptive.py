@@ -1,0 +1,87 @@
+"""`receptive_field_overlay`: the exact input pixels that one output unit sees, on the input image.
+
+The mask comes from `featuremaps.inspect.receptive_field(model, layer, position)`; it is exact (strides,
+dilation and padding included), so with dilation or strided pooling it can have holes, which the
+overlay shows as they are.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import _mpl
+
+__all__ = ["receptive_field_overlay"]
+
+
+def receptive_field_overlay(model, x, layer: str, position: tuple[int, int],
+                            path: str | Path | None = None, *, color=(1.0, 0.15, 0.1), alpha: float = 0.3):
+    """Overlay the receptive field of unit `position` = (row, col) of layer `layer` on input `x`.
+
+    `x` is one input (H, W, C) or a batch of one. Left panel: the whole image with the seen pixels
+    tinted, the others faded, and the bounding box outlined; right panel: the bounding box enlarged. Save a PNG at
+    `path` (returns the Path) or return the Figure.
+    """
+    _mpl.require("receptive_field_overlay")
+    from featuremaps.inspect import receptive_field
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(getattr(x, "data", x), dtype=np.float64)
+    if img.ndim == 4:
+        if img.shape[0] != 1:
+            raise ValueError(f"receptive_field_overlay: x must be one input (H, W, C) or a batch of one; "
+                             f"received shape {img.shape}")
+        img = img[0]
+    if img.ndim != 3:
+        raise ValueError(f"receptive_field_overlay: x must be one input (H, W, C); received shape {img.shape}")
+    mask, (rows, cols) = receptive_field(model, layer, tuple(position))
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != img.shape[:2]:
+        raise ValueError(f"receptive_field_overlay: the model's input is {mask.shape} but x is {img.shape[:2]}")
+
+    rgb = _as_rgb(img)  # (H, W, 3) in [0, 1]
+    tint = np.asarray(color, dtype=np.float64)
+    over = 0.35 * rgb + 0.65  # pixels the unit does not see: faded toward white
+    over[mask] = (1 - alpha) * rgb[mask] + alpha * tint
+    r0, r1 = rows.start or 0, rows.stop if rows.stop is not None else img.shape[0]
+    c0, c1 = cols.start or 0, cols.stop if cols.stop is not None else img.shape[1]
+
+    fig = _mpl.figure(7.2, 3.9, dpi=100)
+    ax = fig.add_axes((0.02, 0.04, 0.46, 0.76))
+    ax.imshow(over, interpolation="nearest")
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor=tint,
+                           linewidth=1.6))
+    ax.set_title(f"input {img.shape[0]}×{img.shape[1]}", fontsize=8)
+    ax.set_axis_off()
+    bx = fig.add_axes((0.52, 0.04, 0.46, 0.76))
+    crop = rgb[r0:r1, c0:c1].copy()  # what the unit sees, untinted; pixels in the box it does not see are hatched
+    bx.imshow(crop, interpolation="nearest", extent=(c0 - 0.5, c1 - 0.5, r1 - 0.5, r0 - 0.5))
+    unseen = [Rectangle((c - 0.5, r - 0.5), 1, 1) for r, c in zip(*np.nonzero(~mask[r0:r1, c0:c1]))]
+    if unseen:
+        from matplotlib.collections import PatchCollection
+        unseen = [Rectangle((p.get_x() + c0, p.get_y() + r0), 1, 1) for p in unseen]
+        bx.add_collection(PatchCollection(unseen, facecolor=(1, 1, 1, 0.75), edgecolor="0.5",
+                                          hatch="///", linewidth=0.3))
+    for side in bx.spines.values():
+        side.set_edgecolor(tint)
+        side.set_linewidth(1.2)
+    bx.set_title(f"rows {r0}–{r1 - 1}, cols {c0}–{c1 - 1} enlarged"
+                 + (" (hatched: not seen)" if unseen else ""), fontsize=8)
+    bx.tick_params(labelsize=6, length=2)
+    n_seen = int(mask.sum())
+    holes = "" if n_seen == (r1 - r0) * (c1 - c0) else f" (holes: {(r1 - r0) * (c1 - c0) - n_seen} pixels in the box are not seen)"
+    fig.suptitle(f"receptive field of {layer} at (row, col) = {tuple(int(p) for p in position)}: "
+                 f"{n_seen} input pixels{holes}", fontsize=9)
+    return _mpl.finish(fig, path)
+
+
+def _as_rgb(img: np.ndarray) -> np.ndarray:
+    """(H, W, C) → (H, W, 3) in [0, 1]: grey repeated, RGB min–max scaled, other C use channel mean."""
+    if img.shape[2] == 3:
+        a = img
+    else:
+        a = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+    lo, hi = a.min(), a.max()
+    a = np.full_like(a, 0.5) if hi <= lo else (a - lo) / (hi - lo)
+    return a * 0.85 + 0.075 if img.shape[2] != 3 else a  # keep grey off pure black/white so the tint shows
