@@ -20,17 +20,22 @@ Padding forms: an int, a pair (ph, pw), ((top, bottom), (left, right)), 'valid' 
 (output ceil(size / stride), TensorFlow's rule at any stride: an odd extra pixel goes to the
 bottom/right) and 'full' (every partial overlap: dilation·(k − 1) on each side).
 
-Strategy (one implementation, chosen per layer by its shape; all paths are exact in float64):
+Strategy (one implementation, chosen per layer by its shape; every path is exact in float64):
 
 * **im2col + one GEMM.** The windows of x̃ are copied into a column matrix ``cols`` of shape
-  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W``. When the input
-  has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is a long run of a row
-  of pixels instead of KW single values; BLAS takes either orientation without a copy.
-* **Backward from the same pieces.** ``db`` is ``ones(M) · dy`` (a GEMV: much faster than a sum
-  over axis 0), ``dW = colsᵀ · dy`` reuses the forward's column matrix, and ``dx`` ("col2im") is
-  computed as KH·KW slabs ``dy · W[p, q]ᵀ`` of shape (M, C), each added into its shifted window of
-  dx; with stride 1 a slab's rows are contiguous runs of OW·C values. ``dx`` is skipped when x does
-  not need a gradient (an input layer), and ``dW`` (and so keeping ``cols``) when w does not.
+  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W``. With a bias,
+  ``cols`` gets one more column of ones and W one more row (b), so the bias costs no pass over y.
+  When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is a run
+  of OW pixels instead of KW single values; BLAS takes either orientation without a copy.
+* **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix, and
+  its ones row gives ``db = Σ dy`` in the same GEMM. ``dx`` (the transposed convolution of dy):
+  with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the size of dy), and
+  one GEMM with the reversed kernel gives each kernel row's contribution to whole rows of dx,
+  added with KH shifted adds; with few input maps these adds run channel-major (C, N, H, W) and
+  one transposing pass adds the result into dx. With a larger stride, ``dcols = dy · Wᵀ`` in one
+  GEMM and its KH·KW column blocks are added into their strided windows ("col2im"). ``dx`` is
+  skipped when x does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when
+  w does not.
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
   column matrix.
@@ -40,13 +45,16 @@ Strategy (one implementation, chosen per layer by its shape; all paths are exact
 * **Connection tables** run as a dense convolution with the weight multiplied by the table, or as
   `groups` when the table is block-diagonal (see `conv2d`); unconnected weights get a gradient of
   exactly 0.
-* **Memory.** Scratch buffers (padded input, column matrix, gradient slabs) come from a small pool
-  and are reused across calls, because fresh pages cost about 0.55 µs per 4 KiB here. A pooled
-  buffer is never returned to the caller; ``cols`` kept for the backward pass is owned by that pass
-  and handed back to the pool when it is done. The column matrix and the gradient slabs together
-  stay within twice the column matrix. `set_max_workspace_bytes` (or the `workspace_limit` context)
-  caps them: the batch is then processed in chunks of whole images and the backward pass
-  recomputes each chunk's columns instead of keeping them.
+* **Threads.** BLAS runs the GEMMs on its own threads; the element-wise work (padding, the im2col
+  copies, the col2im adds, depthwise) is split by image over two threads (FEATUREMAPS_NUM_THREADS
+  overrides), since NumPy's loops release the GIL.
+* **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
+  because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
+  caller; the ``cols`` kept for the backward pass is owned by that pass and goes back to the pool
+  right after ``dW``, before ``dx`` needs scratch, so a step's im2col-sized buffers stay within
+  about twice the column matrix. `set_max_workspace_bytes` (or the `workspace_limit` context) caps
+  them: the batch is then processed in chunks of whole images and the backward pass recomputes each
+  chunk's columns instead of keeping them.
 """
 from __future__ import annotations
 
@@ -190,45 +198,46 @@ def _check_connections(connections, c_in: int, c_out: int, groups: int) -> np.nd
 # Scratch-buffer pool and the workspace limit
 # --------------------------------------------------------------------------------------------
 class _Pool:
-    """Scratch arrays reused across calls. `take` hands out an array the caller owns until it
-    calls `give`; arrays handed to the user are never taken from here."""
+    """Scratch memory reused across calls, by size: `take(shape, dtype)` returns an array viewing a
+    pooled byte buffer (the smallest free one that fits and is not more than about twice too big,
+    else a new one) that the caller owns until it hands it back with `give`. Arrays handed to the
+    user never come from here. At most `max_bytes` of free buffers are kept (oldest dropped)."""
 
     def __init__(self, max_bytes: int = 768 << 20):
         self.max_bytes = max_bytes
-        self._free: dict[tuple, list[np.ndarray]] = {}
-        self._bytes = 0
+        self._free: list[np.ndarray] = []  # 1-D uint8 buffers, oldest first
         self._lock = threading.Lock()
 
     def take(self, shape: tuple, dtype) -> np.ndarray:
-        key = (tuple(shape), np.dtype(dtype).str)
+        dtype = np.dtype(dtype)
+        nbytes = max(int(np.prod(shape)) * dtype.itemsize, 1)
         with self._lock:
-            stack = self._free.get(key)
-            if stack:
-                arr = stack.pop()
-                if not stack:
-                    del self._free[key]
-                self._bytes -= arr.nbytes
-                return arr
-        return np.empty(shape, dtype)
+            fits = [i for i, buf in enumerate(self._free) if nbytes <= buf.size <= 2 * nbytes + (1 << 20)]
+            buf = self._free.pop(min(fits, key=lambda i: self._free[i].size)) if fits else None
+        if buf is None:
+            buf = np.empty(nbytes, np.uint8)
+        return buf[:nbytes].view(dtype).reshape(shape)
 
     def give(self, arr: np.ndarray | None) -> None:
-        if arr is None or arr.nbytes > self.max_bytes:
+        """Hand back an array from `take` (or a view of one); None is ignored."""
+        if arr is None:
             return
-        key = (arr.shape, arr.dtype.str)
+        root = arr
+        while root.base is not None:
+            root = root.base
+        if root.dtype != np.uint8 or root.ndim != 1 or root.size > self.max_bytes:
+            return
         with self._lock:
-            while self._bytes + arr.nbytes > self.max_bytes and self._free:
-                old_key = next(iter(self._free))  # oldest shape first
-                old = self._free[old_key].pop()
-                self._bytes -= old.nbytes
-                if not self._free[old_key]:
-                    del self._free[old_key]
-            self._free.setdefault(key, []).append(arr)
-            self._bytes += arr.nbytes
+            if any(buf is root for buf in self._free):
+                return
+            self._free.append(root)
+            total = sum(buf.size for buf in self._free)
+            while total > self.max_bytes:
+                total -= self._free.pop(0).size
 
     def clear(self) -> None:
         with self._lock:
             self._free.clear()
-            self._bytes = 0
 
 
 _pool = _Pool()
@@ -371,6 +380,7 @@ def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int):
     kh, kw, cg, o = w_shape
     k = kh * kw * cg
     if G == 1:
+        # (Not dyᵀ · cols: with two OpenBLAS threads that orientation ran at 4 GFLOP/s here.)
         full = cols[0].T @ dy2d  # (k (+1), o)
     else:
         m = dy2d.shape[0]
@@ -396,7 +406,7 @@ def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
     if g.sw == 1:
         _col2im_rows(dy2d, w, g, dx)
     else:
-        _col2im_slabs(dy2d, w, g, dx)
+        _col2im_cols(dy2d, w, g, dx)
 
 
 def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
@@ -468,25 +478,26 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     _pool.give(out)
 
 
-def _col2im_slabs(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
-    """Input gradient for any stride: KH·KW slabs dy·W[p, q]ᵀ, each added into its window.
+def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+    """Input gradient for any stride: the column gradient dcols = dy · Wᵀ in one GEMM (per group),
+    then each of its KH·KW column blocks added into its strided window of dx ("col2im").
 
-    Works on the unpadded dx directly: each slab is clipped to the rows/columns that land inside
+    Works on the unpadded dx directly: each block is clipped to the rows/columns that land inside
     the input (the rest fell on padding)."""
     n = dx.shape[0]
     kh, kw, cg, o = w.shape
     G = g.groups
     og = o // G
     m = n * g.oh * g.ow
-    wk = np.ascontiguousarray(w.reshape(kh * kw, cg, G, og).transpose(0, 2, 3, 1))  # (kh*kw, G, og, cg)
-    slabs = _pool.take((kh * kw, G, m, cg), dx.dtype)
+    k = kh * kw * cg
+    dcols = _pool.take((G, m, k), dx.dtype)
     if G == 1:
-        np.matmul(dy2d, wk[:, 0], out=slabs[:, 0])  # (kh*kw, m, c)
+        np.matmul(dy2d, w.reshape(k, o).T, out=dcols[0])  # (m, kh*kw*c)
     else:
         dyg = dy2d.reshape(m, G, og).transpose(1, 0, 2)  # (G, m, og)
-        np.matmul(dyg, wk, out=slabs)  # (kh*kw, G, m, cg)
+        np.matmul(dyg, _grouped_weight(w, G).transpose(0, 2, 1), out=dcols)  # (G, m, kh*kw*cg)
+    d7 = dcols.reshape(G, n, g.oh, g.ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)  # (n, oh, ow, kh, kw, G, cg)
     dx5 = dx.reshape(n, g.h, g.w, G, cg)
-    slab6 = slabs.reshape(kh * kw, G, n, g.oh, g.ow, cg).transpose(0, 2, 3, 4, 1, 5)  # (kh*kw, n, oh, ow, G, cg)
     row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
     col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.left) for q in range(kw)]
 
@@ -494,16 +505,17 @@ def _col2im_slabs(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> 
         for p, rows in enumerate(row_slices):
             for q, cols_ in enumerate(col_slices):
                 if rows is not None and cols_ is not None:
-                    dx5[i0:i1, rows[1], cols_[1]] += slab6[p * kw + q, i0:i1, rows[0], cols_[0]]
+                    dx5[i0:i1, rows[1], cols_[1]] += d7[i0:i1, rows[0], cols_[0], p, q]
     _in_threads(n, add)
-    _pool.give(slabs)
+    _pool.give(dcols)
 
 
 # --------------------------------------------------------------------------------------------
 # Depthwise: element-wise multiply-adds over kernel offsets, in cache-sized row blocks
 # --------------------------------------------------------------------------------------------
 _BLOCK_BYTES = 256 << 10
-_THREADS = max(1, min(2, os.cpu_count() or 1))
+# Threads for the element-wise work (copies, adds, depthwise): two, or FEATUREMAPS_NUM_THREADS.
+_THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
 _executor: list = []
 
 
@@ -663,10 +675,12 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     return y, None, None
 
 
-def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, cols=None, need_b: bool = False):
-    """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy; `cols` is the forward's
-    column matrix when it was kept (then x is not read for dW). db comes from the dW GEMM when the
-    columns carry the ones column, else from ones · dy; None when not needed."""
+def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
+    """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy. `kept` is the forward's
+    (cols, buffer) when it was kept: then x is not read for dW, and the buffer goes back to the pool
+    right after dW, before dx needs scratch memory. db comes from the dW GEMM when the columns carry
+    the ones column, else from ones · dy; None when not needed."""
+    cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
     if _is_depthwise(g):
         xp = _pad(x, g) if need_w else None
@@ -693,6 +707,8 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, cols=None, need_
                 if need_b and part_b is not None:
                     db = part_b if db is None else db + part_b
                 _pool.give(buf)
+            _pool.give(kept_buf)
+            kept_buf = None
             if need_x:
                 _col2im(d, w, g, dx[n0:n1])
     if need_b and db is None:
@@ -738,10 +754,9 @@ def _conv2d_backward(ctx, dy, needs):
     g, mask = ctx["g"], ctx["mask"]
     dy = np.ascontiguousarray(dy)
     need_b = len(needs) == 3 and needs[2]
-    dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], ctx["cols"], need_b)
-    if ctx["buf"] is not None:  # the kept column matrix goes back to the pool; a second backward recomputes it
-        _pool.give(ctx["buf"])
-        ctx["cols"] = ctx["buf"] = None
+    kept = (ctx["cols"], ctx["buf"]) if ctx["buf"] is not None else None
+    ctx["cols"] = ctx["buf"] = None  # the kept column matrix goes back to the pool; a second backward recomputes it
+    dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], kept, need_b)
     if dw is not None and ctx["blocks"]:  # grouped dW back into the (KH, KW, C, O) table layout
         G, (kh, kw, cg, o) = g.groups, dw.shape
         full = np.zeros((kh, kw, G, cg, G, o // G), dw.dtype)
@@ -820,8 +835,7 @@ def _convt_backward(ctx, dy, needs):
     if needs[0]:
         dx, cols, buf = _conv(dy, w, g, keep_cols=needs[1])
     if needs[1]:
-        dw = _conv_grads(dy, w, x, g, False, True, cols)[1]
-        _pool.give(buf)
+        dw = _conv_grads(dy, w, x, g, False, True, (cols, buf) if buf is not None else None)[1]
     grads = [dx, dw]
     if len(needs) == 3:
         grads.append(_bias_grad(dy.reshape(-1, g.c)) if needs[2] else None)
