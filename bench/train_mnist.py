@@ -74,8 +74,9 @@ def _median_rate(history) -> float:
 
 # --- workers (each in its own process) -------------------------------------------------------------
 
-def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, lr=None, momentum=None) -> dict:
-    from featuremaps import models, no_grad, optim, train, Tensor
+def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, lr=None, momentum=None,
+                       schedule=None) -> dict:
+    from featuremaps import models, no_grad, optim, schedules, train, Tensor
     from featuremaps.progress import ProgressBar
 
     t_start = time.perf_counter()
@@ -89,8 +90,9 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, lr=
     opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     reporter = ProgressBar(tty=False)
     reporter.message(f"[featuremaps {model_name}] BLAS: {_blas_info()}")
+    sched = schedules.get(schedule or "none", lr, epochs=epochs)
     res = train.fit(model, train_ds, None, epochs=epochs, batch_size=BATCH, optimizer=opt, seed=SEED,
-                    reporter=reporter)
+                    schedule=sched, reporter=reporter)
     t_train = time.perf_counter() - t_start
     norm = train.normalization_for(train_ds)
     ev = train.evaluate(model, test_ds, normalization=norm)
@@ -201,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch peer")
     p.add_argument("--lr", type=float, default=None, help="override every model's learning rate (experiments)")
     p.add_argument("--momentum", type=float, default=None, help="override every model's momentum (experiments)")
+    p.add_argument("--schedule", default=None, help="learning-rate schedule for featuremaps runs (experiments)")
     p.add_argument("--json", action="store_true", help="also print all results as one JSON document")
     p.add_argument("--worker", choices=["featuremaps", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -208,7 +211,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.worker == "featuremaps":
-        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit, args.lr, args.momentum)))
+        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit, args.lr, args.momentum,
+                                            args.schedule)))
         return 0
     if args.worker == "torch":
         print(json.dumps(worker_torch(args.epochs, args.test_limit, args.lr, args.momentum)))
@@ -222,7 +226,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
     epochs = 2 if args.quick else args.epochs
     extra = ["--epochs", str(epochs)] + (["--test-limit", "2000"] if args.quick else [])
-    for opt in ("lr", "momentum"):
+    for opt in ("lr", "momentum", "schedule"):
         if getattr(args, opt) is not None:
             extra += [f"--{opt}", str(getattr(args, opt))]
 

@@ -345,6 +345,9 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         optimizer = optim_mod.get(optimizer, model.parameters())
     if not isinstance(optimizer, optim_mod.Optimizer):
         raise TypeError(f"fit: optimizer must be a featuremaps.optim.Optimizer or a name; received {type(optimizer).__name__}")
+    if {id(p) for p in optimizer.params} != {id(p) for p in model.parameters()}:
+        raise ValueError("fit: the optimizer must hold exactly this model's parameters "
+                         "(build it with optim.SGD(model.parameters(), ...))")
     if schedule is None:
         schedule = sched_mod.ConstantSchedule(optimizer.lr)
     shift = DEFAULT_SHIFT if augment is True else int(augment or 0)

@@ -192,6 +192,8 @@ def test_fit_argument_errors():
         train.fit(model, "mnist", None, epochs=1, optimizer=o)
     with pytest.raises(ValueError, match="unknown optimizer"):
         train.fit(model, tiny_data(), None, epochs=1, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="exactly this model's parameters"):
+        train.fit(model, tiny_data(), None, epochs=1, optimizer=optim.SGD(tiny_model().parameters(), lr=0.1))
 
 
 def test_evaluate_matches_torch_and_counts():
