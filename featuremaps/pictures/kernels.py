@@ -155,9 +155,7 @@ def _n(count: int, word: str) -> str:
 def _cmap(name: str):
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad("white")  # NaN = gaps between tiles
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad="white")  # NaN = gaps between tiles
 
 
 def _grid_ticks(ax, n_rows: int, n_cols: int, th: int, tw: int, gap: int) -> None:

@@ -40,8 +40,7 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
         rows = [r for r in rows if r[0] in set(layers)]
     import matplotlib
 
-    colormap = matplotlib.colormaps[cmap].copy()
-    colormap.set_bad("white")
+    colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
     row_h = 0.72
     fig = _mpl.figure(7.2, 0.35 + row_h * len(rows), dpi=100)
     top = 1.0 - 0.25 / fig.get_figheight()
@@ -50,7 +49,7 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
         name, kind, arr = act[0], act[1], np.asarray(act[2], dtype=np.float64)
         ax = fig.add_axes((0.30, top - (r + 1) * height + 0.12 * height, 0.68, height * 0.76))
         ax.set_axis_off()
-        shape = "(" + ", ".join(str(s) for s in arr.shape) + ")"
+        shape = str(tuple(int(s) for s in arr.shape))  # (H, W, C) or (F,)
         if arr.ndim == 3 and (arr.shape[2] == 3 and name == "input"):
             img = _minmax(arr)
             ax.imshow(img, interpolation="nearest")
@@ -76,7 +75,7 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
             note = _count(shown, flat.size, "value")
             note += f"\nrange [{lo:.2g}, {hi:.2g}]"
         fig.text(0.01, top - (r + 0.5) * height, f"{name}  ({kind})\n{shape}  {note}",
-                 fontsize=7, va="center", ha="left", family="monospace")
+                 fontsize=7, va="center", ha="left", family="monospace", gid="row-label")
     fig.suptitle("feature maps of one input, layer by layer (each row scaled on its own)",
                  fontsize=9, y=1.0 - 0.04 / fig.get_figheight(), va="top")
     return _mpl.finish(fig, path)

@@ -1,0 +1,330 @@
+"""featuremaps.pictures and `featuremaps show`: every picture is a real, non-blank PNG of a sensible
+size; the drawn arrays are the layer's own numbers in the documented layout (column n of the kernel
+grid is w[:, :, :, n]); full/grouped/depthwise/tabled layers give different diagrams; a missing
+matplotlib gives an install hint, never a traceback."""
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featuremaps import cli, models, nn, tables
+from featuremaps.checkpoint import save_checkpoint
+from featuremaps.inspect import activations, connections, receptive_field
+from featuremaps.pictures import (connectivity_diagram, curves, feature_maps, kernel_grid, load_metrics,
+                                  receptive_field_overlay)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_png(path, min_size=(200, 100), max_size=(3000, 3000)):
+    """Check that `path` is a PNG of a plausible size with some contrast; return its RGB pixels."""
+    with open(path, "rb") as fh:
+        assert fh.read(8) == PNG_SIGNATURE
+    img = Image.open(path)
+    img.load()
+    w, h = img.size
+    assert min_size[0] <= w <= max_size[0] and min_size[1] <= h <= max_size[1], img.size
+    px = np.asarray(img.convert("RGB"), dtype=np.float64)
+    assert px.var() > 0
+    return px
+
+
+def conv_layers():
+    """The four ways a conv layer can connect 4 input maps to 8 output maps."""
+    rng = np.random.default_rng(0)
+    table = np.array([[1, 0, 0, 1, 1, 0, 1, 1],
+                      [1, 1, 0, 0, 1, 1, 0, 1],
+                      [0, 1, 1, 0, 0, 1, 1, 1],
+                      [0, 0, 1, 1, 0, 0, 1, 1]], dtype=bool)
+    return {
+        "full": nn.Conv2D(4, 8, 3, rng=rng),
+        "grouped": nn.Conv2D(4, 8, 3, groups=2, rng=rng),
+        "depthwise": nn.Conv2D(4, 8, 3, groups=4, rng=rng),
+        "tabled": nn.Conv2D(4, 8, 3, connections=table, rng=rng),
+    }
+
+
+def mosaic_tile(img, i, n, kh, kw, gap=1):
+    return img[i * (kh + gap): i * (kh + gap) + kh, n * (kw + gap): n * (kw + gap) + kw]
+
+
+# --- kernel_grid ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["full", "grouped", "depthwise", "tabled"])
+def test_kernel_grid_layout_is_w_columns_and_unconnected_tiles_are_hatched(kind, tmp_path):
+    layer = conv_layers()[kind]
+    conn = connections(layer)
+    fig = kernel_grid(layer, name=kind)
+    ax = fig.axes[0]
+    img = np.ma.filled(ax.images[0].get_array().astype(np.float64), np.nan)
+    w = layer.weight.data
+    in_per = w.shape[2]  # 4 for full and tabled weights, 4 / groups for grouped ones
+    for n in range(8):
+        for i in range(4):
+            tile = mosaic_tile(img, i, n, 3, 3)
+            if conn[i, n]:  # tile (i, n) is the kernel output map n applies to input map i
+                np.testing.assert_array_equal(tile, w[:, :, i % in_per, n].astype(np.float64))
+            else:
+                assert np.isnan(tile).all()
+    hatched = [c for c in ax.collections if c.get_hatch()]
+    n_missing = int((~conn).sum())
+    assert (len(hatched[0].get_paths()) if hatched else 0) == n_missing
+    lo, hi = ax.images[0].get_clim()
+    assert lo == -hi == -np.abs(w).max()  # diverging, centred on 0
+    assert "normalize='global'" in fig._suptitle.get_text()
+    read_png(kernel_grid(layer, tmp_path / f"{kind}.png", name=kind))
+
+
+def test_kernel_grid_per_filter_scales_each_column(tmp_path):
+    layer = conv_layers()["full"]
+    fig = kernel_grid(layer, normalize="per_filter")
+    img = np.ma.filled(fig.axes[0].images[0].get_array().astype(np.float64), np.nan)
+    w = layer.weight.data.astype(np.float64)
+    for n in range(8):
+        column = np.stack([mosaic_tile(img, i, n, 3, 3) for i in range(4)], axis=-1)  # (3, 3, 4)
+        np.testing.assert_allclose(column, w[:, :, :, n] / np.abs(w[:, :, :, n]).max(), rtol=1e-12)
+    assert fig.axes[0].images[0].get_clim() == (-1.0, 1.0)
+    assert "normalize='per_filter'" in fig._suptitle.get_text()
+
+
+def test_kernel_grid_first_layer_on_rgb_is_in_colour(tmp_path):
+    layer = nn.Conv2D(3, 12, 5, rng=np.random.default_rng(1))
+    fig = kernel_grid(layer)
+    img = fig.axes[0].images[0].get_array()
+    tile = img[:5, :5]  # filter 0, min-max scaled to [0, 1] on its own
+    w0 = layer.weight.data[:, :, :, 0].astype(np.float64)
+    np.testing.assert_allclose(tile, (w0 - w0.min()) / (w0.max() - w0.min()), rtol=1e-12)
+    assert "RGB" in fig._suptitle.get_text() and "each filter min–max scaled" in fig._suptitle.get_text()
+    px = read_png(kernel_grid(layer, tmp_path / "rgb.png"))
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    distinct = (np.abs(r - g) > 30) & (np.abs(g - b) > 30) & (np.abs(r - b) > 30)
+    assert distinct.sum() > 50  # colour, not grey
+
+
+def test_kernel_grid_truncates_and_says_so():
+    fig = kernel_grid(nn.Conv2D(8, 20, 3), max_in=4, max_out=6)
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (4 * 4 - 1, 6 * 4 - 1)
+    assert "first 4 of 8 inputs" in fig._suptitle.get_text() and "first 6 of 20 outputs" in fig._suptitle.get_text()
+
+
+def test_kernel_grid_errors():
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        kernel_grid(conv_layers()["full"], normalize="layer")
+    with pytest.raises(TypeError, match="kernel_grid: layer must be a conv layer"):
+        kernel_grid(nn.Dense(3, 4))
+    with pytest.raises(ValueError, match="path must end in .png"):
+        kernel_grid(conv_layers()["full"], "kernels.jpg")
+
+
+# --- connectivity_diagram ------------------------------------------------------------------------------
+
+def test_connectivity_diagrams_differ_for_each_kind(tmp_path):
+    pixels = {}
+    for kind, layer in conv_layers().items():
+        fig = connectivity_diagram(layer, name="L")
+        matrix = np.asarray(fig.axes[0].images[0].get_array())
+        np.testing.assert_array_equal(matrix < 1, connections(layer))  # shaded cell = connected pair
+        lines = fig.axes[1].collections[0]
+        assert len(lines.get_segments()) == connections(layer).sum()  # one line per connection
+        pixels[kind] = read_png(connectivity_diagram(layer, tmp_path / f"{kind}.png", name="L"))
+    kinds = list(pixels)
+    for a in range(len(kinds)):
+        for b in range(a + 1, len(kinds)):
+            pa, pb = pixels[kinds[a]], pixels[kinds[b]]
+            assert pa.shape == pb.shape
+            assert np.abs(pa - pb).sum(axis=2).astype(bool).mean() > 0.005, (kinds[a], kinds[b])
+
+
+def test_connectivity_titles_name_the_pattern():
+    words = {"full": "full", "grouped": "grouped (groups=2)", "depthwise": "depthwise (×2 per map)",
+             "tabled": "connection table"}
+    for kind, layer in conv_layers().items():
+        title = connectivity_diagram(layer)._suptitle.get_text()
+        assert words[kind] in title
+        assert f"{connections(layer).sum()} of 32 input/output map pairs" in title
+
+
+def test_connectivity_of_lenet5_c3_is_table_one(tmp_path):
+    c3 = models.get("lenet5")["C3"]
+    fig = connectivity_diagram(c3, tmp_path / "c3.png", name="C3")
+    read_png(fig)
+    assert tables.lenet5_c3().sum() == 60
+
+
+# --- feature_maps --------------------------------------------------------------------------------------
+
+def small_model():
+    rng = np.random.default_rng(0)
+    return nn.Sequential([("conv", nn.Conv2D(1, 20, 3, rng=rng)), ("act", nn.ReLU()), ("pool", nn.MaxPool2D(2)),
+                          ("flat", nn.Flatten()), ("fc", nn.Dense(20 * 5 * 5, 3, rng=rng))], input_shape=(12, 12, 1))
+
+
+def test_feature_maps_one_row_per_layer_with_labels(tmp_path):
+    model = small_model()
+    x = np.random.default_rng(1).random((12, 12, 1)).astype(np.float32)
+    fig = feature_maps(model, x, max_maps=8)
+    labels = [t.get_text() for t in fig.texts if t.get_gid() == "row-label"]
+    acts = activations(model, x)
+    assert len(labels) == len(acts) == 6
+    for label, act in zip(labels, acts):
+        assert label.startswith(f"{act.name}  ({act.kind})")
+        assert f"\n{act.array.shape}  " in label
+    assert "first 8 of 20 maps" in labels[1]
+    # the conv row shows the first 8 maps side by side, exactly as the engine computed them
+    row = np.ma.filled(fig.axes[1].images[0].get_array().astype(np.float64), np.nan)
+    gap = 1
+    for c in range(8):
+        np.testing.assert_array_equal(row[:, c * (10 + gap): c * (10 + gap) + 10], acts[1].array[:, :, c])
+    read_png(feature_maps(model, x, tmp_path / "maps.png"))
+
+
+def test_feature_maps_layer_filter():
+    model = small_model()
+    x = np.zeros((12, 12, 1), np.float32)
+    fig = feature_maps(model, x, layers=["input", "pool"])
+    assert [t.get_text().split()[0] for t in fig.texts if t.get_gid() == "row-label"] == ["input", "pool"]
+    with pytest.raises(ValueError, match=r"unknown \['nope'\]"):
+        feature_maps(model, x, layers=["nope"])
+
+
+# --- receptive_field_overlay ---------------------------------------------------------------------------
+
+def test_receptive_overlay_tints_exactly_the_field(tmp_path):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential([("c1", nn.Conv2D(1, 2, 3, dilation=2, rng=rng)),
+                           ("c2", nn.Conv2D(2, 2, 3, stride=2, dilation=3, rng=rng))], input_shape=(24, 24, 1))
+    x = np.zeros((24, 24, 1), np.float32)  # flat grey, so the tint alone decides the colour
+    fig = receptive_field_overlay(model, x, "c2", (2, 3))
+    over = fig.axes[0].images[0].get_array()
+    mask, _ = receptive_field(model, "c2", (2, 3))
+    reddish = over[..., 0] - over[..., 1] > 0.1
+    np.testing.assert_array_equal(reddish, mask)
+    assert not mask.all() and "holes" in fig._suptitle.get_text()
+    read_png(receptive_field_overlay(model, x, "c2", (2, 3), tmp_path / "rf.png"))
+
+
+def test_receptive_overlay_rejects_wrong_inputs():
+    model = small_model()
+    with pytest.raises(ValueError, match="batch of one"):
+        receptive_field_overlay(model, np.zeros((2, 12, 12, 1)), "conv", (0, 0))
+
+
+# --- curves --------------------------------------------------------------------------------------------
+
+HISTORY = [{"epoch": e, "lr": 0.1, "train_loss": 2.0 / e, "train_accuracy": 1 - 0.5 / e,
+            "val_loss": 2.2 / e, "val_accuracy": None if e == 2 else 1 - 0.6 / e} for e in (1, 2, 3, 4)]
+
+
+def test_curves_from_list_dict_file_and_run_dir(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"history": HISTORY, "final": HISTORY[-1]}))
+    assert load_metrics(tmp_path) == HISTORY == load_metrics(tmp_path / "metrics.json")
+    assert load_metrics({"loss": [1.0, 0.5], "acc": [0.2, 0.4]}) == [{"loss": 1.0, "acc": 0.2},
+                                                                      {"loss": 0.5, "acc": 0.4}]
+    fig = curves(HISTORY)
+    loss_ax, acc_ax = fig.axes
+    assert [ln.get_label() for ln in loss_ax.lines] == ["train_loss", "val_loss"]
+    val = next(ln for ln in acc_ax.lines if ln.get_label() == "val_accuracy")
+    np.testing.assert_allclose(val.get_ydata(), [40.0, 80.0, 85.0])  # percent; the None epoch is skipped
+    np.testing.assert_array_equal(val.get_xdata(), [1, 3, 4])
+    read_png(curves(tmp_path, tmp_path / "curves.png"))
+
+
+def test_curves_errors(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        curves(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no loss or accuracy keys"):
+        curves([{"epoch": 1, "lr": 0.1}])
+    with pytest.raises(ValueError, match="list of per-epoch dicts"):
+        curves(3)
+
+
+# --- the optional extra --------------------------------------------------------------------------------
+
+def hide_matplotlib(monkeypatch):
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: kernel_grid(conv_layers()["full"]),
+    lambda: connectivity_diagram(conv_layers()["full"]),
+    lambda: feature_maps(small_model(), np.zeros((12, 12, 1))),
+    lambda: receptive_field_overlay(small_model(), np.zeros((12, 12, 1)), "conv", (0, 0)),
+    lambda: curves(HISTORY),
+])
+def test_missing_matplotlib_says_how_to_install(draw, monkeypatch):
+    hide_matplotlib(monkeypatch)
+    with pytest.raises(ImportError, match=r"pip install 'featuremaps\[plot\]'"):
+        draw()
+
+
+# --- featuremaps show ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("show") / "run"
+    save_checkpoint(d, models.get("lenet5", rng=0), epoch=1,
+                    meta={"dataset": "sample", "normalization": {"mean": [0.1307], "std": [0.3081]}})
+    (d / "metrics.json").write_text(json.dumps({"history": HISTORY}))
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(digit).save(d / "digit.png")
+    return d
+
+
+def show(capsys, *argv):
+    code = cli.main(["show", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["kernels"], ["kernels", "--layer", "C3", "--normalize", "per_filter"], ["connections"],
+    ["maps", "--image", "{run}/digit.png"], ["receptive", "--image", "{run}/digit.png"],
+    ["receptive", "--image", "{run}/digit.png", "--layer", "S4", "--at", "1,2"], ["curves"],
+])
+def test_show_writes_pngs(run_dir, tmp_path, capsys, argv):
+    out = tmp_path / "out.png"
+    argv = [a.format(run=run_dir) for a in argv]
+    code, stdout, err = show(capsys, argv[0], run_dir, *argv[1:], "-o", out)
+    assert code == 0, err
+    assert stdout.strip() == str(out)
+    read_png(out)
+
+
+def test_show_connections_defaults_to_the_first_partial_layer(run_dir, tmp_path, capsys):
+    out = tmp_path / "c.png"
+    assert show(capsys, "connections", run_dir, "-o", out)[0] == 0
+    ref = tmp_path / "ref.png"
+    connectivity_diagram(models.get("lenet5", rng=0)["C3"], ref, name="C3")
+    np.testing.assert_array_equal(read_png(out), read_png(ref))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["kernels", "--layer", "S2"], "--layer must name a conv layer; 'S2' is a Subsampling2D (conv layers: C1, C3, C5)"),
+    (["kernels", "--layer", "nope"], "no layer named 'nope'"),
+    (["maps"], "needs an input: pass --image FILE or --index N"),
+    (["kernels", "--index", "0"], "takes no --image/--index"),
+    (["curves", "--layer", "C1"], "show curves takes no --layer"),
+])
+def test_show_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
+    code, out, err = show(capsys, argv[0], run_dir, *argv[1:], "-o", tmp_path / "x.png")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("featuremaps: error: ") and message in err and "Traceback" not in err
+
+
+def test_show_out_must_be_png(run_dir, tmp_path, capsys):
+    code, _, err = show(capsys, "kernels", run_dir, "-o", tmp_path / "x.jpg")
+    assert code == 2 and "-o must name a .png file" in err
+
+
+def test_show_without_matplotlib_is_one_line(run_dir, tmp_path, capsys, monkeypatch):
+    cli.build_parser()  # import the subcommand modules first
+    hide_matplotlib(monkeypatch)
+    code, _, err = show(capsys, "kernels", run_dir, "-o", tmp_path / "x.png")
+    assert code == 2 and "pip install 'featuremaps[plot]'" in err and "Traceback" not in err
