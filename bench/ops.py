@@ -213,6 +213,7 @@ def worker(lib, cases, repeat, threads, cpu_time):
 def run_worker(lib, names, repeat, threads, cpu_time):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["FEATUREMAPS_NUM_THREADS"] = str(threads)  # featuremaps' own element-wise threads
     cmd = [sys.executable, __file__, "--worker", lib, "--repeat", str(repeat), "--only-index", names,
            "--threads", str(threads)] + (["--cpu-time"] if cpu_time else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
