@@ -385,6 +385,7 @@ def test_dtype_is_kept_and_kinds_round_trip(dtype, groups):
     np.testing.assert_allclose(y, ref.numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_nan_and_inf_propagate():
     x = np.zeros((1, 4, 4, 2))
     x[0, 1, 1, 0] = np.nan
