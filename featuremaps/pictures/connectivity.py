@@ -82,8 +82,9 @@ def connectivity_diagram(layer, path: str | Path | None = None, *, name: str | N
 
     fan_in = conn.sum(axis=0)
     fan = f"{fan_in.min()}" if fan_in.min() == fan_in.max() else f"{fan_in.min()}–{fan_in.max()}"
-    fig.suptitle(f"{title}: {kind} — {int(conn.sum())} of {c_in * c_out} input/output map pairs connected\n"
-                 f"each output map reads {fan} input maps ({'X' if marks else 'dark cell'} at (i, n) = "
+    maps = "input map" if fan_in.max() == 1 else "input maps"
+    fig.suptitle(f"{title}: {kind} — {int(conn.sum()):,} of {c_in * c_out:,} input/output map pairs connected\n"
+                 f"each output map reads {fan} {maps} ({'X' if marks else 'dark cell'} at (i, n) = "
                  "output map n has a kernel w[:, :, i, n] for input map i)",
                  fontsize=9)
     return _mpl.finish(fig, path)

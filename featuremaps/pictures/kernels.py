@@ -24,7 +24,8 @@ _NORMALIZE = ("global", "per_filter")
 
 
 def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None = None,
-                name: str | None = None, max_in: int = 64, max_out: int = 64, rgb: bool | None = None):
+                name: str | None = None, max_in: int = 64, max_out: int = 64, rgb: bool | None = None,
+                highlight: int | None = None):
     """Draw the kernels of conv `layer`; save a PNG at `path` (returns the Path) or return the Figure.
 
     normalize: 'global' (one scale for the whole layer) or 'per_filter' (each output map's filter
@@ -34,6 +35,7 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
       channels and is fully connected).
     max_in, max_out: cap on grid rows/columns (the title says when the picture is truncated).
     name: the layer's name for the title (the CLI passes the model's name for it).
+    highlight: outline column n of the grid, i.e. `w[:, :, :, n]`, the filters of output map n.
     """
     _mpl.require("kernel_grid")
     _layers.check_conv(layer, "kernel_grid")
@@ -48,7 +50,10 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
         if kernels.shape[2] != 3:
             raise ValueError(f"kernel_grid: rgb=True needs 3 input channels; layer {title} has {kernels.shape[2]}")
         return _colour(kernels, path, normalize or "per_filter", title, max_out)
-    return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer)
+    if highlight is not None and not (isinstance(highlight, (int, np.integer)) and 0 <= highlight < min(kernels.shape[3], max_out)):
+        raise ValueError(f"kernel_grid: highlight must be an output map drawn in the grid, in [0, "
+                         f"{min(kernels.shape[3], max_out) - 1}]; received {highlight!r}")
+    return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer, highlight)
 
 
 def _colour(kernels: np.ndarray, path, normalize: str, title: str, max_out: int):
@@ -82,7 +87,7 @@ def _minmax(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, title: str,
-               max_in: int, max_out: int, layer):
+               max_in: int, max_out: int, layer, highlight: int | None = None):
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
@@ -110,7 +115,8 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
     tile_in = float(np.clip(3.2 / max(n_out, n_in * 0.8), 3.0 * (kw + gap) / dpi, 0.45))
     ax_w = tile_in * img.shape[1] / (kw + gap)
     ax_h = ax_w * img.shape[0] / img.shape[1]
-    left, right, top_in, bottom = 0.75, 1.15, 0.95 + (0.15 if n_in * n_out > int(conn.sum()) else 0), 0.15
+    lines = 2 + (n_in * n_out > int(conn[:n_in, :n_out].sum())) + (highlight is not None)
+    left, right, top_in, bottom = 0.75, 1.15, 0.65 + 0.15 * lines, 0.15
     box_h = max(ax_h, 1.2)  # a one-row grid still gets room for its colour bar
     fig_w, fig_h = max(ax_w + left + right, 5.6), box_h + top_in + bottom
     fig = _mpl.figure(fig_w, fig_h, dpi=dpi)
@@ -124,6 +130,9 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
     if missing:
         ax.add_collection(PatchCollection(missing, facecolor="0.85", edgecolor="0.55",
                                           hatch="////", linewidth=0.0))
+    if highlight is not None:
+        ax.add_patch(Rectangle((highlight * (kw + gap) - 0.5 - gap / 2, -0.5 - gap / 2), kw + gap,
+                               img.shape[0] + gap, fill=False, edgecolor="black", linewidth=1.6, clip_on=False))
     _grid_ticks(ax, n_in, n_out, kh, kw, gap)
     ax.set_xlabel("output map n  (column n = w[:, :, :, n])", fontsize=8)
     ax.set_ylabel("input map i", fontsize=8)
@@ -142,6 +151,8 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
         trunc.append(f"first {n_out} of {c_out} outputs")
     more = f" — showing {', '.join(trunc)}" if trunc else ""
     hatched = f"\nhatched = pair not connected ({_layers.pattern(layer, conn)})" if missing else ""
+    if highlight is not None:
+        hatched += f"\noutlined: column {highlight} = w[:, :, :, {highlight}], the filters of output map {highlight}"
     fig.suptitle(f"{title}: kernels w[:, :, i, n], {kh}×{kw}, {_n(c_in, 'input')} × {_n(c_out, 'output')}{more}\n"
                  f"normalize={normalize!r}: {how}{hatched}", fontsize=8, y=1.0 - 0.05 / fig.get_figheight(),
                  va="top")

@@ -41,7 +41,10 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
     import matplotlib
 
     colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
-    row_h = 0.72
+    # Row height follows the widest row of tiles, so a few maps per row are drawn larger.
+    widest = max([min(np.shape(r[2])[2], int(max_maps)) for r in rows if np.ndim(r[2]) == 3 and
+                  np.shape(r[2])[0] * np.shape(r[2])[1] > 1] or [int(max_maps)])
+    row_h = float(np.clip(4.9 / widest / 0.76 + 0.1, 0.72, 1.6))
     fig = _mpl.figure(7.2, 0.35 + row_h * len(rows), dpi=100)
     top = 1.0 - 0.25 / fig.get_figheight()
     height = (top - 0.05 / fig.get_figheight()) / len(rows)

@@ -42,7 +42,7 @@ def receptive_field_overlay(model, x, layer: str, position: tuple[int, int],
 
     rgb = _as_rgb(img)  # (H, W, 3) in [0, 1]
     tint = np.asarray(color, dtype=np.float64)
-    over = 0.35 * rgb + 0.65  # pixels the unit does not see: faded toward white
+    over = 0.55 * rgb + 0.45  # pixels the unit does not see: faded toward white
     over[mask] = (1 - alpha) * rgb[mask] + alpha * tint
     r0, r1 = rows.start or 0, rows.stop if rows.stop is not None else img.shape[0]
     c0, c1 = cols.start or 0, cols.stop if cols.stop is not None else img.shape[1]
