@@ -388,6 +388,8 @@ def values(ns: dict, outputs: dict[str, str]) -> dict[str, str]:
     }
     assert shapes["conv2"] == (96, 96, 64) and np.all(ns["out"] == ns["y"][:, :, 5])
     assert mask.sum() == (rows.stop - rows.start) * (cols.stop - cols.start)  # a full box: no holes
+    # the prose about Table I: six C3 maps read 3 S2 maps, nine read 4, the last reads all 6
+    assert ns["table"].sum(axis=0).tolist() == [3] * 6 + [4] * 9 + [6]
     return v
 
 
