@@ -506,17 +506,19 @@ def test_connections_with_groups_is_rejected():
         conv2d(x, w, groups=2, connections=np.ones((4, 4), bool))
 
 
-def test_depthwise_row_blocks_and_threads_match_torch(monkeypatch):
+@pytest.mark.parametrize("mult,stride", [(1, (2, 1)), (2, (2, 1)), (1, (1, 2))])
+def test_depthwise_row_blocks_and_threads_match_torch(monkeypatch, mult, stride):
     """Force one output row per cache block so the block edges (and the two threads' image ranges) are
-    exercised; stride, dilation, padding and a channel multiplier together."""
+    exercised; stride, dilation, asymmetric padding, with and without a channel multiplier (the
+    flattened-row path needs multiplier 1 and stride 1 along W)."""
     monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
     monkeypatch.setattr(conv_mod, "_THREADS", 2)
     rng = np.random.default_rng(14)
-    x, w, b = rng.standard_normal((3, 9, 8, 4)), rng.standard_normal((3, 2, 1, 8)), rng.standard_normal(8)
-    opts = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=4)
+    x, w, b = rng.standard_normal((3, 9, 8, 4)), rng.standard_normal((3, 2, 1, 4 * mult)), rng.standard_normal(4 * mult)
+    opts = dict(stride=stride, padding=((1, 2), (0, 1)), dilation=(1, 2), groups=4)
     y = conv2d(x, w, b, **opts)
     gy = rng.standard_normal(y.shape)
     got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
-    ref = torch_conv2d(x, w, b, (2, 1), ((1, 2), (0, 1)), (1, 2), 4, gy)
+    ref = torch_conv2d(x, w, b, stride, ((1, 2), (0, 1)), (1, 2), 4, gy)
     for g, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
         np.testing.assert_allclose(g, r, **TOL, err_msg=name)

@@ -41,7 +41,7 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   column matrix.
 * **Depthwise** (groups == C_in > 1) has only KH·KW multiply-adds per output, so it runs as KH·KW
   element-wise multiply-adds over shifted views, in row blocks that stay in cache, with no column
-  matrix at all.
+  matrix and no padded copy (each shifted view is clipped to the input instead).
 * **Connection tables** run as a dense convolution with the weight multiplied by the table, or as
   `groups` when the table is block-diagonal (see `conv2d`); unconnected weights get a gradient of
   exactly 0.
@@ -544,82 +544,105 @@ def _dw_blocks(g: _Geom, a: int, z: int, itemsize: int) -> list[tuple[int, int, 
     return [(i, 1, r, min(r + rows, g.oh)) for i in range(a, z) for r in range(0, g.oh, rows)]
 
 
-def _dw_view(xp: np.ndarray, g: _Geom, p: int, q: int, n0: int, nb: int, r0: int, r1: int,
-             flat: bool) -> np.ndarray:
-    """Output rows r0..r1 of images n0..n0+nb of the shifted input x̃[n, i·sh + p·dh, j·sw + q·dw, :]:
-    (nb, rows, ow, c), or with `flat` (stride 1 along W) the same view as (nb, rows, ow·c), whose
-    rows are contiguous runs, so NumPy's inner loops run over ow·c values instead of c."""
-    a = r0 * g.sh + p * g.dh
-    b = q * g.dw
-    rows = slice(a, a + (r1 - r0 - 1) * g.sh + 1, g.sh)
-    if flat:
-        n, hp, wp, c = xp.shape
-        return xp.reshape(n, hp, wp * c)[n0:n0 + nb, rows, b * c: (b + g.ow) * c]  # (nb, rows, ow*c)
-    return xp[n0:n0 + nb, rows, b: b + (g.ow - 1) * g.sw + 1: g.sw]  # (nb, rows, ow, c)
+def _dw_pieces(g: _Geom, r0: int, r1: int, flat: bool) -> list[tuple]:
+    """For output rows r0..r1, each kernel offset (p, q) that reaches the input (not only padding):
+    (p, q, output rows, output columns, input rows, input columns). Rows are relative to the block;
+    with `flat` (stride 1 along W, multiplier 1) columns index the flattened (W·C) axis. Clipping
+    to the input replaces padding: padded positions are zeros and add nothing."""
+    c = g.c
+    pieces = []
+    for p in range(g.kh):
+        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
+        if rows is None:
+            continue
+        i0, i1 = max(rows[0].start, r0), min(rows[0].stop, r1)
+        if i0 >= i1:
+            continue
+        a = i0 * g.sh + p * g.dh - g.top
+        in_rows, out_rows = slice(a, a + (i1 - i0 - 1) * g.sh + 1, g.sh), slice(i0 - r0, i1 - r0)
+        for q in range(g.kw):
+            cols_ = _rows(q * g.dw, g.w, g.ow, g.sw, g.left)
+            if cols_ is None:
+                continue
+            j, x = cols_
+            if flat:
+                out_cols = slice(j.start * c, j.stop * c)
+                in_cols = slice(x.start * c, (x.start + j.stop - j.start) * c)
+            else:
+                out_cols, in_cols = j, x
+            pieces.append((p, q, out_rows, out_cols, in_rows, in_cols))
+    return pieces
 
 
-def _dw_weights(w: np.ndarray, g: _Geom, flat: bool) -> np.ndarray:
-    """(KH, KW, c, mult), or with `flat` (mult 1) each offset's weights tiled to (KH, KW, ow·c)."""
-    wk = w.reshape(g.kh, g.kw, g.c, g.o // g.c)
-    return np.tile(wk[..., 0], (1, 1, g.ow)) if flat else wk
-
-
-def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
-    """y[..., c, j] = Σ_{p,q} x̃_{p,q}[..., c] · w[p, q, 0, c·mult + j] (the module formula, groups = C)."""
-    c, mult = g.c, g.o // g.c
+def _dw_setup(g: _Geom, w: np.ndarray):
+    """(flat, weights): flat when stride 1 along W and multiplier 1, so every array is viewed as
+    (N, rows, W·C) and NumPy's inner loops run over whole image rows; the weights are then each
+    offset's C weights tiled OW times, (KH, KW, OW·C); otherwise (KH, KW, C, mult)."""
+    mult = g.o // g.c
     flat = g.sw == 1 and mult == 1
-    wk = _dw_weights(w, g, flat)
-    n = y.shape[0]
+    wk = w.reshape(g.kh, g.kw, g.c, mult)
+    return flat, (np.tile(wk[..., 0], (1, 1, g.ow)) if flat else wk)
+
+
+def _dw_forward(x: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
+    """y[..., c, j] = Σ_{p,q} x̃_{p,q}[..., c] · w[p, q, 0, c·mult + j] (the module formula, groups = C)."""
+    flat, wk = _dw_setup(g, w)
+    n, c, mult = y.shape[0], g.c, g.o // g.c
+    xv = x.reshape(n, g.h, g.w * c) if flat else x
     yv = y.reshape(n, g.oh, g.ow * c) if flat else y.reshape(n, g.oh, g.ow, c, mult)
 
     def work(a: int, z: int) -> None:
         for n0, nb, r0, r1 in _dw_blocks(g, a, z, y.itemsize):
             out = yv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
+            out.fill(0)
             tmp = _pool.take(out.shape, y.dtype)
-            for p in range(g.kh):
-                for q in range(g.kw):
-                    xs = _dw_view(xp, g, p, q, n0, nb, r0, r1, flat)
-                    xs = xs if flat else xs[..., None]  # (nb, rows, ow, c, 1)
-                    if p == q == 0:
-                        np.multiply(xs, wk[p, q], out=out)
-                    else:
-                        np.multiply(xs, wk[p, q], out=tmp)
-                        out += tmp
+            for p, q, orows, ocols, irows, icols in _dw_pieces(g, r0, r1, flat):
+                xs = xv[n0:n0 + nb, irows, icols]
+                t = tmp[:, orows, ocols]
+                if flat:
+                    np.multiply(xs, wk[p, q, ocols], out=t)
+                else:
+                    np.multiply(xs[..., None], wk[p, q], out=t)
+                out[:, orows, ocols] += t
             _pool.give(tmp)
 
     _in_threads(n, work)
 
 
-def _dw_backward(xp, dy: np.ndarray, w: np.ndarray, g: _Geom, need_x: bool, need_w: bool):
-    """(dx, dW) of the depthwise conv, block by block: dx̃_{p,q} += dy · w[p, q] (summed over the
-    multiplier) and dW[p, q] = Σ x̃_{p,q} · dy. `xp` is the padded input (only read for dW)."""
-    c, mult = g.c, g.o // g.c
-    flat = g.sw == 1 and mult == 1
-    n = dy.shape[0]
-    wk = _dw_weights(w, g, flat)
+def _dw_backward(x, dy: np.ndarray, w: np.ndarray, g: _Geom, need_x: bool, need_w: bool):
+    """(dx, dW) of the depthwise conv, block by block: dx_{p,q} += dy · w[p, q] (summed over the
+    multiplier) and dW[p, q] = Σ x_{p,q} · dy, over the clipped pieces of `_dw_pieces`."""
+    flat, wk = _dw_setup(g, w)
+    n, c, mult = dy.shape[0], g.c, g.o // g.c
     dyv = dy.reshape(n, g.oh, g.ow * c) if flat else dy.reshape(n, g.oh, g.ow, c, mult)
-    dxp = np.zeros((n, g.h + g.top + g.bottom, g.w + g.left + g.right, c), dy.dtype) if need_x else None
+    xv = None if x is None else (x.reshape(n, g.h, g.w * c) if flat else x)
+    dx = np.zeros((n, g.h, g.w, c), dy.dtype) if need_x else None
+    dxv = None if dx is None else (dx.reshape(n, g.h, g.w * c) if flat else dx)
     width = g.ow * c if flat else c * mult
 
     def work(a: int, z: int):
         dw = np.zeros((g.kh, g.kw, width), dy.dtype) if need_w else None
         for n0, nb, r0, r1 in _dw_blocks(g, a, z, dy.itemsize):
             d = dyv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
-            tmp = _pool.take(d.shape, dy.dtype)
-            ones = _ones(d.size // width, dy.dtype)
-            for p in range(g.kh):
-                for q in range(g.kw):
-                    if need_x:
-                        target = _dw_view(dxp, g, p, q, n0, nb, r0, r1, flat)  # view into dx̃
-                        if flat:
-                            np.multiply(d, wk[p, q], out=tmp)
-                            target += tmp
-                        else:
-                            target += np.einsum("nhwcj,cj->nhwc", d, wk[p, q])
-                    if need_w:
-                        xs = _dw_view(xp, g, p, q, n0, nb, r0, r1, flat)
-                        np.multiply(xs if flat else xs[..., None], d, out=tmp)
-                        dw[p, q] += ones @ tmp.reshape(-1, width)  # (width,)
+            tmp = _pool.take(d.shape[:3] if flat else d.shape[:4], dy.dtype) if need_x else None
+            for p, q, orows, ocols, irows, icols in _dw_pieces(g, r0, r1, flat):
+                dd = d[:, orows, ocols]
+                if need_x:
+                    target = dxv[n0:n0 + nb, irows, icols]  # view into dx
+                    t = tmp[:, orows, ocols]
+                    if flat:
+                        np.multiply(dd, wk[p, q, ocols], out=t)
+                    elif mult == 1:
+                        np.multiply(dd[..., 0], wk[p, q, :, 0], out=t)
+                    else:
+                        np.einsum("nhwcj,cj->nhwc", dd, wk[p, q], out=t)
+                    target += t
+                if need_w:  # (einsum's fused multiply-sum measured 1.75× faster than multiply + GEMV)
+                    xs = xv[n0:n0 + nb, irows, icols]
+                    if flat:
+                        dw[p, q, ocols] += np.einsum("nrk,nrk->k", xs, dd)  # (ow*c,)
+                    else:
+                        dw[p, q] += np.einsum("nrwc,nrwcj->cj", xs, dd).reshape(width)
             _pool.give(tmp)
         return dw
 
@@ -632,10 +655,6 @@ def _dw_backward(xp, dy: np.ndarray, w: np.ndarray, g: _Geom, need_x: bool, need
         if flat:
             dw = dw.reshape(g.kh, g.kw, g.ow, c).sum(axis=2)  # fold the ow tiles
         dw = dw.reshape(g.kh, g.kw, 1, g.o)
-    dx = None
-    if need_x:
-        dx = dxp[:, g.top: g.top + g.h, g.left: g.left + g.w]
-        dx = dx if dx.shape == dxp.shape else np.ascontiguousarray(dx)
     return dx, dw
 
 
@@ -655,9 +674,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     the workspace cap in one chunk (with a bias, cols carries the ones column)."""
     y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
     if _is_depthwise(g):
-        xp = _pad(x, g)
-        _dw_forward(xp, w, g, y)
-        _release_pad(xp, x)
+        _dw_forward(np.ascontiguousarray(x), w, g, y)
         if b is not None:
             y += b
         return y, None, None
@@ -683,10 +700,7 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
     cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
     if _is_depthwise(g):
-        xp = _pad(x, g) if need_w else None
-        dx, dw = _dw_backward(xp, dy, w, g, need_x, need_w)
-        if need_w:
-            _release_pad(xp, x)
+        dx, dw = _dw_backward(np.ascontiguousarray(x) if need_w else None, dy, w, g, need_x, need_w)
     else:
         dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
         dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
