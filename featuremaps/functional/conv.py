@@ -23,12 +23,14 @@ bottom/right) and 'full' (every partial overlap: dilation·(k − 1) on each sid
 Strategy (one implementation, chosen per layer by its shape; every path is exact in float64):
 
 * **im2col + one GEMM.** The windows of x̃ are copied into a column matrix ``cols`` of shape
-  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W``. With a bias,
-  ``cols`` gets one more column of ones and W one more row (b), so the bias costs no pass over y.
+  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W``. With a bias
+  and short rows (KH·KW·C/G < 64), ``cols`` gets one more column of ones and W one more row (b), so
+  the bias costs no pass over y.
   When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is a run
   of OW pixels instead of KW single values; BLAS takes either orientation without a copy.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix, and
-  its ones row gives ``db = Σ dy`` in the same GEMM. ``dx`` (the transposed convolution of dy):
+  its ones row (if any) gives ``db = Σ dy`` in the same GEMM; otherwise ``db = ones(M) · dy``, a
+  GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed convolution of dy):
   with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the size of dy), and
   one GEMM with the reversed kernel gives each kernel row's contribution to whole rows of dx,
   added with KH shifted adds; with few input maps these adds run channel-major (C, N, H, W) and
@@ -354,6 +356,13 @@ def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, n
     return buf.reshape(G, m, k + ones), buf
 
 
+def _ones_column(g: _Geom) -> bool:
+    """Whether the column matrix carries the bias's ones column: only for short rows (< 64 values),
+    where a separate bias pass over y and a sum over dy cost as much as the GEMM itself; longer rows
+    keep a length BLAS likes (an odd 289 instead of 288 ran 15–35% slower here)."""
+    return g.kh * g.kw * (g.c // g.groups) < 64
+
+
 def _grouped_weight(w: np.ndarray, G: int, b: np.ndarray | None = None) -> np.ndarray:
     """(KH, KW, Cg, O) -> (G, KH·KW·Cg (+1), O/G): group g's weight as a GEMM operand, with the
     bias as an extra last row when b is given."""
@@ -594,16 +603,23 @@ def _dw_forward(x: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
     def work(a: int, z: int) -> None:
         for n0, nb, r0, r1 in _dw_blocks(g, a, z, y.itemsize):
             out = yv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
-            out.fill(0)
             tmp = _pool.take(out.shape, y.dtype)
+            started = False
             for p, q, orows, ocols, irows, icols in _dw_pieces(g, r0, r1, flat):
                 xs = xv[n0:n0 + nb, irows, icols]
-                t = tmp[:, orows, ocols]
+                whole = orows == slice(0, r1 - r0) and ocols == slice(0, out.shape[2])
+                t = out if whole and not started else tmp[:, orows, ocols]  # the first full piece writes y
                 if flat:
                     np.multiply(xs, wk[p, q, ocols], out=t)
                 else:
                     np.multiply(xs[..., None], wk[p, q], out=t)
-                out[:, orows, ocols] += t
+                if t is not out:
+                    if not started:
+                        out.fill(0)
+                    out[:, orows, ocols] += t
+                started = True
+            if not started:
+                out.fill(0)
             _pool.give(tmp)
 
     _in_threads(n, work)
@@ -683,9 +699,12 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     per = g.oh * g.ow
     for n0, n1 in chunks:
         xp = _pad(x[n0:n1], g)
-        cols, buf = _im2col(xp, g, ones=b is not None)
+        cols, buf = _im2col(xp, g, ones=b is not None and _ones_column(g))
         _release_pad(xp, x)
-        _gemm_forward(cols, w, b, y2d[n0 * per: n1 * per], g.groups)
+        y_part = y2d[n0 * per: n1 * per]
+        _gemm_forward(cols, w, b, y_part, g.groups)
+        if b is not None and not _ones_column(g):
+            y_part += b
         if keep_cols and len(chunks) == 1:
             return y, cols, buf
         _pool.give(buf)
@@ -712,7 +731,7 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
                 buf = None
                 if cols is None:
                     xp = _pad(x[n0:n1], g)
-                    c_, buf = _im2col(xp, g, ones=need_b)
+                    c_, buf = _im2col(xp, g, ones=need_b and _ones_column(g))
                     _release_pad(xp, x)
                 else:
                     c_ = cols
