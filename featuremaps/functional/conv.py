@@ -329,6 +329,8 @@ def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, n
     G, c = g.groups, g.c
     m = n * oh * ow
     k = kh * kw * (c // G)
+    if _pointwise(g) and not ones:
+        return xp.reshape(1, m, c), None  # a 1×1 kernel at stride 1 reads x as it is: no copy
     if c == 1:
         # One input map: build colsᵀ, (KH·KW (+1), N, OH, OW), from KH·KW copies of runs of OW pixels.
         buf = _pool.take((k + ones, n, oh, ow), xp.dtype)
@@ -410,9 +412,17 @@ def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice,
     return slice(i0, i1 + 1), slice(r0, r0 + (i1 - i0) * stride + 1, stride)
 
 
+def _pointwise(g: _Geom) -> bool:
+    """A 1×1 kernel, stride 1, no padding, one group: the conv is a plain matrix product over C."""
+    return (g.kh == g.kw == g.sh == g.sw == 1 and g.groups == 1
+            and g.top == g.bottom == g.left == g.right == 0)
+
+
 def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
-    """dx += the input gradient of the conv (the transposed convolution of dy)."""
-    if g.sw == 1:
+    """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros."""
+    if _pointwise(g):
+        np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, c)
+    elif g.sw == 1:
         _col2im_rows(dy2d, w, g, dx)
     else:
         _col2im_cols(dy2d, w, g, dx)
