@@ -522,3 +522,28 @@ def test_depthwise_row_blocks_and_threads_match_torch(monkeypatch, mult, stride)
     ref = torch_conv2d(x, w, b, stride, ((1, 2), (0, 1)), (1, 2), 4, gy)
     for g, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
         np.testing.assert_allclose(g, r, **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=1), dict(stride=2, padding=1), dict(groups=3, padding="same"),
+                                  dict(), dict(padding=1, groups=6)])
+def test_results_never_alias_reused_scratch(opts):
+    """Outputs and gradients stay intact when later calls reuse the pooled scratch buffers."""
+    rng = np.random.default_rng(15)
+    g = opts.get("groups", 1)
+    x, w, b = rng.standard_normal((2, 7, 7, 6)), rng.standard_normal((3, 3, 6 // g, 6)), rng.standard_normal(6)
+    x1 = Tensor(x, requires_grad=True)
+    w1, b1 = Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+    y = conv2d(x1, w1, b1, **opts)
+    y.backward(np.ones(y.shape))
+    saved = [a.copy() for a in (y.data, x1.grad, w1.grad, b1.grad)]
+    t = conv_transpose2d(y.data, w, **opts)
+    t_saved = t.copy()
+    for _ in range(3):  # other shapes and the same shapes again, through every path
+        z = conv2d(Tensor(rng.standard_normal(x.shape), requires_grad=True), Tensor(w, requires_grad=True), **opts)
+        z.backward(rng.standard_normal(z.shape))
+        conv_transpose2d(rng.standard_normal(y.shape), w, **opts)
+        conv2d(rng.standard_normal((3, 9, 8, 6)), w, **opts)
+    for a, s in zip((y.data, x1.grad, w1.grad, b1.grad, t), saved + [t_saved]):
+        np.testing.assert_array_equal(a, s)
+    conv_mod.release_workspace()
+    np.testing.assert_array_equal(conv2d(x, w, b, **opts), saved[0])

@@ -72,7 +72,7 @@ from ..tensor import Tensor, apply, as_array
 from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
 
 __all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "set_max_workspace_bytes",
-           "get_max_workspace_bytes", "workspace_limit"]
+           "get_max_workspace_bytes", "workspace_limit", "release_workspace"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,9 +103,6 @@ class _Geom(NamedTuple):
     @property
     def m(self) -> int:
         return self.n * self.oh * self.ow
-
-    def with_batch(self, n: int) -> "_Geom":
-        return self._replace(n=n)
 
 
 def conv_output_size(size_hw, kernel_hw, stride=1, padding=0, dilation=1) -> tuple[int, int]:
@@ -197,13 +194,37 @@ def _check_connections(connections, c_in: int, c_out: int, groups: int) -> np.nd
 
 
 # --------------------------------------------------------------------------------------------
-# Scratch-buffer pool and the workspace limit
+# Threads, the scratch-buffer pool and the workspace limit
 # --------------------------------------------------------------------------------------------
+# Threads for the element-wise work (copies, adds, depthwise): two, or FEATUREMAPS_NUM_THREADS.
+_THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
+_executor: list = []
+
+
+def _in_threads(n: int, fn) -> list:
+    """fn(n0, n1) on up to two contiguous image ranges at once, one per core (NumPy's element-wise
+    loops release the GIL); the results in order. Ranges never share an image, so their writes
+    never overlap. `fn` must not call `_in_threads` itself."""
+    parts = min(_THREADS, n)
+    if parts <= 1:
+        return [fn(0, n)]
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="featuremaps-conv"))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [_executor[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    try:
+        first = fn(bounds[0], bounds[1])
+    finally:
+        rest = [f.result() for f in futures]  # never leave a worker writing into freed scratch
+    return [first] + rest
+
+
 class _Pool:
     """Scratch memory reused across calls, by size: `take(shape, dtype)` returns an array viewing a
     pooled byte buffer (the smallest free one that fits and is not more than about twice too big,
     else a new one) that the caller owns until it hands it back with `give`. Arrays handed to the
-    user never come from here. At most `max_bytes` of free buffers are kept (oldest dropped)."""
+    user never come from here. At most `max_bytes` (with a workspace cap, twice the cap) of free
+    buffers are kept, the oldest dropped first; `release_workspace()` drops them all."""
 
     def __init__(self, max_bytes: int = 768 << 20):
         self.max_bytes = max_bytes
@@ -229,12 +250,14 @@ class _Pool:
             root = root.base
         if root.dtype != np.uint8 or root.ndim != 1 or root.size > self.max_bytes:
             return
+        cap = get_max_workspace_bytes()
+        keep = self.max_bytes if cap is None else min(self.max_bytes, 2 * cap)
         with self._lock:
             if any(buf is root for buf in self._free):
                 return
             self._free.append(root)
             total = sum(buf.size for buf in self._free)
-            while total > self.max_bytes:
+            while total > keep and self._free:
                 total -= self._free.pop(0).size
 
     def clear(self) -> None:
@@ -248,8 +271,13 @@ _limit = threading.local()
 _default_limit: list[int | None] = [None]
 
 
+def release_workspace() -> None:
+    """Free the scratch buffers conv keeps for reuse between calls (they are re-allocated on demand)."""
+    _pool.clear()
+
+
 def set_max_workspace_bytes(n: int | None) -> None:
-    """Cap the scratch memory (column matrix + gradient slabs) of one conv step at `n` bytes, or
+    """Cap the scratch memory (column matrix + input-gradient scratch) of one conv step at `n` bytes, or
     lift the cap with None (the default). Above the cap the batch is processed in chunks of whole
     images (at least one image per chunk). Results are the same up to floating-point summation
     order in the weight and bias gradients."""
@@ -281,7 +309,7 @@ def workspace_limit(n: int | None) -> Iterator[None]:
 
 
 def _batch_chunks(g: _Geom, itemsize: int) -> list[tuple[int, int]]:
-    """Image ranges [n0, n1) whose column matrix (and as many gradient slabs) fit the cap."""
+    """Image ranges [n0, n1) whose column matrix and input-gradient scratch (about as big) fit the cap."""
     cap = get_max_workspace_bytes()
     per_image = 2 * g.oh * g.ow * g.kh * g.kw * (g.c // g.groups) * g.groups * itemsize
     if cap is None or per_image * g.n <= cap:
@@ -429,7 +457,7 @@ def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
 
 
 def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
-    """Input gradient for stride 1 along W, one kernel row p at a time.
+    """Input gradient for stride 1 along W, from KW-wide row windows of dy.
 
     For input column x, kernel column q reads output column j = x + left − q·dw. So the windows of
     KW output columns of dy (with q reversed) form a matrix R of shape (N·OH·W, KW·C_out), built
@@ -533,23 +561,6 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
 # Depthwise: element-wise multiply-adds over kernel offsets, in cache-sized row blocks
 # --------------------------------------------------------------------------------------------
 _BLOCK_BYTES = 256 << 10
-# Threads for the element-wise work (copies, adds, depthwise): two, or FEATUREMAPS_NUM_THREADS.
-_THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
-_executor: list = []
-
-
-def _in_threads(n: int, fn) -> list:
-    """fn(n0, n1) on up to two contiguous image ranges at once, one per core (NumPy's element-wise
-    loops release the GIL); the results in order. Ranges never share an image, so their writes
-    never overlap."""
-    parts = min(_THREADS, n)
-    if parts <= 1:
-        return [fn(0, n)]
-    if not _executor:
-        _executor.append(ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="featuremaps-conv"))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    futures = [_executor[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    return [fn(bounds[0], bounds[1])] + [f.result() for f in futures]
 
 
 def _dw_blocks(g: _Geom, a: int, z: int, itemsize: int) -> list[tuple[int, int, int, int]]:
