@@ -507,11 +507,9 @@ def test_connections_with_groups_is_rejected():
 
 
 @pytest.mark.parametrize("mult,stride", [(1, (2, 1)), (2, (2, 1)), (1, (1, 2))])
-def test_depthwise_row_blocks_and_threads_match_torch(monkeypatch, mult, stride):
-    """Force one output row per cache block so the block edges (and the two threads' image ranges) are
-    exercised; stride, dilation, asymmetric padding, with and without a channel multiplier (the
-    flattened-row path needs multiplier 1 and stride 1 along W)."""
-    monkeypatch.setattr(conv_mod, "_BLOCK_BYTES", 1)
+def test_depthwise_threads_stride_dilation_multiplier_match_torch(monkeypatch, mult, stride):
+    """Two threads over image ranges; stride, dilation, asymmetric padding, with and without a
+    channel multiplier."""
     monkeypatch.setattr(conv_mod, "_THREADS", 2)
     rng = np.random.default_rng(14)
     x, w, b = rng.standard_normal((3, 9, 8, 4)), rng.standard_normal((3, 2, 1, 4 * mult)), rng.standard_normal(4 * mult)

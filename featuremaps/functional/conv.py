@@ -41,14 +41,14 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
   column matrix.
-* **Depthwise** (groups == C_in > 1) has only KH·KW multiply-adds per output, so it runs as KH·KW
-  element-wise multiply-adds over shifted views, in row blocks that stay in cache, with no column
-  matrix and no padded copy (each shifted view is clipped to the input instead).
+* **Depthwise** (groups == C_in > 1) has only KH·KW multiply-adds per output, too few for a GEMM:
+  the forward and dW are each one ``einsum`` over the window view of x̃ (no column matrix), and dx
+  is the same einsum over dy spread out by the stride, with the kernel flipped.
 * **Connection tables** run as a dense convolution with the weight multiplied by the table, or as
   `groups` when the table is block-diagonal (see `conv2d`); unconnected weights get a gradient of
   exactly 0.
 * **Threads.** BLAS runs the GEMMs on its own threads; the element-wise work (padding, the im2col
-  copies, the col2im adds, depthwise) is split by image over two threads (FEATUREMAPS_NUM_THREADS
+  copies, the col2im adds, the depthwise einsums) is split by image over two threads (FEATUREMAPS_NUM_THREADS
   overrides), since NumPy's loops release the GIL.
 * **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
   because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
@@ -558,141 +558,59 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
 
 
 # --------------------------------------------------------------------------------------------
-# Depthwise: element-wise multiply-adds over kernel offsets, in cache-sized row blocks
+# Depthwise: one einsum over the window view, no column matrix
 # --------------------------------------------------------------------------------------------
-_BLOCK_BYTES = 256 << 10
-
-
-def _dw_blocks(g: _Geom, a: int, z: int, itemsize: int) -> list[tuple[int, int, int, int]]:
-    """(first image, images, first output row, end output row) blocks of images a..z, each about
-    _BLOCK_BYTES of output, so a block's operands stay in cache across the KH·KW offsets."""
-    row_bytes = max(g.ow * g.o * itemsize, 1)
-    rows = max(1, min(g.oh, _BLOCK_BYTES // row_bytes))
-    if rows == g.oh:  # whole images: several per block
-        per = max(1, _BLOCK_BYTES // (row_bytes * g.oh))
-        return [(i, min(per, z - i), 0, g.oh) for i in range(a, z, per)]
-    return [(i, 1, r, min(r + rows, g.oh)) for i in range(a, z) for r in range(0, g.oh, rows)]
-
-
-def _dw_pieces(g: _Geom, r0: int, r1: int, flat: bool) -> list[tuple]:
-    """For output rows r0..r1, each kernel offset (p, q) that reaches the input (not only padding):
-    (p, q, output rows, output columns, input rows, input columns). Rows are relative to the block;
-    with `flat` (stride 1 along W, multiplier 1) columns index the flattened (W·C) axis. Clipping
-    to the input replaces padding: padded positions are zeros and add nothing."""
-    c = g.c
-    pieces = []
-    for p in range(g.kh):
-        rows = _rows(p * g.dh, g.h, g.oh, g.sh, g.top)
-        if rows is None:
-            continue
-        i0, i1 = max(rows[0].start, r0), min(rows[0].stop, r1)
-        if i0 >= i1:
-            continue
-        a = i0 * g.sh + p * g.dh - g.top
-        in_rows, out_rows = slice(a, a + (i1 - i0 - 1) * g.sh + 1, g.sh), slice(i0 - r0, i1 - r0)
-        for q in range(g.kw):
-            cols_ = _rows(q * g.dw, g.w, g.ow, g.sw, g.left)
-            if cols_ is None:
-                continue
-            j, x = cols_
-            if flat:
-                out_cols = slice(j.start * c, j.stop * c)
-                in_cols = slice(x.start * c, (x.start + j.stop - j.start) * c)
-            else:
-                out_cols, in_cols = j, x
-            pieces.append((p, q, out_rows, out_cols, in_rows, in_cols))
-    return pieces
-
-
-def _dw_setup(g: _Geom, w: np.ndarray):
-    """(flat, weights): flat when stride 1 along W and multiplier 1, so every array is viewed as
-    (N, rows, W·C) and NumPy's inner loops run over whole image rows; the weights are then each
-    offset's C weights tiled OW times, (KH, KW, OW·C); otherwise (KH, KW, C, mult)."""
-    mult = g.o // g.c
-    flat = g.sw == 1 and mult == 1
-    wk = w.reshape(g.kh, g.kw, g.c, mult)
-    return flat, (np.tile(wk[..., 0], (1, 1, g.ow)) if flat else wk)
-
-
-def _dw_forward(x: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
-    """y[..., c, j] = Σ_{p,q} x̃_{p,q}[..., c] · w[p, q, 0, c·mult + j] (the module formula, groups = C)."""
-    flat, wk = _dw_setup(g, w)
+def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
+    """y[..., c·mult + j] = Σ_{p,q} x̃[n, i·sh + p·dh, j·sw + q·dw, c] · w[p, q, 0, c·mult + j]:
+    the module formula with groups = C, as one einsum per thread over the windows of x̃."""
     n, c, mult = y.shape[0], g.c, g.o // g.c
-    xv = x.reshape(n, g.h, g.w * c) if flat else x
-    yv = y.reshape(n, g.oh, g.ow * c) if flat else y.reshape(n, g.oh, g.ow, c, mult)
-
-    def work(a: int, z: int) -> None:
-        for n0, nb, r0, r1 in _dw_blocks(g, a, z, y.itemsize):
-            out = yv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
-            tmp = _pool.take(out.shape, y.dtype)
-            started = False
-            for p, q, orows, ocols, irows, icols in _dw_pieces(g, r0, r1, flat):
-                xs = xv[n0:n0 + nb, irows, icols]
-                whole = orows == slice(0, r1 - r0) and ocols == slice(0, out.shape[2])
-                t = out if whole and not started else tmp[:, orows, ocols]  # the first full piece writes y
-                if flat:
-                    np.multiply(xs, wk[p, q, ocols], out=t)
-                else:
-                    np.multiply(xs[..., None], wk[p, q], out=t)
-                if t is not out:
-                    if not started:
-                        out.fill(0)
-                    out[:, orows, ocols] += t
-                started = True
-            if not started:
-                out.fill(0)
-            _pool.give(tmp)
-
-    _in_threads(n, work)
+    win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
+    if mult == 1:
+        wk = w.reshape(g.kh, g.kw, c)
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]))
+    else:
+        wk = w.reshape(g.kh, g.kw, c, mult)
+        y5 = y.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]))
 
 
-def _dw_backward(x, dy: np.ndarray, w: np.ndarray, g: _Geom, need_x: bool, need_w: bool):
-    """(dx, dW) of the depthwise conv, block by block: dx_{p,q} += dy · w[p, q] (summed over the
-    multiplier) and dW[p, q] = Σ x_{p,q} · dy, over the clipped pieces of `_dw_pieces`."""
-    flat, wk = _dw_setup(g, w)
+def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
+    """dW[p, q, 0, c·mult + j] = Σ_{n,i,j'} x̃_{p,q}[n, i, j', c] · dy[n, i, j', c·mult + j]."""
     n, c, mult = dy.shape[0], g.c, g.o // g.c
-    dyv = dy.reshape(n, g.oh, g.ow * c) if flat else dy.reshape(n, g.oh, g.ow, c, mult)
-    xv = None if x is None else (x.reshape(n, g.h, g.w * c) if flat else x)
-    dx = np.zeros((n, g.h, g.w, c), dy.dtype) if need_x else None
-    dxv = None if dx is None else (dx.reshape(n, g.h, g.w * c) if flat else dx)
-    width = g.ow * c if flat else c * mult
+    win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
+    dy5 = dy.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
+    parts = _in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]))
+    dw = parts[0]
+    for part in parts[1:]:
+        dw += part
+    return dw.reshape(g.kh, g.kw, 1, g.o)
 
-    def work(a: int, z: int):
-        dw = np.zeros((g.kh, g.kw, width), dy.dtype) if need_w else None
-        for n0, nb, r0, r1 in _dw_blocks(g, a, z, dy.itemsize):
-            d = dyv[n0:n0 + nb, r0:r1]  # (nb, rows, ow*c) or (nb, rows, ow, c, mult)
-            tmp = _pool.take(d.shape[:3] if flat else d.shape[:4], dy.dtype) if need_x else None
-            for p, q, orows, ocols, irows, icols in _dw_pieces(g, r0, r1, flat):
-                dd = d[:, orows, ocols]
-                if need_x:
-                    target = dxv[n0:n0 + nb, irows, icols]  # view into dx
-                    t = tmp[:, orows, ocols]
-                    if flat:
-                        np.multiply(dd, wk[p, q, ocols], out=t)
-                    elif mult == 1:
-                        np.multiply(dd[..., 0], wk[p, q, :, 0], out=t)
-                    else:
-                        np.einsum("nhwcj,cj->nhwc", dd, wk[p, q], out=t)
-                    target += t
-                if need_w:  # (einsum's fused multiply-sum measured 1.75× faster than multiply + GEMV)
-                    xs = xv[n0:n0 + nb, irows, icols]
-                    if flat:
-                        dw[p, q, ocols] += np.einsum("nrk,nrk->k", xs, dd)  # (ow*c,)
-                    else:
-                        dw[p, q] += np.einsum("nrwc,nrwcj->cj", xs, dd).reshape(width)
-            _pool.give(tmp)
-        return dw
 
-    parts = _in_threads(n, work)
-    dw = None
-    if need_w:
-        dw = parts[0]
-        for part in parts[1:]:
-            dw += part
-        if flat:
-            dw = dw.reshape(g.kh, g.kw, g.ow, c).sum(axis=2)  # fold the ow tiles
-        dw = dw.reshape(g.kh, g.kw, 1, g.o)
-    return dx, dw
+def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom) -> np.ndarray:
+    """dx as a depthwise convolution of dy with the flipped kernel: dy is spread out by the stride
+    into a zero grid u, with row i at u = i·sh + dh·(kh − 1) − top (likewise columns), and then
+    dx[n, r, x, c] = Σ_{p',q'} u[n, r + p'·dh, x + q'·dw, c·mult + j] · w[kh−1−p', kw−1−q', 0, c·mult + j]."""
+    n, c, mult = dy.shape[0], g.c, g.o // g.c
+    hu, wu = g.h + g.dh * (g.kh - 1), g.w + g.dw * (g.kw - 1)
+    rows = _rows(g.dh * (g.kh - 1) - g.top, hu, g.oh, g.sh, 0)  # dy rows that land in u, and where
+    cols_ = _rows(g.dw * (g.kw - 1) - g.left, wu, g.ow, g.sw, 0)
+    u = _pool.take((n, hu, wu, g.o), dy.dtype)
+
+    def spread(a: int, z: int) -> None:
+        u[a:z] = 0
+        if rows is not None and cols_ is not None:
+            u[a:z, rows[1], cols_[1]] = dy[a:z, rows[0], cols_[0]]
+    _in_threads(n, spread)
+    win = windows(u, (g.kh, g.kw), (1, 1), (g.dh, g.dw), (g.h, g.w))  # (n, h, w, kh, kw, o) view
+    wf = w[::-1, ::-1].reshape(g.kh, g.kw, c, mult)  # flipped kernel
+    dx = np.empty((n, g.h, g.w, c), dy.dtype)
+    if mult == 1:
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]))
+    else:
+        win7 = win.reshape(n, g.h, g.w, g.kh, g.kw, c, mult)  # (n, h, w, kh, kw, c, mult) view
+        _in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]))
+    _pool.give(u)
+    return dx
 
 
 def _is_depthwise(g: _Geom) -> bool:
@@ -711,7 +629,9 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     the workspace cap in one chunk (with a bias, cols carries the ones column)."""
     y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
     if _is_depthwise(g):
-        _dw_forward(np.ascontiguousarray(x), w, g, y)
+        xp = _pad(x, g)
+        _dw_forward(xp, w, g, y)
+        _release_pad(xp, x)
         if b is not None:
             y += b
         return y, None, None
@@ -740,7 +660,11 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
     cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
     if _is_depthwise(g):
-        dx, dw = _dw_backward(np.ascontiguousarray(x) if need_w else None, dy, w, g, need_x, need_w)
+        dx = _dw_input_grad(dy, w, g) if need_x else None
+        if need_w:
+            xp = _pad(x, g)
+            dw = _dw_weight_grad(xp, dy, g)
+            _release_pad(xp, x)
     else:
         dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
         dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
