@@ -511,6 +511,7 @@ def test_depthwise_threads_stride_dilation_multiplier_match_torch(monkeypatch, m
     """Two threads over image ranges; stride, dilation, asymmetric padding, with and without a
     channel multiplier."""
     monkeypatch.setattr(conv_mod, "_THREADS", 2)
+    monkeypatch.setattr(conv_mod, "_THREAD_MIN_BYTES", 0)
     rng = np.random.default_rng(14)
     x, w, b = rng.standard_normal((3, 9, 8, 4)), rng.standard_normal((3, 2, 1, 4 * mult)), rng.standard_normal(4 * mult)
     opts = dict(stride=stride, padding=((1, 2), (0, 1)), dilation=(1, 2), groups=4)
@@ -545,3 +546,30 @@ def test_results_never_alias_reused_scratch(opts):
         np.testing.assert_array_equal(a, s)
     conv_mod.release_workspace()
     np.testing.assert_array_equal(conv2d(x, w, b, **opts), saved[0])
+
+
+@pytest.mark.parametrize("c,o,k,opts", [
+    (1, 4, 3, dict(padding=1)),                      # one-map column layout
+    (3, 5, 3, dict(padding=((1, 0), (2, 1)))),       # row windows, channel-major dx (few maps)
+    (20, 6, 2, dict(stride=1, dilation=2)),          # row windows, channel-last adds
+    (4, 6, 3, dict(stride=2, padding=1, groups=2)),  # strided col2im, groups
+    (6, 6, 3, dict(stride=(2, 1), padding="same", groups=6)),  # depthwise, stride spread
+    (8, 5, 1, dict()),                               # pointwise
+])
+def test_two_thread_paths_match_torch(monkeypatch, c, o, k, opts):
+    """Every element-wise step split over two threads (forced even for small arrays)."""
+    monkeypatch.setattr(conv_mod, "_THREADS", 2)
+    monkeypatch.setattr(conv_mod, "_THREAD_MIN_BYTES", 0)
+    rng = np.random.default_rng(16)
+    g = opts.get("groups", 1)
+    x, w, b = rng.standard_normal((3, 9, 8, c)), rng.standard_normal((k, k, c // g, o)), rng.standard_normal(o)
+    y = conv2d(x, w, b, **opts)
+    gy = rng.standard_normal(y.shape)
+    s = opts.get("stride", 1)
+    s = (s, s) if isinstance(s, int) else s
+    d = opts.get("dilation", 1)
+    pads = _explicit_pads(opts.get("padding", 0), (9, 8), (k, k), s, (d, d))
+    got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+    ref = torch_conv2d(x, w, b, s, pads, (d, d), g, gy)
+    for gg, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
+        np.testing.assert_allclose(gg, r, **TOL, err_msg=name)

@@ -201,11 +201,15 @@ _THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os
 _executor: list = []
 
 
-def _in_threads(n: int, fn) -> list:
+_THREAD_MIN_BYTES = 4 << 20  # below this, a second thread costs more than it saves
+
+
+def _in_threads(n: int, fn, nbytes: int) -> list:
     """fn(n0, n1) on up to two contiguous image ranges at once, one per core (NumPy's element-wise
-    loops release the GIL); the results in order. Ranges never share an image, so their writes
-    never overlap. `fn` must not call `_in_threads` itself."""
-    parts = min(_THREADS, n)
+    loops release the GIL), when the work writes at least _THREAD_MIN_BYTES (`nbytes`); the results
+    in order. Ranges never share an image, so their writes never overlap. `fn` must not call
+    `_in_threads` itself."""
+    parts = min(_THREADS, n) if nbytes >= _THREAD_MIN_BYTES else 1
     if parts <= 1:
         return [fn(0, n)]
     if not _executor:
@@ -339,7 +343,7 @@ def _pad(x: np.ndarray, g: _Geom) -> np.ndarray:
     n, h, w, c = x.shape
     buf = _pool.take((n, h + g.top + g.bottom, w + g.left + g.right, c), x.dtype)
     pads = ((g.top, g.bottom), (g.left, g.right))
-    _in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]))
+    _in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]), buf.nbytes)
     return buf
 
 
@@ -370,7 +374,7 @@ def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, n
                                               q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
             if ones:
                 buf[k, a:z] = 1
-        _in_threads(n, work)
+        _in_threads(n, work, buf.nbytes)
         return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k+ones), F-ordered
     cg = c // G
     buf = _pool.take((G, n, oh, ow, k + ones), xp.dtype)
@@ -382,7 +386,7 @@ def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, n
         np.copyto(dst[:, a:z], win[:, a:z])
         if ones:
             buf[:, a:z, :, :, k] = 1
-    _in_threads(n, work)
+    _in_threads(n, work, buf.nbytes)
     return buf.reshape(G, m, k + ones), buf
 
 
@@ -483,7 +487,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         if b > a:
             dyw[i0:i1, :, a:b] = dy[i0:i1, :, a + j_lo: b + j_lo]
         np.copyto(rows_buf[:, i0:i1], win[:, i0:i1])
-    _in_threads(n, build)
+    _in_threads(n, build, rows_buf.nbytes)
     _pool.give(dyw)
     mw = n * g.oh * g.w
     r = rows_buf.reshape(G, mw, kw * og)  # (G, n*oh*w, kw*og)
@@ -507,7 +511,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
                 if rows is not None:
                     dxt[:, i0:i1, rows[1]] += out5[p, :, i0:i1, rows[0]]
             dx[i0:i1] += dxt[:, i0:i1].transpose(1, 2, 3, 0)  # (n, h, w, c)
-        _in_threads(n, add_channel_major)
+        _in_threads(n, add_channel_major, out.nbytes)
         _pool.give(dxt)
         _pool.give(out)
         return
@@ -521,7 +525,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         for p, rows in enumerate(row_slices):
             if rows is not None:
                 dx5[i0:i1, rows[1]] += out6[i0:i1, rows[0], :, p]
-    _in_threads(n, add)
+    _in_threads(n, add, out.nbytes)
     _pool.give(out)
 
 
@@ -553,7 +557,7 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
             for q, cols_ in enumerate(col_slices):
                 if rows is not None and cols_ is not None:
                     dx5[i0:i1, rows[1], cols_[1]] += d7[i0:i1, rows[0], cols_[0], p, q]
-    _in_threads(n, add)
+    _in_threads(n, add, dcols.nbytes)
     _pool.give(dcols)
 
 
@@ -567,11 +571,11 @@ def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
     win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
     if mult == 1:
         wk = w.reshape(g.kh, g.kw, c)
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]))
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]), 4 * y.nbytes)
     else:
         wk = w.reshape(g.kh, g.kw, c, mult)
         y5 = y.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]))
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]), 4 * y.nbytes)
 
 
 def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
@@ -579,7 +583,7 @@ def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
     n, c, mult = dy.shape[0], g.c, g.o // g.c
     win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
     dy5 = dy.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
-    parts = _in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]))
+    parts = _in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]), 4 * dy.nbytes)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
@@ -600,15 +604,15 @@ def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom) -> np.ndarray:
         u[a:z] = 0
         if rows is not None and cols_ is not None:
             u[a:z, rows[1], cols_[1]] = dy[a:z, rows[0], cols_[0]]
-    _in_threads(n, spread)
+    _in_threads(n, spread, u.nbytes)
     win = windows(u, (g.kh, g.kw), (1, 1), (g.dh, g.dw), (g.h, g.w))  # (n, h, w, kh, kw, o) view
     wf = w[::-1, ::-1].reshape(g.kh, g.kw, c, mult)  # flipped kernel
     dx = np.empty((n, g.h, g.w, c), dy.dtype)
     if mult == 1:
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]))
+        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]), 4 * u.nbytes)
     else:
         win7 = win.reshape(n, g.h, g.w, g.kh, g.kw, c, mult)  # (n, h, w, kh, kw, c, mult) view
-        _in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]))
+        _in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]), 4 * u.nbytes)
     _pool.give(u)
     return dx
 
