@@ -17,6 +17,7 @@ named `<buffer>.<parameter index>`, e.g. `momentum_buffer.0`, `exp_avg.3`, `exp_
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 import numpy as np
@@ -82,6 +83,15 @@ class Optimizer:
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _scratch(self, i: int, p: np.ndarray) -> np.ndarray:
+        """A reusable temporary shaped like parameter i (fresh allocations are slow; not state)."""
+        if not hasattr(self, "_tmp"):
+            self._tmp: dict[int, np.ndarray] = {}
+        s = self._tmp.get(i)
+        if s is None or s.shape != p.shape or s.dtype != p.dtype:
+            s = self._tmp[i] = np.empty_like(p)
+        return s
 
     # --- config and state -------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -163,14 +173,21 @@ class SGD(Optimizer):
         return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
     def _update(self, i, p, g):
+        s = self._scratch(i, p)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
             buf = self.state["momentum_buffer"][i]
             buf *= self.momentum
             buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * g
+            if self.nesterov:  # g + μ·b
+                np.multiply(buf, self.momentum, out=s)
+                s += g
+                g = s
+            else:
+                g = buf
+        np.multiply(g, self.lr, out=s)
+        p -= s
 
 
 class Adam(Optimizer):
@@ -208,13 +225,21 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p
         t = int(self.steps[i])
         m, v = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
-        m += (1 - b1) * (g - m)
-        v *= b2
-        v += (1 - b2) * (g * g)
+        s = self._scratch(i, p)
+        np.subtract(g, m, out=s)  # m += (1 - β1)·(g - m)
+        s *= 1 - b1
+        m += s
+        v *= b2  # v = β2·v + (1 - β2)·g²
+        np.multiply(g, g, out=s)
+        s *= 1 - b2
+        v += s
         step_size = self.lr / (1 - b1 ** t)
-        denom = np.sqrt(v) / np.sqrt(1 - b2 ** t)
-        denom += self.eps
-        p -= step_size * (m / denom)
+        np.sqrt(v, out=s)  # denom = √v / √(1 - β2ᵗ) + eps
+        s /= math.sqrt(1 - b2 ** t)
+        s += self.eps
+        np.divide(m, s, out=s)  # p -= step_size · m / denom
+        s *= step_size
+        p -= s
 
 
 class AdamW(Adam):
