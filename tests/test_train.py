@@ -171,8 +171,9 @@ def test_run_directory_files_and_sanity_line(tmp_path):
     for r in res.history:
         assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 and r["images_per_s"] > 0
     # resuming a finished run does nothing
-    again = train.fit(tiny_model(), tiny_data(), None, epochs=2, batch_size=32,
-                      optimizer=optim.SGD(tiny_model().parameters(), lr=0.05, momentum=0.9), seed=0,
+    model2 = tiny_model()
+    again = train.fit(model2, tiny_data(), None, epochs=2, batch_size=32,
+                      optimizer=optim.SGD(model2.parameters(), lr=0.05, momentum=0.9), seed=0,
                       resume=tmp_path, reporter=rec, plot=False)
     assert "nothing to do" in rec.messages[-1] and len(again.history) == 2
 
