@@ -431,7 +431,6 @@ def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int):
         else:
             full = c0.T @ dy2d  # (k (+1), o); for large results this orientation is the faster one
     else:
-    else:
         m = dy2d.shape[0]
         dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
         full = np.matmul(cols.transpose(0, 2, 1), dyg).transpose(1, 0, 2).reshape(-1, o)  # (k (+1), o)
