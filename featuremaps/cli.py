@@ -441,7 +441,9 @@ def _confusion_text(conf, classes) -> str:
 def _predict_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint .npz file or a run directory")
     p.add_argument("images", metavar="IMAGE", nargs="+",
-                   help="PNG/JPEG files (needs Pillow) or IDX files (e.g. t10k-images-idx3-ubyte[.gz])")
+                   help="PNG/JPEG files (needs Pillow; colour is converted to the model's channels) or IDX "
+                        "files (e.g. t10k-images-idx3-ubyte[.gz]); each image must already have the model's "
+                        "height and width (28×28 for the MNIST models): nothing is resized")
     p.add_argument("--top", metavar="K", type=_positive_int, default=3, help="how many classes to list per image (default: 3)")
     p.add_argument("--invert", action="store_true",
                    help="invert the pixels first (MNIST digits are light on dark; use for dark-on-light drawings)")
