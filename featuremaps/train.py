@@ -362,15 +362,15 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
     uses_rng = any(getattr(m, "uses_rng", False) for m in model.modules())
     num_classes = int(getattr(train_data, "num_classes", 0) or labels.max() + 1)
 
-    run = {"seed": seed, "batch_size": int(batch_size), "augment": shift, "train_size": int(len(labels)),
-           "normalization": normalization}
+    run = json.loads(json.dumps({"seed": seed, "batch_size": int(batch_size), "augment": shift,
+                                 "train_size": int(len(labels)), "normalization": normalization}))
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict] = []
     start_epoch, start_step = 0, 0
     sums = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
     if resume is not None:
+        _check_resume(ckpt.read_checkpoint(resume)[0], run)  # before anything is loaded
         rmeta = ckpt.restore(resume, model, optimizer)
-        _check_resume(rmeta, run)
         history = list(rmeta.get("history", []))
         start_epoch, start_step = int(rmeta["epoch"]), int(rmeta["step"])
         if start_step:

@@ -182,6 +182,13 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     run(tmp_path, epochs=1)
     with pytest.raises(ValueError, match="seed: checkpoint 3, now 4"):
         run(tmp_path, epochs=2, resume=tmp_path, seed=4)
+    model = tiny_model()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="batch_size: checkpoint 32, now 16"):
+        train.fit(model, tiny_data(), None, epochs=2, batch_size=16, seed=3, resume=tmp_path, augment=True,
+                  optimizer=optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+    for k, v in model.state_dict().items():  # refused before anything was loaded
+        np.testing.assert_array_equal(v, before[k])
 
 
 def test_fit_argument_errors():
