@@ -23,14 +23,14 @@ bottom/right) and 'full' (every partial overlap: dilation·(k − 1) on each sid
 Strategy (one implementation, chosen per layer by its shape; every path is exact in float64):
 
 * **im2col + one GEMM.** The windows of x̃ are copied into a column matrix ``cols`` of shape
-  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W``. With a bias
-  and short rows (KH·KW·C/G < 64), ``cols`` gets one more column of ones and W one more row (b), so
-  the bias costs no pass over y.
+  (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W + b``. (Folding
+  b into the GEMM as a column of ones was tried and dropped: the odd row length slowed the large
+  GEMMs, and BLAS's fused rounding then differed between batch positions, so identical images gave
+  outputs differing in the last bit.)
   When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is a run
   of OW pixels instead of KW single values; BLAS takes either orientation without a copy.
-* **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix, and
-  its ones row (if any) gives ``db = Σ dy`` in the same GEMM; otherwise ``db = ones(M) · dy``, a
-  GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed convolution of dy):
+* **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
+  ``db = ones(M) · dy``, a GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed convolution of dy):
   with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the size of dy), and
   one GEMM with the reversed kernel gives each kernel row's contribution to whole rows of dx,
   added with KH shifted adds; with few input maps these adds run channel-major (C, N, H, W) and
@@ -352,65 +352,44 @@ def _release_pad(xp: np.ndarray, x: np.ndarray) -> None:
         _pool.give(xp)
 
 
-def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G)
-    (+ 1 with `ones`), row m = (n, i, j), column (p, q, c). With `ones` the last column is all ones,
-    so the bias rides along in the forward GEMM and db = Σ dy falls out of the dW GEMM. `buffer`
-    is the pooled array behind cols (give it back)."""
+def _im2col(xp: np.ndarray, g: _Geom) -> tuple[np.ndarray, np.ndarray | None]:
+    """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G),
+    row m = (n, i, j), column (p, q, c). `buffer` is the pooled array behind cols (give it back;
+    None when cols is a view of x)."""
     n, (kh, kw, dh, dw, oh, ow, sh, sw) = xp.shape[0], (g.kh, g.kw, g.dh, g.dw, g.oh, g.ow, g.sh, g.sw)
     G, c = g.groups, g.c
     m = n * oh * ow
     k = kh * kw * (c // G)
-    if _pointwise(g) and not ones:
+    if _pointwise(g):
         return xp.reshape(1, m, c), None  # a 1×1 kernel at stride 1 reads x as it is: no copy
     if c == 1:
-        # One input map: build colsᵀ, (KH·KW (+1), N, OH, OW), from KH·KW copies of runs of OW pixels.
-        buf = _pool.take((k + ones, n, oh, ow), xp.dtype)
+        # One input map: build colsᵀ, (KH·KW, N, OH, OW), from KH·KW copies of runs of OW pixels.
+        buf = _pool.take((k, n, oh, ow), xp.dtype)
 
         def work(a: int, z: int) -> None:
             for p in range(kh):
                 for q in range(kw):
                     buf[p * kw + q, a:z] = xp[a:z, p * dh: p * dh + (oh - 1) * sh + 1: sh,
                                               q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
-            if ones:
-                buf[k, a:z] = 1
         _in_threads(n, work, buf.nbytes)
-        return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k+ones), F-ordered
+        return buf.reshape(1, k, m).transpose(0, 2, 1), buf  # (1, m, k), F-ordered
     cg = c // G
-    buf = _pool.take((G, n, oh, ow, k + ones), xp.dtype)
-    dst = buf[..., :k].reshape(G, n, oh, ow, kh, kw, cg)  # view
+    buf = _pool.take((G, n, oh, ow, kh, kw, cg), xp.dtype)
     win = windows(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow))  # (n, oh, ow, kh, kw, c) view
     win = win.reshape(n, oh, ow, kh, kw, G, cg).transpose(5, 0, 1, 2, 3, 4, 6)  # (G, n, oh, ow, kh, kw, cg)
-
-    def work(a: int, z: int) -> None:
-        np.copyto(dst[:, a:z], win[:, a:z])
-        if ones:
-            buf[:, a:z, :, :, k] = 1
-    _in_threads(n, work, buf.nbytes)
-    return buf.reshape(G, m, k + ones), buf
+    _in_threads(n, lambda a, z: np.copyto(buf[:, a:z], win[:, a:z]), buf.nbytes)
+    return buf.reshape(G, m, k), buf
 
 
-def _ones_column(g: _Geom) -> bool:
-    """Whether the column matrix carries the bias's ones column: only for short rows (< 64 values),
-    where a separate bias pass over y and a sum over dy cost as much as the GEMM itself; longer rows
-    keep a length BLAS likes (an odd 289 instead of 288 ran 15–35% slower here)."""
-    return g.kh * g.kw * (g.c // g.groups) < 64
-
-
-def _grouped_weight(w: np.ndarray, G: int, b: np.ndarray | None = None) -> np.ndarray:
-    """(KH, KW, Cg, O) -> (G, KH·KW·Cg (+1), O/G): group g's weight as a GEMM operand, with the
-    bias as an extra last row when b is given."""
+def _grouped_weight(w: np.ndarray, G: int) -> np.ndarray:
+    """(KH, KW, Cg, O) -> (G, KH·KW·Cg, O/G): group g's weight as a GEMM operand."""
     kh, kw, cg, o = w.shape
-    wg = w.reshape(kh * kw * cg, G, o // G).transpose(1, 0, 2)  # (G, kh*kw*cg, og)
-    if b is None:
-        return wg
-    return np.concatenate([wg, b.reshape(G, 1, o // G)], axis=1)  # (G, kh*kw*cg + 1, og)
+    return w.reshape(kh * kw * cg, G, o // G).transpose(1, 0, 2)  # (G, kh*kw*cg, og)
 
 
-def _gemm_forward(cols: np.ndarray, w: np.ndarray, b: np.ndarray | None, y2d: np.ndarray, G: int) -> None:
-    """y2d (M, O) = cols · W (+ b through the ones column when cols has it), per group."""
-    bias = b if cols.shape[2] > w.size // w.shape[3] else None
-    wg = _grouped_weight(w, G, bias)
+def _gemm_forward(cols: np.ndarray, w: np.ndarray, y2d: np.ndarray, G: int) -> None:
+    """y2d (M, O) = cols · W, per group."""
+    wg = _grouped_weight(w, G)
     if G == 1:
         np.matmul(cols[0], wg[0], out=y2d)
     else:
@@ -418,24 +397,20 @@ def _gemm_forward(cols: np.ndarray, w: np.ndarray, b: np.ndarray | None, y2d: np
         np.matmul(cols, wg, out=y2d.reshape(m, G, o // G).transpose(1, 0, 2))
 
 
-def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int):
-    """(dW, db) = colsᵀ · dy, dW back in HWIO; db (from the ones column) or None."""
+def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int) -> np.ndarray:
+    """dW = colsᵀ · dy, back in HWIO."""
     kh, kw, cg, o = w_shape
-    k = kh * kw * cg
     if G == 1:
         c0 = cols[0]
         if c0.flags.c_contiguous and c0.shape[1] * o <= 8192:
             # Small dW: as (dyᵀ copied) · cols. With two OpenBLAS threads on a busy machine colsᵀ · dy
             # ran 10× slower for LeNet's C3 (a (150, 16) result summed over 6400 rows).
-            full = (np.ascontiguousarray(dy2d.T) @ c0).T  # (k (+1), o)
-        else:
-            full = c0.T @ dy2d  # (k (+1), o); for large results this orientation is the faster one
-    else:
-        m = dy2d.shape[0]
-        dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
-        full = np.matmul(cols.transpose(0, 2, 1), dyg).transpose(1, 0, 2).reshape(-1, o)  # (k (+1), o)
-    db = full[k] if full.shape[0] > k else None
-    return full[:k].reshape(w_shape), db
+            return (np.ascontiguousarray(dy2d.T) @ c0).T.reshape(w_shape)
+        return (c0.T @ dy2d).reshape(w_shape)  # for large results this orientation is the faster one
+    m = dy2d.shape[0]
+    dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
+    dwg = np.matmul(cols.transpose(0, 2, 1), dyg)  # (G, kh*kw*cg, og)
+    return dwg.transpose(1, 0, 2).reshape(w_shape)
 
 
 def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice, slice] | None:
@@ -635,7 +610,7 @@ def _bias_grad(dy2d: np.ndarray) -> np.ndarray:
 
 def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray | None = None):
     """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked and the batch fits
-    the workspace cap in one chunk (with a bias, cols carries the ones column)."""
+    the workspace cap in one chunk."""
     y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
     if _is_depthwise(g):
         xp = _pad(x, g)
@@ -649,11 +624,11 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     per = g.oh * g.ow
     for n0, n1 in chunks:
         xp = _pad(x[n0:n1], g)
-        cols, buf = _im2col(xp, g, ones=b is not None and _ones_column(g))
+        cols, buf = _im2col(xp, g)
         _release_pad(xp, x)
         y_part = y2d[n0 * per: n1 * per]
-        _gemm_forward(cols, w, b, y_part, g.groups)
-        if b is not None and not _ones_column(g):
+        _gemm_forward(cols, w, y_part, g.groups)
+        if b is not None:
             y_part += b
         if keep_cols and len(chunks) == 1:
             return y, cols, buf
@@ -664,8 +639,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
 def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
     """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy. `kept` is the forward's
     (cols, buffer) when it was kept: then x is not read for dW, and the buffer goes back to the pool
-    right after dW, before dx needs scratch memory. db comes from the dW GEMM when the columns carry
-    the ones column, else from ones · dy; None when not needed."""
+    right after dW, before dx needs scratch memory. db = ones · dy; None when not needed."""
     cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
     if _is_depthwise(g):
@@ -685,20 +659,18 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
                 buf = None
                 if cols is None:
                     xp = _pad(x[n0:n1], g)
-                    c_, buf = _im2col(xp, g, ones=need_b and _ones_column(g))
+                    c_, buf = _im2col(xp, g)
                     _release_pad(xp, x)
                 else:
                     c_ = cols
-                part, part_b = _weight_grad(c_, d, w.shape, g.groups)
+                part = _weight_grad(c_, d, w.shape, g.groups)
                 dw = part if dw is None else dw + part
-                if need_b and part_b is not None:
-                    db = part_b if db is None else db + part_b
                 _pool.give(buf)
             _pool.give(kept_buf)
             kept_buf = None
             if need_x:
                 _col2im(d, w, g, dx[n0:n1])
-    if need_b and db is None:
+    if need_b:
         db = _bias_grad(dy.reshape(-1, g.o))
     return dx, dw, db
 
