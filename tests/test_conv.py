@@ -573,3 +573,20 @@ def test_two_thread_paths_match_torch(monkeypatch, c, o, k, opts):
     ref = torch_conv2d(x, w, b, s, pads, (d, d), g, gy)
     for gg, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
         np.testing.assert_allclose(gg, r, **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=1), dict(), dict(groups=4, padding=1), dict(stride=2)])
+def test_non_contiguous_inputs_give_the_same_results(opts):
+    rng = np.random.default_rng(17)
+    g = opts.get("groups", 1)
+    big = rng.standard_normal((2, 12, 9, 8))
+    x = big[:, ::2, :, ::2]  # (2, 6, 9, 4), strided view
+    w_t = rng.standard_normal((4, 4 // g, 1, 3)).transpose(2, 3, 1, 0)  # (3, 1, 4//g, 4) view
+    w_t = np.concatenate([w_t, w_t], axis=1)[:, :, :, :]  # (3, 2, 4//g, 4), non-trivial kernel
+    b = rng.standard_normal(8)[::2]
+    gy = rng.standard_normal(conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w_t), **opts).shape)
+    ref = fm_grads(lambda *a: conv2d(*a, **opts), [np.ascontiguousarray(x), np.ascontiguousarray(w_t),
+                                                     np.ascontiguousarray(b)], gy)
+    got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w_t, b], gy[:, :, ::-1][:, :, ::-1])
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-13)
