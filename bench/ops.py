@@ -5,7 +5,7 @@
 Each library is timed in a fresh subprocess of its own (torch's and OpenBLAS's thread pools fight
 when they share a process), after allocating and freeing 64 MiB and warming up with the largest
 shape. Correctness is checked separately, in this process, on the same seeded data (batch ≤ 4).
-Times are medians of the repeats. Input layers (C_in ≤ 3) skip the input gradient in both
+Times are medians of the repeats (--stat min: the fastest). Input layers (C_in ≤ 3) skip the input gradient in both
 libraries; every other shape computes it. See bench/README.md for how to read the table.
 """
 from __future__ import annotations
@@ -93,9 +93,11 @@ def _settle_memory():
 
 
 _CLOCK = [time.perf_counter]
+_STAT = [np.median]
 
 
 def _median_ms(fn, repeat):
+    """The median (or, with --stat min, the fastest) of `repeat` timed calls after one untimed."""
     fn()
     ts = []
     clock = _CLOCK[0]
@@ -103,7 +105,7 @@ def _median_ms(fn, repeat):
         t0 = clock()
         fn()
         ts.append(clock() - t0)
-    return 1e3 * float(np.median(ts))
+    return 1e3 * float(_STAT[0](ts))
 
 
 def _fm_callables(case, data):
@@ -177,11 +179,13 @@ def _torch_callables(case, data):
     return fwd, fb
 
 
-def worker(lib, cases, repeat, threads, cpu_time):
+def worker(lib, cases, repeat, threads, cpu_time, stat):
     """Time every case with one library; print JSON."""
     info = {}
     if cpu_time:
         _CLOCK[0] = time.process_time
+    if stat == "min":
+        _STAT[0] = np.min
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)
     if lib == "torch":
@@ -210,12 +214,12 @@ def worker(lib, cases, repeat, threads, cpu_time):
     print(json.dumps(info))
 
 
-def run_worker(lib, names, repeat, threads, cpu_time):
+def run_worker(lib, names, repeat, threads, cpu_time, stat):
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["FEATUREMAPS_NUM_THREADS"] = str(threads)  # featuremaps' own element-wise threads
     cmd = [sys.executable, __file__, "--worker", lib, "--repeat", str(repeat), "--only-index", names,
-           "--threads", str(threads)] + (["--cpu-time"] if cpu_time else [])
+           "--threads", str(threads), "--stat", stat] + (["--cpu-time"] if cpu_time else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode:
         sys.exit(f"{lib} worker failed:\n{out.stderr}")
@@ -294,13 +298,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="threads for BLAS/torch (default 2)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="diagnostic for a shared machine: time with process CPU time (use with --threads 1)")
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="statistic over the repeats (default median; min resists a busy machine better)")
     ap.add_argument("--worker", choices=["fm", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--only-index", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     repeat = args.repeat or (3 if args.quick else 7)
     if args.worker:
         idx = [int(i) for i in args.only_index.split(",")]
-        worker(args.worker, [SUITE[i] for i in idx], repeat, args.threads, args.cpu_time)
+        worker(args.worker, [SUITE[i] for i in idx], repeat, args.threads, args.cpu_time, args.stat)
         return
     idx = [i for i, c in enumerate(SUITE) if args.only is None or args.only in c[0]]
     names = ",".join(map(str, idx))
@@ -312,14 +318,14 @@ def main():
     fm = th = None
     for r in range(max(1, args.rounds)):
         print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
-        fm = _best(fm, run_worker("fm", names, repeat, args.threads, args.cpu_time))
-        th = _best(th, run_worker("torch", names, repeat, args.threads, args.cpu_time))
+        fm = _best(fm, run_worker("fm", names, repeat, args.threads, args.cpu_time, args.stat))
+        th = _best(th, run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat))
     for b in fm["blas"]:
         print(f"BLAS: {b['internal_api']} {b['version']}, kernel {b['architecture']}, {b['num_threads']} threads")
     peak = fm["gemm_gflops"]
     clock = "process CPU time" if args.cpu_time else "wall time"
     print(f"float32 GEMM peak (numpy.matmul 2048×2048): {peak:.0f} GFLOP/s; {args.threads} threads; {clock}, "
-          f"medians of {repeat} repeats, best of {max(1, args.rounds)} round(s)\n")
+          f"{args.stat} of {repeat} repeats, best of {max(1, args.rounds)} round(s)\n")
     head = (f"{'case':<15} {'N,H,W,Cin→Cout,k,s,p':<24} {'fwd fm':>8} {'fwd th':>8} {'f+b fm':>8} {'f+b th':>8} "
             f"{'GFLOP/s':>8} {'%peak':>6} {'ratio':>6} {'bar':>5} {'err':>8}")
     print(head)
