@@ -423,11 +423,14 @@ def test_chunked_workspace_gives_the_same_results(opts, cin):
     w = rng.standard_normal((3, 3, cin // opts.get("groups", 1), 6))
     gy = rng.standard_normal(conv2d(x, w, **opts).shape)
     whole = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
-    per_image = 2 * 8 * 8 * 9 * cin * 8
-    with conv_mod.workspace_limit(per_image * 2):  # chunks of two images (3 chunks)
-        assert len(conv_mod._batch_chunks(conv_mod._Geom(5, 9, 8, cin, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 8, 8, 6,
-                                                         1), 8)) == 3
+    geom = conv_mod._Geom(5, 9, 8, cin, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 8, 8, 6, 1)
+    limit = conv_mod._scratch_per_image(geom) * 8 * 2
+    conv_mod.release_workspace()
+    with conv_mod.workspace_limit(limit):  # chunks of two images (3 chunks)
+        assert len(conv_mod._batch_chunks(geom, 8)) == 3
         chunked = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+        kept = [buf.size for buf in conv_mod._pool._free]
+        assert kept and max(kept) <= limit and sum(kept) <= 2 * limit
         t_whole = conv_transpose2d(gy, w, **{k: v for k, v in opts.items()})
     np.testing.assert_array_equal(chunked[0], whole[0])  # y: same rows, same GEMM per row
     np.testing.assert_array_equal(chunked[1], whole[1])  # dx: per image

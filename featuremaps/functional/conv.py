@@ -284,7 +284,8 @@ def set_max_workspace_bytes(n: int | None) -> None:
     """Cap the scratch memory (column matrix + input-gradient scratch) of one conv step at `n` bytes, or
     lift the cap with None (the default). Above the cap the batch is processed in chunks of whole
     images (at least one image per chunk). Results are the same up to floating-point summation
-    order in the weight and bias gradients."""
+    order in the weight gradient. (Depthwise convs have no column matrix: their scratch, about the
+    size of the input, is not chunked.)"""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"set_max_workspace_bytes: n must be a positive int or None; received {n!r}")
     _default_limit[0] = None if n is None else int(n)
@@ -312,10 +313,26 @@ def workspace_limit(n: int | None) -> Iterator[None]:
             del _limit.value
 
 
+def _scratch_per_image(g: _Geom) -> int:
+    """Peak scratch values per image of one conv step: the padded input and the column matrix
+    (forward, dW), or the input gradient's buffers (which reuse the columns' memory once dW is done)."""
+    hp, wp = g.h + g.top + g.bottom, g.w + g.left + g.right
+    cols = g.oh * g.ow * g.kh * g.kw * g.c
+    forward = hp * wp * g.c + cols
+    if g.sw == 1:  # _col2im_rows: dy widened, its row windows R, the GEMM result, the channel-major sum
+        dyw = g.oh * (g.w + (g.kw - 1) * g.dw) * g.o
+        r = g.oh * g.w * g.kw * g.o
+        out = g.oh * g.w * g.kh * g.c
+        backward = max(dyw + r, r + out, out + g.h * g.w * g.c)
+    else:  # _col2im_cols: the column gradient
+        backward = cols
+    return max(forward, backward)
+
+
 def _batch_chunks(g: _Geom, itemsize: int) -> list[tuple[int, int]]:
-    """Image ranges [n0, n1) whose column matrix and input-gradient scratch (about as big) fit the cap."""
+    """Image ranges [n0, n1) whose peak scratch (`_scratch_per_image`) fits the cap."""
     cap = get_max_workspace_bytes()
-    per_image = 2 * g.oh * g.ow * g.kh * g.kw * (g.c // g.groups) * g.groups * itemsize
+    per_image = _scratch_per_image(g) * itemsize
     if cap is None or per_image * g.n <= cap:
         return [(0, g.n)]
     step = max(1, cap // per_image)
