@@ -283,8 +283,9 @@ def release_workspace() -> None:
 def set_max_workspace_bytes(n: int | None) -> None:
     """Cap the scratch memory (column matrix + input-gradient scratch) of one conv step at `n` bytes, or
     lift the cap with None (the default). Above the cap the batch is processed in chunks of whole
-    images (at least one image per chunk). Results are the same up to floating-point summation
-    order in the weight gradient. (Depthwise convs have no column matrix: their scratch, about the
+    images (at least one image per chunk). Results agree up to rounding: the weight gradient sums
+    the chunks in another order, and BLAS may round a row differently at another position in the
+    matrix (in the tests' shapes y and dx come out bit-identical). (Depthwise convs have no column matrix: their scratch, about the
     size of the input, is not chunked.)"""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"set_max_workspace_bytes: n must be a positive int or None; received {n!r}")
