@@ -13,9 +13,10 @@ Public API (everything else is an implementation detail):
 - `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`, `receptive_field`
 """
 from .tensor import Tensor, apply, is_grad_enabled, no_grad
-from . import functional, init, nn, tables, models, data, optim, schedules, inspect
+from . import functional, init, nn, tables, models, data, optim, schedules, inspect, train, checkpoint
 from .inspect import summary
 
 __version__ = "0.1.0"
 __all__ = ["Tensor", "apply", "no_grad", "is_grad_enabled", "functional", "nn", "init", "tables",
-           "models", "data", "optim", "schedules", "inspect", "summary", "__version__"]
+           "models", "data", "optim", "schedules", "inspect", "train", "checkpoint", "summary",
+           "__version__"]
