@@ -25,13 +25,15 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
 * **im2col + one GEMM.** The windows of x̃ are copied into a column matrix ``cols`` of shape
   (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W + b``. (Folding
   b into the GEMM as a column of ones was tried and dropped: the odd row length slowed the large
-  GEMMs, and BLAS's fused rounding then differed between batch positions, so identical images gave
-  outputs differing in the last bit.)
-  When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is a run
-  of OW pixels instead of KW single values; BLAS takes either orientation without a copy.
+  GEMMs.) When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is
+  a run of OW pixels instead of KW single values; BLAS takes either orientation without a copy. A
+  1×1 kernel at stride 1 without padding uses x itself as ``cols``. BLAS may round a row differently
+  depending on its position in the matrix, so identical images in one batch can give outputs that
+  differ in the last bit.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
-  ``db = ones(M) · dy``, a GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed convolution of dy):
-  with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the size of dy), and
+  ``db = ones(M) · dy``, a GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed
+  convolution of dy): with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the
+  size of dy), and
   one GEMM with the reversed kernel gives each kernel row's contribution to whole rows of dx,
   added with KH shifted adds; with few input maps these adds run channel-major (C, N, H, W) and
   one transposing pass adds the result into dx. With a larger stride, ``dcols = dy · Wᵀ`` in one
@@ -48,8 +50,8 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   `groups` when the table is block-diagonal (see `conv2d`); unconnected weights get a gradient of
   exactly 0.
 * **Threads.** BLAS runs the GEMMs on its own threads; the element-wise work (padding, the im2col
-  copies, the col2im adds, the depthwise einsums) is split by image over two threads (FEATUREMAPS_NUM_THREADS
-  overrides), since NumPy's loops release the GIL.
+  copies, the col2im adds, the depthwise einsums) is split by image over two threads from 4 MiB of
+  work up (FEATUREMAPS_NUM_THREADS overrides the count), since NumPy's loops release the GIL.
 * **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
   because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
   caller; the ``cols`` kept for the backward pass is owned by that pass and goes back to the pool
