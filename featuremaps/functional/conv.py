@@ -33,10 +33,9 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
   ``db = ones(M) · dy``, a GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed
   convolution of dy): with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the
-  size of dy), and
-  one GEMM with the reversed kernel gives each kernel row's contribution to whole rows of dx,
-  added with KH shifted adds; with few input maps these adds run channel-major (C, N, H, W) and
-  one transposing pass adds the result into dx. With a larger stride, ``dcols = dy · Wᵀ`` in one
+  size of dy), and one GEMM with the reversed kernel gives each kernel row's contribution to whole
+  rows of dx, added with KH shifted adds; with few input maps these adds run channel-major
+  (C, N, H, W) and one transposing pass adds the result into dx. With a larger stride, ``dcols = dy · Wᵀ`` in one
   GEMM and its KH·KW column blocks are added into their strided windows ("col2im"). ``dx`` is
   skipped when x does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when
   w does not.
