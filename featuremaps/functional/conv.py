@@ -54,8 +54,9 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
 * **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
   because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
   caller; the ``cols`` kept for the backward pass is owned by that pass and goes back to the pool
-  right after ``dW``, before ``dx`` needs scratch, so a step's im2col-sized buffers stay within
-  about twice the column matrix. `set_max_workspace_bytes` (or the `workspace_limit` context) caps
+  right after ``dW``, before ``dx`` needs scratch, and the row-window path is used only when its
+  buffers fit in twice the column matrix, so a step's scratch stays within about twice the column
+  matrix (plus the padded input). `set_max_workspace_bytes` (or the `workspace_limit` context) caps
   them: the batch is then processed in chunks of whole images and the backward pass recomputes each
   chunk's columns instead of keeping them.
 """
@@ -315,20 +316,28 @@ def workspace_limit(n: int | None) -> Iterator[None]:
             del _limit.value
 
 
+def _rows_scratch_per_image(g: _Geom) -> int:
+    """Peak scratch values per image of `_col2im_rows`: dy widened, its row windows R, the GEMM
+    result, the channel-major sum (two of them alive at a time)."""
+    dyw = g.oh * (g.w + (g.kw - 1) * g.dw) * g.o
+    r = g.oh * g.w * g.kw * g.o
+    out = g.oh * g.w * g.kh * g.c
+    return max(dyw + r, r + out, out + g.h * g.w * g.c)
+
+
+def _use_rows(g: _Geom) -> bool:
+    """The row-window input gradient: stride 1 along W, and scratch within twice the column matrix
+    (it is not, e.g., for one input map and many output maps, where col2im is used instead)."""
+    return g.sw == 1 and _rows_scratch_per_image(g) <= 2 * g.oh * g.ow * g.kh * g.kw * g.c
+
+
 def _scratch_per_image(g: _Geom) -> int:
     """Peak scratch values per image of one conv step: the padded input and the column matrix
     (forward, dW), or the input gradient's buffers (which reuse the columns' memory once dW is done)."""
     hp, wp = g.h + g.top + g.bottom, g.w + g.left + g.right
     cols = g.oh * g.ow * g.kh * g.kw * g.c
-    forward = hp * wp * g.c + cols
-    if g.sw == 1:  # _col2im_rows: dy widened, its row windows R, the GEMM result, the channel-major sum
-        dyw = g.oh * (g.w + (g.kw - 1) * g.dw) * g.o
-        r = g.oh * g.w * g.kw * g.o
-        out = g.oh * g.w * g.kh * g.c
-        backward = max(dyw + r, r + out, out + g.h * g.w * g.c)
-    else:  # _col2im_cols: the column gradient
-        backward = cols
-    return max(forward, backward)
+    backward = _rows_scratch_per_image(g) if _use_rows(g) else cols
+    return max(hp * wp * g.c + cols, backward)
 
 
 def _batch_chunks(g: _Geom, itemsize: int) -> list[tuple[int, int]]:
@@ -453,7 +462,7 @@ def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
     """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros."""
     if _pointwise(g):
         np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, c)
-    elif g.sw == 1:
+    elif _use_rows(g):
         _col2im_rows(dy2d, w, g, dx)
     else:
         _col2im_cols(dy2d, w, g, dx)
