@@ -640,28 +640,27 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked and the batch fits
     the workspace cap in one chunk."""
     y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
+    kept = (None, None)
     if _is_depthwise(g):
         xp = _pad(x, g)
         _dw_forward(xp, w, g, y)
         _release_pad(xp, x)
-        if b is not None:
-            y += b
-        return y, None, None
-    chunks = _batch_chunks(g, x.itemsize)
-    y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
-    per = g.oh * g.ow
-    for n0, n1 in chunks:
-        xp = _pad(x[n0:n1], g)
-        cols, buf = _im2col(xp, g)
-        _release_pad(xp, x)
-        y_part = y2d[n0 * per: n1 * per]
-        _gemm_forward(cols, w, y_part, g.groups)
-        if b is not None:
-            y_part += b
-        if keep_cols and len(chunks) == 1:
-            return y, cols, buf
-        _pool.give(buf)
-    return y, None, None
+    else:
+        chunks = _batch_chunks(g, x.itemsize)
+        y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
+        per = g.oh * g.ow
+        for n0, n1 in chunks:
+            xp = _pad(x[n0:n1], g)
+            cols, buf = _im2col(xp, g)
+            _release_pad(xp, x)
+            _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
+            if keep_cols and len(chunks) == 1:
+                kept = (cols, buf)
+            else:
+                _pool.give(buf)
+    if b is not None:
+        _in_threads(g.n, lambda a, z: np.add(y[a:z], b, out=y[a:z]), y.nbytes)
+    return (y, *kept)
 
 
 def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
