@@ -214,34 +214,19 @@ _plot_note_shown = False
 
 
 def _plot_curves(path: Path, history: list[dict], reporter: Reporter | None) -> None:
+    """Write curves.png with `featuremaps.pictures.curves` (atomically); without matplotlib, say once
+    how to get it and go on."""
     global _plot_note_shown
+    from .pictures import curves
+    tmp = path.with_name(path.name + ".tmp.png")
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        curves(history, tmp)
     except ImportError:
         if reporter is not None and not _plot_note_shown:
             reporter.message("note: matplotlib is not installed, so curves.png was not written "
                              "(pip install 'featuremaps[plot]')")
         _plot_note_shown = True
         return
-    ep = [r["epoch"] for r in history]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
-    ax2.plot(ep, [100 * r["train_accuracy"] for r in history], "o-", label="train")
-    if any(r.get("val_loss") is not None for r in history):
-        ax1.plot(ep, [r.get("val_loss") for r in history], "s-", label="validation")
-        ax2.plot(ep, [100 * r["val_accuracy"] if r.get("val_accuracy") is not None else None
-                      for r in history], "s-", label="validation")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)
 
 
