@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import nn
 from ..nn.module import ShapeError
+from .receptive import layer_role, window_geometry
 
 __all__ = ["summary", "Summary"]
 
@@ -94,23 +95,6 @@ def _per_map_row(c: int, positions: int, extra_inputs: int) -> dict:
             "macs": positions * c, "connections": positions * c * (extra_inputs + 1)}
 
 
-def _window(layer):
-    """(kernel, stride, dilation) pairs of a windowed layer, or None if it keeps the field as is."""
-    if isinstance(layer, (nn.Conv2D, nn.MaxPool2D)):
-        return layer.kernel_size, layer.stride, layer.dilation
-    if isinstance(layer, nn.AvgPool2D):
-        return layer.kernel_size, layer.stride, (1, 1)
-    if isinstance(layer, nn.Subsampling2D):
-        k = layer.kernel_size
-        return (k, k), (k, k), (1, 1)
-    return None
-
-
-_GLOBAL = (nn.Flatten, nn.Dense, nn.GlobalAvgPool2D, nn.GlobalMaxPool2D)
-_SAME_FIELD = (nn.ZeroPad2D, nn.BatchNorm2D, nn.Dropout, nn.LocalResponseNorm, nn.ReLU, nn.LeakyReLU, nn.ELU,
-               nn.Tanh, nn.ScaledTanh, nn.Sigmoid, nn.Softmax)
-
-
 def _row(name: str, layer: nn.Module, in_shape: tuple, out_shape: tuple) -> dict:
     row = {"name": name, "type": type(layer).__name__, "input_shape": list(in_shape),
            "output_shape": list(out_shape), "kernel": None, "links": None, "params": 0, "params_formula": None,
@@ -133,17 +117,21 @@ def _row(name: str, layer: nn.Module, in_shape: tuple, out_shape: tuple) -> dict
     return row
 
 
-def _advance_field(field, layer):
-    """Receptive field after `layer`: dict(size=[h, w], jump=[h, w]), "global", or None (unknown)."""
+def _advance_field(field, layer, in_shape: tuple):
+    """Receptive field after `layer`: dict(size=[h, w], jump=[h, w]), "global", or None (unknown).
+
+    The layer's window comes from `receptive.window_geometry`, the same geometry the exact
+    `receptive_field` traces back through."""
     if field is None or field == "global":
         return field
-    if isinstance(layer, _GLOBAL):
+    role = layer_role(layer)
+    if role in ("global_pool", "dense", "flatten"):
         return "global"
-    win = _window(layer)
-    if win is None:
-        return field if isinstance(layer, _SAME_FIELD) else None
+    if role not in ("conv", "pool"):
+        return field if role in ("pad", "activation", "elementwise") else None
+    geom = window_geometry(layer, tuple(in_shape[:2]))
     size, jump = list(field["size"]), list(field["jump"])
-    for a, (k, s, d) in enumerate(zip(*win)):
+    for a, (k, s, d) in enumerate(zip(geom.kernel, geom.stride, geom.dilation)):
         size[a] += d * (k - 1) * jump[a]
         jump[a] *= s
     return {"size": size, "jump": jump}
@@ -244,7 +232,7 @@ def summary(model: nn.Module, input_shape=None) -> Summary:
         except ShapeError as e:
             error = str(e if e.path else e.within(name))
             break
-        field = _advance_field(field, layer)
+        field = _advance_field(field, layer, shape)
         row = _row(name, layer, shape, out)
         row["receptive_field"] = field
         rows.append(row)
