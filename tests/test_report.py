@@ -251,7 +251,7 @@ def test_cli_writes_report(checkpoint, lenet, tmp_path, capsys):
     got = _decode(data["layers"][0]["values"], data["dtype"], (28, 28, 1))
     np.testing.assert_allclose(got, x, rtol=1e-6, atol=1e-6)
     assert data["label"] == int(labels[3]) and data["classes"] == [str(d) for d in range(10)]
-    assert "lenet" in data["title"] and "val image 3" in data["title"]
+    assert "lenet" in data["title"] and "val split, image 3" in data["title"]
 
 
 def test_cli_image_file_and_initial_unit(checkpoint, tmp_path):
@@ -275,7 +275,7 @@ def test_cli_image_file_and_initial_unit(checkpoint, tmp_path):
     (["--layer", "conv2", "--map", "1", "--position", "8,0"], "position"),
     (["--layer", "conv2", "--map", "1", "--position", "x"], "ROW,COL"),
     (["--map", "1"], "need --layer"),
-    (["--index", "500"], "out of range"),
+    (["--index", "500"], "--index must be in [0, 499]"),
     (["-o", "report.png"], ".html"),
 ])
 def test_cli_errors_are_one_line(checkpoint, tmp_path, capsys, argv, message):

@@ -13,9 +13,6 @@ downloading, else (MNIST models) the embedded sample's validation split; the out
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-import numpy as np
 
 __all__ = ["add_parser", "add_arguments", "run"]
 
@@ -65,81 +62,22 @@ def add_parser(subparsers):
     return p
 
 
-def _image_input(model, meta, path: str, invert: bool):
-    """One image file prepared like `featuremaps predict` (same reader, same normalisation)."""
-    from ..cli import CLIError, _read_image
-    from ..train import normalize_images
-    expect = tuple(getattr(model, "input_shape", None) or ())
-    if len(expect) != 3:
-        raise CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare images for it")
-    arr, names = _read_image(Path(path), expect)
-    if len(arr) != 1:
-        raise CLIError(f"{path}: holds {len(arr)} images; explain takes one (pass --index N for a dataset image)")
-    if invert:
-        arr = 255 - arr
-    x = normalize_images(arr, meta.get("normalization"), _dtype(model))[0]
-    return x, None, {"kind": "image", "path": str(path), "description": f"image {path}"}
-
-
-def _dtype(model):
-    ps = model.parameters()
-    return ps[0].dtype if ps else np.dtype(np.float32)
-
-
-_DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
-
-
-def _dataset_input(model, meta, index: int, data_dir):
-    """Image `index` of the official test set of the checkpoint's dataset, if it can be found
-    without downloading; for MNIST-shaped models otherwise the embedded sample's val split."""
-    from .. import data
-    from ..cli import CLIError
-    from ..train import normalize_images
-    name = meta.get("dataset") or "sample"
-    official = {"sample": "mnist"}.get(name, name)
-    note = None
-    try:
-        ds = data.load(official, "test", data_dir=data_dir, download=False, progress=False)
-        split_desc = f"official {_DISPLAY.get(official, official)} test set"
-    except (data.DataError, ValueError, OSError) as e:
-        if official not in ("mnist",):
-            raise CLIError(f"--index needs the {official} test set, which was not found ({e}); "
-                           "pass --data DIR or use --image") from None
-        ds = data.load("sample", "val", progress=False)
-        split_desc = "embedded sample's val split"
-        note = "the official MNIST test set was not found, so --index reads the embedded sample's val split"
-    if not 0 <= index < len(ds):
-        raise CLIError(f"--index must be in [0, {len(ds) - 1}] for the {split_desc}; received {index}")
-    expect = tuple(getattr(model, "input_shape", None) or ())
-    if expect and tuple(ds.image_shape) != expect:
-        raise CLIError(f"the model expects {expect} images but the {split_desc} has {tuple(ds.image_shape)}")
-    norm = meta.get("normalization")
-    x = normalize_images(ds.images[index:index + 1], norm, _dtype(model))[0]
-    label = int(ds.labels[index])
-    classes = list(getattr(ds, "classes", []) or [])
-    label_name = classes[label] if label < len(classes) else str(label)
-    src = {"kind": "dataset", "dataset": ds.name, "split": ds.split, "index": index, "label": label,
-           "class": label_name, "description": f"{split_desc}, image {index} (label {label_name})"}
-    if note:
-        src["note"] = note
-    return x, label, src
-
-
 def run(args) -> int:
     """Load the checkpoint, prepare the input, explain the value and print it."""
     from ..checkpoint import load_checkpoint
     from ..cli import CLIError, _out
     from ..inspect import explain, resolve_layer
+    from . import inputs
 
     model, meta, _ = load_checkpoint(args.checkpoint)
     model.eval()
     resolve_layer(model, args.layer, op="explain")  # a wrong name fails before any data is read
     if args.image is not None:
-        x, _, source = _image_input(model, meta, args.image, args.invert)
+        x, source = inputs.image_file(model, meta, args.image, invert=args.invert)[::3]
     else:
         if args.invert:
             raise CLIError("--invert applies to --image only")
-        x, _, source = _dataset_input(model, meta, args.index, args.data)
+        x, source = inputs.dataset_image(model, meta, args.index, data_dir=args.data)[::3]
     e = explain(model, x, args.layer, args.out_map, args.at)
     if args.json:
         _out({"checkpoint": str(meta.get("path", args.checkpoint)), "input": source, "explanation": e.to_dict()})

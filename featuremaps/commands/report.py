@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import cli
 
 __all__ = ["add_parser", "add_arguments", "run"]
@@ -33,8 +31,9 @@ def add_arguments(p) -> None:
                    help="a PNG/JPEG (needs Pillow) or IDX image file instead of the dataset")
     p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as predict)")
     cli._add_data_args(p, default_hint="the dataset the model was trained on")
-    p.add_argument("--split", metavar="NAME", default="test",
-                   help="the split --index reads: test (default), train, or val (the embedded sample's, offline)")
+    p.add_argument("--split", metavar="NAME", default=None,
+                   help="the split --index reads: test, train, or val (the embedded sample's, offline); default: "
+                        "the official test set if found offline, else the embedded sample's val split")
     p.add_argument("-o", "--output", metavar="FILE", default="report.html",
                    help="where to write the page (default: report.html)")
     p.add_argument("--title", default=None, help="the page's title (default: model and input)")
@@ -71,35 +70,19 @@ def _select(args):
     return (args.layer, args.map, position)
 
 
-def _input(args, model, meta) -> tuple[np.ndarray, object, str, list | None]:
-    """(image uint8 (H, W, C), label or None, a description, class names or None)."""
-    expect = tuple(getattr(model, "input_shape", None) or ())
-    if len(expect) != 3:
-        raise cli.CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare an input for it")
-    index = 0 if args.index is None else args.index
+def _input(args, model, meta):
+    """The page's input, read and normalised as `featuremaps predict` does (see commands.inputs)."""
+    from . import inputs
     if args.image is not None:
-        images, names = cli._read_image(Path(args.image), expect)  # the reader `featuremaps predict` uses
-        if index >= len(images):
-            raise cli.CLIError(f"--index {index} is out of range: {args.image} holds {len(images)} image(s)")
-        img = images[index]
-        if args.invert:
-            img = 255 - img
-        return img, None, names[index] if len(images) > 1 else Path(args.image).name, None
-    ds_name = args.dataset or meta.get("dataset")
-    if ds_name is None:
-        raise cli.CLIError("the checkpoint does not say which dataset it was trained on; give --dataset or --image")
-    ds = cli._load(ds_name, args.split, args.data)
-    cli._check_input_shape(model, ds, meta.get("model_name", "model"))
-    if index >= len(ds):
-        raise cli.CLIError(f"--index {index} is out of range: {ds_name} {args.split} has {len(ds)} images")
-    what = "MNIST test" if (ds.name, args.split) == ("sample", "test") else f"{ds.name} {args.split}"
-    return ds.images[index], int(ds.labels[index]), f"{what} image {index}", list(ds.classes)
+        return inputs.image_file(model, meta, args.image, invert=args.invert, index=args.index)
+    if args.invert:
+        raise cli.CLIError("--invert applies to --image only")
+    return inputs.dataset_image(model, meta, args.index or 0, data_dir=args.data, dataset=args.dataset,
+                                split=args.split)
 
 
 def run(args) -> int:
     from ..report import build_report
-    from ..train import normalize_images
-
     t0 = time.perf_counter()
     select = _select(args)
     out = Path(args.output)
@@ -107,15 +90,12 @@ def run(args) -> int:
         raise cli.CLIError(f"-o must name an .html file; received {args.output!r}")
     model, meta, _ = cli._open_checkpoint(args.checkpoint)
     model.eval()
-    img, label, source, classes = _input(args, model, meta)
-    params = model.parameters()
-    dtype = params[0].dtype if params else np.float32
-    x = normalize_images(img[None], meta.get("normalization"), dtype)[0]  # as predict: (x/255 − mean)/std
-    if classes is not None and not meta.get("classes"):
-        meta = dict(meta, classes=classes)
+    inp = _input(args, model, meta)
+    if inp.classes is not None and not meta.get("classes"):
+        meta = dict(meta, classes=inp.classes)
     name = meta.get("model_name") or meta.get("model", {}).get("class", "model")
-    title = args.title or f"{name}: feature maps of {source}"
-    path = build_report(model, x, out, title=title, label=label, meta=meta, select=select)
+    title = args.title or f"{name}: feature maps of {inp.source['description']}"
+    path = build_report(model, inp.x, out, title=title, label=inp.label, meta=meta, select=select)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB in {time.perf_counter() - t0:.1f} s); "
           f"open it in a browser, it needs no network")
     return 0

@@ -88,15 +88,17 @@ def _pick_conv(model, name, what: str, prefer_partial: bool = False):
 
 def _input(model, meta, args, what: str):
     from ..cli import CLIError
-    from .explain import _dataset_input, _image_input
+    from . import inputs
 
     if args.image is not None:
-        return _image_input(model, meta, args.image, args.invert)
+        inp = inputs.image_file(model, meta, args.image, invert=args.invert)
+        return inp.x, inp.label, inp.source
     if args.invert:
         raise CLIError("--invert applies to --image only")
     if args.index is None:
         raise CLIError(f"show {what} needs an input: pass --image FILE or --index N")
-    return _dataset_input(model, meta, args.index, args.data)
+    inp = inputs.dataset_image(model, meta, args.index, data_dir=args.data)
+    return inp.x, inp.label, inp.source
 
 
 def run(args) -> int:
