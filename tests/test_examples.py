@@ -16,3 +16,21 @@ def test_example_runs(path, capsys):
     runpy.run_path(str(path), run_name="__main__")
     out = capsys.readouterr().out
     assert "64 maps, not 32 × 64" in out or path.name != "quickstart.py"
+
+
+def test_readme_python_block_runs(capsys):
+    """The README's library example is real code: run it as written."""
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = text.split("```python\n")[1:]
+    assert blocks, "README.md should hold a ```python example"
+    for block in blocks:
+        exec(compile(block.split("```")[0], "README.md", "exec"), {"__name__": "__readme__"})
+    assert "C3 (Conv2D)" in capsys.readouterr().out
+
+
+def test_readme_first_lines_are_the_two_setup_commands():
+    lines = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").splitlines()
+    commands = [lines[i + 2] for i, line in enumerate(lines[:20]) if line.strip().startswith("<!-- ") and
+                line.strip().endswith("-command -->")]
+    assert commands == ["pip install '.[plot]' && featuremaps train",
+                        "pip install -e '.[test]' && python -m pytest -q"]
