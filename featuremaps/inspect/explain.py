@@ -192,7 +192,7 @@ class Explanation:
                         "engine_value": s.engine_value, "difference": s.difference, "windows": s.windows}
                        for s in self.after],
              "geometry": self.geometry, "wiring": self.wiring, "formula": self.formula()}
-        return _jsonable(d)
+        return jsonable(d)
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -470,13 +470,14 @@ def _term_dict(t: Term) -> dict:
             "label": t.label}
 
 
-def _jsonable(v: Any):
+def jsonable(v: Any):
+    """Plain JSON types: numpy scalars/arrays to Python, non-finite floats as "NaN"/"Infinity"."""
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
+        return jsonable(v.tolist())
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (int, np.integer)):

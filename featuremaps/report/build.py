@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..functional import window
+from ..inspect.explain import jsonable
 from ..tensor import as_array
 
 __all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
@@ -51,24 +51,6 @@ def _finite_absmax(a: np.ndarray) -> float:
 def _finite_minmax(a: np.ndarray) -> tuple[float, float]:
     a = a[np.isfinite(a)]
     return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-
-
-def _jsonable(v: Any) -> Any:
-    """Plain JSON types (numpy scalars/arrays to Python; non-finite floats as strings 'nan'/'inf')."""
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        return f if math.isfinite(f) else repr(f)
-    return v
 
 
 def _conv_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
@@ -145,7 +127,7 @@ def _reference(model, x, name: str, out_map: int, position) -> dict:
     ref = {k: d.get(k) for k in keep}
     if d.get("kind") == "Conv2D":  # the partial sum per input map (windows and kernels are in the page already)
         ref["terms"] = [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]} for t in d["terms"]]
-    return _jsonable(ref)
+    return jsonable(ref)
 
 
 def _check_select(select, acts) -> tuple[str, int | None, tuple[int, int] | None] | None:
@@ -256,7 +238,7 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
         config = model.get_config()
     except Exception:
         pass
-    return _jsonable({
+    return jsonable({
         "format": "featuremaps-report", "version": 1,
         "title": title or _default_title(model, meta),
         "model_class": type(model).__name__, "model_config": config,
