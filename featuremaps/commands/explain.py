@@ -99,13 +99,7 @@ def run(args) -> int:
     return 0
 
 
-def _register() -> None:
-    """Make `featuremaps explain` known to `featuremaps.cli` (its plugin hook imports this module)."""
-    try:
-        from ..cli import command
-    except ImportError:  # an older cli without the hook: add_parser still works
-        return
-    command("explain", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)
+# Registered with the CLI's plugin hook (featuremaps.cli imports every module of this package).
+from ..cli import command  # noqa: E402
 
-
-_register()
+command("explain", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)

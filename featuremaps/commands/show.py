@@ -169,13 +169,7 @@ def _say_input(source: dict) -> None:
         print(f"note: {source['note']}", file=sys.stderr)
 
 
-def _register() -> None:
-    """Make `featuremaps show` known to `featuremaps.cli` (its plugin hook imports this module)."""
-    try:
-        from ..cli import command
-    except ImportError:  # an older cli without the hook: add_parser still works
-        return
-    command("show", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)
+# Registered with the CLI's plugin hook (featuremaps.cli imports every module of this package).
+from ..cli import command  # noqa: E402
 
-
-_register()
+command("show", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)
