@@ -26,7 +26,9 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W + b``. (Folding
   b into the GEMM as a column of ones was tried and dropped: the odd row length slowed the large
   GEMMs.) When the input has one channel, ``cols`` is built transposed, (KH·KW, M), so each copy is
-  a run of OW pixels instead of KW single values; BLAS takes either orientation without a copy. A
+  a run of OW pixels instead of KW single values; BLAS takes either orientation without a copy.
+  There the bias *is* folded in, as one more row of ones in colsᵀ (one contiguous fill), which
+  saves the bias pass over y; db then comes out of the dW GEMM as its last row. A
   1×1 kernel at stride 1 without padding uses x itself as ``cols``. BLAS may round a row differently
   depending on its position in the matrix, so identical images in one batch can give outputs that
   differ in the last bit.
@@ -380,10 +382,11 @@ def _release_pad(xp: np.ndarray, x: np.ndarray) -> None:
         _pool.give(xp)
 
 
-def _im2col(xp: np.ndarray, g: _Geom) -> tuple[np.ndarray, np.ndarray | None]:
+def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G),
     row m = (n, i, j), column (p, q, c). `buffer` is the pooled array behind cols (give it back;
-    None when cols is a view of x)."""
+    None when cols is a view of x). With `ones` (one input map only, see `_folds_bias`) cols gets a
+    last column of ones, (1, M, KH·KW + 1), for the bias."""
     n, (kh, kw, dh, dw, oh, ow, sh, sw) = xp.shape[0], (g.kh, g.kw, g.dh, g.dw, g.oh, g.ow, g.sh, g.sw)
     G, c = g.groups, g.c
     m = n * oh * ow
@@ -392,7 +395,9 @@ def _im2col(xp: np.ndarray, g: _Geom) -> tuple[np.ndarray, np.ndarray | None]:
         return xp.reshape(1, m, c), None  # a 1×1 kernel at stride 1 reads x as it is: no copy
     if c == 1:
         # One input map: build colsᵀ, (KH·KW, N, OH, OW), from KH·KW copies of runs of OW pixels.
-        buf = _pool.take((k, n, oh, ow), xp.dtype)
+        buf = _pool.take((k + ones, n, oh, ow), xp.dtype)
+        if ones:
+            buf[k] = 1  # a row of colsᵀ: the bias column
 
         def work(a: int, z: int) -> None:
             for p in range(kh):
@@ -400,7 +405,7 @@ def _im2col(xp: np.ndarray, g: _Geom) -> tuple[np.ndarray, np.ndarray | None]:
                     buf[p * kw + q, a:z] = xp[a:z, p * dh: p * dh + (oh - 1) * sh + 1: sh,
                                               q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
         _in_threads(n, work, buf.nbytes)
-        return buf.reshape(1, k, m).transpose(0, 2, 1), buf  # (1, m, k), F-ordered
+        return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k [+ 1]), F-ordered
     cg = c // G
     buf = _pool.take((G, n, oh, ow, kh, kw, cg), xp.dtype)
     win = windows(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow))  # (n, oh, ow, kh, kw, c) view
@@ -632,6 +637,12 @@ def _is_depthwise(g: _Geom) -> bool:
 # --------------------------------------------------------------------------------------------
 # The three computations every conv is made of
 # --------------------------------------------------------------------------------------------
+def _folds_bias(g: _Geom) -> bool:
+    """One input map (transposed cols): the bias rides in the GEMM as a row of ones in colsᵀ, which
+    saves the separate bias pass over y, and db comes out of the dW GEMM as its last row."""
+    return g.c == 1 and g.groups == 1 and not _pointwise(g)
+
+
 def _bias_grad(dy2d: np.ndarray) -> np.ndarray:
     return _ones(dy2d.shape[0], dy2d.dtype) @ dy2d
 
@@ -649,9 +660,13 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
         chunks = _batch_chunks(g, x.itemsize)
         y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
         per = g.oh * g.ow
+        fold = b is not None and _folds_bias(g)
+        if fold:  # the bias as one more weight row, against the column of ones
+            w = np.concatenate([w.reshape(g.kh * g.kw, g.o), b[None]]).reshape(1, 1, g.kh * g.kw + 1, g.o)
+            b = None
         for n0, n1 in chunks:
             xp = _pad(x[n0:n1], g)
-            cols, buf = _im2col(xp, g)
+            cols, buf = _im2col(xp, g, ones=fold)
             _release_pad(xp, x)
             _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
             if keep_cols and len(chunks) == 1:
@@ -690,7 +705,12 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
                     _release_pad(xp, x)
                 else:
                     c_ = cols
-                part = _weight_grad(c_, d, w.shape, g.groups)
+                if c_.shape[2] == g.kh * g.kw * g.c + 1:  # kept cols with the bias column (`_folds_bias`)
+                    both = c_[0].T @ d  # (kh*kw + 1, o)
+                    part, db = both[:-1].reshape(w.shape), (both[-1].copy() if need_b else None)
+                    need_b = False
+                else:
+                    part = _weight_grad(c_, d, w.shape, g.groups)
                 dw = part if dw is None else dw + part
                 _pool.give(buf)
             _pool.give(kept_buf)
