@@ -180,17 +180,6 @@ def _tile_backward(ctx, g, needs):
         _, arg = _argmax(x, geo, x.shape[1:3])
         return (_scatter_max(g, arg, geo, x.shape, x.dtype),)
     (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
-    n, h, w, c = x.shape
-    if c >= 16 and h == oh * kh and w == ow * kw:
-        # One pass over all taps at once when no window holds a tie. (Per-tap passes read runs of C
-        # values; with C ≥ 16 three whole-array passes cost less than the 3·KH·KW tap passes below,
-        # with C = 6 more.)
-        x6 = x.reshape(n, oh, kh, ow, kw, c)  # (n, oh, kh, ow, kw, c) view
-        hit = x6 == out[:, :, None, :, None, :]
-        if np.count_nonzero(hit) == out.size:  # every window has at least one hit, so exactly one
-            gx = np.empty_like(x)
-            _masked(np.broadcast_to(g[:, :, None, :, None, :], x6.shape), hit, out=gx.reshape(x6.shape))
-            return (gx,)
     gx = np.empty_like(x)  # every covered element is written below; zero the rows/columns no window covers
     gx[:, oh * kh:] = 0
     gx[:, :, ow * kw:] = 0
