@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor, apply
+from ..tensor import apply
+from ._checks import floating
 
 __all__ = ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "softmax", "log_softmax"]
 
 
 def _floating(x, op: str):
-    """`x` as an ndarray or Tensor with a floating dtype, or a TypeError naming `op`."""
-    if not isinstance(x, Tensor):
-        x = np.asarray(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: x must have a floating dtype; received {x.dtype}")
-    return x
+    return floating(x, "x", op)
 
 
 def _axis(axis, ndim: int, op: str) -> int:

@@ -137,6 +137,16 @@ def _checked_out_hw(size, kernel, s, d, pads, op) -> tuple[int, int]:
     return oh, ow
 
 
+def _operands(x, w, b, op: str, layout: str) -> tuple:
+    """The arrays behind x, w and b (None stays None), checked: x NHWC, w 4-D `layout`, one dtype."""
+    xa, wa = as_array(x), as_array(w)
+    ba = None if b is None else as_array(b)
+    check_nhwc(xa, "x", op=op)
+    _check_weight(wa, op, layout)
+    _check_dtypes(xa, wa, ba, op)
+    return xa, wa, ba
+
+
 def _check_weight(w: np.ndarray, op: str, layout: str) -> None:
     if not isinstance(w, np.ndarray):
         raise TypeError(f"{op}: w must be an ndarray or Tensor; received {type(w).__name__}")
@@ -792,11 +802,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
     (batch 64, one thread): the dense GEMM is tiny next to the copies it saves.
     """
     op = "conv2d"
-    xa, wa = as_array(x), as_array(w)
-    ba = None if b is None else as_array(b)
-    check_nhwc(xa, "x", op=op)
-    _check_weight(wa, op, "(KH, KW, C_in // groups, C_out)")
-    _check_dtypes(xa, wa, ba, op)
+    xa, wa, ba = _operands(x, w, b, op, "(KH, KW, C_in // groups, C_out)")
     n, h, wd, c = xa.shape
     kh, kw, cg, o = wa.shape
     groups = _check_groups(groups, c, o, op)
@@ -864,11 +870,7 @@ def conv_transpose2d(x, w, b=None, *, stride=1, padding=0, output_padding=0, dil
     pads dh·(kh − 1) on each side, as conv2d's 'full'.
     """
     op = "conv_transpose2d"
-    xa, wa = as_array(x), as_array(w)
-    ba = None if b is None else as_array(b)
-    check_nhwc(xa, "x", op=op)
-    _check_weight(wa, op, "(KH, KW, C_out // groups, C_in)")
-    _check_dtypes(xa, wa, ba, op)
+    xa, wa, ba = _operands(x, w, b, op, "(KH, KW, C_out // groups, C_in)")
     n, h, wd, c_in = xa.shape
     kh, kw, cg_out, wo = wa.shape
     if wo != c_in:

@@ -5,9 +5,8 @@ weights of output unit j (PyTorch's `nn.Linear` stores the transpose, `(out, in)
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ..tensor import Tensor, apply
+from ..tensor import apply
+from ._checks import floating
 
 __all__ = ["linear"]
 
@@ -28,11 +27,7 @@ def _backward(ctx, g, needs):
 
 
 def _floating(a, name: str):
-    if not isinstance(a, Tensor):
-        a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise TypeError(f"linear: {name} must have a floating dtype; received {a.dtype}")
-    return a
+    return floating(a, name, "linear")
 
 
 def linear(x, w, b=None):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor, as_array, apply
+from ..tensor import as_array, apply
+from ._checks import floating
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss"]
 
@@ -21,17 +22,9 @@ def _reduction(reduction, op: str) -> str:
     return reduction
 
 
-def _floating(a, name: str, op: str):
-    if not isinstance(a, Tensor):
-        a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise TypeError(f"{op}: {name} must have a floating dtype; received {a.dtype}")
-    return a
-
-
 def _scores_and_labels(scores, labels, name: str, op: str):
     """Validate (N, C) scores and (N,) integer labels in [0, C); return them (labels as intp)."""
-    scores = _floating(scores, name, op)
+    scores = floating(scores, name, op)
     if scores.ndim != 2:
         raise ValueError(f"{op}: {name} must be 2-D (N, C); received shape {scores.shape}")
     lab = as_array(labels)
@@ -153,7 +146,7 @@ def mse_loss(pred, target, reduction: str = "mean"):
     """(pred − target)², reduced; both must have the same shape and both are differentiable."""
     op = "mse_loss"
     reduction = _reduction(reduction, op)
-    pred, target = _floating(pred, "pred", op), _floating(target, "target", op)
+    pred, target = floating(pred, "pred", op), floating(target, "target", op)
     if pred.shape != target.shape:
         raise ValueError(f"{op}: pred and target must have the same shape; received {pred.shape} and {target.shape}")
     if pred.dtype != target.dtype:

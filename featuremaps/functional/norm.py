@@ -8,16 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor, apply
+from ._checks import floating
 
 __all__ = ["batch_norm", "dropout", "local_response_norm"]
-
-
-def _floating(a, name: str, op: str):
-    if not isinstance(a, Tensor):
-        a = np.asarray(a)
-    if a.dtype.kind != "f":
-        raise TypeError(f"{op}: {name} must have a floating dtype; received {a.dtype}")
-    return a
 
 
 def _real(value, name: str, op: str, lo: float, hi: float, hi_open: bool) -> float:
@@ -83,7 +76,7 @@ def _channel_vector(a, name: str, c: int, op: str, *, writable: bool = False):
             raise TypeError(f"{op}: {name} must be a floating ndarray (updated in place); received "
                             f"{type(a).__name__}{'' if not isinstance(a, np.ndarray) else ' of ' + str(a.dtype)}")
     else:
-        a = _floating(a, name, op)
+        a = floating(a, name, op)
     if a.shape != (c,):
         raise ValueError(f"{op}: {name} must have shape ({c},) for {c} channels; received {a.shape}")
     return a
@@ -102,7 +95,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool, mom
     (shape (C,)) may be None for no scale / no shift. Gradients flow to x, gamma and beta.
     """
     op = "batch_norm"
-    x = _floating(x, "x", op)
+    x = floating(x, "x", op)
     if x.ndim < 2:
         raise ValueError(f"{op}: x must be (N, C) or (N, H, W, C); received shape {x.shape}")
     c = x.shape[-1]
@@ -146,7 +139,7 @@ def dropout(x, p: float, *, training: bool = True, rng: np.random.Generator | No
     p > 0, `rng` (a `numpy.random.Generator`) is required; p must be in [0, 1).
     """
     op = "dropout"
-    x = _floating(x, "x", op)
+    x = floating(x, "x", op)
     p = _real(p, "p", op, 0.0, 1.0, hi_open=True)
     if not training or p == 0.0:
         return x
@@ -191,7 +184,7 @@ def local_response_norm(x, size: int, alpha: float = 1e-4, beta: float = 0.75, k
     writes alpha without the division).
     """
     op = "local_response_norm"
-    x = _floating(x, "x", op)
+    x = floating(x, "x", op)
     if x.ndim < 2:
         raise ValueError(f"{op}: x must be (N, C) or (N, H, W, C); received shape {x.shape}")
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1:
