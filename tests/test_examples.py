@@ -32,5 +32,5 @@ def test_readme_first_lines_are_the_two_setup_commands():
     lines = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").splitlines()
     commands = [lines[i + 2] for i, line in enumerate(lines[:20]) if line.strip().startswith("<!-- ") and
                 line.strip().endswith("-command -->")]
-    assert commands == ["pip install '.[plot]' && featuremaps train",
+    assert commands == ["pip install -e '.[plot]' && featuremaps train",
                         "pip install -e '.[test]' && python -m pytest -q"]
