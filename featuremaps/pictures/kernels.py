@@ -112,7 +112,8 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
     # Layout in inches: tiles ≈ 0.3 in for small layers, ≥ 3 screen pixels per kernel pixel for big
     # ones; room on the left for the row labels, on the right for the colour bar, on top for the title.
     dpi = 110
-    tile_in = float(np.clip(3.2 / max(n_out, n_in * 0.8), 3.0 * (kw + gap) / dpi, 0.45))
+    width_in = 6.4 if n_in <= 2 else 3.2  # a one- or two-row grid (first layer on grey input) spreads wider
+    tile_in = float(np.clip(width_in / max(n_out, n_in * 0.8), 3.0 * (kw + gap) / dpi, 0.45))
     ax_w = tile_in * img.shape[1] / (kw + gap)
     ax_h = ax_w * img.shape[0] / img.shape[1]
     lines = 2 + (n_in * n_out > int(conn[:n_in, :n_out].sum())) + (highlight is not None)
