@@ -142,18 +142,9 @@ def _operands(x, w, b, op: str, layout: str) -> tuple:
     xa, wa = as_array(x), as_array(w)
     ba = None if b is None else as_array(b)
     check_nhwc(xa, "x", op=op)
-    _check_weight(wa, op, layout)
+    check_nhwc(wa, "w", op=op, layout=layout)
     _check_dtypes(xa, wa, ba, op)
     return xa, wa, ba
-
-
-def _check_weight(w: np.ndarray, op: str, layout: str) -> None:
-    if not isinstance(w, np.ndarray):
-        raise TypeError(f"{op}: w must be an ndarray or Tensor; received {type(w).__name__}")
-    if w.ndim != 4:
-        raise ValueError(f"{op}: w must be 4-D {layout}; received shape {w.shape}")
-    if w.dtype.kind != "f":
-        raise TypeError(f"{op}: w must have a floating dtype; received {w.dtype}")
 
 
 def _check_dtypes(x: np.ndarray, w: np.ndarray, b, op: str) -> None:

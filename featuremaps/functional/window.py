@@ -89,12 +89,12 @@ def resolve_padding(padding, size_hw: tuple[int, int], kernel_hw: tuple[int, int
     return (ph, ph), (pw, pw)
 
 
-def check_nhwc(x: np.ndarray, name: str = "x", *, op: str) -> None:
-    """Raise a clear error unless `x` is a 4-D floating array (N, H, W, C)."""
+def check_nhwc(x: np.ndarray, name: str = "x", *, op: str, layout: str = "(N, H, W, C)") -> None:
+    """Raise a clear error unless `x` is a 4-D floating array (`layout` names its axes in the message)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{op}: {name} must be an ndarray or Tensor; received {type(x).__name__}")
     if x.ndim != 4:
-        raise ValueError(f"{op}: {name} must be 4-D (N, H, W, C); received shape {x.shape}")
+        raise ValueError(f"{op}: {name} must be 4-D {layout}; received shape {x.shape}")
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must have a floating dtype; received {x.dtype}")
 
