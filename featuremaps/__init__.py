@@ -11,6 +11,8 @@ Public API (everything else is an implementation detail):
 - `models` — the model zoo (`models.get("lenet5")`); `data` — MNIST/Fashion-MNIST/CIFAR-10/sample
 - `optim`, `schedules`, `train` (fit/evaluate), `checkpoint` (save/load)
 - `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`, `receptive_field`
+- `pictures` (PNG figures; needs the `plot` extra) and `report` (the offline HTML page) are imported
+  on demand: `import featuremaps.pictures`, `import featuremaps.report`.
 """
 from .tensor import Tensor, apply, is_grad_enabled, no_grad
 from . import functional, init, nn, tables, models, data, optim, schedules, inspect, train, checkpoint

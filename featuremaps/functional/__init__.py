@@ -7,7 +7,8 @@ once, in `featuremaps.functional.conv`.
 """
 from .arith import abs, add, div, exp, log, matmul, max, mean, min, mul, neg, power, sqrt, sub, sum
 from .shape import concat, flatten, getitem, pad, reshape, transpose
-from .conv import conv2d, conv_transpose2d, conv_output_size
+from .conv import (conv2d, conv_output_size, conv_transpose2d, get_max_workspace_bytes, release_workspace,
+                   set_max_workspace_bytes, workspace_limit)
 from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 from .linear import linear
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
