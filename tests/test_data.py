@@ -39,15 +39,6 @@ def shared_mnist() -> Path:
     return SHARED_MNIST
 
 
-@pytest.fixture
-def no_cache(tmp_path, monkeypatch):
-    """An empty cache root and no repository fallback, so lookups see only what a test writes."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("FEATUREMAPS_DATA", str(cache))
-    monkeypatch.setattr(ds_mod, "SHARED_MNIST_DIR", None)
-    return cache
-
-
 def md5_of(path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 

@@ -198,15 +198,7 @@ def _idx_gz(arr: np.ndarray) -> bytes:
     return gzip.compress(header + arr.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("FEATUREMAPS_DATA", str(cache))
-    monkeypatch.setattr(ds_mod, "SHARED_MNIST_DIR", None)
-    return cache
-
-
-def test_load_downloads_into_cache_then_works_offline(server, offline, monkeypatch, refused_url):
+def test_load_downloads_into_cache_then_works_offline(server, no_cache, monkeypatch, refused_url):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, 7).astype(np.uint8)
@@ -218,24 +210,24 @@ def test_load_downloads_into_cache_then_works_offline(server, offline, monkeypat
     ds = data.load("mnist", "train", progress=False)
     np.testing.assert_array_equal(ds.images[..., 0], x)
     np.testing.assert_array_equal(ds.labels, y)
-    assert listing(offline / "mnist") == sorted(blobs)
+    assert listing(no_cache / "mnist") == sorted(blobs)
     n = len(server.requests)
     monkeypatch.setitem(dl.MIRRORS, "mnist", [refused_url])
     assert len(data.load("mnist", "train", progress=False)) == 7 and len(server.requests) == n
 
 
-def test_load_download_failure_mentions_data_dir(offline, monkeypatch, refused_url):
+def test_load_download_failure_mentions_data_dir(no_cache, monkeypatch, refused_url):
     monkeypatch.setitem(dl.MIRRORS, "fashion-mnist", [refused_url])
     with pytest.raises(data.DownloadError) as e:
         data.load("fashion-mnist", "test", progress=False)
     assert "--data DIR" in str(e.value) and "t10k-images-idx3-ubyte.gz" in str(e.value)
-    assert listing(offline / "fashion-mnist") == []
+    assert listing(no_cache / "fashion-mnist") == []
     monkeypatch.setitem(dl.MIRRORS, "mnist", [refused_url])
     with pytest.raises(data.DownloadError, match="--data DIR"):
         data.load("sample", "test", progress=False)
 
 
-def test_load_cifar10_downloads_and_extracts(server, offline, monkeypatch, tmp_path):
+def test_load_cifar10_downloads_and_extracts(server, no_cache, monkeypatch, tmp_path):
     rng = np.random.default_rng(1)
     src = tmp_path / "src"
     src.mkdir()
@@ -252,7 +244,7 @@ def test_load_cifar10_downloads_and_extracts(server, offline, monkeypatch, tmp_p
     monkeypatch.setitem(dl.MD5, "cifar10", {"cifar-10-binary.tar.gz": md5(buf.getvalue())})
     te = data.load("cifar10", "test", progress=False)
     np.testing.assert_array_equal(te.images, arrays["test_batch.bin"][0])
-    assert listing(offline / "cifar10") == ["cifar-10-batches-bin"]  # archive removed after extraction
+    assert listing(no_cache / "cifar10") == ["cifar-10-batches-bin"]  # archive removed after extraction
     tr = data.load("cifar10", "train", progress=False)
     np.testing.assert_array_equal(tr.labels[4:6], arrays["data_batch_3.bin"][1])
     assert server.requests == ["/kriz/cifar-10-binary.tar.gz"]
