@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from featuremaps import data
-from featuremaps.data import datasets as ds_mod
 from featuremaps.data import download as dl
 
 
