@@ -271,7 +271,7 @@ def test_default_stride_is_the_kernel():
 # --- errors -----------------------------------------------------------------------------------
 def test_errors_name_the_argument():
     x = np.zeros((1, 5, 5, 2))
-    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size must be ≥ 1; received \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size must be ≥ 1; received 0$"):
         fn.max_pool2d(x, 0)
     with pytest.raises(ValueError, match="max_pool2d: stride must be ≥ 1"):
         fn.max_pool2d(x, 2, 0)

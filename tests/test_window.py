@@ -12,7 +12,7 @@ def test_pair_accepts_ints_and_pairs_and_rejects_the_rest():
     assert pair(3, "k") == (3, 3)
     assert pair((2, np.int64(5)), "k") == (2, 5)
     assert pair(0, "p", minimum=0) == (0, 0)
-    with pytest.raises(ValueError, match=r"k must be ≥ 1; received \(0, 0\)"):
+    with pytest.raises(ValueError, match=r"k must be ≥ 1; received 0$"):
         pair(0, "k")
     with pytest.raises(TypeError, match="conv2d: stride must be an int or a pair"):
         pair(True, "stride", op="conv2d")

@@ -17,6 +17,7 @@ def pair(value, name: str, *, minimum: int = 1, op: str = "") -> tuple[int, int]
     where = f"{op}: " if op else ""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{where}{name} must be an int or a pair of ints; received {value!r}")
+    given = value
     if isinstance(value, (int, np.integer)):
         value = (int(value), int(value))
     try:
@@ -28,7 +29,7 @@ def pair(value, name: str, *, minimum: int = 1, op: str = "") -> tuple[int, int]
     except (TypeError, ValueError):
         raise TypeError(f"{where}{name} must be an int or a pair of ints; received {value!r}") from None
     if a < minimum or b < minimum:
-        raise ValueError(f"{where}{name} must be ≥ {minimum}; received {value!r}")
+        raise ValueError(f"{where}{name} must be ≥ {minimum}; received {given!r}")
     return int(a), int(b)
 
 
