@@ -9,6 +9,7 @@ from hypothesis import assume, given, settings, strategies as st
 from featuremaps import Tensor
 from featuremaps.functional import conv2d, conv_output_size, conv_transpose2d
 from featuremaps.functional import conv as conv_mod
+from featuremaps.functional import threads as threads_mod
 from tests.oracles import gradcheck
 
 TOL = dict(rtol=1e-9, atol=1e-11)
@@ -514,8 +515,8 @@ def test_connections_with_groups_is_rejected():
 def test_depthwise_threads_stride_dilation_multiplier_match_torch(monkeypatch, mult, stride):
     """Two threads over image ranges; stride, dilation, asymmetric padding, with and without a
     channel multiplier."""
-    monkeypatch.setattr(conv_mod, "_THREADS", 2)
-    monkeypatch.setattr(conv_mod, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(threads_mod, "THREADS", 2)
+    monkeypatch.setattr(threads_mod, "MIN_BYTES", 0)
     rng = np.random.default_rng(14)
     x, w, b = rng.standard_normal((3, 9, 8, 4)), rng.standard_normal((3, 2, 1, 4 * mult)), rng.standard_normal(4 * mult)
     opts = dict(stride=stride, padding=((1, 2), (0, 1)), dilation=(1, 2), groups=4)
@@ -562,8 +563,8 @@ def test_results_never_alias_reused_scratch(opts):
 ])
 def test_two_thread_paths_match_torch(monkeypatch, c, o, k, opts):
     """Every element-wise step split over two threads (forced even for small arrays)."""
-    monkeypatch.setattr(conv_mod, "_THREADS", 2)
-    monkeypatch.setattr(conv_mod, "_THREAD_MIN_BYTES", 0)
+    monkeypatch.setattr(threads_mod, "THREADS", 2)
+    monkeypatch.setattr(threads_mod, "MIN_BYTES", 0)
     rng = np.random.default_rng(16)
     g = opts.get("groups", 1)
     x, w, b = rng.standard_normal((3, 9, 8, c)), rng.standard_normal((k, k, c // g, o)), rng.standard_normal(o)

@@ -52,7 +52,7 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   exactly 0.
 * **Threads.** BLAS runs the GEMMs on its own threads; the element-wise work (padding, the im2col
   copies, the col2im adds, the depthwise einsums) is split by image over two threads from 4 MiB of
-  work up (FEATUREMAPS_NUM_THREADS overrides the count), since NumPy's loops release the GIL.
+  work up (`featuremaps.functional.threads`), since NumPy's loops release the GIL.
 * **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
   because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
   caller; the ``cols`` kept for the backward pass is owned by that pass and goes back to the pool
@@ -65,14 +65,14 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from ..tensor import Tensor, apply, as_array
+from . import accel
+from .threads import in_threads
 from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
 
 __all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "set_max_workspace_bytes",
@@ -201,33 +201,6 @@ def _check_connections(connections, c_in: int, c_out: int, groups: int) -> np.nd
 # --------------------------------------------------------------------------------------------
 # Threads, the scratch-buffer pool and the workspace limit
 # --------------------------------------------------------------------------------------------
-# Threads for the element-wise work (copies, adds, depthwise): two, or FEATUREMAPS_NUM_THREADS.
-_THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
-_executor: list = []
-
-
-_THREAD_MIN_BYTES = 4 << 20  # below this, a second thread costs more than it saves
-
-
-def _in_threads(n: int, fn, nbytes: int) -> list:
-    """fn(n0, n1) on up to two contiguous image ranges at once, one per core (NumPy's element-wise
-    loops release the GIL), when the work writes at least _THREAD_MIN_BYTES (`nbytes`); the results
-    in order. Ranges never share an image, so their writes never overlap. `fn` must not call
-    `_in_threads` itself."""
-    parts = min(_THREADS, n) if nbytes >= _THREAD_MIN_BYTES else 1
-    if parts <= 1:
-        return [fn(0, n)]
-    if not _executor:
-        _executor.append(ThreadPoolExecutor(max_workers=_THREADS - 1, thread_name_prefix="featuremaps-conv"))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    futures = [_executor[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-    try:
-        first = fn(bounds[0], bounds[1])
-    finally:
-        rest = [f.result() for f in futures]  # never leave a worker writing into freed scratch
-    return [first] + rest
-
-
 class _Pool:
     """Scratch memory reused across calls, by size: `take(shape, dtype)` returns an array viewing a
     pooled byte buffer (the smallest free one that fits and is not more than about twice too big,
@@ -374,7 +347,7 @@ def _pad(x: np.ndarray, g: _Geom) -> np.ndarray:
     n, h, w, c = x.shape
     buf = _pool.take((n, h + g.top + g.bottom, w + g.left + g.right, c), x.dtype)
     pads = ((g.top, g.bottom), (g.left, g.right))
-    _in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]), buf.nbytes)
+    in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]), buf.nbytes)
     return buf
 
 
@@ -405,13 +378,13 @@ def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, n
                 for q in range(kw):
                     buf[p * kw + q, a:z] = xp[a:z, p * dh: p * dh + (oh - 1) * sh + 1: sh,
                                               q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
-        _in_threads(n, work, buf.nbytes)
+        in_threads(n, work, buf.nbytes)
         return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k [+ 1]), F-ordered
     cg = c // G
     buf = _pool.take((G, n, oh, ow, kh, kw, cg), xp.dtype)
     win = windows(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow))  # (n, oh, ow, kh, kw, c) view
     win = win.reshape(n, oh, ow, kh, kw, G, cg).transpose(5, 0, 1, 2, 3, 4, 6)  # (G, n, oh, ow, kh, kw, cg)
-    _in_threads(n, lambda a, z: np.copyto(buf[:, a:z], win[:, a:z]), buf.nbytes)
+    in_threads(n, lambda a, z: np.copyto(buf[:, a:z], win[:, a:z]), buf.nbytes)
     return buf.reshape(G, m, k), buf
 
 
@@ -489,26 +462,34 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     # dy padded/cropped along W so that column t holds dy[..., t + j_lo, :] (zero outside [0, OW))
     j_lo = g.left - (kw - 1) * dw
     width = g.w + (kw - 1) * dw
-    dyw = _pool.take((n, g.oh, width, o), dx.dtype)
-    a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
-    win = windows(dyw, (1, kw), (1, 1), (1, dw), (g.oh, g.w))  # (n, oh, w, 1, kw, o) view
-    win = win.reshape(n, g.oh, g.w, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
     rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
+    fast = accel.kernels() if G == 1 else None
+    if fast is not None:  # the same copy, without the widened dy
+        in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]),
+                   rows_buf.nbytes, kernel=True)
+    else:
+        dyw = _pool.take((n, g.oh, width, o), dx.dtype)
+        a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
+        win = windows(dyw, (1, kw), (1, 1), (1, dw), (g.oh, g.w))  # (n, oh, w, 1, kw, o) view
+        win = win.reshape(n, g.oh, g.w, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
 
-    def build(i0: int, i1: int) -> None:
-        dyw[i0:i1, :, :a] = 0
-        dyw[i0:i1, :, max(a, b):] = 0
-        if b > a:
-            dyw[i0:i1, :, a:b] = dy[i0:i1, :, a + j_lo: b + j_lo]
-        np.copyto(rows_buf[:, i0:i1], win[:, i0:i1])
-    _in_threads(n, build, rows_buf.nbytes)
-    _pool.give(dyw)
+        def build(i0: int, i1: int) -> None:
+            dyw[i0:i1, :, :a] = 0
+            dyw[i0:i1, :, max(a, b):] = 0
+            if b > a:
+                dyw[i0:i1, :, a:b] = dy[i0:i1, :, a + j_lo: b + j_lo]
+            np.copyto(rows_buf[:, i0:i1], win[:, i0:i1])
+        in_threads(n, build, rows_buf.nbytes)
+        _pool.give(dyw)
     mw = n * g.oh * g.w
     r = rows_buf.reshape(G, mw, kw * og)  # (G, n*oh*w, kw*og)
     # wr[G, (q', og), (p, cg)] = w[p, kw-1-q', cg, g*og + og]: all kernel rows in one GEMM
     wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)
                               ).reshape(G, kw * og, kh * cg)
     row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
+    if fast is not None:  # each kernel row's output rows [i0, i1) and its first input row r0
+        spans = np.array([(0, 0, 0) if rs is None else (rs[0].start, rs[0].stop, rs[1].start) for rs in row_slices],
+                         dtype=np.int64).T  # (3, kh)
     if G == 1 and cg < 16:
         # Few input maps: adds over runs of C values would be short, so accumulate channel-major,
         # (C, n, h, w), where each shifted add is a run of whole image rows, then add it into dx
@@ -517,6 +498,11 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         np.matmul(wr[0].T, r[0].T, out=out.reshape(kh * cg, mw))  # (kh*cg, n*oh*w)
         _pool.give(rows_buf)
         out5 = out.reshape(kh, cg, n, g.oh, g.w)
+        if fast is not None:
+            in_threads(n, lambda i0, i1: fast.add_row_blocks_channel_major(out5[:, :, i0:i1], *spans, g.sh,
+                                                                            dx[i0:i1]), out.nbytes, kernel=True)
+            _pool.give(out)
+            return
         dxt = _pool.take((cg, n, g.h, g.w), dx.dtype)
 
         def add_channel_major(i0: int, i1: int) -> None:
@@ -525,13 +511,19 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
                 if rows is not None:
                     dxt[:, i0:i1, rows[1]] += out5[p, :, i0:i1, rows[0]]
             dx[i0:i1] += dxt[:, i0:i1].transpose(1, 2, 3, 0)  # (n, h, w, c)
-        _in_threads(n, add_channel_major, out.nbytes)
+        in_threads(n, add_channel_major, out.nbytes)
         _pool.give(dxt)
         _pool.give(out)
         return
     out = _pool.take((G, mw, kh * cg), dx.dtype)
     np.matmul(r, wr, out=out)  # (G, n*oh*w, kh*cg)
     _pool.give(rows_buf)
+    if fast is not None:
+        out5 = out.reshape(n, g.oh, g.w, kh, cg)  # (n, oh, w, kh, c), G == 1
+        in_threads(n, lambda i0, i1: fast.add_row_blocks(out5[i0:i1], *spans, g.sh, dx[i0:i1]), out.nbytes,
+                   kernel=True)
+        _pool.give(out)
+        return
     out6 = out.reshape(G, n, g.oh, g.w, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
     dx5 = dx.reshape(n, g.h, g.w, G, cg)
 
@@ -539,7 +531,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         for p, rows in enumerate(row_slices):
             if rows is not None:
                 dx5[i0:i1, rows[1]] += out6[i0:i1, rows[0], :, p]
-    _in_threads(n, add, out.nbytes)
+    in_threads(n, add, out.nbytes)
     _pool.give(out)
 
 
@@ -571,7 +563,7 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
             for q, cols_ in enumerate(col_slices):
                 if rows is not None and cols_ is not None:
                     dx5[i0:i1, rows[1], cols_[1]] += d7[i0:i1, rows[0], cols_[0], p, q]
-    _in_threads(n, add, dcols.nbytes)
+    in_threads(n, add, dcols.nbytes)
     _pool.give(dcols)
 
 
@@ -585,11 +577,11 @@ def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
     win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
     if mult == 1:
         wk = w.reshape(g.kh, g.kw, c)
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]), 4 * y.nbytes)
+        in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]), 4 * y.nbytes)
     else:
         wk = w.reshape(g.kh, g.kw, c, mult)
         y5 = y.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]), 4 * y.nbytes)
+        in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]), 4 * y.nbytes)
 
 
 def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
@@ -597,7 +589,7 @@ def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
     n, c, mult = dy.shape[0], g.c, g.o // g.c
     win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
     dy5 = dy.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
-    parts = _in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]), 4 * dy.nbytes)
+    parts = in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]), 4 * dy.nbytes)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
@@ -618,15 +610,15 @@ def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom) -> np.ndarray:
         u[a:z] = 0
         if rows is not None and cols_ is not None:
             u[a:z, rows[1], cols_[1]] = dy[a:z, rows[0], cols_[0]]
-    _in_threads(n, spread, u.nbytes)
+    in_threads(n, spread, u.nbytes)
     win = windows(u, (g.kh, g.kw), (1, 1), (g.dh, g.dw), (g.h, g.w))  # (n, h, w, kh, kw, o) view
     wf = w[::-1, ::-1].reshape(g.kh, g.kw, c, mult)  # flipped kernel
     dx = np.empty((n, g.h, g.w, c), dy.dtype)
     if mult == 1:
-        _in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]), 4 * u.nbytes)
+        in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]), 4 * u.nbytes)
     else:
         win7 = win.reshape(n, g.h, g.w, g.kh, g.kw, c, mult)  # (n, h, w, kh, kw, c, mult) view
-        _in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]), 4 * u.nbytes)
+        in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]), 4 * u.nbytes)
     _pool.give(u)
     return dx
 
@@ -675,7 +667,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
             else:
                 _pool.give(buf)
     if b is not None:
-        _in_threads(g.n, lambda a, z: np.add(y[a:z], b, out=y[a:z]), y.nbytes)
+        in_threads(g.n, lambda a, z: np.add(y[a:z], b, out=y[a:z]), y.nbytes)
     return (y, *kept)
 
 

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..tensor import apply, as_array
+from . import accel
+from .threads import in_threads
 from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d"]
@@ -166,6 +168,13 @@ def _max_backward(ctx, g, needs):
 # --- max pooling: windows that tile the input -------------------------------------------------
 def _tile_forward(x, needs, geo):
     (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
+    fast = accel.kernels()
+    if fast is not None and x.flags.c_contiguous:
+        out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
+        arg = np.empty(out.shape, np.uint8 if kh * kw < 256 else np.int32)  # (n, oh, ow, c)
+        in_threads(x.shape[0], lambda a, z: fast.pool_tile_forward(x[a:z], kh, kw, out[a:z], arg[a:z]),
+                   x.nbytes, kernel=True)
+        return out, (((x.shape, x.dtype), arg, geo) if needs[0] else None)
     xv = x[:, :oh * kh, :ow * kw]  # (n, oh*kh, ow*kw, c): the rows/columns some window covers
     taps = [xv[:, p::kh, q::kw] for _, p, q in geo.taps()]  # each (n, oh, ow, c), strided
     out = taps[0].copy() if len(taps) == 1 else np.maximum(taps[0], taps[1])
@@ -175,6 +184,14 @@ def _tile_forward(x, needs, geo):
 
 
 def _tile_backward(ctx, g, needs):
+    if isinstance(ctx[0], tuple):  # from the numba forward: the chosen offsets are known
+        (shape, dtype), arg, geo = ctx
+        gx = np.empty(shape, dtype)
+        g = np.ascontiguousarray(g, dtype=dtype)
+        fast, (kh, kw) = accel.kernels_or_compile(), geo.kernel
+        in_threads(len(gx), lambda a, z: fast.pool_tile_backward(g[a:z], arg[a:z], kh, kw, gx[a:z]),
+                   gx.nbytes, kernel=True)
+        return (gx,)
     x, out, geo = ctx
     if np.isnan(out).any():  # NaN windows send the gradient to their last NaN: take the general route
         _, arg = _argmax(x, geo, x.shape[1:3])

@@ -1,0 +1,127 @@
+"""The numba kernels behind `featuremaps.functional.accel` (imported only when numba is installed).
+
+Each one mirrors a NumPy step of `conv` or `pool` and must give bit-identical results: copies are
+copies, and every sum adds the same terms in the same order as the NumPy code it replaces. The
+kernels are serial and release the GIL; callers split the batch over threads with
+`threads.in_threads`, passing each thread its own image range (an image is written by one thread).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False)
+
+
+# --- max pooling over windows that tile the input (pool._tile_forward / _tile_backward) ----------
+@_jit
+def pool_tile_forward(x, kh, kw, out, arg):
+    """out[n, i, j, c] = max of window (i, j) and arg = its offset p·kw + q: the first maximum in
+    window order, or the last NaN (see pool's module docstring), so a window holding NaN reports
+    NaN. x: (n, h, w, c); out, arg: (n, oh, ow, c)."""
+    n, oh, ow, c = out.shape
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                o = out[b, i, j]
+                a = arg[b, i, j]
+                first = x[b, i * kh, j * kw]
+                for ch in range(c):
+                    o[ch] = first[ch]
+                    a[ch] = 0
+                for p in range(kh):
+                    for q in range(kw):
+                        if p == 0 and q == 0:
+                            continue
+                        k = p * kw + q
+                        tap = x[b, i * kh + p, j * kw + q]
+                        for ch in range(c):
+                            v = tap[ch]
+                            if v > o[ch] or v != v:
+                                o[ch] = v
+                                a[ch] = k
+
+
+@_jit
+def pool_tile_backward(g, arg, kh, kw, gx):
+    """gx (n, h, w, c) = g routed to each window's chosen element, +0.0 elsewhere (also on the
+    rows/columns no window reaches)."""
+    n, oh, ow, c = g.shape
+    h, w = gx.shape[1], gx.shape[2]
+    for b in range(n):
+        for r in range(h):
+            for x_ in range(w):
+                if r >= oh * kh or x_ >= ow * kw:
+                    for ch in range(c):
+                        gx[b, r, x_, ch] = 0
+        for i in range(oh):
+            for p in range(kh):
+                for j in range(ow):
+                    gr = g[b, i, j]
+                    ar = arg[b, i, j]
+                    for q in range(kw):
+                        k = p * kw + q
+                        dst = gx[b, i * kh + p, j * kw + q]
+                        for ch in range(c):
+                            dst[ch] = gr[ch] if ar[ch] == k else 0
+
+
+# --- conv: the row-window input gradient (conv._col2im_rows) ------------------------------------
+@_jit
+def dy_row_windows(dy, kw, dw, j_lo, rows):
+    """rows[n, i, x, q, o] = dy[n, i, x + q·dw + j_lo, o], or 0 where that column is outside dy;
+    rows: (n, oh, w, kw, o)."""
+    n, oh, w = rows.shape[0], rows.shape[1], rows.shape[2]
+    ow, o = dy.shape[2], dy.shape[3]
+    for b in range(n):
+        for i in range(oh):
+            for x_ in range(w):
+                for q in range(kw):
+                    t = x_ + q * dw + j_lo
+                    dst = rows[b, i, x_, q]
+                    if 0 <= t < ow:
+                        src = dy[b, i, t]
+                        for ch in range(o):
+                            dst[ch] = src[ch]
+                    else:
+                        for ch in range(o):
+                            dst[ch] = 0
+
+
+@_jit
+def add_row_blocks(out, i0, i1, r0, sh, dx):
+    """dx[n, r0[p] + t·sh] += out[n, i0[p] + t, :, p] for t < i1[p] − i0[p], for p = 0, 1, … in
+    that order. out: (n, oh, w, kh, c); dx: (n, h, w, c)."""
+    n, w, kh, c = out.shape[0], out.shape[2], out.shape[3], out.shape[4]
+    for b in range(n):
+        for p in range(kh):
+            for t in range(i1[p] - i0[p]):
+                src_i = i0[p] + t
+                r = r0[p] + t * sh
+                for x_ in range(w):
+                    src = out[b, src_i, x_, p]
+                    dst = dx[b, r, x_]
+                    for ch in range(c):
+                        dst[ch] += src[ch]
+
+
+@_jit
+def add_row_blocks_channel_major(out, i0, i1, r0, sh, dx):
+    """The channel-major form: acc = 0 + out[p, c, n, i0[p] + t] for p = 0, 1, … (the rows that
+    land on dx row r), then dx[n, r, :, c] += acc. out: (kh, c, n, oh, w); dx: (n, h, w, c)."""
+    kh, c, n, w = out.shape[0], out.shape[1], out.shape[2], out.shape[4]
+    h = dx.shape[1]
+    acc = np.zeros(c, dx.dtype)  # sums in dx's dtype, as NumPy's does
+    for b in range(n):
+        for r in range(h):
+            for x_ in range(w):
+                acc[:] = 0
+                for p in range(kh):
+                    d = r - r0[p]
+                    if d >= 0 and d % sh == 0 and d // sh < i1[p] - i0[p]:
+                        i = i0[p] + d // sh
+                        for ch in range(c):
+                            acc[ch] += out[p, ch, b, i, x_]
+                dst = dx[b, r, x_]
+                for ch in range(c):
+                    dst[ch] += acc[ch]

@@ -1,0 +1,33 @@
+"""Two-thread splitting of element-wise work by image: NumPy's loops and the numba kernels
+(`featuremaps.functional.accel`) release the GIL, so two image ranges run on two cores at once.
+
+BLAS runs the GEMMs on its own threads; this covers the rest (padding, copies, adds, pooling).
+FEATUREMAPS_NUM_THREADS sets the count (default: 2, or 1 on a single core).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+THREADS = max(1, int(os.environ.get("FEATUREMAPS_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
+MIN_BYTES = 4 << 20  # NumPy work: below this, a second thread costs more than it saves
+KERNEL_MIN_BYTES = 256 << 10  # the same for the compiled kernels, which hand over faster
+_executor: list = []
+
+
+def in_threads(n: int, fn, nbytes: int, kernel: bool = False) -> list:
+    """fn(n0, n1) on up to THREADS contiguous image ranges at once, when the work writes at least
+    MIN_BYTES in all (`nbytes`), or KERNEL_MIN_BYTES for a compiled `kernel`; the results in order. Ranges never share an
+    image, so their writes never overlap. `fn` must not call `in_threads` itself."""
+    parts = min(THREADS, n) if nbytes >= (KERNEL_MIN_BYTES if kernel else MIN_BYTES) else 1
+    if parts <= 1:
+        return [fn(0, n)]
+    if not _executor:
+        _executor.append(ThreadPoolExecutor(max_workers=THREADS - 1, thread_name_prefix="featuremaps"))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [_executor[0].submit(fn, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    try:
+        first = fn(bounds[0], bounds[1])
+    finally:
+        rest = [f.result() for f in futures]  # never leave a worker writing into freed scratch
+    return [first] + rest

@@ -1,0 +1,172 @@
+"""The numba kernels (the `fast` extra) give results bit-identical to the pure NumPy path.
+
+The other test modules run with the kernels on (numba is part of the test extra), so the torch
+oracles check the accelerated path; here every accelerated step is compared bit for bit with the
+NumPy path on random shapes, both dtypes, one and two threads, ties, NaN and ±inf.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import featuremaps.functional as fn
+from featuremaps import Tensor, models, optim
+from featuremaps.functional import accel
+from featuremaps.functional import threads as threads_mod
+
+
+def test_numba_is_installed_and_on():
+    """CI must exercise the kernels: the test extra installs numba and nothing switches it off."""
+    assert accel.numba_available()
+    assert accel.numba_enabled()
+
+
+def _both(run):
+    """run() with the kernels on, then on the NumPy path: the two lists of arrays."""
+    assert accel.numba_enabled()
+    fast = run()
+    with accel.numba_disabled():
+        slow = run()
+    return fast, slow
+
+
+def _assert_identical(fast, slow, names):
+    for f, s, name in zip(fast, slow, names):
+        assert f.dtype == s.dtype and f.shape == s.shape, name
+        # bit patterns, NaN payloads aside: equal_nan compares NaN positions, view compares the rest
+        np.testing.assert_array_equal(np.isnan(f), np.isnan(s), err_msg=name)
+        ok = ~np.isnan(f)
+        np.testing.assert_array_equal(f[ok].view(f"i{f.itemsize}"), s[ok].view(f"i{s.itemsize}"), err_msg=name)
+
+
+def _grads(op, arrays, seed=0):
+    ts = [Tensor(a, requires_grad=True) for a in arrays]
+    y = op(*ts)
+    gy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    y.backward(gy)
+    return [y.data] + [t.grad for t in ts]
+
+
+@st.composite
+def tile_pool_case(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    n, c = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    h, w = draw(st.integers(kh, 3 * kh + 2)), draw(st.integers(kw, 3 * kw + 2))
+    kind = draw(st.sampled_from(["normal", "ties", "special"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (n, h, w, c), (kh, kw), kind, dtype, draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=60, deadline=None)
+@given(tile_pool_case(), st.booleans())
+def test_max_pool_tiles_identical(case, two_threads):
+    shape, kernel, kind, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    if kind == "ties":
+        x = rng.integers(-1, 2, shape).astype(dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+        if kind == "special":
+            flat = x.reshape(-1)
+            picks = rng.choice(flat.size, size=max(1, flat.size // 5), replace=False)
+            flat[picks] = rng.choice([np.nan, np.inf, -np.inf], size=picks.size)
+    mp = pytest.MonkeyPatch()
+    if two_threads:
+        mp.setattr(threads_mod, "THREADS", 2)
+        mp.setattr(threads_mod, "KERNEL_MIN_BYTES", 0)
+    try:
+        fast, slow = _both(lambda: _grads(lambda t: fn.max_pool2d(t, kernel), [x], seed))
+    finally:
+        mp.undo()
+    _assert_identical(fast, slow, ["y", "dx"])
+
+
+@st.composite
+def row_conv_case(draw):
+    """Convs on the row-window input-gradient path (stride 1 along W, one group), both of its
+    add orders: few input maps (channel-major) and many."""
+    c = draw(st.sampled_from([1, 2, 3, 6, 16, 20]))
+    o = draw(st.integers(1, 8))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh = draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = ((draw(st.integers(0, 2)), draw(st.integers(0, 2))), (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - sum(pads[0])), 9))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - sum(pads[1])), 9))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (draw(st.integers(1, 3)), h, w, c), (kh, kw, c, o), dict(stride=(sh, 1), dilation=(dh, dw), padding=pads), \
+        dtype, draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=60, deadline=None)
+@given(row_conv_case(), st.booleans())
+def test_conv_row_gradient_identical(case, two_threads):
+    xs, ws, opts, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[3:]))
+    mp = pytest.MonkeyPatch()
+    if two_threads:
+        mp.setattr(threads_mod, "THREADS", 2)
+        mp.setattr(threads_mod, "KERNEL_MIN_BYTES", 0)
+    try:
+        fast, slow = _both(lambda: _grads(lambda *t: fn.conv2d(*t, **opts), [x, w, b], seed))
+    finally:
+        mp.undo()
+    _assert_identical(fast, slow, ["y", "dx", "dw", "db"])
+
+
+def test_lenet_training_steps_identical():
+    """Three SGD steps of the zoo's lenet and lenet5 end in the same weights either way."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+
+    def train(name):
+        model = models.get(name, rng=np.random.default_rng(0))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(3):
+            loss = fn.cross_entropy(model(Tensor(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.data for p in model.parameters()]
+
+    for name in ("lenet", "lenet5"):
+        fast, slow = _both(lambda: train(name))
+        _assert_identical(fast, slow, [f"{name} parameter {i}" for i in range(len(fast))])
+
+
+def test_a_backward_after_switching_off_still_works():
+    """A forward run with the kernels keeps what its backward needs, even if they are switched off
+    before the backward."""
+    x = np.random.default_rng(0).integers(-1, 2, (2, 4, 6, 3)).astype(np.float64)
+    t = Tensor(x, requires_grad=True)
+    y = fn.max_pool2d(t, 2)
+    gy = np.random.default_rng(1).standard_normal(y.shape)
+    with accel.numba_disabled():
+        y.backward(gy)
+        ref = Tensor(x, requires_grad=True)
+        fn.max_pool2d(ref, 2).backward(gy)
+    _assert_identical([t.grad], [ref.grad], ["dx"])
+
+
+def test_use_numba_switch_and_errors():
+    accel.use_numba(False)
+    try:
+        assert not accel.numba_enabled()
+        assert accel.kernels() is None
+    finally:
+        accel.use_numba(True)
+    assert accel.numba_enabled()
+    with pytest.raises(TypeError, match="use_numba: flag must be True or False; received 'yes'"):
+        accel.use_numba("yes")
+
+
+def test_environment_variable_switches_it_off():
+    code = "from featuremaps.functional import accel; print(accel.numba_available(), accel.numba_enabled())"
+    env = dict(os.environ, FEATUREMAPS_NUMBA="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
