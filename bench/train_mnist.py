@@ -85,8 +85,43 @@ def _median_rate(rates) -> float:
 
 # --- workers (each in its own process) -------------------------------------------------------------
 
+def _lenet_gemms(batch: int, training: bool) -> list:
+    """The matrix products featuremaps' engine runs for one lenet step (`functional.conv` and
+    `linear`), as (a, b) float32 operand pairs in its layouts: the floor under any NumPy step."""
+    rng = np.random.default_rng(0)
+
+    def mat(shape, order="C"):
+        return np.asarray(rng.standard_normal(shape), np.float32, order=order)
+    m1, m2 = batch * 24 * 24, batch * 8 * 8
+    pairs = [(mat((m1, 26), "F"), mat((26, 20))),  # conv1: colsᵀ built transposed, bias row folded in
+             (mat((m2, 500)), mat((500, 50))),  # conv2: im2col · W
+             (mat((batch, 800)), mat((800, 500))), (mat((batch, 500)), mat((500, 10)))]  # fc1, fc2
+    if training:
+        pairs += [(mat((m1, 26), "F").T, mat((m1, 20))),  # conv1 dW (and db) = colsᵀ · dy
+                  (mat((m2, 500)).T, mat((m2, 50))),  # conv2 dW
+                  (mat((batch * 8 * 12, 250)), mat((250, 100))),  # conv2 dx: row windows · reversed kernel
+                  (mat((batch, 800)).T, mat((batch, 500))), (mat((batch, 500)), mat((500, 800))),  # fc1 dW, dx
+                  (mat((batch, 500)).T, mat((batch, 10))), (mat((batch, 10)), mat((10, 500)))]  # fc2 dW, dx
+    return pairs
+
+
+def _gemm_floor_images_per_s(training: bool, repeats: int = 200) -> float:
+    """Images/s if a lenet step did nothing but its GEMMs (median of `repeats`)."""
+    pairs = _lenet_gemms(BATCH, training)
+    outs = [np.empty((a.shape[0], b.shape[1]), np.float32) for a, b in pairs]
+    times = []
+    for i in range(repeats + 20):
+        t0 = time.perf_counter()
+        for (a, b), out in zip(pairs, outs):
+            np.matmul(a, b, out=out)
+        if i >= 20:
+            times.append(time.perf_counter() - t0)
+    return BATCH / statistics.median(times)
+
+
 def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, recipe: dict) -> dict:
     from featuremaps import Tensor, models, no_grad, optim, schedules, train
+    from featuremaps.functional import accel
     from featuremaps.progress import ProgressBar
 
     t_start = time.perf_counter()
@@ -95,7 +130,8 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, rec
     opt = optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
     sched = schedules.get(recipe["schedule"], recipe["lr"], epochs=epochs)
     reporter = ProgressBar(tty=False)
-    reporter.message(f"[featuremaps {model_name}] BLAS: {_blas_info()}")
+    numba = accel.numba_enabled()
+    reporter.message(f"[featuremaps {model_name}] BLAS: {_blas_info()}; numba kernels: {'on' if numba else 'off'}")
     res = train.fit(model, train_ds, None, epochs=epochs, batch_size=BATCH, optimizer=opt, seed=SEED,
                     schedule=sched, augment=recipe["shift"], reporter=reporter)
     t_train = time.perf_counter() - t_start
@@ -116,7 +152,9 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, rec
             "test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "test_n": ev["n"], "wall_s": t_train,
             "train_images_per_s": _median_rate([r["images_per_s"] for r in res.history]),
             "infer_images_per_s": len(x) / statistics.median(times), "peak_rss_mib": _rss_mib(),
-            "history": res.history}
+            "numba": numba, "history": res.history,
+            "gemm_floor": {"train_images_per_s": _gemm_floor_images_per_s(True),
+                           "infer_images_per_s": _gemm_floor_images_per_s(False)}}
 
 
 def worker_torch(epochs: int, test_limit: int | None, recipe: dict) -> dict:
@@ -192,8 +230,8 @@ def worker_torch(epochs: int, test_limit: int | None, recipe: dict) -> dict:
 
 # --- driver ----------------------------------------------------------------------------------------
 
-def _spawn(args: list[str]) -> dict:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def _spawn(args: list[str], **env_extra: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args], stdout=subprocess.PIPE, text=True,
                           env=env)
     if proc.returncode != 0:
@@ -250,11 +288,16 @@ def main(argv=None) -> int:
     if "lenet" in names and not args.no_torch:
         peer = _spawn(["--worker", "torch", *extra])
         quick = ["--epochs", "2", "--test-limit", "5000"] + extra[2:]
+        keys = ("train_images_per_s", "infer_images_per_s")
         for i in range(max(args.speed_rounds, 0)):
             f = _spawn(["--worker", "featuremaps", "--model", "lenet", *quick])
             t = _spawn(["--worker", "torch", *quick])
-            rounds.append({"featuremaps": {k: f[k] for k in ("train_images_per_s", "infer_images_per_s")},
-                           "torch": {k: t[k] for k in ("train_images_per_s", "infer_images_per_s")}})
+            rnd = {"featuremaps": {k: f[k] for k in keys}, "torch": {k: t[k] for k in keys},
+                   "numba": f["numba"], "gemm_floor": f["gemm_floor"]}
+            if f["numba"]:  # the pure NumPy path too, to show what the fast extra is worth
+                npy = _spawn(["--worker", "featuremaps", "--model", "lenet", *quick], FEATUREMAPS_NUMBA="0")
+                rnd["numpy_only"] = {k: npy[k] for k in keys}
+            rounds.append(rnd)
 
     print(f"\nMNIST: 5,000 training images, {results[0]['test_n']:,} official test images, batch {BATCH}, "
           f"{epochs} epochs, seed {SEED}; SGD lr {recipe['lr']} momentum {recipe['momentum']}, "
@@ -280,11 +323,28 @@ def main(argv=None) -> int:
         ratio = {k: statistics.median(r["featuremaps"][k] / r["torch"][k] for r in pairs)
                  for k in ("train_images_per_s", "infer_images_per_s")}
         if rounds:
-            print(f"\nspeed rounds (lenet, 2 epochs each; img/s featuremaps vs torch):")
+            print(f"\nspeed rounds (lenet, 2 epochs each; img/s featuremaps vs torch; featuremaps "
+                  f"{'with' if rounds[0]['numba'] else 'without'} the numba kernels):")
             for i, r in enumerate(rounds, 1):
-                f, t = r["featuremaps"], r["torch"]
-                print(f"  round {i}: train {f['train_images_per_s']:,.0f} vs {t['train_images_per_s']:,.0f}  "
-                      f"inference {f['infer_images_per_s']:,.0f} vs {t['infer_images_per_s']:,.0f}")
+                f, t, fl = r["featuremaps"], r["torch"], r["gemm_floor"]
+                line = (f"  round {i}: train {f['train_images_per_s']:,.0f} vs {t['train_images_per_s']:,.0f}  "
+                        f"inference {f['infer_images_per_s']:,.0f} vs {t['infer_images_per_s']:,.0f}")
+                if "numpy_only" in r:
+                    n_ = r["numpy_only"]
+                    line += (f"   NumPy only: train {n_['train_images_per_s']:,.0f}  "
+                             f"inference {n_['infer_images_per_s']:,.0f}")
+                print(line + f"   GEMMs alone: train {fl['train_images_per_s']:,.0f}  "
+                      f"inference {fl['infer_images_per_s']:,.0f}")
+            floor = {k: statistics.median(r["gemm_floor"][k] / r["torch"][k] for r in rounds)
+                     for k in ("train_images_per_s", "infer_images_per_s")}
+            print(f"  lenet's GEMMs alone (no im2col, pooling, activations or Python), as a ratio to torch's "
+                  f"whole step: training {floor['train_images_per_s']:.2f}×, inference "
+                  f"{floor['infer_images_per_s']:.2f}× (median of {len(rounds)})")
+            if all("numpy_only" in r for r in rounds):
+                gain = {k: statistics.median(r["featuremaps"][k] / r["numpy_only"][k] for r in rounds)
+                        for k in ("train_images_per_s", "infer_images_per_s")}
+                print(f"  numba kernels vs the NumPy path: training {gain['train_images_per_s']:.2f}×, "
+                      f"inference {gain['infer_images_per_s']:.2f}× the images/s")
         tr, inf = ratio["train_images_per_s"], ratio["infer_images_per_s"]
         mem = fm["peak_rss_mib"] / peer["peak_rss_mib"]
         print(f"\nlenet featuremaps / torch (median of {len(pairs)}):  training {tr:.2f}× (bar ≥ 0.8: {_verdict(tr >= 0.8)})  "

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .functional import accel
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get", "names"]
@@ -173,6 +174,14 @@ class SGD(Optimizer):
         return {"momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
     def _update(self, i, p, g):
+        if self.momentum and not self.nesterov and not self.weight_decay:
+            fast = accel.kernels()
+            buf = self.state["momentum_buffer"][i]
+            if (fast is not None and p.dtype == g.dtype == buf.dtype
+                    and p.flags.c_contiguous and g.flags.c_contiguous and buf.flags.c_contiguous):
+                t = p.dtype.type  # NumPy rounds the Python floats to the arrays' dtype too
+                fast.sgd_momentum(p, g, buf, t(self.momentum), t(self.lr))  # the same steps in one pass
+                return
         s = self._scratch(i, p)
         if self.weight_decay:
             g = g + self.weight_decay * p

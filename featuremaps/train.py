@@ -423,8 +423,9 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                 model.train()
                 t_epoch = time.perf_counter()
                 seen_now = 0
+                t0 = time.perf_counter()  # a step's time runs from the end of the last one: fetching
+                # and augmenting its batch, forward, backward, update and the progress line all count
                 for b, (xb, yb) in enumerate(loader.epoch(epoch, start=first_step), first_step):
-                    t0 = time.perf_counter()
                     if uses_rng:
                         model.set_rng(np.random.default_rng([seed, epoch, b, 2]))
                     logits = model(Tensor(normalize_images(xb, normalization, dtype)))
@@ -443,7 +444,8 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                     sums["loss"] += value * n
                     sums["correct"] += int((logits.data.argmax(axis=1) == yb).sum())
                     sums["seen"] += n
-                    dt = time.perf_counter() - t0
+                    t1 = time.perf_counter()
+                    dt, t0 = t1 - t0, t1
                     sums["time"] += dt
                     seen_now += n
                     elapsed = time.perf_counter() - t_epoch

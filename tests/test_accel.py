@@ -170,3 +170,31 @@ def test_environment_variable_switches_it_off():
     env = dict(os.environ, FEATUREMAPS_NUMBA="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([np.float32, np.float64]), st.integers(1, 300), st.integers(0, 2 ** 16))
+def test_tanh_backward_identical(dtype, size, seed):
+    x = (np.random.default_rng(seed).standard_normal(size) * 3).astype(dtype)
+    fast, slow = _both(lambda: _grads(fn.tanh, [x], seed))
+    _assert_identical(fast, slow, ["y", "dx"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_momentum_identical(dtype):
+    """Five updates with a changing learning rate; the fused update is used only for plain momentum."""
+    rng = np.random.default_rng(5)
+    w0, grads = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 7, 5)).astype(dtype)
+
+    def run(**kw):
+        p = Tensor(w0.copy(), requires_grad=True)
+        opt = optim.SGD([p], lr=0.1, momentum=0.9, **kw)
+        for k, g in enumerate(grads):
+            opt.lr = 0.1 / (k + 1)
+            p.grad = g.copy()
+            opt.step()
+        return [p.data, opt.state["momentum_buffer"][0]]
+
+    for kw in ({}, {"nesterov": True}, {"weight_decay": 0.01}):
+        fast, slow = _both(lambda: run(**kw))
+        _assert_identical(fast, slow, ["p", "buffer"])

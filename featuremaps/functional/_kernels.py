@@ -8,7 +8,6 @@ kernels are serial and release the GIL; callers split the batch over threads wit
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False)
 
@@ -105,23 +104,23 @@ def add_row_blocks(out, i0, i1, r0, sh, dx):
                         dst[ch] += src[ch]
 
 
+# --- element-wise steps, fused into one pass with NumPy's order of operations ------------------
 @_jit
-def add_row_blocks_channel_major(out, i0, i1, r0, sh, dx):
-    """The channel-major form: acc = 0 + out[p, c, n, i0[p] + t] for p = 0, 1, … (the rows that
-    land on dx row r), then dx[n, r, :, c] += acc. out: (kh, c, n, oh, w); dx: (n, h, w, c)."""
-    kh, c, n, w = out.shape[0], out.shape[1], out.shape[2], out.shape[4]
-    h = dx.shape[1]
-    acc = np.zeros(c, dx.dtype)  # sums in dx's dtype, as NumPy's does
-    for b in range(n):
-        for r in range(h):
-            for x_ in range(w):
-                acc[:] = 0
-                for p in range(kh):
-                    d = r - r0[p]
-                    if d >= 0 and d % sh == 0 and d // sh < i1[p] - i0[p]:
-                        i = i0[p] + d // sh
-                        for ch in range(c):
-                            acc[ch] += out[p, ch, b, i, x_]
-                dst = dx[b, r, x_]
-                for ch in range(c):
-                    dst[ch] += acc[ch]
+def tanh_backward(out, g, one, gx):
+    """gx = g · (1 − out · out), each product and difference rounded as NumPy's three passes do.
+    All three arrays C-contiguous and of one dtype; `one` is a 1 of that dtype."""
+    o, gg, dst = out.reshape(-1), g.reshape(-1), gx.reshape(-1)
+    for i in range(o.size):
+        dst[i] = gg[i] * (one - o[i] * o[i])
+
+
+@_jit
+def sgd_momentum(p, g, buf, momentum, lr):
+    """buf = buf · momentum + g; p = p − buf · lr (optim.SGD without Nesterov or weight decay):
+    momentum and lr already of the arrays' dtype, the same roundings as NumPy's in-place passes."""
+    pp, gg, bb = p.reshape(-1), g.reshape(-1), buf.reshape(-1)
+    for i in range(pp.size):
+        b = bb[i] * momentum
+        b = b + gg[i]
+        bb[i] = b
+        pp[i] = pp[i] - b * lr

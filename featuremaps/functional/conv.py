@@ -487,7 +487,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)
                               ).reshape(G, kw * og, kh * cg)
     row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
-    if fast is not None:  # each kernel row's output rows [i0, i1) and its first input row r0
+    if fast is not None and not (G == 1 and cg < 16):  # kernel row p's output rows [i0, i1), first input row r0
         spans = np.array([(0, 0, 0) if rs is None else (rs[0].start, rs[0].stop, rs[1].start) for rs in row_slices],
                          dtype=np.int64).T  # (3, kh)
     if G == 1 and cg < 16:
@@ -498,11 +498,6 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         np.matmul(wr[0].T, r[0].T, out=out.reshape(kh * cg, mw))  # (kh*cg, n*oh*w)
         _pool.give(rows_buf)
         out5 = out.reshape(kh, cg, n, g.oh, g.w)
-        if fast is not None:
-            in_threads(n, lambda i0, i1: fast.add_row_blocks_channel_major(out5[:, :, i0:i1], *spans, g.sh,
-                                                                            dx[i0:i1]), out.nbytes, kernel=True)
-            _pool.give(out)
-            return
         dxt = _pool.take((cg, n, g.h, g.w), dx.dtype)
 
         def add_channel_major(i0: int, i1: int) -> None:
