@@ -6,7 +6,8 @@ stated once, in `featuremaps.functional.conv`.
 
 Public API (everything else is an implementation detail):
 - `Tensor`, `no_grad`, `is_grad_enabled`, `apply` — autograd (`featuremaps.tensor`)
-- `functional` — stateless ops: conv2d, conv_transpose2d, pooling, linear, activations, norms, losses
+- `functional` — stateless ops: conv2d, conv_transpose2d, pooling, linear, activations, norms, losses;
+  `functional.use_numba(flag)` switches the optional compiled kernels (the `fast` extra)
 - `nn` — layers and `Sequential`; `init` — initialisers; `tables` — connection tables
 - `models` — the model zoo (`models.get("lenet5")`); `data` — MNIST/Fashion-MNIST/CIFAR-10/sample
 - `optim`, `schedules`, `train` (fit/evaluate), `checkpoint` (save/load)

@@ -100,6 +100,11 @@ def _note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _numba_enabled() -> bool:
+    from .functional import accel
+    return accel.numba_enabled()
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -337,7 +342,8 @@ def cmd_train(args) -> int:
     reporter = ProgressBar()
     reporter.message(f"training {name} ({model.num_parameters():,} parameters) on {ds_name}: "
                      f"{len(train_ds):,} training / {len(val_ds):,} validation images, {s['epochs']} epochs, "
-                     f"batch {s['batch_size']}, {opt!r}" + (f", schedule {s['schedule']}" if s['schedule'] != 'none' else ""))
+                     f"batch {s['batch_size']}, {opt!r}" + (f", schedule {s['schedule']}" if s['schedule'] != 'none' else "")
+                     + ("; compiled kernels on (numba)" if _numba_enabled() else ""))
     try:
         result = train.fit(model, train_ds, val_ds, epochs=s["epochs"], batch_size=s["batch_size"], optimizer=opt,
                            schedule=schedule, seed=seed, out_dir=out, resume=args.resume,

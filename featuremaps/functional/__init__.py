@@ -3,7 +3,9 @@
 Every op takes ndarrays or `Tensor`s and returns the same kind. Each is one forward/backward pair
 run by `featuremaps.tensor.apply`. Layouts are channels-last: activations (N, H, W, C), conv
 weights HWIO (KH, KW, C_in // groups, C_out). The conv formula and output-size rule are stated
-once, in `featuremaps.functional.conv`.
+once, in `featuremaps.functional.conv`. With numba installed (the `fast` extra) some steps run as
+compiled kernels with bit-identical results; `use_numba(False)` / `numba_disabled()` turn them off
+(`featuremaps.functional.accel`).
 """
 from .arith import abs, add, div, exp, log, matmul, max, mean, min, mul, neg, power, sqrt, sub, sum
 from .shape import concat, flatten, getitem, pad, reshape, transpose
@@ -14,6 +16,7 @@ from .linear import linear
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from .norm import batch_norm, dropout, local_response_norm
 from .loss import cross_entropy, mse_loss, nll_loss
+from .accel import numba_available, numba_disabled, numba_enabled, use_numba
 
 from ._bind import bind_tensor_methods as _bind
 

@@ -1,13 +1,16 @@
-"""Optional compiled kernels (numba) for the data movement around the GEMMs; results are identical.
+"""Optional compiled kernels (numba) for the work around the GEMMs; results are bit-identical.
 
-The NumPy path is the definition. This module only replaces steps that move or select values
-(the im2col copy, max-pool selection and its gradient routing) or add them up (col2im) in exactly
-the order the NumPy code does, so every output is bit-for-bit the same; the GEMMs stay with
-NumPy's BLAS either way. The tests check that identity on random shapes.
+The NumPy path is the definition. The kernels only replace steps that move or select values
+(max-pool over tiling windows and its gradient routing, the row windows of the conv input
+gradient) or do element-wise arithmetic (the row adds of that gradient, tanh's backward, the
+plain-momentum SGD update) with exactly the NumPy code's operations in its order, so every result
+is bit-for-bit the same; the GEMMs stay with NumPy's BLAS either way. tests/test_accel.py checks
+that identity on random shapes, and `bench/train_mnist.py` measures what it is worth.
 
-It is used when numba is installed (`pip install 'featuremaps[fast]'`) and not switched off with
-``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. The kernels are compiled on first use (a few
-seconds, cached on disk afterwards) and split the batch over the cores with ``prange``.
+They are used when numba is installed (`pip install 'featuremaps[fast]'`) and not switched off with
+``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. They are compiled on first use (a few seconds, then
+cached on disk) and split the batch over two threads (`featuremaps.functional.threads`). Tried and
+dropped because NumPy was as fast or faster: the im2col copies and the channel-major row adds.
 """
 from __future__ import annotations
 
