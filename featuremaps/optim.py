@@ -175,10 +175,9 @@ class SGD(Optimizer):
 
     def _update(self, i, p, g):
         if self.momentum and not self.nesterov and not self.weight_decay:
-            fast = accel.kernels()
             buf = self.state["momentum_buffer"][i]
-            if (fast is not None and p.dtype == g.dtype == buf.dtype
-                    and p.flags.c_contiguous and g.flags.c_contiguous and buf.flags.c_contiguous):
+            fast = accel.kernels(p, g, buf)
+            if (fast is not None and p.flags.c_contiguous and g.flags.c_contiguous and buf.flags.c_contiguous):
                 t = p.dtype.type  # NumPy rounds the Python floats to the arrays' dtype too
                 fast.sgd_momentum(p, g, buf, t(self.momentum), t(self.lr))  # the same steps in one pass
                 return

@@ -198,3 +198,25 @@ def test_sgd_momentum_identical(dtype):
     for kw in ({}, {"nesterov": True}, {"weight_decay": 0.01}):
         fast, slow = _both(lambda: run(**kw))
         _assert_identical(fast, slow, ["p", "buffer"])
+
+
+def test_other_dtypes_take_the_numpy_path():
+    """The kernels are compiled for float32 and float64 only; float16 (and mixed dtypes) fall back."""
+    x = np.random.default_rng(6).standard_normal((2, 4, 4, 3)).astype(np.float16)
+    fast, slow = _both(lambda: _grads(lambda t: fn.tanh(fn.max_pool2d(t, 2)), [x]))
+    _assert_identical(fast, slow, ["y", "dx"])
+    assert accel.kernels(x) is None and accel.kernels(x.astype(np.float32), x.astype(np.float64)) is None
+    assert accel.kernels(x.astype(np.float32)) is not None
+
+
+def test_without_numba_everything_runs_on_numpy():
+    """numba missing (or failing to import): no error, the NumPy path, and the reason is kept."""
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np, featuremaps.functional as F\n"
+            "from featuremaps.functional import accel\n"
+            "y = F.max_pool2d(np.arange(16.0).reshape(1, 4, 4, 1), 2)\n"
+            "print(accel.numba_available(), accel.numba_enabled(), y.ravel().tolist())\n"
+            "print(accel.numba_unavailable_reason())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "False False [5.0, 7.0, 13.0, 15.0]"
+    assert "numba" in out[1] and "Error" in out[1]

@@ -20,28 +20,36 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["numba_available", "numba_enabled", "use_numba", "numba_disabled"]
+__all__ = ["numba_available", "numba_enabled", "use_numba", "numba_disabled", "numba_unavailable_reason"]
 
 _state: dict = {"tried": False, "kernels": None,
                 "on": os.environ.get("FEATUREMAPS_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")}
 
 
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
+
+
 def _compile():
-    """The kernels module (compiled lazily), or None when numba is missing."""
+    """The kernels module (compiled lazily), or None when numba is missing or fails to import."""
     if not _state["tried"]:
         _state["tried"] = True
         try:
             from . import _kernels  # imports numba
-        except ImportError:
-            _state["kernels"] = None
+        except Exception as e:  # not installed, or built for another NumPy: stay on the NumPy path
+            _state["kernels"], _state["why"] = None, f"{type(e).__name__}: {e}"
         else:
             _state["kernels"] = _kernels
     return _state["kernels"]
 
 
 def numba_available() -> bool:
-    """True when numba can be imported (the `fast` extra is installed)."""
+    """True when numba can be imported (the `fast` extra is installed); see `numba_unavailable_reason`."""
     return _compile() is not None
+
+
+def numba_unavailable_reason() -> str | None:
+    """Why the kernels cannot be used (the import error), or None when they can."""
+    return None if _compile() is not None else _state.get("why")
 
 
 def numba_enabled() -> bool:
@@ -67,9 +75,12 @@ def numba_disabled() -> Iterator[None]:
         _state["on"] = prev
 
 
-def kernels():
-    """The compiled kernels when they are to be used, else None (take the NumPy path)."""
-    return _compile() if _state["on"] else None
+def kernels(*arrays: np.ndarray):
+    """The compiled kernels when they are to be used for `arrays` (all float32 or all float64),
+    else None: take the NumPy path."""
+    if not _state["on"] or any(a.dtype != arrays[0].dtype or a.dtype not in _DTYPES for a in arrays):
+        return None
+    return _compile()
 
 
 def kernels_or_compile():

@@ -465,7 +465,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     j_lo = g.left - (kw - 1) * dw
     width = g.w + (kw - 1) * dw
     rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
-    fast = accel.kernels() if G == 1 else None
+    fast = accel.kernels(dy, dx) if G == 1 else None
     if fast is not None:  # the same copy, without the widened dy
         in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]),
                    rows_buf.nbytes, kernel=True)
