@@ -86,8 +86,8 @@ def test_max_pool_tiles_identical(case, two_threads):
 
 @st.composite
 def row_conv_case(draw):
-    """Convs on the row-window input-gradient path (stride 1 along W, one group), both of its
-    add orders: few input maps (channel-major) and many."""
+    """Convs on the row-window input-gradient path (stride 1 along W, one group) with few input
+    maps (channel-major adds, NumPy either way) and many (the kernel's adds)."""
     c = draw(st.sampled_from([1, 2, 3, 6, 16, 20]))
     o = draw(st.integers(1, 8))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -101,9 +101,24 @@ def row_conv_case(draw):
         dtype, draw(st.integers(0, 2 ** 16))
 
 
+@st.composite
+def col_conv_case(draw):
+    """Convs on the column-matrix input-gradient path: stride > 1 along W, any padding/dilation."""
+    c, o = draw(st.integers(1, 9)), draw(st.integers(1, 6))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 7))  # kw 5..7 at stride 2: 3-4 terms per sum
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(2, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = ((draw(st.integers(0, 2)), draw(st.integers(0, 2))), (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - sum(pads[0])), 10))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - sum(pads[1])), 16))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return (draw(st.integers(1, 3)), h, w, c), (kh, kw, c, o), dict(stride=(sh, sw), dilation=(dh, dw), padding=pads), \
+        dtype, draw(st.integers(0, 2 ** 16))
+
+
 @settings(max_examples=60, deadline=None)
-@given(row_conv_case(), st.booleans())
-def test_conv_row_gradient_identical(case, two_threads):
+@given(st.one_of(row_conv_case(), col_conv_case()), st.booleans())
+def test_conv_input_gradient_identical(case, two_threads):
     xs, ws, opts, dtype, seed = case
     rng = np.random.default_rng(seed)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[3:]))

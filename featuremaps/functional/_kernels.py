@@ -8,6 +8,7 @@ kernels are serial and release the GIL; callers split the batch over threads wit
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False)
 
@@ -124,3 +125,28 @@ def sgd_momentum(p, g, buf, momentum, lr):
         b = b + gg[i]
         bb[i] = b
         pp[i] = pp[i] - b * lr
+
+
+# --- conv: the column-matrix input gradient (conv._col2im_cols) ----------------------------------
+@_jit
+def col2im_add(d6, top, left, sh, sw, dh, dw, dx):
+    """dx[n, i·sh + p·dh − top, j·sw + q·dw − left] += d6[n, i, j, p, q] for the blocks (p, q) in
+    row-major order, as NumPy's block adds do (positions outside dx fell on padding).
+    d6: (n, oh, ow, kh, kw, c); dx: (n, h, w, c)."""
+    n, oh, ow, kh, kw, c = d6.shape
+    h, w = dx.shape[1], dx.shape[2]
+    for b in range(n):
+        for p in range(kh):
+            for q in range(kw):
+                for i in range(oh):
+                    r = i * sh + p * dh - top
+                    if r < 0 or r >= h:
+                        continue
+                    for j in range(ow):
+                        x_ = j * sw + q * dw - left
+                        if x_ < 0 or x_ >= w:
+                            continue
+                        src = d6[b, i, j, p, q]
+                        dst = dx[b, r, x_]
+                        for ch in range(c):
+                            dst[ch] += src[ch]

@@ -550,6 +550,13 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     else:
         dyg = dy2d.reshape(m, G, og).transpose(1, 0, 2)  # (G, m, og)
         np.matmul(dyg, _grouped_weight(w, G).transpose(0, 2, 1), out=dcols)  # (G, m, kh*kw*cg)
+    fast = accel.kernels(dcols, dx) if G == 1 else None
+    if fast is not None:
+        d6 = dcols.reshape(n, g.oh, g.ow, kh, kw, cg)  # (n, oh, ow, kh, kw, c)
+        in_threads(n, lambda i0, i1: fast.col2im_add(d6[i0:i1], g.top, g.left, g.sh, g.sw, g.dh, g.dw, dx[i0:i1]),
+                   dx.nbytes, kernel=True)
+        _pool.give(dcols)
+        return
     d7 = dcols.reshape(G, n, g.oh, g.ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)  # (n, oh, ow, kh, kw, G, cg)
     dx5 = dx.reshape(n, g.h, g.w, G, cg)
     row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
