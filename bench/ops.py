@@ -199,6 +199,8 @@ def worker(lib, cases, repeat, threads, cpu_time, stat):
                         for d in threadpool_info() if d.get("user_api") == "blas"]
         a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
         info["gemm_gflops"] = 2 * 2048 ** 3 / _median_ms(lambda: a @ a, max(repeat, 5)) / 1e6
+        from featuremaps.functional import accel
+        info["numba"] = accel.numba_enabled()
     _settle_memory()
     fwd, fb = make(SUITE[WARMUP], make_data(SUITE[WARMUP]))
     for _ in range(2):
@@ -322,6 +324,8 @@ def main():
         th = _best(th, run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat))
     for b in fm["blas"]:
         print(f"BLAS: {b['internal_api']} {b['version']}, kernel {b['architecture']}, {b['num_threads']} threads")
+    print(f"featuremaps' numba kernels (the fast extra): {'on' if fm.get('numba') else 'off'} "
+          f"(FEATUREMAPS_NUMBA=0 times the pure NumPy path)")
     peak = fm["gemm_gflops"]
     clock = "process CPU time" if args.cpu_time else "wall time"
     print(f"float32 GEMM peak (numpy.matmul 2048×2048): {peak:.0f} GFLOP/s; {args.threads} threads; {clock}, "
