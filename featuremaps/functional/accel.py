@@ -1,7 +1,7 @@
 """Optional compiled kernels (numba) for the work around the GEMMs; results are bit-identical.
 
 The NumPy path is the definition. The kernels only replace steps that move or select values
-(max-pool over tiling windows and its gradient routing, the row windows of the conv input
+(max-pool over tiling windows with its gradient routing, when a backward pass follows; the row windows of the conv input
 gradient) or do element-wise arithmetic (the row adds of that gradient, tanh's backward, the
 plain-momentum SGD update) with exactly the NumPy code's operations in its order, so every result
 is bit-for-bit the same; the GEMMs stay with NumPy's BLAS either way. tests/test_accel.py checks

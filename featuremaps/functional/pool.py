@@ -168,13 +168,13 @@ def _max_backward(ctx, g, needs):
 # --- max pooling: windows that tile the input -------------------------------------------------
 def _tile_forward(x, needs, geo):
     (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
-    fast = accel.kernels(x)
+    fast = accel.kernels(x) if needs[0] else None  # without a backward, NumPy's maxima are as fast
     if fast is not None and x.flags.c_contiguous:
         out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
         arg = np.empty(out.shape, np.uint8 if kh * kw < 256 else np.int32)  # (n, oh, ow, c)
         in_threads(x.shape[0], lambda a, z: fast.pool_tile_forward(x[a:z], kh, kw, out[a:z], arg[a:z]),
                    x.nbytes, kernel=True)
-        return out, (((x.shape, x.dtype), arg, geo) if needs[0] else None)
+        return out, ((x.shape, x.dtype), arg, geo)
     xv = x[:, :oh * kh, :ow * kw]  # (n, oh*kh, ow*kw, c): the rows/columns some window covers
     taps = [xv[:, p::kh, q::kw] for _, p, q in geo.taps()]  # each (n, oh, ow, c), strided
     out = taps[0].copy() if len(taps) == 1 else np.maximum(taps[0], taps[1])
