@@ -1,11 +1,12 @@
 """Optional compiled kernels (numba) for the work around the GEMMs; results are bit-identical.
 
-The NumPy path is the definition. The kernels only replace steps that move or select values
-(max-pool over tiling windows with its gradient routing, when a backward pass follows; the row windows of the conv input
-gradient) or do element-wise arithmetic (the row adds of that gradient, tanh's backward, the
-plain-momentum SGD update) with exactly the NumPy code's operations in its order, so every result
-is bit-for-bit the same; the GEMMs stay with NumPy's BLAS either way. tests/test_accel.py checks
-that identity on random shapes, and `bench/train_mnist.py` measures what it is worth.
+The NumPy path is the definition. The kernels replace only two kinds of step. Some move or select
+values: max-pool over tiling windows with its gradient routing (when a backward pass follows) and
+the row windows of the conv input gradient. Others do element-wise arithmetic: the row adds and
+col2im block adds of that gradient, tanh's backward and the plain-momentum SGD update. Each does
+exactly the NumPy code's operations in its order, so every result is bit-for-bit the same. The
+GEMMs stay with NumPy's BLAS either way. tests/test_accel.py checks that identity on random shapes,
+and `bench/train_mnist.py` and `bench/ops.py` measure what it is worth.
 
 They are used when numba is installed (`pip install 'featuremaps[fast]'`) and not switched off with
 ``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. They are compiled on first use (a few seconds, then

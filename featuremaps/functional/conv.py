@@ -51,7 +51,8 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   `groups` when the table is block-diagonal (see `conv2d`); unconnected weights get a gradient of
   exactly 0.
 * **Compiled kernels** (optional, `featuremaps.functional.accel`): with numba installed, the row
-  windows and row adds of the dx path above run as numba kernels, bit-identical to the NumPy code.
+  windows and row adds of the dx paths above, and the col2im block adds (one group), run as numba
+  kernels, bit-identical to the NumPy code.
 * **Threads.** BLAS runs the GEMMs on its own threads; the element-wise work (padding, the im2col
   copies, the col2im adds, the depthwise einsums) is split by image over two threads from 4 MiB of
   work up (`featuremaps.functional.threads`), since NumPy's loops release the GIL.
