@@ -76,7 +76,7 @@ def test_max_pool_tiles_identical(case, two_threads):
     mp = pytest.MonkeyPatch()
     if two_threads:
         mp.setattr(threads_mod, "THREADS", 2)
-        mp.setattr(threads_mod, "KERNEL_MIN_BYTES", 0)
+        mp.setattr(threads_mod, "MIN_BYTES", 0)
     try:
         fast, slow = _both(lambda: _grads(lambda t: fn.max_pool2d(t, kernel), [x], seed))
     finally:
@@ -125,7 +125,7 @@ def test_conv_input_gradient_identical(case, two_threads):
     mp = pytest.MonkeyPatch()
     if two_threads:
         mp.setattr(threads_mod, "THREADS", 2)
-        mp.setattr(threads_mod, "KERNEL_MIN_BYTES", 0)
+        mp.setattr(threads_mod, "MIN_BYTES", 0)
     try:
         fast, slow = _both(lambda: _grads(lambda *t: fn.conv2d(*t, **opts), [x, w, b], seed))
     finally:
@@ -235,3 +235,15 @@ def test_without_numba_everything_runs_on_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "False False [5.0, 7.0, 13.0, 15.0]"
     assert "numba" in out[1] and "Error" in out[1]
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("FEATUREMAPS_NUMBA", "maybe", "FEATUREMAPS_NUMBA must be 0/false/no/off or 1/true/yes/on (or unset); received 'maybe'"),
+    ("FEATUREMAPS_NUM_THREADS", "two", "FEATUREMAPS_NUM_THREADS must be a positive integer (or unset); received 'two'"),
+    ("FEATUREMAPS_NUM_THREADS", "0", "FEATUREMAPS_NUM_THREADS must be a positive integer (or unset); received '0'"),
+])
+def test_bad_environment_values_are_named(var, value, message):
+    env = dict(os.environ, **{var: value})
+    out = subprocess.run([sys.executable, "-c", "import featuremaps"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == f"ValueError: {message}"

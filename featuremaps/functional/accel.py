@@ -16,6 +16,7 @@ dropped because NumPy was as fast or faster: the im2col copies and the channel-m
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Iterator
 
@@ -23,67 +24,71 @@ import numpy as np
 
 __all__ = ["numba_available", "numba_enabled", "use_numba", "numba_disabled", "numba_unavailable_reason"]
 
-_state: dict = {"tried": False, "kernels": None,
-                "on": os.environ.get("FEATUREMAPS_NUMBA", "1").strip().lower() not in ("0", "false", "no", "off")}
-
-
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the kernels are compiled for
 
 
-def _compile():
-    """The kernels module (compiled lazily), or None when numba is missing or fails to import."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            from . import _kernels  # imports numba
-        except Exception as e:  # not installed, or built for another NumPy: stay on the NumPy path
-            _state["kernels"], _state["why"] = None, f"{type(e).__name__}: {e}"
-        else:
-            _state["kernels"] = _kernels
-    return _state["kernels"]
+def _on_from_env() -> bool:
+    value = os.environ.get("FEATUREMAPS_NUMBA", "").strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"FEATUREMAPS_NUMBA must be 0/false/no/off or 1/true/yes/on (or unset); received {value!r}")
+
+
+_on = [_on_from_env()]
+
+
+@functools.cache
+def _load() -> tuple:
+    """(the kernels module, None), or (None, why) when numba is missing or fails to import."""
+    try:
+        from . import _kernels  # imports numba; each kernel compiles on its first call
+    except Exception as e:  # not installed, or built for another NumPy: stay on the NumPy path
+        return None, f"{type(e).__name__}: {e}"
+    return _kernels, None
+
+
+def loaded():
+    """The kernels module whether switched on or not (for a backward whose forward used it), or None."""
+    return _load()[0]
 
 
 def numba_available() -> bool:
     """True when numba can be imported (the `fast` extra is installed); see `numba_unavailable_reason`."""
-    return _compile() is not None
+    return loaded() is not None
 
 
 def numba_unavailable_reason() -> str | None:
     """Why the kernels cannot be used (the import error), or None when they can."""
-    return None if _compile() is not None else _state.get("why")
+    return _load()[1]
 
 
 def numba_enabled() -> bool:
     """True when the ops use the numba kernels: numba is installed and not switched off."""
-    return _state["on"] and numba_available()
+    return _on[0] and numba_available()
 
 
 def use_numba(flag: bool) -> None:
     """Switch the numba kernels on (the default when numba is installed) or off (pure NumPy)."""
     if not isinstance(flag, (bool, np.bool_)):
         raise TypeError(f"use_numba: flag must be True or False; received {flag!r}")
-    _state["on"] = bool(flag)
+    _on[0] = bool(flag)
 
 
 @contextlib.contextmanager
 def numba_disabled() -> Iterator[None]:
     """Context manager: run the ops on the pure NumPy path inside it."""
-    prev = _state["on"]
-    _state["on"] = False
+    prev, _on[0] = _on[0], False
     try:
         yield
     finally:
-        _state["on"] = prev
+        _on[0] = prev
 
 
 def kernels(*arrays: np.ndarray):
     """The compiled kernels when they are to be used for `arrays` (all float32 or all float64),
     else None: take the NumPy path."""
-    if not _state["on"] or any(a.dtype != arrays[0].dtype or a.dtype not in _DTYPES for a in arrays):
+    if not _on[0] or any(a.dtype != arrays[0].dtype or a.dtype not in _DTYPES for a in arrays):
         return None
-    return _compile()
-
-
-def kernels_or_compile():
-    """The compiled kernels, switch or no switch: for a backward pass whose forward used them."""
-    return _compile()
+    return loaded()

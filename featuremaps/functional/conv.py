@@ -202,7 +202,7 @@ def _check_connections(connections, c_in: int, c_out: int, groups: int) -> np.nd
 
 
 # --------------------------------------------------------------------------------------------
-# Threads, the scratch-buffer pool and the workspace limit
+# The scratch-buffer pool and the workspace limit
 # --------------------------------------------------------------------------------------------
 class _Pool:
     """Scratch memory reused across calls, by size: `take(shape, dtype)` returns an array viewing a
@@ -468,8 +468,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
     fast = accel.kernels(dy, dx) if G == 1 else None
     if fast is not None:  # the same copy, without the widened dy
-        in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]),
-                   rows_buf.nbytes, kernel=True)
+        in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]), rows_buf.nbytes)
     else:
         dyw = _pool.take((n, g.oh, width, o), dx.dtype)
         a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
@@ -518,8 +517,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     _pool.give(rows_buf)
     if fast is not None:
         out5 = out.reshape(n, g.oh, g.w, kh, cg)  # (n, oh, w, kh, c), G == 1
-        in_threads(n, lambda i0, i1: fast.add_row_blocks(out5[i0:i1], *spans, g.sh, dx[i0:i1]), out.nbytes,
-                   kernel=True)
+        in_threads(n, lambda i0, i1: fast.add_row_blocks(out5[i0:i1], *spans, g.sh, dx[i0:i1]), out.nbytes)
         _pool.give(out)
         return
     out6 = out.reshape(G, n, g.oh, g.w, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
@@ -555,7 +553,7 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     if fast is not None:
         d6 = dcols.reshape(n, g.oh, g.ow, kh, kw, cg)  # (n, oh, ow, kh, kw, c)
         in_threads(n, lambda i0, i1: fast.col2im_add(d6[i0:i1], g.top, g.left, g.sh, g.sw, g.dh, g.dw, dx[i0:i1]),
-                   dx.nbytes, kernel=True)
+                   dx.nbytes)
         _pool.give(dcols)
         return
     d7 = dcols.reshape(G, n, g.oh, g.ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)  # (n, oh, ow, kh, kw, G, cg)

@@ -166,15 +166,22 @@ def _max_backward(ctx, g, needs):
 
 
 # --- max pooling: windows that tile the input -------------------------------------------------
+class _Chosen(NamedTuple):
+    """What the numba forward keeps for the backward: each window's chosen offset."""
+    shape: tuple
+    dtype: np.dtype
+    arg: np.ndarray  # (n, oh, ow, c)
+    geo: _Geometry
+
+
 def _tile_forward(x, needs, geo):
     (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
     fast = accel.kernels(x) if needs[0] else None  # without a backward, NumPy's maxima are as fast
     if fast is not None and x.flags.c_contiguous:
         out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
         arg = np.empty(out.shape, np.uint8 if kh * kw < 256 else np.int32)  # (n, oh, ow, c)
-        in_threads(x.shape[0], lambda a, z: fast.pool_tile_forward(x[a:z], kh, kw, out[a:z], arg[a:z]),
-                   x.nbytes, kernel=True)
-        return out, ((x.shape, x.dtype), arg, geo)
+        in_threads(len(x), lambda a, z: fast.pool_tile_forward(x[a:z], kh, kw, out[a:z], arg[a:z]), x.nbytes)
+        return out, _Chosen(x.shape, x.dtype, arg, geo)
     xv = x[:, :oh * kh, :ow * kw]  # (n, oh*kh, ow*kw, c): the rows/columns some window covers
     taps = [xv[:, p::kh, q::kw] for _, p, q in geo.taps()]  # each (n, oh, ow, c), strided
     out = taps[0].copy() if len(taps) == 1 else np.maximum(taps[0], taps[1])
@@ -184,13 +191,11 @@ def _tile_forward(x, needs, geo):
 
 
 def _tile_backward(ctx, g, needs):
-    if isinstance(ctx[0], tuple):  # from the numba forward: the chosen offsets are known
-        (shape, dtype), arg, geo = ctx
-        gx = np.empty(shape, dtype)
-        g = np.ascontiguousarray(g, dtype=dtype)
-        fast, (kh, kw) = accel.kernels_or_compile(), geo.kernel
-        in_threads(len(gx), lambda a, z: fast.pool_tile_backward(g[a:z], arg[a:z], kh, kw, gx[a:z]),
-                   gx.nbytes, kernel=True)
+    if isinstance(ctx, _Chosen):  # from the numba forward (even if switched off since)
+        gx = np.empty(ctx.shape, ctx.dtype)
+        g = np.ascontiguousarray(g, dtype=ctx.dtype)
+        fast, arg, (kh, kw) = accel.loaded(), ctx.arg, ctx.geo.kernel
+        in_threads(len(gx), lambda a, z: fast.pool_tile_backward(g[a:z], arg[a:z], kh, kw, gx[a:z]), gx.nbytes)
         return (gx,)
     x, out, geo = ctx
     if np.isnan(out).any():  # NaN windows send the gradient to their last NaN: take the general route
