@@ -1,4 +1,6 @@
-"""Shared test oracles: the PyTorch reference (float64) and central-difference gradient checks.
+"""Shared test oracles: the PyTorch reference (float64), central-difference gradient checks, and
+the rounding bound of a sum (`sum_rtol`, `assert_sum_close`) that tolerances between two code paths
+or two BLAS kernels are derived from.
 
 torch is imported unconditionally: a missing oracle is a failure, never a skip.
 """
@@ -28,6 +30,37 @@ def hwio_to_oihw(w: np.ndarray) -> torch.Tensor:
 
 def oihw_to_hwio(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy().transpose(2, 3, 1, 0)
+
+
+def sum_rtol(dtype, n_terms: int, safety: float = 2.0) -> float:
+    """How far an `n_terms`-term sum or dot product computed in `dtype` may be from the exact value,
+    relative to the sum of the terms' magnitudes Σ|a_i·b_i| (NOT to the result, which can cancel).
+
+    Whatever the order of the additions (a BLAS kernel's blocking, another CPU's kernel, a loop, a
+    batch of another size), |computed − exact| ≤ γ_n·Σ|a_i·b_i| with γ_n ≈ n·u (Higham, Accuracy and
+    Stability of Numerical Algorithms, §3.1), u = 2**-24 for float32 and 2**-53 for float64. Count a
+    bias or a final scale as one more term. `safety` = 2 because both computations being compared
+    round (for a float64 oracle against float32 work it is simply a margin).
+    """
+    u = float(np.finfo(dtype).eps) / 2  # unit roundoff: 2**-24 (float32), 2**-53 (float64)
+    return safety * n_terms * u
+
+
+def assert_sum_close(actual, expected, abs_sum, dtype, n_terms: int, safety: float = 2.0, err_msg: str = "") -> None:
+    """Assert |actual − expected| ≤ sum_rtol(dtype, n_terms, safety) · abs_sum element-wise, where
+    `abs_sum` (an array or a scalar that bounds it) is Σ|terms| of each sum: e.g. the same conv run
+    on |x| and |w|. The bound for comparing two code paths or two BLAS kernels (see `sum_rtol`)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    tol = sum_rtol(dtype, n_terms, safety) * np.asarray(abs_sum, np.float64)
+    err = np.abs(actual - expected)
+    bad = ~(err <= tol)  # NaN counts as bad
+    if bad.any():
+        tol = np.broadcast_to(tol, bad.shape)
+        k = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(bad, err - tol, -np.inf))), bad.shape))
+        raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{int(bad.sum())} of {bad.size} values differ by "
+                             f"more than the rounding of a {n_terms}-term {np.dtype(dtype).name} sum; worst at "
+                             f"{k}: {float(actual[k])!r} vs {float(expected[k])!r}, difference {float(err[k]):.3g} "
+                             f"> {float(tol[k]):.3g}")
 
 
 def grads_of(fn, *arrays: np.ndarray, seed_grad: np.ndarray | None = None):

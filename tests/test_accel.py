@@ -2,8 +2,11 @@
 
 The other test modules run with the kernels on (numba is part of the test extra), so the torch
 oracles check the accelerated path; here every accelerated step is compared bit for bit with the
-NumPy path on random shapes, both dtypes, one and two threads, ties, NaN and ±inf.
+NumPy path on random shapes, both dtypes, one and two threads, ties, NaN and ±inf. CI runs the
+suite a second time on the NumPy path (`.ci/run`: FEATUREMAPS_NUMBA=0 with
+FEATUREMAPS_CI_VARIANT=numpy-haswell); these comparisons switch the kernels on for themselves.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,16 +21,37 @@ from featuremaps.functional import accel
 from featuremaps.functional import threads as threads_mod
 
 
+CI_NUMPY_VARIANT = "numpy-haswell"  # .ci/run's second run: the NumPy path (FEATUREMAPS_NUMBA=0)
+
+
 def test_numba_is_installed_and_on():
-    """CI must exercise the kernels: the test extra installs numba and nothing switches it off."""
+    """CI must exercise the kernels: the test extra installs numba and nothing switches it off.
+    The one exception says so twice, FEATUREMAPS_CI_VARIANT=numpy-haswell and FEATUREMAPS_NUMBA=0
+    (.ci/run's NumPy-path run); there the kernels must be off, and this checks that instead."""
     assert accel.numba_available()
-    assert accel.numba_enabled()
+    if os.environ.get("FEATUREMAPS_CI_VARIANT") == CI_NUMPY_VARIANT:
+        assert os.environ.get("FEATUREMAPS_NUMBA") == "0", "the NumPy-path CI variant must set FEATUREMAPS_NUMBA=0"
+        assert not accel.numba_enabled()
+    else:
+        assert accel.numba_enabled(), "numba is installed but switched off (FEATUREMAPS_NUMBA=0?)"
+
+
+@contextlib.contextmanager
+def _numba_on():
+    """The kernels on, even where FEATUREMAPS_NUMBA=0 switched them off for the rest of the suite."""
+    assert accel.numba_available()
+    was = accel.numba_enabled()
+    accel.use_numba(True)
+    try:
+        yield
+    finally:
+        accel.use_numba(was)
 
 
 def _both(run):
     """run() with the kernels on, then on the NumPy path: the two lists of arrays."""
-    assert accel.numba_enabled()
-    fast = run()
+    with _numba_on():
+        fast = run()
     with accel.numba_disabled():
         slow = run()
     return fast, slow
@@ -169,13 +193,15 @@ def test_a_backward_after_switching_off_still_works():
 
 
 def test_use_numba_switch_and_errors():
-    accel.use_numba(False)
+    was = accel.numba_enabled()
     try:
+        accel.use_numba(False)
         assert not accel.numba_enabled()
         assert accel.kernels() is None
-    finally:
         accel.use_numba(True)
-    assert accel.numba_enabled()
+        assert accel.numba_enabled()
+    finally:
+        accel.use_numba(was)  # as the environment set it, for the tests that follow
     with pytest.raises(TypeError, match="use_numba: flag must be True or False; received 'yes'"):
         accel.use_numba("yes")
 
@@ -221,7 +247,8 @@ def test_other_dtypes_take_the_numpy_path():
     fast, slow = _both(lambda: _grads(lambda t: fn.tanh(fn.max_pool2d(t, 2)), [x]))
     _assert_identical(fast, slow, ["y", "dx"])
     assert accel.kernels(x) is None and accel.kernels(x.astype(np.float32), x.astype(np.float64)) is None
-    assert accel.kernels(x.astype(np.float32)) is not None
+    with _numba_on():
+        assert accel.kernels(x.astype(np.float32)) is not None
 
 
 def test_without_numba_everything_runs_on_numpy():

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as fn
 from featuremaps import Tensor
-from tests.oracles import gradcheck
+from tests.oracles import assert_sum_close, gradcheck
 
 
 @settings(max_examples=40, deadline=None)
@@ -23,11 +23,12 @@ def test_matches_torch(n, fin, fout, bias, seed):
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w.T.copy(), b))
     ref = F.linear(tx, tw, tb if bias else None)  # torch's weight is (out, in)
     ref.backward(torch.tensor(g))
-    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(ts[0].grad, tx.grad.numpy(), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(ts[1].grad, tw.grad.numpy().T, rtol=1e-12, atol=1e-13)
+    # float64 both sides, each a sum in its own BLAS order: y over fin terms (+ b), dx over fout, dW and db over n
+    assert_sum_close(out.data, ref.detach().numpy(), abs(x) @ abs(w) + (abs(b) if bias else 0), np.float64, fin + 1)
+    assert_sum_close(ts[0].grad, tx.grad.numpy(), abs(g) @ abs(w).T, np.float64, fout)
+    assert_sum_close(ts[1].grad, tw.grad.numpy().T, abs(x).T @ abs(g), np.float64, n)
     if bias:
-        np.testing.assert_allclose(ts[2].grad, tb.grad.numpy(), rtol=1e-12, atol=1e-13)
+        assert_sum_close(ts[2].grad, tb.grad.numpy(), abs(g).sum(axis=0), np.float64, n)
     else:
         assert ts[2].grad is None
 
@@ -39,7 +40,7 @@ def test_gradcheck_and_partial_needs():
     # only the weight requires grad: x's gradient is neither computed nor stored
     tw = Tensor(w, requires_grad=True)
     fn.linear(x, tw).sum().backward()
-    np.testing.assert_allclose(tw.grad, np.repeat(x.sum(axis=0)[:, None], 2, axis=1), rtol=1e-13)
+    assert_sum_close(tw.grad, np.repeat(x.sum(axis=0)[:, None], 2, axis=1), abs(x).sum(axis=0)[:, None], np.float64, 3)
 
 
 def test_float32_kept_and_ndarray_in_ndarray_out():

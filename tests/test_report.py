@@ -20,6 +20,7 @@ from featuremaps.data.sample import load_sample_arrays
 from featuremaps.inspect import explain
 from featuremaps.inspect.connectivity import connections, filters_for_output
 from featuremaps.report import WEIGHT_BUDGET, build_report, report_data, report_html
+from tests.oracles import assert_sum_close, sum_rtol
 
 
 def _digit(i: int = 0) -> tuple[np.ndarray, int]:
@@ -92,7 +93,8 @@ def test_lenet_report_size_and_content(lenet, tmp_path):
         got = _decode(entry["values"], data["dtype"], entry["shape"])
         np.testing.assert_array_equal(got, act.array)
     assert data["prediction"]["class"] == int(np.argmax(activations(lenet, x)[-1].array))
-    np.testing.assert_allclose(sum(data["prediction"]["probs"]), 1.0, rtol=1e-12)
+    probs = data["prediction"]["probs"]  # float64: exp, the division by Σ exp, this sum: 3 roundings a class
+    assert abs(sum(probs) - 1.0) <= sum_rtol(np.float64, 3 * len(probs))
 
 
 # --- the embedded numbers are explain()'s ---------------------------------------------------------
@@ -134,7 +136,7 @@ def test_embedded_conv_data_equals_explain(lenet5, layer, out_map, position):
     (zt, zb), (zl, zr) = prev_op["pad"] if prev_op and prev_op["type"] == "zeropad" else ((0, 0), (0, 0))
     # explain() (and the page) also show the zeros a ZeroPad2D layer right before the conv added as padding
     real = inside & (rows[:, None] >= zt) & (rows[:, None] < x_in.shape[0] - zb) & (cols >= zl) & (cols < x_in.shape[1] - zr)
-    total = 0.0
+    total, magnitude = 0.0, 0.0
     for term in ex.terms:
         i = term.input_map
         window = np.where(inside, x_in[np.clip(rows, 0, x_in.shape[0] - 1)[:, None],
@@ -143,12 +145,18 @@ def test_embedded_conv_data_equals_explain(lenet5, layer, out_map, position):
         zero_pad_is_padding = bool((ex.geometry or {}).get("zero_pad"))
         np.testing.assert_array_equal(~(real if zero_pad_is_padding else inside), term.padded)
         np.testing.assert_array_equal(kernels[:, :, i, out_map], term.kernel)  # ...and the same weights
-        s = float(np.sum(window.astype(np.float64) * kernels[:, :, i, out_map]))  # what the page adds up
-        np.testing.assert_allclose(s, term.partial_sum, rtol=1e-5, atol=1e-6)
+        products = window.astype(np.float64) * kernels[:, :, i, out_map]  # exact: float32 × float32 fits float64
+        s = float(np.sum(products))  # what the page adds up (in float64, as the page's JavaScript does)
+        # explain sums the same exact products in float64 in another order: only float64 rounding apart
+        # (a float32 partial sum would be ~1e-8 off, 10⁶ times more)
+        assert_sum_close(s, term.partial_sum, np.sum(np.abs(products)), np.float64, kh * kw, err_msg=f"map {i}")
         total += s
-    bias = _decode(op["bias"], data["dtype"], (-1,))[out_map]
-    assert bias == pytest.approx(ex.bias, rel=0, abs=0)
-    np.testing.assert_allclose(bias + total, ex.pre_activation, rtol=1e-5, atol=1e-6)
+        magnitude += float(np.sum(np.abs(products)))
+    bias = float(_decode(op["bias"], data["dtype"], (-1,))[out_map])  # float: bias + total stays float64
+    assert bias == ex.bias  # the same float32 number, widened
+    # the sum of the partial sums and the bias: every tap once more, then one addition per map and the bias
+    assert_sum_close(bias + total, ex.pre_activation, magnitude + abs(bias), np.float64,
+                     kh * kw + len(ex.terms) + 1)
     engine = _decode(entry["values"], data["dtype"], entry["shape"])[r, c, out_map]
     assert engine == ex.engine_value
 
@@ -163,8 +171,12 @@ def test_embedded_dense_data_equals_explain(lenet):
     b = _decode(entry["op"]["bias"], data["dtype"], (500,))
     for unit in (0, 123, 499):
         ex = explain(lenet, x, "fc1", unit)
-        total = float(np.sum(v.astype(np.float64) * w[:, unit]))
-        np.testing.assert_allclose(b[unit] + total, ex.pre_activation, rtol=1e-5, atol=1e-6)
+        products = v.astype(np.float64) * w[:, unit]  # exact (float32 × float32), as explain's
+        total = float(np.sum(products))
+        # 800 exact products and the bias summed in float64, in two orders: float64 rounding apart
+        bias = float(b[unit])  # a float: a NumPy float32 plus a float would round the sum to float32
+        assert_sum_close(bias + total, ex.pre_activation, np.sum(np.abs(products)) + abs(bias), np.float64,
+                         800 + 1, err_msg=f"fc1 unit {unit}")
         assert b[unit] == ex.bias
         assert _decode(entry["values"], data["dtype"], entry["shape"])[unit] == ex.engine_value
 
@@ -181,8 +193,10 @@ def test_references_are_explain_to_dict(lenet):
         ref = refs[name]
         assert ref["out_map"] == m and list(ref["position"]) == [r, c]
         expected = json.loads(json.dumps(explain(lenet, x, name, m, (int(r), int(c))).to_dict()))
-        assert ref["engine_value"] == pytest.approx(expected["engine_value"], rel=1e-7)
-        assert ref["pre_activation"] == pytest.approx(expected["pre_activation"], rel=1e-7)
+        # report_data ran the same explain() on the same input: the same numbers, bit for bit
+        assert ref["engine_value"] == expected["engine_value"]
+        assert ref["pre_activation"] == expected["pre_activation"]
+        assert ref["terms"] == [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]} for t in expected["terms"]]
 
 
 def test_float64_model_embeds_float64(lenet5):
@@ -247,9 +261,10 @@ def test_cli_writes_report(checkpoint, lenet, tmp_path, capsys):
     assert str(out) in capsys.readouterr().out
     data = _payload(out.read_text(encoding="utf-8"))
     images, labels = load_sample_arrays("val")
-    x = ((images[3].astype(np.float32) / 255 - np.float32(0.1307)) / np.float32(0.3081))  # predict's normalisation
+    from featuremaps.data import normalize
+    x = normalize(images[3:4], 0.1307, 0.3081)[0]  # the checkpoint's normalisation, written out
     got = _decode(data["layers"][0]["values"], data["dtype"], (28, 28, 1))
-    np.testing.assert_allclose(got, x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got, x)  # the same float32 arithmetic as predict's: the same numbers
     assert data["label"] == int(labels[3]) and data["classes"] == [str(d) for d in range(10)]
     assert "lenet" in data["title"] and "val split, image 3" in data["title"]
 
@@ -271,7 +286,7 @@ def test_cli_image_file_and_initial_unit(checkpoint, tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["--layer", "conv9"], "no layer named 'conv9'"),
-    (["--layer", "conv2", "--map", "50"], "out_map must be in [0, 49]"),
+    (["--layer", "conv2", "--map", "50"], "--map must be in [0, 49]"),
     (["--layer", "conv2", "--map", "1", "--position", "8,0"], "position"),
     (["--layer", "conv2", "--map", "1", "--position", "x"], "ROW,COL"),
     (["--map", "1"], "need --layer"),

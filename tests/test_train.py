@@ -11,6 +11,7 @@ import torch
 
 from featuremaps import checkpoint as ckpt, data, nn, optim, schedules, train
 from featuremaps.progress import ProgressBar, Reporter
+from tests.oracles import sum_rtol
 
 
 def tiny_data(n=160, seed=0):
@@ -205,21 +206,67 @@ def test_fit_argument_errors():
 
 
 def test_evaluate_matches_torch_and_counts():
+    """The loss against torch's cross-entropy on the same logits (the other figures: tests below)."""
     model = tiny_model(dropout=0.5)
     ds = tiny_data(100, seed=2)
     res = train.evaluate(model, ds, batch_size=32)
-    logits = train.predict_logits(model, ds.images, normalization=train.normalization_for(ds))
+    # the logits of evaluate's own batches of 32: one code path, so the same float32 numbers (batches of
+    # another size may round differently in BLAS); evaluate and torch both take it from there in float64
+    logits = train.predict_logits(model, ds.images, batch_size=32, normalization=train.normalization_for(ds))
     ref = torch.nn.functional.cross_entropy(torch.tensor(logits, dtype=torch.float64), torch.tensor(ds.labels))
-    assert res["loss"] == pytest.approx(ref.item(), rel=1e-12)
-    pred = logits.argmax(1)
-    assert res["accuracy"] == pytest.approx(np.mean(pred == ds.labels))
+    # per image a 10-term sum of exps, its log and − z_y (3 roundings), then the mean of 100: each term
+    # at most max|z| + ln 10 (the log-sum-exp) + |z_y|
+    n_terms = 10 + 3 + 100
+    z_y = logits[np.arange(100), ds.labels]
+    scale = float(np.mean(np.abs(logits).max(axis=1) + math.log(10) + np.abs(z_y)))
+    assert abs(res["loss"] - ref.item()) <= sum_rtol(np.float64, n_terms) * scale
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    """evaluate() of an untrained model on 100 images, with the predictions of the same batches
+    (predict_logits with evaluate's batch size: one code path, so the argmax is the same)."""
+    model = tiny_model(dropout=0.5)
+    ds = tiny_data(100, seed=2)
+    res = train.evaluate(model, ds, batch_size=32)
+    logits = train.predict_logits(model, ds.images, batch_size=32, normalization=train.normalization_for(ds))
+    return res, logits.argmax(1), ds.labels
+
+
+def test_evaluate_accuracy_and_n(evaluated):
+    res, pred, labels = evaluated
+    assert res["n"] == 100
+    assert res["accuracy"] == np.count_nonzero(pred == labels) / 100  # a ratio of counts: exact
+
+
+def test_evaluate_confusion_rows_are_true_classes_columns_predictions(evaluated):
+    res, pred, labels = evaluated
     conf = np.array(res["confusion"])
-    assert conf.shape == (10, 10) and conf.sum() == 100 and res["n"] == 100
-    assert np.trace(conf) == int(np.sum(pred == ds.labels))
-    np.testing.assert_array_equal(conf.sum(axis=1), np.bincount(ds.labels, minlength=10))
+    expected = np.zeros((10, 10), np.int64)
+    for t, p in zip(labels, pred):  # evaluate's docstring: rows true class, columns predicted
+        expected[t, p] += 1
+    assert not np.array_equal(expected, expected.T)  # so a transposed matrix cannot pass
+    np.testing.assert_array_equal(conf, expected)
+    by_torch = torch.bincount(torch.tensor(labels * 10 + pred), minlength=100).reshape(10, 10)
+    np.testing.assert_array_equal(conf, by_torch.numpy())
+
+
+def test_evaluate_per_class_accuracy_is_recall_per_true_class(evaluated):
+    res, pred, labels = evaluated
+    want = [np.count_nonzero(pred[labels == k] == k) / max(np.count_nonzero(labels == k), 1) for k in range(10)]
+    assert len({round(w, 6) for w in want}) > 1  # not all equal, so a wrong axis shows
+    assert res["per_class_accuracy"] == want  # ratios of counts: exact
+
+
+def test_evaluate_runs_in_eval_mode_and_restores_the_mode():
+    model = tiny_model(dropout=0.5)
+    ds = tiny_data(100, seed=2)
+    res = train.evaluate(model, ds, batch_size=32)
     assert model.training  # evaluate restores the mode
-    # eval mode is deterministic despite dropout
-    assert train.evaluate(model, ds)["loss"] == res["loss"]
+    # eval mode is deterministic despite dropout (one code path run twice: bit for bit)
+    assert train.evaluate(model, ds, batch_size=32)["loss"] == res["loss"]
+    model.eval()
+    assert train.evaluate(model, ds, batch_size=32)["loss"] == res["loss"] and not model.training
 
 
 def test_progress_bar_modes():
