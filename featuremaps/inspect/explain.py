@@ -96,7 +96,8 @@ class Step:
 @dataclass
 class Explanation:
     """The decomposition of one output value; see the module docstring. Render with `to_text()`,
-    `to_markdown()`, `to_latex()` or `to_dict()` (JSON-able).
+    `to_markdown()`, `to_latex()` or `to_dict()` (JSON-able); `repr()` is two lines and a notebook
+    shows `_repr_html_()`, the term table with each window and kernel drawn.
 
     - `layer`, `kind`, `out_map`, `position` ((row, col) or None for vectors);
     - `input_layer`: the layer whose output is the input here ('input' for the image), and
@@ -112,6 +113,8 @@ class Explanation:
       None. Each window is `{'position': (i, j), 'value': recomputed, 'engine_value': engine,
       'winner': bool or None}` — `winner` (max pooling only) says whether THIS unit is the value the
       window passes on (and receives the gradient); then `winner_position`/`winner_value` say which is.
+      The winner is read from the engine's own forward pass (the values `activations` returns), not
+      from the recomputed value, so a last-bit difference between the two cannot flip a near tie.
       Usually exactly one window contains a unit; overlapping pools give several, and a unit cut
       off by the pool's floor rounding gives none.
     - `geometry`: kernel, stride, dilation, pads of a window layer (plus `zero_pad` when a
@@ -335,6 +338,113 @@ class Explanation:
 
     def __str__(self) -> str:
         return self.to_text()
+
+    # --- displays (a short repr; HTML for notebooks) ----------------------------------------------
+    def __repr__(self) -> str:
+        """Two lines: what is explained, the recomputed value and the engine check (`print()` it, or
+        `to_text()`, for the table)."""
+        n = len(self.terms)
+        bias = " + bias" if self.bias is not None else ""
+        act = self.activation
+        then = "" if act is None else f"; then {act['layer']} ({act['kind']}) → {_num(act['value'])}"
+        return (f"<Explanation {self.symbol}: {self.kind} from {self.input_layer} {_shape(self.input_shape)}, "
+                f"{n} term{'s' if n != 1 else ''}{bias} = {_num(self.pre_activation)}\n"
+                f"  engine {_num(self.engine_value)} ({'agrees' if self.agrees else 'DISAGREES'}, "
+                f"|difference| {self.difference:.3g}, {self.dtype}){then}; print() it for the table>")
+
+    def _repr_html_(self) -> str:
+        """`to_text()` as HTML for notebooks: the header, the term table (one `<tr class="fm-term">` per
+        row `to_text` prints, with each window and kernel drawn as the HTML report draws them), the
+        sums, the formula, the engine check and the layers that follow."""
+        from .._html import esc, wrap
+
+        head = self._header()
+        parts = [f"<p><b>{esc(head[0])}</b></p>"] + [f"<p>{esc(h)}</p>" for h in head[1:]]
+        parts.append(self._html_table())
+        if self.winner is not None:
+            w = self.winner
+            parts.append(f"<p>winner: input ({w['position'][0]}, {w['position'][1]}) of map {self.out_map} = "
+                         f"{esc(_num(w['value']))} (window offset {esc(tuple(w['offset']))})</p>")
+        parts.append(f'<p class="mono">{esc(self.formula())}</p>')
+        parts.append(f'<p class="{"fm-ok" if self.agrees else "fm-bad"}">{esc(self._check_line())}</p>')
+        after = self._after_lines()
+        if after:
+            parts.append("<p>then:</p><ul>" + "".join(f"<li>{esc(a)}</li>" for a in after) + "</ul>")
+        return wrap("".join(parts), "explanation")
+
+    def _html_table(self) -> str:
+        """The term table of `_repr_html_`; every number cell carries its full value in `data-value`."""
+        from .._html import cell_px, esc, thumbnail
+
+        def num(v, text: str, cls: str = "") -> str:
+            return f'<td class="num{cls}" data-value="{float(v)!r}">{esc(text)}</td>'
+
+        rows, note = self._rows(self._default_top())
+        cols = self._columns()
+        pics = self.kind != "Dense"
+        head = cols[:-1] + (["window x", "kernel w"] if pics else []) + cols[-1:]
+        colour_window, colour_kernel, legend = self._html_colours() if pics else (None, None, "")
+        term_of = {str(t.input_map): t for t in self.terms}  # `_rows` labels each row by its input map
+        body = []
+        for r in rows:
+            t = term_of[r[0]]
+            cells = [f'<td class="num">{esc(c)}</td>' for c in r[:2]]
+            if pics:
+                px = cell_px(*t.window.shape)
+                cells += [f'<td class="num">{esc(c)}</td>' for c in r[2:4]]
+                cells.append("<td>" + thumbnail(colour_window(t.window), px, "fm-window",
+                                                f"window of {self.input_layer} map {t.input_map}") + "</td>")
+                cells.append("<td>—</td>" if t.kernel is None else "<td>" + thumbnail(
+                    colour_kernel(t.kernel), px, "fm-kernel", f"kernel for input map {t.input_map}") + "</td>")
+            else:
+                cells += [num(t.value, r[2]), num(t.weight, r[3])]
+            cells.append(num(t.partial_sum, r[-1], " fm-partial"))
+            body.append(f'<tr class="fm-term" data-input-map="{t.input_map}">{"".join(cells)}</tr>')
+        foot = []
+        if note:
+            foot.append((f"… {note[0]} more terms", note[1], "fm-rest", True))
+        if self.bias is not None:
+            foot.append((f"bias b[{self.out_map}]", self.bias, "fm-bias", False))
+        foot += [("recomputed value" + (" = bias + Σ" if self.kind in ("Conv2D", "Dense") else ""),
+                  self.pre_activation, "fm-pre", False),
+                 ("engine value", self.engine_value, "fm-engine", False),
+                 ("|recomputed − engine|", self.difference, "fm-diff", False)]
+        span = len(head) - 1
+        tfoot = "".join(f'<tr class="{cls}"><th colspan="{span}">{esc(label)}</th>'
+                        f'{num(v, _num(v, sign=sign))}</tr>' for label, v, cls, sign in foot)
+        ths = "".join(f"<th>{esc(h)}</th>" for h in head)
+        return (f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody><tfoot>{tfoot}</tfoot>"
+                f"</table>{legend}")
+
+    def _html_colours(self):
+        """(window colours, kernel colours, legend) as the report colours them: the input image, or a
+        ZeroPad2D of it, in grey from min to max; other maps and the kernels diverging around 0, each
+        scaled by the largest |value| in the table. (A ZeroPad2D deeper in a network is drawn grey
+        here too: the explanation does not know what comes before the pad.)"""
+        from .._html import diverging, esc, grey
+
+        def absmax(arrays) -> float:
+            a = np.abs(np.concatenate([np.ravel(x) for x in arrays] or [np.zeros(0)]).astype(np.float64))
+            a = a[np.isfinite(a)]
+            return float(a.max()) if a.size and a.max() > 0 else 1.0
+
+        windows = [t.window for t in self.terms if t.window is not None]
+        kernels = [t.kernel for t in self.terms if t.kernel is not None]
+        ks = absmax(kernels)
+        if self.input_layer == "input" or (self.geometry or {}).get("zero_pad"):
+            v = np.concatenate([np.ravel(w) for w in windows] or [np.zeros(0)]).astype(np.float64)
+            v = v[np.isfinite(v)]
+            lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+            colour_window = lambda w: grey(w, lo, hi)  # noqa: E731
+            text = f"window x: grey, black {_num(lo)} to white {_num(hi)}"
+        else:
+            ws = absmax(windows)
+            colour_window = lambda w: diverging(np.asarray(w, np.float64) / ws)  # noqa: E731
+            text = f"window x: blue −{_num(ws)}, white 0, red +{_num(ws)}"
+        if kernels:
+            text += f"; kernel w: blue −{_num(ks)}, white 0, red +{_num(ks)}"
+        legend = f'<p class="fm-legend">{esc(text)} (padding is drawn as 0).</p>'
+        return colour_window, (lambda k: diverging(np.asarray(k, np.float64) / ks)), legend
 
     def to_markdown(self, top: int | None = -1) -> str:
         """The same content as `to_text` as Markdown: a table and the formula in code spans."""
@@ -693,9 +803,9 @@ def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
             for i, j in spots:
                 entry = {"position": (i, j), "value": float(out[idx_of(i, j)]),
                          "engine_value": float(engine[idx_of(i, j)]), "winner": None}
-                if is_max:
+                if is_max:  # the winner is the engine's: what its forward passes on (and sends the gradient to)
                     rows, cols = geo.rows(i), geo.cols(j)
-                    vals, padded = _window(current[:, :, m], rows, cols)
+                    vals, padded = _window(acts[k].array[:, :, m], rows, cols)
                     arg = _max_winner(vals, padded)
                     wpos = (int(rows[arg[0]]), int(cols[arg[1]]))
                     entry.update(winner=wpos == (r, c), winner_position=wpos, winner_value=float(vals[arg]))

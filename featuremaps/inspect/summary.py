@@ -26,10 +26,11 @@ import json
 import numpy as np
 
 from .. import nn
+from .._html import esc, wrap
 from ..nn.module import ShapeError
 from .receptive import layer_role, window_geometry
 
-__all__ = ["summary", "Summary"]
+__all__ = ["summary", "Summary", "model_html"]
 
 
 def _leaves(model: nn.Module, prefix: str = ""):
@@ -150,8 +151,8 @@ def _field_text(field) -> str:
 
 class Summary:
     """The result of `summary`: `.rows` (one dict per layer), `.totals`, `.error` (None or the
-    mismatch message), `.input_shape`, `.output_shape` (None after a mismatch), `str()` (the table)
-    and `.to_dict()` (JSON-able)."""
+    mismatch message), `.input_shape`, `.output_shape` (None after a mismatch), `str()` (the table),
+    `.to_dict()` (JSON-able), a short `repr()` and `_repr_html_()` (the table, for notebooks)."""
 
     def __init__(self, input_shape, rows, totals, error, output_shape):
         self.input_shape, self.rows, self.totals = input_shape, rows, totals
@@ -170,21 +171,31 @@ class Summary:
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    _HEAD = ["layer (type)", "output", "kernel", "maps read", "parameters", "mult-adds", "connections",
+             "field/jump"]
+
+    @staticmethod
+    def _cells(row: dict) -> list[str]:
+        """The printed table's cells for one layer, after its name: output ... field/jump."""
+        return [_shape(row["output_shape"]),
+                "" if row["kernel"] is None else "[" + ", ".join(map(str, row["kernel"])) + "]",
+                row["links"] or "", row["params_formula"] or ("0" if not row["params"] else _n(row["params"])),
+                _n(row["macs"]) if row["macs"] else "", _n(row["connections"]) if row["connections"] else "",
+                _field_text(row["receptive_field"])]
+
+    def _total_cells(self) -> list[str]:
+        t = self.totals
+        return ["", "", "", _n(t["params"]), _n(t["macs"]), _n(t["connections"]), ""]
+
     def __str__(self) -> str:
-        head = ["layer (type)", "output", "kernel", "maps read", "parameters", "mult-adds", "connections",
-                "field/jump"]
+        head = self._HEAD
         table = [head, ["input", _shape(self.input_shape)] + [""] * 6]
         notes = {}
         for row in self.rows:
-            table.append([f"{row['name']} ({row['type']})", _shape(row["output_shape"]),
-                          "" if row["kernel"] is None else "[" + ", ".join(map(str, row["kernel"])) + "]",
-                          row["links"] or "", row["params_formula"] or ("0" if not row["params"] else _n(row["params"])),
-                          _n(row["macs"]) if row["macs"] else "", _n(row["connections"]) if row["connections"] else "",
-                          _field_text(row["receptive_field"])])
+            table.append([f"{row['name']} ({row['type']})"] + self._cells(row))
             if row["note"]:
                 notes[len(table) - 1] = row["note"]
-        t = self.totals
-        table.append(["total", "", "", "", _n(t["params"]), _n(t["macs"]), _n(t["connections"]), ""])
+        table.append(["total"] + self._total_cells())
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         right = {4, 5, 6}
 
@@ -203,7 +214,84 @@ class Summary:
         return "\n".join(out)
 
     def __repr__(self) -> str:
-        return str(self)
+        """One or two lines: the layer count, the shapes and the totals (`print()` it for the table)."""
+        t = self.totals
+        out = "→ " + _shape(self.output_shape) if self.output_shape is not None else "(stops at a shape mismatch)"
+        n = len(self.rows)
+        text = (f"<Summary of {n} layer{'s' if n != 1 else ''}: input {_shape(self.input_shape)} {out}; "
+                f"{_n(t['params'])} parameters, {_n(t['macs'])} mult-adds, {_n(t['connections'])} connections; "
+                "print() it for the table>")
+        return text + (f"\n  shape mismatch: {self.error}" if self.error else "")
+
+    def _repr_html_(self) -> str:
+        """The table as HTML for Jupyter: one `<tr class="fm-layer">` per row of `.rows`, the notes
+        under their layer, the totals in the footer and the shape mismatch, if any, below."""
+        num = {4, 5, 6}  # parameters, mult-adds, connections
+
+        def tds(cells: list[str]) -> str:
+            return "".join(f'<td class="num">{esc(c)}</td>' if k in num else f"<td>{esc(c)}</td>"
+                           for k, c in enumerate(cells, start=1))
+
+        head = "".join(f'<th class="num">{esc(h)}</th>' if k in num else f"<th>{esc(h)}</th>"
+                       for k, h in enumerate(self._HEAD))
+        body = [f'<tr class="fm-input"><td>input</td>{tds([_shape(self.input_shape)] + [""] * 6)}</tr>']
+        for row in self.rows:
+            body.append(f'<tr class="fm-layer" data-name="{esc(row["name"])}" data-params="{row["params"]}">'
+                        f'<td><b>{esc(row["name"])}</b> ({esc(row["type"])})</td>{tds(self._cells(row))}</tr>')
+            if row["note"]:
+                body.append(f'<tr class="fm-note"><td colspan="{len(self._HEAD)}">↳ {esc(row["note"])}</td></tr>')
+        foot = f'<tr class="fm-total"><td>total</td>{tds(self._total_cells())}</tr>'
+        error = f'<p class="fm-bad">shape mismatch: {esc(self.error)}</p>' if self.error else ""
+        return wrap(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+                    f"<tfoot>{foot}</tfoot></table>{error}", "summary")
+
+
+def _layer_list(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(dotted name, layer) for a model display: a Sequential's layers as `summary` lists them, or
+    the leaf modules of any other container."""
+    if isinstance(model, nn.Sequential):
+        return list(_leaves(model))
+    return [(name, m) for name, m in model.named_modules() if name and not m._modules]
+
+
+def model_html(model: nn.Module) -> str:
+    """A model as HTML for Jupyter (`Module._repr_html_`): one `<tr class="fm-layer">` per layer with
+    its constructor (`repr`), its output shape for one example when the model knows its input shape
+    (a Sequential's `input_shape`; computed by `summary`, nothing is run) and its parameter count."""
+    if not model._modules:  # a single layer: its constructor and parameter count
+        return wrap(f"<p><code>{esc(_describe(model))}</code>: {_n(model.num_parameters())} parameters</p>", "model")
+    layers = _layer_list(model)
+    s = summary(model) if isinstance(model, nn.Sequential) and model.input_shape is not None else None
+    shapes = {} if s is None else {r["name"]: _shape(r["output_shape"]) for r in s.rows}
+    total = model.num_parameters()
+    facts = [f"{len(layers)} layer{'s' if len(layers) != 1 else ''}", f"{_n(total)} parameters"]
+    if s is not None:
+        facts.insert(1, f"input {_shape(s.input_shape)}"
+                     + ("" if s.output_shape is None else f" → output {_shape(s.output_shape)}"))
+    head = f"<p><b>{esc(type(model).__name__)}</b>: {esc(', '.join(facts))}</p>"
+    cols = "<th>#</th><th>layer</th><th>module</th>" + ("<th>output</th>" if s is not None else "") \
+        + '<th class="num">parameters</th>'
+    rows = []
+    for k, (name, layer) in enumerate(layers):
+        shape = f"<td>{esc(shapes.get(name, '—'))}</td>" if s is not None else ""
+        params = layer.num_parameters()
+        rows.append(f'<tr class="fm-layer" data-name="{esc(name)}" data-params="{params}"><td class="num">{k}</td>'
+                    f"<td><b>{esc(name)}</b></td><td><code>{esc(_describe(layer))}</code></td>{shape}"
+                    f'<td class="num">{_n(params)}</td></tr>')
+    note = ""
+    if s is None and isinstance(model, nn.Sequential):
+        note = ("<p>Give the model an input shape (<code>Sequential(..., input_shape=(H, W, C))</code>) or call "
+                "<code>featuremaps.summary(model, input_shape)</code> to see each layer's output shape.</p>")
+    elif s is not None and s.error:
+        note = f'<p class="fm-bad">shape mismatch: {esc(s.error)}</p>'
+    return wrap(f"{head}<table><thead><tr>{cols}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}", "model")
+
+
+def _describe(layer: nn.Module) -> str:
+    try:
+        return repr(layer)
+    except Exception:  # a display must never fail on a user layer's repr
+        return type(layer).__name__
 
 
 def summary(model: nn.Module, input_shape=None) -> Summary:

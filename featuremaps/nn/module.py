@@ -286,6 +286,13 @@ class Module:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self._repr_args())})"
 
+    def _repr_html_(self) -> str:
+        """The layer list for Jupyter: each layer's constructor, output shape (when the model knows
+        its input shape) and parameter count; see `featuremaps.inspect.summary.model_html`."""
+        from ..inspect.summary import model_html  # inspect imports nn, so not at the top
+
+        return model_html(self)
+
 
 def kwarg_repr(name: str, value, default) -> list[str]:
     """`[f"{name}={value}"]` when `value` differs from `default`, else []."""
