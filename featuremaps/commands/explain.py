@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["add_parser", "add_arguments", "run"]
+from ._common import CLIError, add_index_arg, check_unit, nonneg_int, open_checkpoint, position, print_json
+
+__all__ = ["add_arguments", "run"]
 
 HELP = "show how one output value of a layer is computed from the maps before it"
 DESCRIPTION = ("Decompose one value of a trained model: for output map O of a conv layer at (ROW, COL), one row per "
@@ -23,27 +25,17 @@ DESCRIPTION = ("Decompose one value of a trained model: for output map O of a co
                "Dense layers: the largest contributions x_i·w_i. Pooling layers: the window and its winner.")
 
 
-def _at(text: str):
-    import argparse
-    try:
-        r, c = (int(v) for v in text.replace(" ", "").strip("()").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected ROW,COL (two integers, e.g. 4,5); received {text!r}") from None
-    return r, c
-
-
 def add_arguments(p) -> None:
     """Declare the options of `explain` on an argparse parser."""
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
     p.add_argument("--layer", required=True, metavar="NAME", help="the layer's name (see 'featuremaps summary')")
-    p.add_argument("--map", required=True, type=int, metavar="O", dest="out_map",
+    p.add_argument("--map", required=True, type=nonneg_int, metavar="O", dest="out_map",
                    help="the output map (conv/pool layers) or output unit (dense layers)")
-    p.add_argument("--at", type=_at, metavar="ROW,COL", default=None,
+    p.add_argument("--at", type=position, metavar="ROW,COL", default=None,
                    help="the position in the map (conv/pool layers; omit for dense layers)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", metavar="FILE", help="a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does")
-    src.add_argument("--index", metavar="N", type=int,
-                     help="the N-th image of the official test set (else the embedded sample's val split)")
+    add_index_arg(p, "the N-th image of the official test set (else the embedded sample's val split)", group=src)
     p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as in predict)")
     p.add_argument("--data", metavar="DIR", default=None, help="with --index: folder with the dataset's files")
     p.add_argument("--windows", action="store_true", help="also print every window and kernel as numbers")
@@ -54,24 +46,14 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the explanation as one JSON document")
 
 
-def add_parser(subparsers):
-    """Register the `explain` subcommand on an argparse `subparsers` object (`set_defaults(func=run)`)."""
-    p = subparsers.add_parser("explain", help=HELP, description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
-
-
 def run(args) -> int:
     """Load the checkpoint, prepare the input, explain the value and print it."""
-    from ..checkpoint import load_checkpoint
-    from ..cli import CLIError, _out
-    from ..inspect import explain, resolve_layer
+    from ..inspect import explain
     from . import inputs
 
-    model, meta, _ = load_checkpoint(args.checkpoint)
+    model, meta, _ = open_checkpoint(args.checkpoint)
     model.eval()
-    resolve_layer(model, args.layer, op="explain")  # a wrong name fails before any data is read
+    check_unit(model, args.layer, args.out_map, args.at, op="explain")  # fails before any data is read
     if args.image is not None:
         x, source = inputs.image_file(model, meta, args.image, invert=args.invert)[::3]
     else:
@@ -80,7 +62,7 @@ def run(args) -> int:
         x, source = inputs.dataset_image(model, meta, args.index, data_dir=args.data)[::3]
     e = explain(model, x, args.layer, args.out_map, args.at)
     if args.json:
-        _out({"checkpoint": str(meta.get("path", args.checkpoint)), "input": source, "explanation": e.to_dict()})
+        print_json({"checkpoint": str(meta.get("path", args.checkpoint)), "input": source, "explanation": e.to_dict()})
     else:
         top = -1 if args.top is None else args.top
         print(f"input: {source['description']}")
@@ -97,9 +79,3 @@ def run(args) -> int:
               f"(tolerance {e.tolerance:.0e})", file=sys.stderr)
         return 1
     return 0
-
-
-# Registered with the CLI's plugin hook (featuremaps.cli imports every module of this package).
-from ..cli import command  # noqa: E402
-
-command("explain", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._common import CLIError, check_input_shape, dark_on_light_note, load, model_input_shape, read_images
+
 __all__ = ["Input", "image_file", "dataset_image"]
 
 _DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
@@ -25,14 +27,6 @@ class Input(NamedTuple):
     classes: list | None
 
 
-def _expect(model) -> tuple:
-    from ..cli import CLIError
-    expect = tuple(getattr(model, "input_shape", None) or ())
-    if len(expect) != 3:
-        raise CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare an input for it")
-    return expect
-
-
 def _prepare(model, meta, image: np.ndarray) -> np.ndarray:
     from ..train import normalize_images
     ps = model.parameters()
@@ -42,8 +36,7 @@ def _prepare(model, meta, image: np.ndarray) -> np.ndarray:
 
 def image_file(model, meta, path, *, invert: bool = False, index: int | None = None) -> Input:
     """One image of a PNG/JPEG/IDX file; `index` picks one from an IDX file holding several."""
-    from ..cli import CLIError, _read_image
-    images, names = _read_image(Path(path), _expect(model))
+    images, names = read_images(Path(path), model_input_shape(model))
     if index is None and len(images) > 1:
         raise CLIError(f"{path}: holds {len(images)} images; pick one with --index N")
     index = index or 0
@@ -51,8 +44,11 @@ def image_file(model, meta, path, *, invert: bool = False, index: int | None = N
         raise CLIError(f"--index must be in [0, {len(images) - 1}] for {path}; received {index}")
     img = 255 - images[index] if invert else images[index]
     desc = names[index] if len(images) > 1 else f"image {path}"
-    return Input(_prepare(model, meta, img), img, None,
-                 {"kind": "image", "path": str(path), "index": index, "description": desc}, None)
+    source = {"kind": "image", "path": str(path), "index": index, "description": desc}
+    hint = dark_on_light_note(img[None], desc.removeprefix("image "), meta, bool(invert))
+    if hint:
+        source["note"] = hint  # explain and show print it, as predict does
+    return Input(_prepare(model, meta, img), img, None, source, None)
 
 
 def dataset_image(model, meta, index: int, *, data_dir=None, dataset: str | None = None,
@@ -62,12 +58,11 @@ def dataset_image(model, meta, index: int, *, data_dir=None, dataset: str | None
     without downloading, else, for MNIST models, the embedded sample's validation split (the
     source's "note" says so)."""
     from .. import data
-    from ..cli import CLIError, _check_input_shape, _load
     note = None
     if dataset is not None or split is not None:
         name = dataset or meta.get("dataset") or "sample"
         split = split or "test"
-        ds = _load(name, split, data_dir)
+        ds = load(name, split, data_dir)
         split_desc = f"{_DISPLAY.get(ds.name, ds.name)} {split} split"
     else:
         official = {"sample": "mnist"}.get(meta.get("dataset") or "sample", meta.get("dataset"))
@@ -83,7 +78,7 @@ def dataset_image(model, meta, index: int, *, data_dir=None, dataset: str | None
             note = "the official MNIST test set was not found, so --index reads the embedded sample's val split"
     if not 0 <= index < len(ds):
         raise CLIError(f"--index must be in [0, {len(ds) - 1}] for the {split_desc}; received {index}")
-    _check_input_shape(model, ds, meta.get("model_name", "model"))
+    check_input_shape(model, ds, meta.get("model_name", "model"))
     label = int(ds.labels[index])
     classes = list(getattr(ds, "classes", []) or [])
     label_name = classes[label] if label < len(classes) else str(label)

@@ -1,23 +1,25 @@
-"""`featuremaps report CHECKPOINT [--index N | --image FILE] [-o report.html]`.
+"""`featuremaps report CHECKPOINT [--index N | --image FILE] [-o report.html | --force]`.
 
 Writes one self-contained HTML page (`featuremaps.report.build_report`) of the model's feature maps
 for one input: the N-th image of the evaluation split (`--index`, default 0; the test split of the
 checkpoint's dataset unless `--dataset/--split` say otherwise) or an image file (`--image`, read and
 normalised exactly as `featuremaps predict` does; with an IDX file of many images `--index` picks one).
+Without `-o` the page goes to ./report.html, which is never replaced unless `--force` is given.
 
-Registered with `featuremaps.cli.command` (the CLI imports every module of this package); `add_parser`
-also registers it on any argparse `subparsers` object.
+`add_parser` also registers it on any argparse `subparsers` object (the CLI itself lists it in its registry).
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from .. import cli
+from ._common import (CLIError, add_data_args, add_index_arg, check_default_output, check_parent, check_unit,
+                      nonneg_int, open_checkpoint, position)
 
 __all__ = ["add_parser", "add_arguments", "run"]
 
 HELP = "write a self-contained HTML page of every layer's feature maps for one input"
+DEFAULT_OUTPUT = "report.html"
 DESCRIPTION = ("Write ONE self-contained HTML file (works offline, nothing external) that shows every layer's "
                "feature maps for one input. Click a map to see which input maps feed it and its kernels; click a "
                "pixel to see the sum that produced it, checked against featuremaps.inspect.explain.")
@@ -25,26 +27,27 @@ DESCRIPTION = ("Write ONE self-contained HTML file (works offline, nothing exter
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
-    p.add_argument("--index", metavar="N", type=cli._nonneg_int, default=None,
-                   help="the N-th image of the evaluation split (default: 0), or of the --image IDX file")
+    add_index_arg(p, "the N-th image of the evaluation split (default: 0), or of the --image IDX file")
     p.add_argument("--image", metavar="FILE", default=None,
                    help="a PNG/JPEG (needs Pillow) or IDX image file instead of the dataset")
     p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as predict)")
-    cli._add_data_args(p, default_hint="the dataset the model was trained on")
+    add_data_args(p, default_hint="the dataset the model was trained on")
     p.add_argument("--split", metavar="NAME", default=None,
                    help="the split --index reads: test, train, or val (the embedded sample's, offline); default: "
                         "the official test set if found offline, else the embedded sample's val split")
-    p.add_argument("-o", "--output", metavar="FILE", default="report.html",
-                   help="where to write the page (default: report.html)")
+    p.add_argument("-o", "--output", metavar="FILE", default=None,
+                   help=f"where to write the page (default: {DEFAULT_OUTPUT}, never overwritten without --force)")
+    p.add_argument("--force", action="store_true", help=f"without -o: overwrite an existing {DEFAULT_OUTPUT}")
     p.add_argument("--title", default=None, help="the page's title (default: model and input)")
     p.add_argument("--layer", default=None, help="the layer the page opens on (default: the last conv layer)")
-    p.add_argument("--map", metavar="M", type=cli._nonneg_int, default=None,
+    p.add_argument("--map", metavar="M", type=nonneg_int, default=None,
                    help="with --layer: the map (or unit) to open on")
-    p.add_argument("--position", metavar="ROW,COL", default=None, help="with --layer and --map: the pixel to open on")
+    p.add_argument("--position", metavar="ROW,COL", type=position, default=None,
+                   help="with --layer and --map: the pixel to open on")
 
 
 def add_parser(subparsers):
-    """Register `report` on an argparse `subparsers` object (the CLI itself uses `cli.command`)."""
+    """Register `report` on an argparse `subparsers` object (the CLI itself lists it in its registry)."""
     p = subparsers.add_parser("report", help=HELP, description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(func=run, _run=run)
@@ -54,20 +57,13 @@ def add_parser(subparsers):
 def _select(args):
     if args.layer is None:
         if args.map is not None or args.position is not None:
-            raise cli.CLIError("--map and --position need --layer")
+            raise CLIError("--map and --position need --layer")
         return None
     if args.map is None:
         if args.position is not None:
-            raise cli.CLIError("--position needs --map")
+            raise CLIError("--position needs --map")
         return args.layer
-    position = None
-    if args.position is not None:
-        try:
-            r, c = (int(v) for v in args.position.split(","))
-        except ValueError:
-            raise cli.CLIError(f"--position must be ROW,COL (two integers); received {args.position!r}") from None
-        position = (r, c)
-    return (args.layer, args.map, position)
+    return (args.layer, args.map, args.position)
 
 
 def _input(args, model, meta):
@@ -76,7 +72,7 @@ def _input(args, model, meta):
     if args.image is not None:
         return inputs.image_file(model, meta, args.image, invert=args.invert, index=args.index)
     if args.invert:
-        raise cli.CLIError("--invert applies to --image only")
+        raise CLIError("--invert applies to --image only")
     return inputs.dataset_image(model, meta, args.index or 0, data_dir=args.data, dataset=args.dataset,
                                 split=args.split)
 
@@ -85,11 +81,16 @@ def run(args) -> int:
     from ..report import build_report
     t0 = time.perf_counter()
     select = _select(args)
-    out = Path(args.output)
+    out = Path(args.output or DEFAULT_OUTPUT)
     if out.suffix.lower() not in (".html", ".htm"):
-        raise cli.CLIError(f"-o must name an .html file; received {args.output!r}")
-    model, meta, _ = cli._open_checkpoint(args.checkpoint)
+        raise CLIError(f"-o must name an .html file; received {args.output!r}")
+    check_parent(out, "-o")
+    if args.output is None:
+        check_default_output(out, "-o", args.force)
+    model, meta, _ = open_checkpoint(args.checkpoint)
     model.eval()
+    if args.layer is not None:
+        check_unit(model, args.layer, args.map, args.position, op="report", at_flag="--position", at_required=False)
     inp = _input(args, model, meta)
     if inp.classes is not None and not meta.get("classes"):
         meta = dict(meta, classes=inp.classes)
@@ -100,5 +101,3 @@ def run(args) -> int:
           f"open it in a browser, it needs no network")
     return 0
 
-
-cli.command("report", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)

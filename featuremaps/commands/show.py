@@ -1,4 +1,5 @@
-"""`featuremaps show WHAT CHECKPOINT_OR_RUN [--layer NAME] [--image FILE | --index N] [--at ROW,COL] -o OUT.png`.
+"""`featuremaps show WHAT CHECKPOINT_OR_RUN [options] -o OUT.png`; `featuremaps show WHAT --help` lists
+the options of that picture.
 
 Draws one picture of a trained model with `featuremaps.pictures` (needs the `plot` extra):
 
@@ -6,57 +7,110 @@ Draws one picture of a trained model with `featuremaps.pictures` (needs the `plo
 - `maps`: the feature maps of one input at every layer (needs `--image` or `--index`);
 - `connections`: the connection matrix and bipartite graph of a conv layer (default: the first conv
   layer that is not fully connected, else the first conv layer);
-- `receptive`: the input pixels one unit sees (needs an input; default layer: the last conv layer,
-  default position: the centre of its maps);
+- `receptive`: the input pixels one unit sees, over the input (or a blank canvas without `--image`
+  or `--index`; default layer: the last conv layer, default position: the centre of its maps);
 - `curves`: loss and accuracy per epoch from a run directory's metrics.json (or that file).
+
+Each picture is its own argparse subcommand with its own options. The options of the other
+pictures are still accepted by the parser but hidden from the help, so that passing one gets a
+one-line reason (`show curves takes no --layer`) instead of argparse's "unrecognized arguments".
 
 Inputs are prepared exactly as `featuremaps explain` and `featuremaps predict` prepare them (same
 reader, the checkpoint's normalisation).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "add_arguments", "run", "WHATS"]
+from ._common import (CLIError, add_index_arg, check_parent, check_unit, open_checkpoint, output_shape, position,
+                      positive_int)
+
+__all__ = ["add_arguments", "run", "WHATS"]
 
 WHATS = ("kernels", "maps", "connections", "receptive", "curves")
 HELP = "draw kernels, feature maps, connections, a receptive field or training curves as a PNG"
 DESCRIPTION = ("Draw one picture of a trained model as a PNG (needs matplotlib: pip install 'featuremaps[plot]'). "
                "kernels: a conv layer's kernels w[:, :, i, n]; maps: one input's feature maps at every layer; "
                "connections: which input maps feed each output map; receptive: the input pixels one unit sees; "
-               "curves: loss and accuracy per epoch of a run.")
+               "curves: loss and accuracy per epoch of a run. 'featuremaps show WHAT --help' lists the options "
+               "of each.")
+_WHAT_HELP = {
+    "kernels": "a conv layer's kernels w[:, :, i, n] as a grid (default layer: the first conv layer)",
+    "maps": "one input's feature maps at every layer (needs --image or --index)",
+    "connections": "which input maps feed each output map of a conv layer (default: the first partially "
+                   "connected conv layer, else the first conv layer)",
+    "receptive": "the input pixels one unit sees, over the input image (a blank canvas without --image/--index; "
+                 "default: the last conv layer's centre unit)",
+    "curves": "loss and accuracy per epoch of a run (from its metrics.json)",
+}
+# The option groups each picture takes; the rest are hidden in its help and rejected with a reason.
+_TAKES = {"kernels": {"layer", "normalize"}, "maps": {"input", "max_maps"}, "connections": {"layer"},
+          "receptive": {"layer", "input", "at"}, "curves": set()}
+_FLAGS = {"layer": (("layer", "--layer"),), "normalize": (("normalize", "--normalize"),),
+          "max_maps": (("max_maps", "--max-maps"),), "at": (("at", "--at"),),
+          "input": (("image", "--image"), ("index", "--index"), ("invert", "--invert"), ("data", "--data"))}
+DEFAULT_MAX_MAPS = 16
 
 
 def add_arguments(p) -> None:
-    """Declare the options of `show` on an argparse parser."""
-    from .explain import _at
-
-    p.add_argument("what", choices=WHATS, metavar="WHAT", help="one of: " + ", ".join(WHATS))
-    p.add_argument("source", metavar="CHECKPOINT_OR_RUN",
-                   help="a run directory or a checkpoint .npz file (curves: a run directory or its metrics.json)")
-    p.add_argument("-o", "--out", required=True, metavar="OUT.png", help="where to write the PNG")
-    p.add_argument("--layer", metavar="NAME", default=None, help="the layer's name (see 'featuremaps summary')")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--image", metavar="FILE", help="a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does")
-    src.add_argument("--index", metavar="N", type=int,
-                     help="the N-th image of the official test set (else the embedded sample's val split)")
-    p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as in predict)")
-    p.add_argument("--data", metavar="DIR", default=None, help="with --index: folder with the dataset's files")
-    p.add_argument("--at", type=_at, metavar="ROW,COL", default=None,
-                   help="receptive: the unit's position in the layer's maps (default: the centre)")
-    p.add_argument("--normalize", choices=("global", "per_filter"), default=None,
-                   help="kernels: one colour scale for the layer or one per filter (default: per_filter for "
-                        "RGB first layers, global otherwise)")
-    p.add_argument("--max-maps", type=int, default=16, metavar="K", help="maps: at most K maps per layer (default 16)")
+    """Declare `show`'s pictures as subcommands, each with its own options and help."""
+    sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for what in WHATS:
+        text = _WHAT_HELP[what]
+        q = sub.add_parser(what, help=text, description=f"featuremaps show {what}: {text}. Needs matplotlib "
+                           "(pip install 'featuremaps[plot]').")
+        _what_arguments(q, what)
 
 
-def add_parser(subparsers):
-    """Register the `show` subcommand on an argparse `subparsers` object (`set_defaults(func=run)`)."""
-    p = subparsers.add_parser("show", help=HELP, description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+def _what_arguments(q, what: str) -> None:
+    takes = _TAKES[what]
+
+    def shown(key: str, text: str) -> str:
+        return text if key in takes else argparse.SUPPRESS
+
+    q.add_argument("source", metavar="RUN_DIR" if what == "curves" else "CHECKPOINT_OR_RUN",
+                   help="a run directory or its metrics.json" if what == "curves" else
+                        "a run directory or a checkpoint .npz file")
+    q.add_argument("-o", "--out", required=True, metavar="OUT.png", help="where to write the PNG")
+    q.add_argument("--layer", metavar="NAME", default=None,
+                   help=shown("layer", "the layer's name (see 'featuremaps summary')"))
+    # hidden members of a mutually exclusive group trip argparse's usage formatter: group only shown ones
+    src = q.add_mutually_exclusive_group() if "input" in takes else q
+    src.add_argument("--image", metavar="FILE",
+                     help=shown("input", "a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does"))
+    add_index_arg(q, shown("input", "the N-th image of the official test set (else the embedded sample's val "
+                                    "split)"), group=src)
+    q.add_argument("--invert", action="store_true", default=None,
+                   help=shown("input", "with --image: invert the pixels first (as in predict)"))
+    q.add_argument("--data", metavar="DIR", default=None,
+                   help=shown("input", "with --index: folder with the dataset's files"))
+    q.add_argument("--at", type=position, metavar="ROW,COL", default=None,
+                   help=shown("at", "the unit's position in the layer's maps (default: the centre)"))
+    q.add_argument("--normalize", choices=("global", "per_filter"), default=None,
+                   help=shown("normalize", "one colour scale for the layer or one per filter (default: "
+                                           "per_filter for RGB first layers, global otherwise)"))
+    q.add_argument("--max-maps", type=positive_int, default=None, metavar="K",
+                   help=shown("max_maps", f"at most K maps per layer (default {DEFAULT_MAX_MAPS})"))
+
+
+def _check_options(args) -> None:
+    """Options that belong to another picture: a one-line reason, not a silent no-op."""
+    what = args.what
+    for key, flags in _FLAGS.items():
+        values = [(flag, getattr(args, dest, None)) for dest, flag in flags]
+        given = [flag for flag, v in values if v is not None and v is not False]  # --index 0 is given
+        if key in _TAKES[what] or not given:
+            continue
+        if key == "input" and what in ("kernels", "connections"):
+            raise CLIError(f"show {what} draws the weights only; it takes no --image/--index"
+                           + ("" if {"--image", "--index"} & set(given) else f" (nor {given[0]})"))
+        if key == "layer" and what == "maps":
+            raise CLIError("show maps draws every layer; it takes no --layer")
+        if key == "at":
+            raise CLIError("--at applies to 'show receptive' only")
+        raise CLIError(f"show {what} takes no {given[0]}")
 
 
 def _conv_layers(model) -> list[tuple[str, object]]:
@@ -65,7 +119,6 @@ def _conv_layers(model) -> list[tuple[str, object]]:
 
 
 def _pick_conv(model, name, what: str, prefer_partial: bool = False):
-    from ..cli import CLIError
     from ..inspect import connections, resolve_layer
     from ..inspect.connectivity import is_conv
 
@@ -87,7 +140,6 @@ def _pick_conv(model, name, what: str, prefer_partial: bool = False):
 
 
 def _input(model, meta, args, what: str):
-    from ..cli import CLIError
     from . import inputs
 
     if args.image is not None:
@@ -101,10 +153,53 @@ def _input(model, meta, args, what: str):
     return inp.x, inp.label, inp.source
 
 
+def _draw_kernels(pictures, model, meta, args, out: Path) -> None:
+    name, layer = _pick_conv(model, args.layer, "kernels")
+    pictures.kernel_grid(layer, out, normalize=args.normalize, name=name)
+
+
+def _draw_connections(pictures, model, meta, args, out: Path) -> None:
+    name, layer = _pick_conv(model, args.layer, "connections", prefer_partial=True)
+    pictures.connectivity_diagram(layer, out, name=name)
+
+
+def _draw_maps(pictures, model, meta, args, out: Path) -> None:
+    x, _, source = _input(model, meta, args, "maps")
+    pictures.feature_maps(model, x, out, max_maps=args.max_maps or DEFAULT_MAX_MAPS, classes=meta.get("classes"))
+    _say_input(source)
+
+
+def _draw_receptive(pictures, model, meta, args, out: Path) -> None:
+    from ..inspect import activations, resolve_layer
+
+    x, source = None, None  # without --image/--index: the field on a blank canvas
+    if args.image is not None or args.index is not None or args.invert:
+        x, _, source = _input(model, meta, args, "receptive")
+    if args.layer is None:
+        convs = _conv_layers(model)
+        if not convs:
+            raise CLIError("show receptive: the model has no conv layer; pass --layer NAME")
+        name = convs[-1][0]
+    else:
+        name = args.layer
+        resolve_layer(model, name, op="show receptive")
+    shape = output_shape(model, name) or next(a.array.shape for a in activations(model, x) if a.name == name)
+    if len(shape) != 3:
+        raise CLIError(f"show receptive: layer {name!r} outputs a vector; pick a layer with maps")
+    check_unit(model, name, None, args.at, op="show receptive", at_required=False)
+    at = args.at if args.at is not None else (shape[0] // 2, shape[1] // 2)
+    pictures.receptive_field_overlay(model, x, name, at, out)
+    if source is not None:
+        _say_input(source)
+
+
+_DRAW = {"kernels": _draw_kernels, "connections": _draw_connections, "maps": _draw_maps,
+         "receptive": _draw_receptive}
+
+
 def run(args) -> int:
     """Load the checkpoint (or the run's metrics), draw the picture, write the PNG, print its path."""
     from .. import pictures
-    from ..cli import CLIError
 
     try:
         pictures._mpl.require("featuremaps show")  # fail before loading anything when matplotlib is missing
@@ -113,52 +208,14 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise CLIError(f"-o must name a .png file; received {args.out!r}")
+    check_parent(out, "-o")
+    _check_options(args)
     if args.what == "curves":
-        for flag in ("layer", "image", "index", "at"):
-            if getattr(args, flag) is not None:
-                raise CLIError(f"show curves takes no --{flag}")
         pictures.curves(args.source, out, title=f"training curves: {args.source}")
-        print(out)
-        return 0
-
-    from ..checkpoint import load_checkpoint
-    from ..inspect import activations, resolve_layer
-
-    model, meta, _ = load_checkpoint(args.source)
-    model.eval()
-    if args.what in ("kernels", "connections") and (args.image is not None or args.index is not None):
-        raise CLIError(f"show {args.what} draws the weights only; it takes no --image/--index")
-    if args.what != "receptive" and args.at is not None:
-        raise CLIError("--at applies to 'show receptive' only")
-    if args.what == "kernels":
-        name, layer = _pick_conv(model, args.layer, "kernels")
-        pictures.kernel_grid(layer, out, normalize=args.normalize, name=name)
-    elif args.what == "connections":
-        name, layer = _pick_conv(model, args.layer, "connections", prefer_partial=True)
-        pictures.connectivity_diagram(layer, out, name=name)
-    elif args.what == "maps":
-        x, _, source = _input(model, meta, args, "maps")
-        if args.layer is not None:
-            raise CLIError("show maps draws every layer; it takes no --layer")
-        pictures.feature_maps(model, x, out, max_maps=args.max_maps)
-        _say_input(source)
-    else:  # receptive
-        x, _, source = _input(model, meta, args, "receptive")
-        if args.layer is None:
-            name = _conv_layers(model)[-1][0] if _conv_layers(model) else None
-            if name is None:
-                raise CLIError("show receptive: the model has no conv layer; pass --layer NAME")
-        else:
-            name = args.layer
-            resolve_layer(model, name, op="show receptive")
-        at = args.at
-        if at is None:
-            shape = next(a.array.shape for a in activations(model, x) if a.name == name)
-            if len(shape) != 3:
-                raise CLIError(f"show receptive: layer {name!r} outputs a vector; pick a layer with maps")
-            at = (shape[0] // 2, shape[1] // 2)
-        pictures.receptive_field_overlay(model, x, name, at, out)
-        _say_input(source)
+    else:
+        model, meta, _ = open_checkpoint(args.source)
+        model.eval()
+        _DRAW[args.what](pictures, model, meta, args, out)
     print(out)
     return 0
 
@@ -167,9 +224,3 @@ def _say_input(source: dict) -> None:
     print(f"input: {source['description']}", file=sys.stderr)
     if source.get("note"):
         print(f"note: {source['note']}", file=sys.stderr)
-
-
-# Registered with the CLI's plugin hook (featuremaps.cli imports every module of this package).
-from ..cli import command  # noqa: E402
-
-command("show", help=HELP, arguments=add_arguments, description=DESCRIPTION)(run)

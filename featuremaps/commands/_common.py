@@ -1,0 +1,284 @@
+"""What every subcommand shares: the user-error type, argparse types, JSON output, and the readers
+(datasets, checkpoints, images) that turn library errors into one-line CLI errors.
+
+Nothing here imports `featuremaps.cli`: the commands sit under the front end, never beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+PROG = "featuremaps"
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+def finite(o):
+    """Non-finite floats → None (JSON has no NaN/inf), recursively."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite(v) for v in o]
+    return o
+
+
+def json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-able: {type(o).__name__}")
+
+
+def print_json(doc) -> None:
+    """Print one JSON document to stdout."""
+    sys.stdout.write(json.dumps(finite(doc), indent=2, allow_nan=False, default=json_default) + "\n")
+
+
+def note(text: str) -> None:
+    """A note or warning for the user: stderr, so stdout stays the figures (or the one JSON document)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def error_line(text: str) -> None:
+    """The one-line `featuremaps: error: ...` form of a user error, for errors that do not stop the command."""
+    msg = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    print(f"{PROG}: error: {msg}", file=sys.stderr, flush=True)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def shape_text(s) -> str:
+    return "×".join(str(int(v)) for v in s)
+
+
+# --- argparse types --------------------------------------------------------------------------------
+
+def int_at_least(lo: int, expected: str):
+    """An argparse type: an int ≥ `lo`, else an error saying `expected`."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = lo - 1
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {expected}; received {text!r}")
+        return v
+    return parse
+
+
+positive_int = int_at_least(1, "a positive integer")
+nonneg_int = int_at_least(0, "an integer >= 0")
+
+
+def _float_above(lo: float, strict: bool):
+    """An argparse type: a finite float > lo (strict) or >= lo. Every number out of range gets the same
+    message (`--lr 0` and `--lr -1` alike); only inf/nan add the word "finite"."""
+    bound = f"{'>' if strict else '>='} {lo:g}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = lo - 1
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}; received {text!r}")
+        if v < lo or (strict and v == lo):
+            raise argparse.ArgumentTypeError(f"expected a number {bound}; received {text!r}")
+        return v
+    return parse
+
+
+positive_float = _float_above(0.0, strict=True)
+nonneg_float = _float_above(0.0, strict=False)
+
+
+def choice(kind: str, valid: Callable[[], Sequence[str]]):
+    """An argparse type checking a name against `valid()`, listing the valid names on error."""
+    def check(text: str) -> str:
+        names = list(valid())
+        key = text.lower()
+        if key not in names:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {text!r}; valid names: {', '.join(names)}")
+        return key
+    check.__name__ = kind
+    return check
+
+
+def position(text: str) -> tuple[int, int]:
+    """An argparse type: ROW,COL (negative values parse, so the range check can name them)."""
+    try:
+        r, c = (int(v) for v in text.replace(" ", "").strip("()").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL (two integers, e.g. 4,5); received {text!r}") from None
+    return r, c
+
+
+def dataset_names():
+    from ..data import DATASETS
+    return list(DATASETS)
+
+
+def add_data_args(p: argparse.ArgumentParser, *, default_hint: str) -> None:
+    p.add_argument("--dataset", metavar="NAME", type=choice("dataset", dataset_names), default=None,
+                   help=f"mnist, fashion-mnist, cifar10 or sample (the embedded 5,000-image MNIST sample); "
+                        f"default: {default_hint}")
+    p.add_argument("--data", metavar="DIR", default=None,
+                   help="folder with the dataset's files (looked at before the cache "
+                        "$FEATUREMAPS_DATA or ~/.cache/featuremaps; missing files are downloaded)")
+    p.add_argument("--limit", type=positive_int, default=None, help=argparse.SUPPRESS)  # debug: cap examples
+
+
+def add_index_arg(p, help: str, group=None) -> None:
+    """`--index N`: the same type (an integer >= 0) in every command that takes it."""
+    (group or p).add_argument("--index", metavar="N", type=nonneg_int, default=None, help=help)
+
+
+# --- readers: library errors → one-line CLI errors --------------------------------------------------
+
+def load(name: str, split: str, data_dir, *, download: bool = True):
+    from .. import data
+    try:
+        return data.load(name, split, data_dir=data_dir, download=download, progress=True)
+    except data.DataError as e:
+        raise CLIError(str(e)) from None
+
+
+def limit(ds, n: int | None, seed: int):
+    """A random subset of `n` items (debug option --limit); the dataset itself when n is None."""
+    if n is None or n >= len(ds):
+        return ds
+    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(ds))[:n])
+    return ds.subset(idx)
+
+
+def source_name(dataset: str, split: str) -> str:
+    """The dataset the images of `dataset`/`split` come from: the embedded sample's test split is the
+    official MNIST test set, so it is named `mnist` (as `explain`, `show` and `report` name it)."""
+    return "mnist" if (dataset, split) == ("sample", "test") else dataset
+
+
+def check_input_shape(model, ds, model_name: str) -> None:
+    want = tuple(getattr(model, "input_shape", None) or ())
+    if want and tuple(ds.image_shape) != want:
+        raise CLIError(f"model {model_name} expects {shape_text(want)} images but {ds.name} has "
+                       f"{shape_text(ds.image_shape)} images; pick a model made for this dataset (featuremaps models)")
+
+
+def open_checkpoint(path):
+    """`(model, meta, optimizer_state)` of a run directory or checkpoint file (`load_checkpoint`)."""
+    from .. import checkpoint as ckpt
+    try:
+        return ckpt.load_checkpoint(path)
+    except ckpt.CheckpointError as e:
+        raise CLIError(str(e)) from None
+
+
+def model_input_shape(model) -> tuple:
+    expect = tuple(getattr(model, "input_shape", None) or ())
+    if len(expect) != 3:
+        raise CLIError("the checkpoint's model has no (H, W, C) input_shape; cannot prepare an input for it")
+    return expect
+
+
+def read_images(path, expect: tuple) -> tuple[np.ndarray, list[str]]:
+    """`featuremaps.data.images.read_images`, its errors as CLIError."""
+    from ..data import DataError
+    from ..data.images import read_images as read
+    try:
+        return read(Path(path), expect)
+    except DataError as e:
+        raise CLIError(str(e)) from None
+
+
+def dark_on_light_note(images: np.ndarray, name: str, meta: dict, inverted: bool) -> str | None:
+    """A hint when images (as the model will see them) have a bright border but the model was trained
+    on light-on-dark digits: the usual sign of a drawing that needs (or does not need) --invert."""
+    from ..data.images import DARK_BACKGROUND, bright_border
+    if meta.get("dataset") not in DARK_BACKGROUND:
+        return None
+    bright = int(bright_border(images).sum())
+    if not bright:
+        return None
+    border = "the border is mostly bright" if len(images) == 1 else \
+        f"{bright} of {len(images)} images have a mostly bright border"
+    trained = f"the model was trained on light digits on a dark background ({meta['dataset']})"
+    if inverted:
+        return f"{name}: after --invert {border}, but {trained}; if the image is already light on dark, drop --invert"
+    return f"{name}: {border}, but {trained}; if this is a dark drawing on a light background, pass --invert"
+
+
+# --- layers and units ------------------------------------------------------------------------------
+
+def output_shape(model, layer: str) -> tuple | None:
+    """`layer`'s per-example output shape from `summary` (nothing is run); None when unknown."""
+    from ..inspect import summary
+    try:
+        return tuple(summary(model)[layer]["output_shape"] or ()) or None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def check_unit(model, layer: str, out_map: int | None, at, *, op: str, at_flag: str = "--at",
+               at_required: bool = True) -> None:
+    """Check --layer, --map and the position flag against the layer's output in the CLI's words: a
+    map layer needs ROW,COL in range (unless `at_required` is False), a vector layer takes none."""
+    from ..inspect import resolve_layer
+    resolve_layer(model, layer, op=op)
+    shape = output_shape(model, layer)
+    if shape is None or len(shape) not in (1, 3):
+        return  # the library checks what the summary cannot say
+    n = shape[-1]
+    if out_map is not None and not 0 <= out_map < n:
+        what = "output maps" if len(shape) == 3 else "outputs"
+        raise CLIError(f"{op}: --map must be in [0, {n - 1}] (layer {layer!r} has {n} {what}); received {out_map}")
+    if len(shape) == 1:
+        if at is not None:
+            hint = " (--map picks the output)" if out_map is not None else ""
+            raise CLIError(f"{op}: layer {layer!r} outputs a vector of {n} values, so it takes no {at_flag}; "
+                           f"omit {at_flag} {at[0]},{at[1]}{hint}")
+        return
+    h, w = shape[:2]
+    ranges = f"row in [0, {h - 1}] and col in [0, {w - 1}]"
+    if at is None:
+        if at_required:
+            raise CLIError(f"{op}: layer {layer!r} outputs {h}×{w} maps, so it needs a position: "
+                           f"pass {at_flag} ROW,COL with {ranges}")
+        return
+    if not (0 <= at[0] < h and 0 <= at[1] < w):
+        raise CLIError(f"{op}: {at_flag} {at[0]},{at[1]} is outside the {h}×{w} maps of layer {layer!r}: "
+                       f"row must be in [0, {h - 1}] and col must be in [0, {w - 1}]")
+
+
+# --- output paths ----------------------------------------------------------------------------------
+
+def check_parent(path: Path, flag: str) -> None:
+    """An error naming `flag` when a parent of `path` exists as a file (not a raw `[Errno 20]`)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"{flag} {path}: {parent} is a file, not a directory; choose a path in a folder")
+            return
+
+
+def check_default_output(path: Path, flag: str, force: bool) -> None:
+    """A command writing to its default path refuses to replace an existing file unless --force."""
+    if path.exists() and not force:
+        raise CLIError(f"{path} already exists; pass {flag} FILE to write elsewhere, or --force to overwrite it")

@@ -1,0 +1,243 @@
+"""`featuremaps train [MODEL] [--dataset NAME] [--epochs N] ... [--out RUN_DIR] [--resume RUN_DIR] [--json]`.
+
+Trains a model of the zoo (`featuremaps.train.fit`) and writes a run directory; `--resume` continues a
+run with the settings stored in its checkpoint (explicit options must agree with them).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, PROG, CLIError, add_data_args, check_input_shape,
+                      check_parent, choice, limit, load, nonneg_float, nonneg_int, note, pct, positive_float,
+                      positive_int, print_json)
+
+__all__ = ["add_arguments", "run", "DEFAULT_LR", "TRAIN_DEFAULTS"]
+
+HELP = "train a model and save a run directory"
+DESCRIPTION = ("Train a model from the zoo. With no arguments: lenet on the embedded 5,000-image MNIST "
+               "sample for 10 epochs (SGD with momentum, cosine learning-rate schedule), then report "
+               "validation (and, if the official test set is found, test) accuracy. The run directory gets "
+               "checkpoint.npz, metrics.csv, metrics.json, curves.png and config.json. Ctrl-C saves the last "
+               "completed step; --resume RUN_DIR continues.")
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+TRAIN_DEFAULTS = {"model": "lenet", "dataset": "sample", "epochs": 10, "batch_size": 64, "optimizer": "sgd",
+                  "momentum": 0.9, "weight_decay": None, "schedule": "cosine", "seed": 0, "augment": False,
+                  "val_fraction": 0.1}
+
+
+def _model_names():
+    from .. import models
+    return models.names()
+
+
+def _optimizer_names():
+    from .. import optim
+    return optim.names()
+
+
+def _schedule_names():
+    from .. import schedules
+    return schedules.names()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TRAIN_DEFAULTS
+    p.add_argument("model", metavar="MODEL", nargs="?", type=choice("model", _model_names), default=None,
+                   help=f"model name (see 'featuremaps models'); default: {d['model']}")
+    add_data_args(p, default_hint=d["dataset"])
+    p.add_argument("--epochs", metavar="N", type=positive_int, default=None,
+                   help=f"epochs in total (default: {d['epochs']}); with --resume, the total to reach")
+    p.add_argument("--batch-size", metavar="N", type=positive_int, default=None, help=f"default: {d['batch_size']}")
+    p.add_argument("--optimizer", metavar="NAME", type=choice("optimizer", _optimizer_names), default=None,
+                   help=f"sgd, adam or adamw (default: {d['optimizer']})")
+    p.add_argument("--lr", metavar="F", type=positive_float, default=None,
+                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--momentum", metavar="F", type=nonneg_float, default=None,
+                   help=f"SGD momentum (default: {d['momentum']})")
+    p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
+    p.add_argument("--weight-decay", metavar="F", type=nonneg_float, default=None,
+                   help="L2 weight decay (default: 0 for sgd/adam, 0.01 for adamw)")
+    p.add_argument("--schedule", metavar="NAME", type=choice("schedule", _schedule_names), default=None,
+                   help="learning-rate schedule per epoch: none, step (÷10 every third of the run), cosine "
+                        "(annealed towards 0 over the run) or exponential (×0.9 per epoch); default: cosine")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="random shifts of up to 2 pixels in training")
+    p.add_argument("--val-fraction", metavar="F", type=float, default=None,
+                   help="share of the training split held out for validation, for datasets without a "
+                        "validation split (default: 0.1; 'sample' has its own 500-image split)")
+    p.add_argument("--seed", metavar="N", type=nonneg_int, default=None,
+                   help="seed for weights, data order, dropout and augmentation (default: 0)")
+    p.add_argument("--out", metavar="RUN_DIR", default=None,
+                   help="run directory to write (default: runs/<model>-<date>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue a run (after Ctrl-C, or to train more epochs) with its stored settings")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    p.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
+
+
+_RESUMABLE = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+              "schedule", "augment", "val_fraction", "seed", "limit", "data")
+
+
+def train_settings(args) -> dict:
+    """The run's settings: explicit options over (stored settings when resuming, else) defaults."""
+    given = {k: getattr(args, k) for k in _RESUMABLE + ("epochs",) if getattr(args, k, None) is not None}
+    if args.resume is None:
+        s = dict(TRAIN_DEFAULTS, lr=None, nesterov=False, limit=None, data=None)
+        s.update(given)
+        return s
+    from .. import checkpoint as ckpt
+    try:
+        meta = ckpt.read_checkpoint(args.resume)[0]
+    except ckpt.CheckpointError as e:
+        raise CLIError(f"--resume: {e}") from None
+    stored = meta.get("cli")
+    if not stored:
+        raise CLIError(f"--resume: {meta['path']} was not written by 'featuremaps train' (no stored settings); "
+                       "resume it from Python with featuremaps.train.fit(resume=...)")
+    from ..train import describe_lr, settings_used
+    used = {**settings_used(meta), **{k: v for k, v in stored.items() if v is not None}}  # defaults as values
+
+    def was(k):
+        return describe_lr(meta) if k == "lr" else ("all images" if used.get(k) is None else repr(used[k]))
+    conflicts = [f"--{k.replace('_', '-')} {given[k]!r} (the run used {was(k)})"
+                 for k in given if k in _RESUMABLE and k != "data" and given[k] != used.get(k)]
+    if conflicts:
+        raise CLIError("--resume continues a run with its stored settings; these options differ: "
+                       + ", ".join(conflicts) + ". Start a new run (--out) to change them")
+    s = dict(stored)
+    s["epochs"] = given.get("epochs", meta.get("epochs", stored.get("epochs")))
+    if "data" in given:
+        s["data"] = given["data"]
+    return s
+
+
+def default_out(model: str) -> Path:
+    """`runs/<model>-<date>-<time>`, with a `-2`, `-3`, ... suffix if taken: never an existing path."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{model}-{stamp}"
+    i = 2
+    while out.exists():
+        out = Path("runs") / f"{model}-{stamp}-{i}"
+        i += 1
+    return out
+
+
+def _run_dir(args, name: str) -> Path:
+    """Where the run is written: --out, else the resumed run's directory, else a new default one."""
+    out = Path(args.out) if args.out else (Path(args.resume) if args.resume else default_out(name))
+    if args.resume and Path(args.resume).is_file():
+        out = Path(args.out) if args.out else Path(args.resume).parent
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; --out names a run directory (a new or empty folder)")
+    check_parent(out, "--out")
+    if not args.resume and out.exists() and any(out.iterdir()):
+        raise CLIError(f"--out {out} already exists and is not empty; choose another directory or --resume it")
+    return out
+
+
+def _datasets(s: dict):
+    from .. import data
+    seed = int(s["seed"])
+    if not 0 < s["val_fraction"] < 1:
+        raise CLIError(f"--val-fraction must be between 0 and 1; received {s['val_fraction']}")
+    full = load(s["dataset"], "train", s["data"])
+    if s["dataset"] == "sample":
+        train_ds, val_ds = full, load("sample", "val", s["data"])
+    else:
+        train_ds, val_ds = data.split_validation(full, s["val_fraction"], np.random.default_rng([seed, 5]))
+    train_ds, val_ds = limit(train_ds, s["limit"], seed), limit(val_ds, s["limit"], seed + 1)
+    if s["batch_size"] > len(train_ds):
+        note(f"warning: --batch-size {s['batch_size']} is larger than the {len(train_ds):,} training images; "
+             f"each epoch is one batch of {len(train_ds):,}")
+    return full, train_ds, val_ds
+
+
+def _optimizer(s: dict, model):
+    from .. import optim, schedules
+    opt_name = s["optimizer"]
+    lr = s["lr"] if s["lr"] is not None else DEFAULT_LR[opt_name]
+    kw = {}
+    if opt_name == "sgd":
+        kw = {"momentum": s["momentum"], "nesterov": bool(s["nesterov"])}
+    if s["weight_decay"] is not None:  # None: the optimiser's default (0, or 0.01 for adamw)
+        kw["weight_decay"] = s["weight_decay"]
+    opt = optim.get(opt_name, model.parameters(), lr, **kw)
+    return opt, schedules.get(s["schedule"], lr, epochs=s["epochs"])
+
+
+def _numba_enabled() -> bool:
+    from ..functional import accel
+    return accel.numba_enabled()
+
+
+def run(args) -> int:
+    from .. import models, train
+    from ..progress import ProgressBar
+
+    s = train_settings(args)
+    name, ds_name, seed = s["model"], s["dataset"], int(s["seed"])
+    full, train_ds, val_ds = _datasets(s)
+    model = models.get(name, rng=np.random.default_rng(seed), num_classes=full.num_classes)
+    check_input_shape(model, train_ds, name)
+    opt, schedule = _optimizer(s, model)
+    out = _run_dir(args, name)
+    stored = {k: s[k] for k in _RESUMABLE if k != "data"}
+    stored["data"] = s["data"]
+    meta = {"dataset": ds_name, "model_name": name, "cli": dict(stored, epochs=s["epochs"])}
+
+    reporter = ProgressBar()
+    reporter.message(f"training {name} ({model.num_parameters():,} parameters) on {ds_name}: "
+                     f"{len(train_ds):,} training / {len(val_ds):,} validation images, {s['epochs']} epochs, "
+                     f"batch {s['batch_size']}, {opt!r}"
+                     + (f", schedule {s['schedule']}" if s['schedule'] != 'none' else "")
+                     + ("; compiled kernels on (numba)" if _numba_enabled() else ""))
+    try:
+        result = train.fit(model, train_ds, val_ds, epochs=s["epochs"], batch_size=s["batch_size"], optimizer=opt,
+                           schedule=schedule, seed=seed, out_dir=out, resume=args.resume,
+                           augment=bool(s["augment"]), reporter=reporter, meta=meta, plot=not args.no_plot)
+    except train.NonFiniteLossError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except train.TrainingInterrupted:
+        return EXIT_INTERRUPTED  # the reporter has said what was saved
+    _report(args, s, model, train_ds, val_ds, out, result, reporter)
+    return 0
+
+
+def _report(args, s, model, train_ds, val_ds, out, result, reporter) -> None:
+    """Evaluate on validation (and the official test set when found offline) and print the results."""
+    from .. import data, train
+    ds_name = s["dataset"]
+    norm = train.normalization_for(train_ds)
+    val = train.evaluate(model, val_ds, normalization=norm)
+    test = None
+    try:
+        test_ds = data.load(ds_name, "test", data_dir=s["data"], download=False, progress=False)
+    except data.DataError:
+        reporter.message("note: the official test set was not found (give --data DIR); evaluate later with "
+                         f"'featuremaps evaluate {out} --data DIR'")
+    else:
+        if s["limit"] is None:
+            test = train.evaluate(model, test_ds, normalization=norm)
+            test["split"] = "test"
+    doc = {"run_dir": str(out), "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+           "model": s["model"], "dataset": ds_name, "epochs": s["epochs"], "history": result.history,
+           "validation": {k: val[k] for k in ("accuracy", "loss", "n")},
+           "test": {k: test[k] for k in ("accuracy", "loss", "n")} if test else None}
+    best = test or val
+    doc["accuracy"], doc["accuracy_split"] = best["accuracy"], ("test" if test else "validation")
+    if args.json:
+        print_json(doc)
+        return
+    print(f"validation accuracy {pct(val['accuracy'])} (loss {val['loss']:.4f}) on {val['n']:,} images")
+    if test:
+        print(f"test accuracy       {pct(test['accuracy'])} (loss {test['loss']:.4f}) on {test['n']:,} "
+              f"images (the official {ds_name if ds_name != 'sample' else 'MNIST'} test set)")
+    print(f"run saved to {out}/ (checkpoint.npz, metrics.csv, metrics.json, curves.png, config.json)")
