@@ -13,7 +13,8 @@ of epoch `e` continues exactly as the uninterrupted run would have (same weights
 the same machine and NumPy).
 
 Checkpoints (see `featuremaps.checkpoint` for the file format). With an `out_dir`, `fit` writes
-`checkpoint.npz` after every epoch (the one before is kept as `checkpoint.prev.npz`), plus
+`checkpoint.npz` after every epoch (the one before is kept as `checkpoint.prev.npz`, unless it
+is unreadable: then it is set aside and `.prev` is kept; see `featuremaps.checkpoint`), plus
 `metrics.csv`, `metrics.json`, `curves.png` and `config.json`. The checkpoint's meta records
 `epoch` (completed epochs) and `step` (completed steps of the next epoch):
 
@@ -48,13 +49,14 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import functional as F
+from ._atomic import atomic_write
 from . import optim as optim_mod
 from . import schedules as sched_mod
 from .progress import Reporter
 from .tensor import Tensor, no_grad
 
 __all__ = ["fit", "evaluate", "predict_logits", "FitResult", "NonFiniteLossError", "TrainingInterrupted",
-           "normalization_for", "normalize_images", "write_metrics"]
+           "normalization_for", "normalize_images", "write_metrics", "settings_used", "describe_lr"]
 
 DEFAULT_SHIFT = 2  # pixels, for augment=True
 
@@ -156,12 +158,6 @@ def predict_logits(model, images: np.ndarray, *, batch_size: int = 256, normaliz
     return np.concatenate(outs) if outs else np.zeros((0, 0), dtype)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    m = z.max(axis=1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-
-
 def evaluate(model, data, *, batch_size: int = 256, normalization: dict | None = None,
              num_classes: int | None = None) -> dict:
     """Accuracy and loss of `model` on `data` (a Dataset or (images, labels)), in eval mode.
@@ -178,7 +174,7 @@ def evaluate(model, data, *, batch_size: int = 256, normalization: dict | None =
     if labels.max(initial=0) >= logits.shape[1]:
         raise ValueError(f"evaluate: the data has labels up to {labels.max()} but the model outputs "
                          f"{logits.shape[1]} classes")
-    logp = _log_softmax(logits)
+    logp = F.log_softmax(logits.astype(np.float64), axis=1)  # the mean loss is taken in float64
     loss = float(-logp[np.arange(len(labels)), labels].mean())
     pred = logits.argmax(axis=1)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -200,9 +196,8 @@ def write_metrics(out_dir: Path, history: list[dict], reporter: Reporter | None 
     w.writeheader()
     for r in history:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in _CSV_FIELDS})
-    tmp = out_dir / "metrics.csv.tmp"
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, out_dir / "metrics.csv")
+    with atomic_write(out_dir / "metrics.csv") as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
     best = max((r for r in history if r.get("val_accuracy") is not None), key=lambda r: r["val_accuracy"], default=None)
     ckpt.write_json_atomic(out_dir / "metrics.json", {"history": history, "final": history[-1] if history else None,
                                                       "best_val": best})
@@ -218,16 +213,14 @@ def _plot_curves(path: Path, history: list[dict], reporter: Reporter | None) -> 
     how to get it and go on."""
     global _plot_note_shown
     from .pictures import curves
-    tmp = path.with_name(path.name + ".tmp.png")
     try:
-        curves(history, tmp)
+        with atomic_write(path, suffix=".tmp.png") as tmp:  # matplotlib picks the format by extension
+            curves(history, tmp)
     except ImportError:
         if reporter is not None and not _plot_note_shown:
             reporter.message("note: matplotlib is not installed, so curves.png was not written "
                              "(pip install 'featuremaps[plot]')")
         _plot_note_shown = True
-        return
-    os.replace(tmp, path)
 
 
 # --- Ctrl-C handling -------------------------------------------------------------------------------
@@ -292,6 +285,39 @@ def _check_resume(meta: dict, current: dict) -> None:
     if diffs:
         raise ValueError("resume: the run settings differ from the checkpoint's, so the resumed run would not "
                          "continue the same training (" + "; ".join(diffs) + ")")
+
+
+def settings_used(meta: dict) -> dict:
+    """The settings a checkpoint's run actually trained with, read from what `fit` stores (the
+    optimizer's and the schedule's configs, the run settings), so a default shows as its value:
+    `optimizer`, its hyper-parameters (`momentum`, `nesterov`, `weight_decay`, ...), `lr` (the
+    schedule's base rate), `lr_last` (the rate of the last epoch trained), `schedule`, `seed`,
+    `batch_size`, `augment` (the shift in pixels, 0 for none). Facts the checkpoint lacks are absent."""
+    opt, sched, run = meta.get("optimizer") or {}, meta.get("schedule") or {}, meta.get("run") or {}
+    used = {k: v for k, v in opt.items() if k not in ("name", "lr")}
+    if "name" in opt:
+        used["optimizer"] = opt["name"]
+    if "lr" in opt:
+        used["lr_last"] = opt["lr"]
+    if "base_lr" in sched:
+        used["lr"] = sched["base_lr"]
+    if "name" in sched:
+        used["schedule"] = sched["name"]
+    used.update((k, run[k]) for k in ("seed", "batch_size", "augment") if k in run)
+    return used
+
+
+def describe_lr(meta: dict) -> str:
+    """The learning rate a checkpoint's run used, in words: `0.05` for a constant rate, else e.g.
+    `0.05 on the cosine schedule, 0.025 in epoch 2` (the last epoch trained)."""
+    used = settings_used(meta)
+    base, last = used.get("lr", used.get("lr_last")), used.get("lr_last")
+    if base is None:
+        return "an unrecorded rate"
+    if used.get("schedule", "none") == "none" or last is None:
+        return f"{base:g}"
+    epoch = int(meta.get("epoch", 0)) + (1 if meta.get("step") else 0)  # the epoch `last` was used in
+    return f"{base:g} on the {used['schedule']} schedule, {last:.3g} in epoch {max(epoch, 1)}"
 
 
 def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, optimizer,
@@ -393,7 +419,8 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         if out is None:
             return None
         m = dict(base_meta, history=hist, partial_epoch=partial)
-        path = ckpt.save_checkpoint(out, model, optimizer, epoch=epoch_done, step=step_done, meta=m)
+        path = ckpt.save_checkpoint(out, model, optimizer, epoch=epoch_done, step=step_done, meta=m,
+                                    report=reporter.message)
         saved_state = (epoch_done, step_done)
         result.checkpoint = path
         return path
@@ -422,7 +449,7 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                 reporter.start_epoch(epoch + 1, epochs, steps, first_step)
                 model.train()
                 t_epoch = time.perf_counter()
-                seen_now = 0
+                seen_now, step_time = 0, 0.0  # this call's steps of the epoch, for the progress line
                 t0 = time.perf_counter()  # a step's time runs from the end of the last one: fetching
                 # and augmenting its batch, forward, backward, update and the progress line all count
                 for b, (xb, yb) in enumerate(loader.epoch(epoch, start=first_step), first_step):
@@ -448,9 +475,11 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                     dt, t0 = t1 - t0, t1
                     sums["time"] += dt
                     seen_now += n
+                    step_time += dt
                     elapsed = time.perf_counter() - t_epoch
                     reporter.update(done, loss=sums["loss"] / sums["seen"], accuracy=sums["correct"] / sums["seen"],
-                                    images_per_s=seen_now / max(elapsed, 1e-9), ms_per_step=1000 * dt)
+                                    images_per_s=seen_now / max(elapsed, 1e-9),
+                                    ms_per_step=1000 * step_time / (done - first_step))
                     _callback(callbacks, "on_batch_end", epoch + 1, done, {"loss": value})
                     if guard.requested:
                         raise KeyboardInterrupt
@@ -487,7 +516,7 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                 path = save(epoch, done, dict(sums) if done else None, list(history))
             path = result.checkpoint
             msg = (f"interrupted: saved the state after epoch {epoch}" + (f", step {done}" if done else "")
-                   + f" to {path}; continue with resume={str(out)!r} (CLI: --resume {out})")
+                   + f" to {path}; continue with: featuremaps train --resume {out} (Python: fit(resume={str(out)!r}))")
         reporter.message(msg)
         raise TrainingInterrupted(msg, path, epoch, done) from None
     finally:
