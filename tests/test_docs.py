@@ -63,7 +63,9 @@ def test_check_notices_a_changed_missing_or_extra_figure(built, tmp_path):
     imgs = tmp_path / "img"
     shutil.copytree(mod.IMG, imgs)
     assert mod.compare_pngs(drawn, imgs) == []
-    shutil.copy(imgs / "fm-c3-connections.png", imgs / "fm-depthwise-connections.png")  # same size, other picture
+    from PIL import Image  # same size, other picture (figures are sized to their content, so flip one)
+    Image.open(imgs / "fm-depthwise-connections.png").transpose(Image.Transpose.ROTATE_180).save(
+        imgs / "fm-depthwise-connections.png")
     (imgs / "fm-maps.png").unlink()
     (imgs / "fm-old.png").write_bytes((imgs / "fm-receptive.png").read_bytes())
     problems = "\n".join(mod.compare_pngs(drawn, imgs))

@@ -1,9 +1,12 @@
 """The HTML report in a real headless browser (Debian's chromium driven by Playwright).
 
 Clicks a map and a pixel, drives the page by keyboard, and checks that every number the page shows
-equals `featuremaps.inspect.explain()` and that the page made no network request. A screenshot is
-saved under the test's tmp dir and copied to FEATUREMAPS_SCREENSHOT_DIR (default: the system temp
-dir), whose path the test prints.
+equals `featuremaps.inspect.explain()` and that the page made no network request. The layout is
+measured too: 1×1×N layers are compact strips (LeNet-5's page height is bounded), the Back button and
+the browser's history return to the previous selection and scroll position after a link is
+followed, and on a 420-px-wide screen the panel sits below the layer column instead of over it.
+Screenshots are saved under the test's tmp dir and copied to FEATUREMAPS_SCREENSHOT_DIR (default: the
+system temp dir), whose path the test prints.
 
 Skips only when /usr/bin/chromium is missing on a developer machine; with CI=true it must run.
 """
@@ -52,7 +55,7 @@ def browser():
 class Page:
     """A report opened from disk, with every request and every script error recorded."""
 
-    def __init__(self, browser, path: Path, width: int = 1400, height: int = 1000):
+    def __init__(self, browser, path: Path, width: int = 1400, height: int = 1000, fragment: str = ""):
         self.requests: list[str] = []
         self.errors: list[str] = []
         self.page = browser.new_page(viewport={"width": width, "height": height})
@@ -67,7 +70,7 @@ class Page:
                 r.abort()
         self.page.route("**/*", route)
         self.url = path.as_uri()
-        self.page.goto(self.url)
+        self.page.goto(self.url + fragment)
         self.page.wait_for_selector("html[data-ready=true]", timeout=15_000)
 
     def value(self, selector: str) -> float:
@@ -216,4 +219,167 @@ def test_lenet_keyboard_and_reference_check(browser, tmp_path, capsys):
     narrow = _save(pg, tmp_path, "report-lenet-narrow.png")
     with capsys.disabled():
         print(f"\nreport screenshots: {saved} {narrow}")
+    pg.close()
+
+
+# --- layout: strips, Back, narrow screens ------------------------------------------------------------
+
+def _box(pg: Page, selector: str) -> dict:
+    """The element's box in page coordinates (not the viewport's), in CSS pixels."""
+    return pg.page.evaluate("""(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+        return {top: r.top + window.scrollY, bottom: r.bottom + window.scrollY, left: r.left, right: r.right}; }""",
+                            selector)
+
+
+def _wait(pg: Page, expression: str, timeout_ms: float = 5000) -> None:
+    """Poll a JavaScript expression until it is true. (Playwright's wait_for_function evaluates its
+    string with eval, which the page's Content-Security-Policy rightly refuses.)"""
+    waited = 0.0
+    while not pg.page.evaluate(expression):
+        assert waited < timeout_ms, f"still false after {timeout_ms:.0f} ms: {expression}"
+        pg.page.wait_for_timeout(25)
+        waited += 25
+
+
+def _scroll_y(pg: Page) -> float:
+    return pg.page.evaluate("window.scrollY")
+
+
+@pytest.fixture(scope="module")
+def lenet5_page(tmp_path_factory):
+    model = models.get("lenet5", rng=np.random.default_rng(7))
+    x, y = _digit(5)
+    return model, x, build_report(model, x, tmp_path_factory.mktemp("l5") / "lenet5.html", label=y)
+
+
+# LeNet-5's page at 1400 × 1000 was 4,450 px tall when C5 and C5_act drew 120 tiles each (issue 8);
+# with the strips it measured 3,238 px. The bound leaves room for fonts, not for 120 tiles again.
+LENET5_PAGE_PX = 0.8 * 4450
+
+
+def test_1x1_layers_are_compact_strips(browser, lenet5_page, tmp_path, capsys):
+    model, x, path = lenet5_page
+    pg = Page(browser, path)
+    page = pg.page
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= LENET5_PAGE_PX, f"the page is {height} px tall"
+    flat = _box(pg, "#layer-flatten")
+    flat_canvas = _box(pg, "#layer-flatten canvas")
+    for name in ("C5", "C5_act"):
+        cells = page.locator(f"#layer-{name} .maps.strip button.tile")
+        assert cells.count() == 120  # every map is still its own button
+        strip = _box(pg, f"#layer-{name} .maps")
+        # as wide and (but for 1-px borders) as tall as the vector it flattens to
+        assert abs((strip["right"] - strip["left"]) - (flat_canvas["right"] - flat_canvas["left"])) <= 2
+        assert strip["bottom"] - strip["top"] <= flat_canvas["bottom"] - flat_canvas["top"] + 2
+        section = _box(pg, f"#layer-{name}")
+        assert section["bottom"] - section["top"] <= flat["bottom"] - flat["top"] + 40  # + one hint line
+    # a cell is a map: clicking map 17 explains C5[0, 0, 17], and the arrows walk the strip
+    pg.tile("C5", 17).click()
+    assert page.locator("#panel-h").inner_text() == "C5 · map 17"
+    ex = explain(model, x, "C5", 17, (0, 0))
+    _assert_matches_explain(pg, ex)
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#panel-h").inner_text() == "C5 · map 18"
+    page.keyboard.press("ArrowDown")  # one row of the strip: 32 cells
+    assert page.locator("#panel-h").inner_text() == "C5 · map 50"
+    assert page.evaluate("document.activeElement.dataset.map") == "50"
+    # one Tab stop per strip: only the selected cell is in the Tab order
+    assert page.locator('#layer-C5 button.tile[tabindex="0"]').count() == 1
+    # a held arrow key (here 120 presses, each a selection) keeps the address in step without flooding
+    # the browser's history: at most one update per 250 ms, and the last one lands
+    page.evaluate("""() => { window.__writes = 0; const real = history.replaceState.bind(history);
+                             history.replaceState = (...a) => { window.__writes++; return real(...a); }; }""")
+    pg.tile("C5", 0).focus()
+    start = page.evaluate("performance.now()")
+    for j in range(120):
+        page.keyboard.press("ArrowRight" if j < 60 else "ArrowLeft")
+    elapsed_s = (page.evaluate("performance.now()") - start) / 1000
+    assert page.locator("#panel-h").inner_text() == "C5 · map 0"
+    _wait(pg, "location.hash === '#C5/0/0,0'")
+    assert page.evaluate("window.__writes") <= elapsed_s / 0.25 + 2, (page.evaluate("window.__writes"), elapsed_s)
+    pg.tile("C5", 50).scroll_into_view_if_needed()
+    saved = _save(pg, tmp_path, "report-lenet5-strips.png")
+    with capsys.disabled():
+        print(f"\nreport screenshot (strips, page {height} px tall): {saved}")
+    pg.close()
+
+
+def test_back_returns_to_the_previous_selection_and_scroll(browser, lenet5_page, tmp_path, capsys):
+    model, x, path = lenet5_page
+    pg = Page(browser, path)
+    page = pg.page
+    assert page.locator("#back").is_hidden()  # nothing to go back to yet
+    pg.click_pixel("C3", 9, 3, 6, 10, 10)
+    page.evaluate("window.scrollTo(0, document.querySelector('#layer-C5').offsetTop)")  # S2_act off-screen
+    y0 = _scroll_y(pg)
+    _wait(pg, "location.hash === '#C3/9/3,6'")  # the address names the selection
+    fed = [int(v) for v in page.locator("#fed-by").get_attribute("data-inputs").split(",")]
+    page.locator(f'#explain-table tr.term[data-input-map="{fed[0]}"] button.linkish').click()
+    assert page.locator("#panel-h").inner_text() == f"S2_act · map {fed[0]}"
+    assert page.evaluate("document.activeElement.dataset.layer") == "5"  # S2_act's tile has focus
+    assert _scroll_y(pg) < y0 - 200  # the link scrolled up to S2_act
+    assert page.locator("#back").is_visible()
+    assert page.locator("#back").inner_text() == "← Back to C3[3, 6, 9]"
+    # the page's Back: the previous unit, its explanation, where the page was scrolled, focus on its map
+    page.locator("#back").click()
+    _wait(pg, "document.getElementById('panel-h').textContent === 'C3 · map 9'")
+    assert "C3[3, 6, 9]" in page.locator("#pixel-status").inner_text()
+    _assert_matches_explain(pg, explain(model, x, "C3", 9, (3, 6)))
+    assert abs(_scroll_y(pg) - y0) <= 1
+    assert page.evaluate("[document.activeElement.dataset.layer, document.activeElement.dataset.map]") == ["6", "9"]
+    assert page.locator("#back").is_hidden()
+    # the browser's history holds the same entries
+    page.go_forward()
+    _wait(pg, f"document.getElementById('panel-h').textContent === 'S2_act · map {fed[0]}'")
+    assert page.locator("#back").is_visible()
+    page.go_back()
+    _wait(pg, "document.getElementById('panel-h').textContent === 'C3 · map 9'")
+    assert abs(_scroll_y(pg) - y0) <= 1
+    pg.close()
+    # the address is a link to the unit: a fresh page opens on it
+    pg = Page(browser, path, fragment="#C3/9/3,6")
+    assert pg.page.locator("#panel-h").inner_text() == "C3 · map 9"
+    assert "C3[3, 6, 9]" in pg.page.locator("#pixel-status").inner_text()
+    pg.close()
+    pg = Page(browser, path, fragment="#C3/99/3,6")  # a unit that does not exist: the default view
+    assert pg.page.locator("#panel-h").inner_text() != "C3 · map 99"
+    pg.close()
+
+
+def _disjoint(a: dict, b: dict) -> bool:
+    return a["bottom"] <= b["top"] or b["bottom"] <= a["top"] or a["right"] <= b["left"] or b["right"] <= a["left"]
+
+
+def test_narrow_screen_puts_the_panel_below_the_layers(browser, lenet5_page, tmp_path, capsys):
+    _, _, path = lenet5_page
+    pg = Page(browser, path, width=420, height=900)
+    page = pg.page
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    for y in (0, height / 3, 2 * height / 3, height):  # wherever the page is scrolled, nothing covers the maps
+        page.evaluate(f"window.scrollTo(0, {y})")
+        layers, panel = _box(pg, "#layers"), _box(pg, "#panel")
+        assert _disjoint(layers, panel), (y, layers, panel)
+        assert panel["top"] >= layers["bottom"]
+    page.evaluate("window.scrollTo(0, 0)")
+    shot_top = _save(pg, tmp_path, "report-lenet5-narrow-top.png")
+    # a click on a map jumps down to the panel; Back returns to the map
+    pg.tile("C3", 9).scroll_into_view_if_needed()
+    y0 = _scroll_y(pg)
+    pg.click_pixel("C3", 9, 3, 6, 10, 10)
+    assert page.locator("#panel-h").inner_text() == "C3 · map 9"
+    top = page.evaluate("document.getElementById('panel').getBoundingClientRect().top")
+    assert -1 <= top <= 5, top  # at the top of the viewport (sub-pixel layout: ±1)
+    shot_panel = _save(pg, tmp_path, "report-lenet5-narrow-panel.png")
+    assert page.locator("#back").inner_text() == "← Back to the layers"
+    page.locator("#back").click()  # back to the map, which stays selected
+    _wait(pg, "Math.abs(window.scrollY - %f) <= 1" % y0)
+    assert page.locator("#panel-h").inner_text() == "C3 · map 9"
+    assert pg.tile("C3", 9).get_attribute("aria-pressed") == "true"
+    assert page.evaluate("document.activeElement.dataset.map") == "9"
+    layers, panel = _box(pg, "#layers"), _box(pg, "#panel")
+    assert _disjoint(layers, panel)
+    with capsys.disabled():
+        print(f"\nreport screenshots (420 px): {shot_top} {shot_panel}")
     pg.close()

@@ -71,3 +71,35 @@ def mosaic(tiles: list[np.ndarray], ncols: int, gap: int = 1) -> np.ndarray:
         r, c = divmod(k, ncols)
         out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = tile
     return out
+
+
+# --- layout in pixels: measured text, thinned ticks -------------------------------------------------
+
+_STEPS = (1, 2, 5)
+
+
+def text_size(fig, text: str, fontsize: float, *, family: str | None = None, weight: str = "normal"):
+    """(width, height) in pixels at `fig.dpi` of one line of `text`, as Agg will draw it."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer = fig.canvas.get_renderer()
+    prop = FontProperties(size=fontsize, family=family, weight=weight)
+    w, h, _ = renderer.get_text_width_height_descent(text, prop, ismath=False)
+    return float(w) * fig.dpi / renderer.dpi, float(h) * fig.dpi / renderer.dpi
+
+
+def tick_step(pitch_px: float, label_px: float) -> int:
+    """The smallest step in 1, 2, 5, 10, 20, 50, ... such that labels `label_px` wide (along the axis),
+    one every `step` items spaced `pitch_px` apart, keep a 3-pixel gap between neighbours."""
+    need = (label_px + 3.0) / max(pitch_px, 1e-9)
+    scale = 1
+    while True:
+        for s in _STEPS:
+            if s * scale >= need:
+                return s * scale
+        scale *= 10
+
+
+def index_ticks(count: int, pitch_px: float, label_px: float) -> list[int]:
+    """Indices 0, step, 2·step, ... < count whose labels do not overlap (see `tick_step`)."""
+    return list(range(0, count, tick_step(pitch_px, label_px)))

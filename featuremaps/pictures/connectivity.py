@@ -21,47 +21,113 @@ from . import _layers, _mpl
 __all__ = ["connectivity_diagram"]
 
 
+# Layout, in pixels at _DPI: matrix cells are CELL_PX wide and tall at most, at least MIN_CELL_PX, and
+# the matrix aims at MATRIX_PX (width, height); a row (column) keeps LABEL_CELL_PX when the budget
+# allows, so that every input (output) map can carry its label. The graph panel is GRAPH_PX wide.
+_DPI = 100
+CELL_PX, MIN_CELL_PX, LABEL_CELL_PX = 28.0, 4.0, 12.0
+MATRIX_PX = (520.0, 380.0)
+GRAPH_PX, GAP_PX = 340.0, 60.0
+_TICK_PT, _LABEL_PT, _TITLE_PT = 6.5, 8, 9
+
+
 def connectivity_diagram(layer, path: str | Path | None = None, *, name: str | None = None):
     """Draw the connection matrix and the bipartite graph of conv `layer`.
 
-    Save a PNG at `path` (returns the Path) or return the Figure. `name` is used in the title.
+    Save a PNG at `path` (returns the Path) or return the Figure. `name` is used in the title. The
+    figure's size depends only on the numbers of input and output maps; labels are thinned so that
+    none overlap, whatever those numbers.
     """
     _mpl.require("connectivity_diagram")
     _layers.check_conv(layer, "connectivity_diagram")
     from featuremaps.inspect import connections
-    from matplotlib.collections import LineCollection
 
     conn = np.asarray(connections(layer), dtype=bool)  # (C_in, C_out)
     c_in, c_out = conn.shape
-    title = _layers.layer_name(layer, name)
-    kind = _layers.pattern(layer, conn)
+    fig = _mpl.figure(9.0, 4.4, dpi=_DPI)
+    cw, ch = _cell_px(c_in, c_out)
+    digit_w, digit_h = _mpl.text_size(fig, str(max(c_in, c_out) - 1), _TICK_PT)
+    label_h = _mpl.text_size(fig, "input map i", _LABEL_PT)[1]
+    title_h = 2 * _mpl.text_size(fig, "Xg", _TITLE_PT)[1] * 1.25 + 10
+    left = 8 + 1.4 * label_h + 6 + digit_w + 6
+    m_top = 6 + 1.4 * label_h + 4 + digit_h + 6  # x tick labels and the axis label, above the matrix
+    g_top = 1.4 * label_h + 6  # "N input maps" above the graph
+    mat_w, mat_h = c_out * cw, c_in * ch
+    graph_h = max(mat_h + m_top - g_top, min(300.0, 24.0 * max(c_in, c_out, 2)))
+    ylabel_w = _mpl.text_size(fig, "input map i", _LABEL_PT)[0]
+    flat = mat_h < ylabel_w + 4  # a short matrix gets its "input map i" written across, not up
+    if flat:
+        left += ylabel_w - 1.4 * label_h
+    block_w = left + mat_w + GAP_PX + GRAPH_PX + digit_w + 12
+    # as wide as the block or the title's second line at its widest for these counts, not wider: the
+    # size depends on the counts only (the title's first line shrinks to fit when a name is long)
+    widest = _mpl.text_size(fig, _fan_line(f"{c_in}–{c_in}", "input maps", _marks_word(c_in, c_out, cw, ch)),
+                            _TITLE_PT)[0]
+    width = max(block_w, widest + 24)
+    height = title_h + max(m_top + mat_h, g_top + graph_h) + 10
+    fig.set_size_inches(width / _DPI, height / _DPI)
+    x0 = (width - block_w) / 2 + left
+    top = height - title_h  # pixels from the bottom to the top of the panels
+    ax = fig.add_axes(((x0) / width, (top - m_top - mat_h) / height, mat_w / width, mat_h / height))
+    marks = _matrix(ax, conn, min(cw, ch))
+    _label_matrix(ax, c_in, c_out, cw, ch, digit_w, digit_h, flat)
+    bx = fig.add_axes(((x0 + mat_w + GAP_PX) / width, (top - g_top - graph_h) / height,
+                       GRAPH_PX / width, graph_h / height))
+    _graph(bx, conn, graph_h, digit_h)
+    _title(fig, conn, _layers.layer_name(layer, name), _layers.pattern(layer, conn), marks, width, height)
+    return _mpl.finish(fig, path)
 
-    fig = _mpl.figure(9.0, 4.4, dpi=100)
-    # Left: the matrix, columns = output maps, rows = input maps.
-    ax = fig.add_axes((0.06, 0.08, 0.50, 0.72))
-    marks = c_in * c_out <= 40 * 40  # X marks like Table I; bigger matrices are filled cells
+
+def _cell_px(c_in: int, c_out: int) -> tuple[float, float]:
+    """(cell width, cell height) in pixels: square when the budget allows, else as square as it can be."""
+    cw = float(np.clip(MATRIX_PX[0] / c_out, MIN_CELL_PX, CELL_PX))
+    ch = float(np.clip(MATRIX_PX[1] / c_in, MIN_CELL_PX, CELL_PX))
+    if cw < ch:
+        ch = max(cw, min(ch, LABEL_CELL_PX))
+    elif ch < cw:
+        cw = max(ch, min(cw, LABEL_CELL_PX))
+    return cw, ch
+
+
+def _matrix(ax, conn: np.ndarray, cell: float) -> bool:
+    """The matrix like Table I of LeCun et al. (1998): an X per connected pair when the cells are big
+    enough to hold one, else a dark cell. Returns whether X marks were drawn."""
+    c_in, c_out = conn.shape
+    marks = _marks_word(c_in, c_out, cell, cell) == "X"
     ax.imshow(np.where(conn, 0.80 if marks else 0.25, 1.0), cmap="gray", vmin=0, vmax=1,
-              interpolation="nearest", aspect="equal")
+              interpolation="nearest", aspect="auto")
     if marks:
         ii, nn = np.nonzero(conn)
-        size = float(np.clip(240 / max(c_in, c_out, 1), 2, 11))
-        ax.scatter(nn, ii, marker="x", s=size ** 2 * 0.45, c="black", linewidths=max(0.5, size / 9))
-    if max(c_in, c_out) <= 64:  # cell borders
+        size_pt = 0.55 * cell * 72 / _DPI
+        ax.scatter(nn, ii, marker="x", s=size_pt ** 2, c="black", linewidths=max(0.5, size_pt / 8))
+    if max(c_in, c_out) <= 64 and cell >= 6:  # cell borders
         ax.set_xticks(np.arange(-0.5, c_out, 1), minor=True)
         ax.set_yticks(np.arange(-0.5, c_in, 1), minor=True)
         ax.grid(which="minor", color="0.6", linewidth=0.4)
         ax.tick_params(which="minor", length=0)
-    _thin_ticks(ax, c_in, c_out)
-    ax.xaxis.set_label_position("top")
-    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, labelsize=6, length=2)
-    ax.set_xlabel("output map n", fontsize=8)
-    ax.set_ylabel("input map i", fontsize=8)
+    return marks
 
-    # Right: bipartite graph.
-    bx = fig.add_axes((0.62, 0.04, 0.36, 0.78))
+
+def _label_matrix(ax, c_in: int, c_out: int, cw: float, ch: float, digit_w: float, digit_h: float,
+                  flat: bool) -> None:
+    ax.set_xticks(_mpl.index_ticks(c_out, cw, digit_w))
+    ax.set_yticks(_mpl.index_ticks(c_in, ch, digit_h))
+    ax.xaxis.set_label_position("top")
+    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, labelsize=_TICK_PT, length=2)
+    ax.set_xlabel("output map n", fontsize=_LABEL_PT)
+    if flat:
+        ax.set_ylabel("input map i", fontsize=_LABEL_PT, rotation=0, ha="right", va="center")
+    else:
+        ax.set_ylabel("input map i", fontsize=_LABEL_PT)
+
+
+def _graph(bx, conn: np.ndarray, height_px: float, digit_h: float) -> None:
+    """The bipartite drawing: input maps on the left, output maps on the right, one line per pair."""
+    from matplotlib.collections import LineCollection
+
+    c_in, c_out = conn.shape
     bx.set_axis_off()
-    yi = _spread(c_in)
-    yo = _spread(c_out)
+    yi, yo = _spread(c_in), _spread(c_out)
     ii, nn = np.nonzero(conn)
     segs = np.stack([np.stack([np.zeros(ii.size), yi[ii]], 1), np.stack([np.ones(ii.size), yo[nn]], 1)], 1)
     alpha = 0.8 if ii.size <= 128 else max(0.05, 4 / ii.size ** 0.5)
@@ -71,30 +137,41 @@ def connectivity_diagram(layer, path: str | Path | None = None, *, name: str | N
     bx.scatter(np.zeros(c_in), yi, s=dot, c="tab:orange", zorder=3, edgecolors="black", linewidths=0.4)
     bx.scatter(np.ones(c_out), yo, s=dot, c="tab:green", zorder=3, edgecolors="black", linewidths=0.4)
     bx.set_xlim(-0.25, 1.25)
-    bx.set_ylim(1.04, -0.06)
-    bx.text(0, -0.05, f"{c_in} input maps", ha="center", va="bottom", fontsize=8)
-    bx.text(1, -0.05, f"{c_out} output maps", ha="center", va="bottom", fontsize=8)
-    if max(c_in, c_out) <= 24:
-        for i in range(c_in):
-            bx.text(-0.06, yi[i], str(i), ha="right", va="center", fontsize=6)
-        for n in range(c_out):
-            bx.text(1.06, yo[n], str(n), ha="left", va="center", fontsize=6)
+    bx.set_ylim(1.03, -0.03)
+    bx.text(0, -0.035, f"{_n(c_in, 'input map')}", ha="center", va="bottom", fontsize=_LABEL_PT)
+    bx.text(1, -0.035, f"{_n(c_out, 'output map')}", ha="center", va="bottom", fontsize=_LABEL_PT)
+    px_per_unit = height_px / 1.06
+    for count, ys, x, ha in ((c_in, yi, -0.06, "right"), (c_out, yo, 1.06, "left")):
+        pitch = px_per_unit * (ys[1] - ys[0]) if count > 1 else height_px
+        for j in _mpl.index_ticks(count, pitch, digit_h):
+            bx.text(x, ys[j], str(j), ha=ha, va="center", fontsize=_TICK_PT)
 
+
+def _marks_word(c_in: int, c_out: int, cw: float, ch: float) -> str:
+    """'X' when the matrix draws an X per connected pair (small matrices, cells ≥ 8 pixels), else 'dark cell'."""
+    return "X" if c_in * c_out <= 40 * 40 and min(cw, ch) >= 8 else "dark cell"
+
+
+def _fan_line(fan: str, maps: str, mark: str) -> str:
+    return (f"each output map reads {fan} {maps} ({mark} at (i, n) = output map n has a kernel "
+            "w[:, :, i, n] for input map i)")
+
+
+def _title(fig, conn: np.ndarray, title: str, kind: str, marks: bool, width: float, height: float) -> None:
+    c_in, c_out = conn.shape
     fan_in = conn.sum(axis=0)
     fan = f"{fan_in.min()}" if fan_in.min() == fan_in.max() else f"{fan_in.min()}–{fan_in.max()}"
     maps = "input map" if fan_in.max() == 1 else "input maps"
-    fig.suptitle(f"{title}: {kind} — {int(conn.sum()):,} of {c_in * c_out:,} input/output map pairs connected\n"
-                 f"each output map reads {fan} {maps} ({'X' if marks else 'dark cell'} at (i, n) = "
-                 "output map n has a kernel w[:, :, i, n] for input map i)",
-                 fontsize=9)
-    return _mpl.finish(fig, path)
+    text = (f"{title}: {kind} — {int(conn.sum()):,} of {c_in * c_out:,} input/output map pairs connected\n"
+            + _fan_line(fan, maps, "X" if marks else "dark cell"))
+    widest = max(_mpl.text_size(fig, line, _TITLE_PT)[0] for line in text.split("\n"))
+    size = _TITLE_PT * min(1.0, (width - 16) / widest)  # a long layer name shrinks the title, not the figure
+    fig.suptitle(text, fontsize=size, y=1.0 - 4 / height, va="top")
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _spread(count: int) -> np.ndarray:
     return np.array([0.5]) if count == 1 else np.linspace(0.0, 1.0, count)
-
-
-def _thin_ticks(ax, n_rows: int, n_cols: int) -> None:
-    for count, setter in ((n_cols, ax.set_xticks), (n_rows, ax.set_yticks)):
-        step = max(1, int(np.ceil(count / 16)))
-        setter(list(range(0, count, step)))

@@ -9,6 +9,11 @@ Layout (channels-last, HWIO weights): the filters of output map n are `w[:, :, :
   applies to input map i. Colours diverge around 0 (blue negative, red positive, white zero) with
   symmetric limits and a colour bar. Pairs that the layer does not connect (groups, depthwise, a
   connection table such as LeNet-5's C3) are hatched grey, not drawn as zeros.
+
+The figure is sized to its content: each tile is 20–48 pixels (a whole number of pixels per weight),
+the grid aiming at about 900 × 700 pixels, and the row/column labels are thinned (every 1, 2, 5, 10,
+... maps) so that none overlap, whatever the numbers of maps; the margins hold only the labels, the
+colour bar and the title.
 """
 from __future__ import annotations
 
@@ -56,6 +61,22 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
     return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer, highlight)
 
 
+# Layout, in pixels at _DPI: a tile (one kernel) is drawn MIN_TILE_PX..MAX_TILE_PX wide, with a whole
+# number of screen pixels per kernel pixel; the grid aims at GRID_PX (width, height) when tiles allow.
+_DPI = 100
+MIN_TILE_PX, MAX_TILE_PX = 20, 48
+GRID_PX = (900, 700)
+_TICK_PT, _LABEL_PT, _TITLE_PT = 6.5, 8, 8.5
+
+
+def _pixel_scale(kh: int, kw: int, rows: int, cols: int, gap: int) -> int:
+    """Screen pixels per kernel pixel: fill GRID_PX, keep every tile within [MIN_TILE_PX, MAX_TILE_PX]."""
+    fit = min(GRID_PX[0] / (cols * (kw + gap)), GRID_PX[1] / (rows * (kh + gap)))
+    lo = int(np.ceil(MIN_TILE_PX / max(kh, kw)))
+    hi = max(lo, MAX_TILE_PX // max(kh, kw))
+    return int(np.clip(np.floor(fit), lo, hi))
+
+
 def _colour(kernels: np.ndarray, path, normalize: str, title: str, max_out: int):
     kh, kw, _, c_out = kernels.shape
     shown = min(c_out, max(max_out, 1) * 2)
@@ -70,14 +91,15 @@ def _colour(kernels: np.ndarray, path, normalize: str, title: str, max_out: int)
     ncols = int(np.ceil(np.sqrt(shown * 1.5)))
     img = _mpl.mosaic(tiles, ncols, gap=1)  # (rows, cols, 3), NaN gaps
     img = np.where(np.isnan(img), 1.0, img)  # white gaps
-    nrows = -(-shown // ncols)
-    scale = 0.55 if kh <= 7 else 0.75
-    fig = _mpl.figure(max(3.2, ncols * scale + 0.4), max(1.6, nrows * scale * kh / kw + 0.9))
-    ax = fig.add_axes((0.03, 0.03, 0.94, 0.80))
-    ax.imshow(img, interpolation="nearest")
-    ax.set_axis_off()
+    s = _pixel_scale(kh, kw, -(-shown // ncols), ncols, 1)
     more = f" (first {shown} of {c_out})" if shown < c_out else ""
-    fig.suptitle(f"{title}: {c_out} filters {kh}×{kw}×3 drawn as RGB{more}\n{how}", fontsize=9)
+    text = f"{title}: {_n(c_out, 'filter')} {kh}×{kw}×3 drawn as RGB{more}\n{how}"
+    fig = _mpl.figure(4.0, 3.0, dpi=_DPI)
+    box = _Box(fig, img.shape[1] * s, img.shape[0] * s, text, left=8, right=8, top=8, bottom=8)
+    ax = fig.add_axes(box.grid)
+    ax.imshow(img, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    box.title(fig)
     return _mpl.finish(fig, path)
 
 
@@ -86,11 +108,40 @@ def _minmax(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.full_like(t, 0.5) if span <= 0 else (t - lo) / span
 
 
+class _Box:
+    """Figure size and axes rectangles, in pixels, for a grid of `grid_w` × `grid_h` pixels with
+    `left`/`right`/`top`/`bottom` pixels of labels around it and `text` (a title, one line per
+    line) above; the figure is as wide as the grid block, the title or the axis label over the grid,
+    whichever is widest, and the block is centred under the title. Nothing else is left empty but
+    the space under a grid shorter than its colour bar."""
+
+    def __init__(self, fig, grid_w: float, grid_h: float, text: str, *, left: float, right: float,
+                 top: float, bottom: float, bar_h: float = 0.0, label_w: float = 0.0, pad: float = 8.0):
+        lines = text.split("\n")
+        sizes = [_mpl.text_size(fig, line, _TITLE_PT) for line in lines]
+        self.text, self.title_h = text, sum(h for _, h in sizes) * 1.25 + pad
+        title_w = max(w for w, _ in sizes) + 2 * pad
+        box_h = max(grid_h, bar_h)
+        # an axis label centred over the grid, `label_w` wide, must fit too (however left and right differ)
+        self.w = max(left + grid_w + right, title_w, label_w + 2 * pad + abs(right - left))
+        self.h = self.title_h + top + box_h + bottom
+        fig.set_size_inches(self.w / fig.dpi, self.h / fig.dpi)
+        x0 = left + (self.w - left - grid_w - right) / 2
+        y0 = bottom + box_h - grid_h  # a grid shorter than its colour bar hangs from the top
+        self.x0, self.grid_w, self.box_h, self.bottom = x0, grid_w, box_h, bottom
+        self.grid = (x0 / self.w, y0 / self.h, grid_w / self.w, grid_h / self.h)
+
+    def bar(self, gap: float, width: float):
+        """The colour bar's rectangle: `gap` pixels right of the grid, as tall as the box."""
+        x = self.x0 + self.grid_w + gap
+        return (x / self.w, self.bottom / self.h, width / self.w, self.box_h / self.h)
+
+    def title(self, fig) -> None:
+        fig.suptitle(self.text, fontsize=_TITLE_PT, y=1.0 - 4.0 / self.h, va="top")
+
+
 def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, title: str,
                max_in: int, max_out: int, layer, highlight: int | None = None):
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-
     kh, kw, c_in, c_out = kernels.shape
     n_in, n_out = min(c_in, max_in), min(c_out, max_out)
     k = kernels[:, :, :n_in, :n_out]  # (kh, kw, n_in, n_out)
@@ -108,24 +159,39 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
         for n in range(n_out):
             if not conn[i, n]:
                 img[i * (kh + gap): i * (kh + gap) + kh, n * (kw + gap): n * (kw + gap) + kw] = np.nan
+    text = _grid_title(title, kh, kw, c_in, c_out, n_in, n_out, normalize, how,
+                       _layers.pattern(layer, conn) if not conn[:n_in, :n_out].all() else None, highlight)
+    s = _pixel_scale(kh, kw, n_in, n_out, gap)
+    fig = _mpl.figure(4.0, 3.0, dpi=_DPI)
+    ticks = _grid_ticks(fig, n_in, n_out, (kh + gap) * s, (kw + gap) * s)
+    xlabel = "output map n  (column n = w[:, :, :, n])"
+    box = _Box(fig, img.shape[1] * s, img.shape[0] * s, text, left=ticks["left"], top=ticks["top"],
+               right=ticks["right"], bottom=8, bar_h=110, label_w=_mpl.text_size(fig, xlabel, _LABEL_PT)[0])
+    ax = fig.add_axes(box.grid)
+    im = ax.imshow(img, cmap=_cmap("RdBu_r"), vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")
+    _decorate(ax, conn, n_in, n_out, kh, kw, gap, img.shape, highlight)
+    for axis, idx, size in ((ax.xaxis, ticks["x"], kw), (ax.yaxis, ticks["y"], kh)):
+        axis.set_ticks([j * (size + gap) + (size - 1) / 2 for j in idx], [str(j) for j in idx])
+    ax.set_xlabel(xlabel, fontsize=_LABEL_PT)
+    ax.set_ylabel("input map i", fontsize=_LABEL_PT)
+    ax.xaxis.set_label_position("top")
+    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, labelsize=_TICK_PT, length=2)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    cax = fig.add_axes(box.bar(14, 11), label="colour bar")
+    cb = fig.colorbar(im, cax=cax, ticks=np.linspace(-limit, limit, 5 if box.box_h >= 100 else 3))
+    cb.ax.set_yticklabels([f"{v:.2g}" for v in cb.get_ticks()])
+    cb.ax.tick_params(labelsize=_TICK_PT, length=2)
+    cb.set_label(bar, fontsize=_LABEL_PT - 1)
+    box.title(fig)
+    return _mpl.finish(fig, path)
 
-    # Layout in inches: tiles ≈ 0.3 in for small layers, ≥ 3 screen pixels per kernel pixel for big
-    # ones; room on the left for the row labels, on the right for the colour bar, on top for the title.
-    dpi = 110
-    width_in = 6.4 if n_in <= 2 else 3.2  # a one- or two-row grid (first layer on grey input) spreads wider
-    tile_in = float(np.clip(width_in / max(n_out, n_in * 0.8), 3.0 * (kw + gap) / dpi, 0.45))
-    ax_w = tile_in * img.shape[1] / (kw + gap)
-    ax_h = ax_w * img.shape[0] / img.shape[1]
-    lines = 2 + (n_in * n_out > int(conn[:n_in, :n_out].sum())) + (highlight is not None)
-    left, right, top_in, bottom = 0.75, 1.15, 0.65 + 0.15 * lines, 0.15
-    box_h = max(ax_h, 1.2)  # a one-row grid still gets room for its colour bar
-    fig_w, fig_h = max(ax_w + left + right, 5.6), box_h + top_in + bottom
-    fig = _mpl.figure(fig_w, fig_h, dpi=dpi)
-    x0 = (left + (fig_w - ax_w - left - right) / 2) / fig_w
-    ax = fig.add_axes((x0, bottom / fig_h, ax_w / fig_w, box_h / fig_h))
-    ax.set_anchor("C")
-    cmap = _cmap("RdBu_r")
-    im = ax.imshow(img, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+
+def _decorate(ax, conn, n_in: int, n_out: int, kh: int, kw: int, gap: int, shape, highlight) -> None:
+    """Hatch the pairs the layer does not connect; outline column `highlight`."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
     missing = [Rectangle((n * (kw + gap) - 0.5, i * (kh + gap) - 0.5), kw, kh)
                for i in range(n_in) for n in range(n_out) if not conn[i, n]]
     if missing:
@@ -133,31 +199,23 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
                                           hatch="////", linewidth=0.0))
     if highlight is not None:
         ax.add_patch(Rectangle((highlight * (kw + gap) - 0.5 - gap / 2, -0.5 - gap / 2), kw + gap,
-                               img.shape[0] + gap, fill=False, edgecolor="black", linewidth=1.6, clip_on=False))
-    _grid_ticks(ax, n_in, n_out, kh, kw, gap)
-    ax.set_xlabel("output map n  (column n = w[:, :, :, n])", fontsize=8)
-    ax.set_ylabel("input map i", fontsize=8)
-    ax.xaxis.set_label_position("top")
-    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, labelsize=6, length=2)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    cax = fig.add_axes((x0 + (ax_w + 0.25) / fig_w, bottom / fig_h, 0.12 / fig_w, box_h / fig_h))
-    cb = fig.colorbar(im, cax=cax)
-    cb.ax.tick_params(labelsize=6)
-    cb.set_label(bar, fontsize=7)
+                               shape[0] + gap, fill=False, edgecolor="black", linewidth=1.6, clip_on=False))
+
+
+def _grid_title(title, kh, kw, c_in, c_out, n_in, n_out, normalize, how, pattern, highlight) -> str:
     trunc = []
     if n_in < c_in:
         trunc.append(f"first {n_in} of {c_in} inputs")
     if n_out < c_out:
         trunc.append(f"first {n_out} of {c_out} outputs")
     more = f" — showing {', '.join(trunc)}" if trunc else ""
-    hatched = f"\nhatched = pair not connected ({_layers.pattern(layer, conn)})" if missing else ""
+    text = (f"{title}: kernels w[:, :, i, n], {kh}×{kw}, {_n(c_in, 'input')} × {_n(c_out, 'output')}{more}\n"
+            f"normalize={normalize!r}: {how}")
+    if pattern is not None:
+        text += f"\nhatched = pair not connected ({pattern})"
     if highlight is not None:
-        hatched += f"\noutlined: column {highlight} = w[:, :, :, {highlight}], the filters of output map {highlight}"
-    fig.suptitle(f"{title}: kernels w[:, :, i, n], {kh}×{kw}, {_n(c_in, 'input')} × {_n(c_out, 'output')}{more}\n"
-                 f"normalize={normalize!r}: {how}{hatched}", fontsize=8, y=1.0 - 0.05 / fig.get_figheight(),
-                 va="top")
-    return _mpl.finish(fig, path)
+        text += f"\noutlined: column {highlight} = w[:, :, :, {highlight}], the filters of output map {highlight}"
+    return text
 
 
 def _n(count: int, word: str) -> str:
@@ -170,11 +228,13 @@ def _cmap(name: str):
     return matplotlib.colormaps[name].with_extremes(bad="white")  # NaN = gaps between tiles
 
 
-def _grid_ticks(ax, n_rows: int, n_cols: int, th: int, tw: int, gap: int) -> None:
-    """Ticks at tile centres, thinned so that at most ~16 labels show per axis."""
-    for count, size, setter in ((n_cols, tw, (ax.set_xticks, ax.set_xticklabels)),
-                                (n_rows, th, (ax.set_yticks, ax.set_yticklabels))):
-        step = max(1, int(np.ceil(count / 16)))
-        idx = list(range(0, count, step))
-        setter[0]([j * (size + gap) + (size - 1) / 2 for j in idx])
-        setter[1]([str(j) for j in idx])
+def _grid_ticks(fig, n_rows: int, n_cols: int, row_px: float, col_px: float) -> dict:
+    """Tick indices per axis, thinned so that no two labels overlap, and the pixels the labels need
+    around the grid (left: row labels and axis label; top: column labels and axis label; right:
+    the colour bar and its labels)."""
+    digit_w, digit_h = _mpl.text_size(fig, str(max(n_rows, n_cols) - 1), _TICK_PT)
+    label_h = _mpl.text_size(fig, "input map i", _LABEL_PT)[1]
+    bar_w = max(_mpl.text_size(fig, t, _TICK_PT)[0] for t in ("-0.088", "-1", "-1e-05"))
+    return {"x": _mpl.index_ticks(n_cols, col_px, digit_w), "y": _mpl.index_ticks(n_rows, row_px, digit_h),
+            "left": 8 + label_h * 1.4 + 6 + digit_w + 6, "top": 6 + label_h * 1.4 + 4 + digit_h + 6,
+            "right": 14 + 11 + 5 + bar_w + 6 + label_h * 1.4 + 8}

@@ -31,12 +31,18 @@ body {
 #panel h2 { font-size: 1.25rem; margin: 0 0 .25rem; }
 #panel h3 { font-size: 1rem; margin: 1rem 0 .4rem; }
 #panel p { margin: .35rem 0; }
+/* Narrow screens: one column, the panel below the layers (in the flow, never over them); a click on
+   a map scrolls down to it and its Back button returns (see the script). */
+.narrow-only { display: none; }
 @media (max-width: 900px) {
+  .narrow-only { display: inline; }
   .layout { grid-template-columns: minmax(0, 1fr); padding: 0 .75rem 1rem; }
-  #panel { top: auto; bottom: 0; max-height: 50vh; box-shadow: 0 -4px 12px rgba(0, 0, 0, .12); }
+  #panel { position: static; max-height: none; overflow: visible; }
   #zoom { width: 150px; height: auto; }
   .page-top h1 { font-size: 1.25rem; }
 }
+.backbar { margin: 0 0 .25rem; min-height: 0; }
+.backbar button { font-size: .9rem; }
 .layer { border-left: 3px solid var(--line); padding: .1rem 0 .6rem .9rem; margin: 0 0 .9rem; }
 .layer.has-selection { border-left-color: var(--accent); }
 .layer.feeds-selection { border-left-color: var(--feed); }
@@ -57,6 +63,14 @@ body {
 .tile.feeds { border-color: var(--feed); color: var(--feed); }
 .tile.unfed { opacity: .3; }
 .tile .mi { font-size: .75rem; line-height: 1; font-variant-numeric: tabular-nums; }
+/* 1×1×C layers: one compact strip of 10-px cells (a grid as wide as the vector they flatten to) */
+.maps.strip { display: grid; gap: 0; width: max-content; max-width: 100%; }
+.maps.strip .tile { padding: 0; border-width: 1px; border-radius: 0; background: none; }
+.maps.strip .tile.selected { box-shadow: 0 0 0 2px var(--accent); z-index: 1; }
+.maps.strip .tile.feeds { box-shadow: 0 0 0 2px var(--feed); z-index: 1; }
+.maps.strip .frame { outline: none; }
+.maps.strip .overlay { display: none; }
+.strip-hint { margin: .3rem 0 0; font-size: .8rem; }
 .frame { position: relative; display: block; line-height: 0; outline: 1px solid #d8dee4; }
 canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
 .frame canvas { display: block; }

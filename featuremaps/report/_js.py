@@ -45,6 +45,9 @@ const L = D.layers.map(function (l) {
   o.v = decode(l.values);
   if (l.shape.length === 3) {
     o.isMap = true; o.H = l.shape[0]; o.W = l.shape[1]; o.C = l.shape[2];
+    // 1×1×C maps (LeNet-5's C5) are drawn as one compact strip of cells, laid out as a vector of C
+    o.strip = o.H * o.W === 1 && o.C > 1;
+    if (o.strip) o.cols = o.C <= 32 ? o.C : Math.max(32, Math.ceil(Math.sqrt(2 * o.C)));
   } else {
     const F = l.shape.length ? l.shape[0] : 1;
     o.isMap = false; o.F = F; o.C = 1;
@@ -130,6 +133,7 @@ function mapCanvas(l, m, cssPx) {
   cv.style.height = Math.round(l.H * scale) + "px";
   return cv;
 }
+const STRIP_CELL = 10;   // css pixels per cell of a 1×1×C strip, border included (a vector's cells are 10 too)
 function tilePx(l) {
   if (!l.isMap) return Math.min(l.W * 10, 360);
   return Math.max(44, Math.min(96, Math.max(l.H, l.W) * 3));
@@ -188,9 +192,12 @@ function buildLayers() {
       el("span", { class: "num", text: l.grey ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
     const descTxt = [l.describe, opText(l)].filter(Boolean).join(" · ");
     const desc = el("p", { class: "desc" }, legend, descTxt ? " " + descTxt : "");
-    const maps = el("div", { class: "maps", role: "group",
-      "aria-label": l.name + ": " + (l.isMap ? nMaps + " feature maps of " + l.H + " × " + l.W : l.F + " units") });
-    const px = tilePx(l);
+    const maps = el("div", { class: l.strip ? "maps strip" : "maps", role: "group",
+      style: l.strip ? "grid-template-columns: repeat(" + l.cols + ", " + STRIP_CELL + "px)" : null,
+      "aria-label": l.name + ": " + (l.strip ? nMaps + " feature maps of 1 × 1, one cell each, " + l.cols +
+        " per row; arrow keys move between them" : l.isMap ? nMaps + " feature maps of " + l.H + " × " + l.W
+        : l.F + " units") });
+    const px = l.strip ? STRIP_CELL - 2 : tilePx(l);
     for (let m = 0; m < nMaps; m++) {
       const cv = mapCanvas(l, m, px);
       const win = el("span", { class: "overlay window", hidden: true });
@@ -199,8 +206,9 @@ function buildLayers() {
       const label = l.isMap ? l.name + " map " + m + " of " + nMaps + ", " + l.H + " by " + l.W
         : l.name + ", " + l.F + " units";
       const b = el("button", { type: "button", class: "tile", "data-layer": k, "data-map": m,
-        "aria-pressed": "false", "aria-label": label },
-        frame, l.isMap ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
+        "aria-pressed": "false", "aria-label": label, tabindex: l.strip && m > 0 ? "-1" : null,
+        title: l.strip ? l.name + " map " + m + " = " + fmt(val(l, m, 0, 0)) : null },
+        frame, l.isMap && !l.strip ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
       b.addEventListener("click", function (ev) {
         let pos = null;
         if (ev.detail > 0) {   // a pointer click: pick the pixel under it
@@ -210,6 +218,9 @@ function buildLayers() {
           }
         }
         select(k, m, pos);
+        // on a narrow screen the panel sits below the layers: a click jumps down to it, as a new
+        // history entry with the same selection, so that Back returns to the map
+        if (ev.detail > 0 && narrow()) { record("push"); panelEl.scrollIntoView({ block: "start" }); }
       });
       b.addEventListener("keydown", function (ev) { arrowKey(ev, k, m); });
       maps.append(b);
@@ -217,6 +228,8 @@ function buildLayers() {
     }
     const sec = el("section", { class: "layer", id: "layer-" + l.name, "data-layer": k,
       "aria-labelledby": "layer-h-" + k }, h, desc, maps);
+    if (l.strip) sec.append(el("p", { class: "hint strip-hint",
+      text: "One cell per 1 × 1 map, " + l.cols + " per row from map 0 (as they flatten); hover for an index." }));
     if (!l.isMap && D.prediction && k === L.length - 1) sec.append(classList(l, k));
     sections.push(sec);
     host.append(sec);
@@ -267,6 +280,9 @@ function highlight() {
   sections.forEach(function (s) { s.classList.remove("has-selection", "feeds-selection"); });
   classButtons.forEach(function (b) { b.classList.remove("selected"); });
   const k = sel.k, l = L[k], t = tiles[k][sel.m];
+  tiles.forEach(function (ts, j) {   // a strip is one Tab stop: its selected cell (else its first)
+    if (L[j].strip) ts.forEach(function (tt, m) { tt.button.tabIndex = (k === j ? m === sel.m : m === 0) ? 0 : -1; });
+  });
   t.button.classList.add("selected");
   t.button.setAttribute("aria-pressed", "true");
   place(t.cursor, l, sel.r, sel.c, sel.r, sel.c);
@@ -308,7 +324,10 @@ function highlight() {
 }
 
 // ---- selection and keyboard ----------------------------------------------------------------
-function select(k, m, pos) {
+// how: "replace" (default: the address follows the selection), "push" (following a link: a new
+// history entry, so that Back returns here) or "none" (restoring an entry).
+function select(k, m, pos, how) {
+  if (how === "push") snapshot();
   const l = L[k];
   let r, c;
   if (pos) { r = pos[0]; c = pos[1]; }
@@ -319,12 +338,20 @@ function select(k, m, pos) {
   sel = { k: k, m: m, r: r, c: c };
   highlight();
   renderPanel();
+  record(how || "replace");
 }
 const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
 function arrowKey(ev, k, m) {
   const d = MOVES[ev.key];
   if (!d) return;
   ev.preventDefault();
+  const l = L[k];
+  if (l.strip) {   // a strip of 1×1 maps: the arrows walk the cells (up/down by a row of the strip)
+    const to = Math.max(0, Math.min(l.C - 1, m + d[1] + d[0] * l.cols));
+    select(k, to, [0, 0]);
+    tiles[k][to].button.focus();
+    return;
+  }
   if (!sel || sel.k !== k || sel.m !== m) { select(k, m, null); return; }
   move(d);
 }
@@ -338,6 +365,99 @@ function move(d) {
   if (r < 0 || c < 0 || r >= l.H || c >= l.W || !inRange(l, r, c)) return;
   select(sel.k, sel.m, [r, c]);
 }
+function narrow() { return window.matchMedia("(max-width: 900px)").matches; }   // the CSS breakpoint
+
+// ---- history: the address names the selection (#layer/map/row,col); following a link (and, on a
+// narrow screen, a click on a map) pushes an entry, so that the page's Back button and the
+// browser's both return to the previous selection and scroll position.
+const views = {};    // history entry id -> {k, m, r, c, y, py}: what to restore when it is shown again
+const trail = [];    // trail[d]: the selection at depth d of this page's own history (for Back's label)
+let entry = Date.now(), nextEntry = entry + 1, depth = 0, restoring = false, historyOK = true;
+const panelEl = document.getElementById("panel");
+function hashOf(s) { return "#" + encodeURIComponent(L[s.k].name) + "/" + s.m + "/" + s.r + "," + s.c; }
+function parseHash(h) {
+  const g = /^#([^/]+)\/(\d+)\/(\d+),(\d+)$/.exec(h || "");
+  if (!g) return null;
+  let name;
+  try { name = decodeURIComponent(g[1]); } catch (e) { return null; }
+  const l = byName[name], m = Number(g[2]), r = Number(g[3]), c = Number(g[4]);
+  if (!l || m >= (l.isMap ? l.C : 1) || !inRange(l, r, c)) return null;
+  return { k: L.indexOf(l), m: m, r: r, c: c };
+}
+function snapshot() {
+  if (!sel || restoring) return;
+  views[entry] = { k: sel.k, m: sel.m, r: sel.r, c: sel.c, y: window.scrollY, py: panelEl.scrollTop };
+}
+function record(how) {
+  if (how === "none") return;
+  if (how === "push") { entry = nextEntry++; depth++; trail.length = depth; }
+  trail[depth] = { k: sel.k, m: sel.m, r: sel.r, c: sel.c };
+  writeHistory(how, { fm: 1, entry: entry, depth: depth, k: sel.k, m: sel.m, r: sel.r, c: sel.c }, hashOf(sel));
+  snapshot();
+  updateBack();
+}
+// Browsers refuse more than a few hundred history updates in 10 s, and a held arrow key selects 30
+// units a second: the address follows the selection at most every 250 ms (the last one always
+// lands, and before any new entry is pushed).
+let pendingWrite = null, lastWrite = -Infinity;
+function writeHistory(how, state, hash) {
+  const replace = function () {
+    pendingWrite = null; lastWrite = performance.now();
+    try { history.replaceState(state, "", hash); } catch (e) { /* no history here: the address stays */ }
+  };
+  if (how === "push") {
+    if (pendingWrite) { clearTimeout(pendingWrite.timer); pendingWrite.run(); }
+    try { history.pushState(state, "", hash); lastWrite = performance.now(); }
+    catch (e) { historyOK = false; }   // no history here (a sandbox): the page's Back still works
+    return;
+  }
+  if (pendingWrite) clearTimeout(pendingWrite.timer);
+  const wait = lastWrite + 250 - performance.now();
+  if (wait <= 0) { replace(); return; }
+  pendingWrite = { run: replace, timer: setTimeout(replace, wait) };
+}
+function restore(v) {
+  restoring = true;
+  select(v.k, v.m, [v.r, v.c], "none");
+  trail[depth] = { k: v.k, m: v.m, r: v.r, c: v.c };
+  const tile = tiles[v.k][v.m].button;
+  tile.focus({ preventScroll: true });
+  if (v.y !== undefined) window.scrollTo(0, v.y);
+  else tile.scrollIntoView({ block: "center" });   // an entry from before a reload: no scroll was kept
+  if (v.py !== undefined) panelEl.scrollTop = v.py;
+  restoring = false;
+  snapshot();
+  updateBack();
+}
+function updateBack() {
+  const b = document.getElementById("back"), prev = trail[depth - 1];
+  b.hidden = depth <= 0;
+  const same = prev && sel && prev.k === sel.k && prev.m === sel.m && prev.r === sel.r && prev.c === sel.c;
+  b.textContent = "← Back" + (!prev ? "" : same ? " to the layers"
+    : " to " + posLabel(L[prev.k], prev.m, prev.r, prev.c));
+}
+function goBack() {
+  if (depth <= 0) return;
+  if (historyOK) { history.back(); return; }
+  depth--;   // no history API here: step back along the page's own trail
+  restore(trail[depth]);
+}
+window.addEventListener("popstate", function (ev) {
+  if (pendingWrite) { clearTimeout(pendingWrite.timer); pendingWrite = null; }   // it was for the entry left
+  const st = ev.state;
+  if (st && st.fm === 1) {
+    entry = st.entry; depth = st.depth;
+    restore(views[st.entry] || st);
+    return;
+  }
+  const want = parseHash(location.hash);   // an address typed by hand: a new entry of our own
+  if (!want) return;
+  entry = nextEntry++; depth++; trail.length = depth;
+  select(want.k, want.m, [want.r, want.c], "replace");
+});
+window.addEventListener("scroll", snapshot, { passive: true });
+panelEl.addEventListener("scroll", snapshot, { passive: true });
+if ("scrollRestoration" in history) history.scrollRestoration = "manual";
 
 // ---- the panel -----------------------------------------------------------------------------
 function zoomView(l, m) {
@@ -404,7 +524,7 @@ function renderPanel() {
 
 function goButton(k, m, pos, text, label) {
   return el("button", { type: "button", class: "linkish", text: text, "aria-label": label ? "go to " + label : null,
-    onclick: function () { select(k, m, pos); tiles[k][m].button.focus(); } });
+    onclick: function () { select(k, m, pos, "push"); tiles[k][m].button.focus(); } });
 }
 
 // What happens to this unit's value in the layers right after it (activation, then pooling).
@@ -715,10 +835,19 @@ function summary() {
     parts.push(el("span", {}, " · true label ", el("strong", { text: name })));
   }
   parts.push(el("span", {}, " · click a map or a pixel; Tab to a map, Enter to select, arrows to move"));
+  parts.push(el("span", { class: "narrow-only" }, " · the explanation is below the layers; a click takes you there"));
   parts.forEach(function (p) { s.append(p); });
 }
 
 function initial() {
+  const st = history.state;
+  if (st && st.fm === 1) { entry = st.entry; depth = st.depth; nextEntry = Math.max(nextEntry, entry + 1); }
+  const linked = parseHash(location.hash);   // a link to a unit (or a reload) opens on it
+  if (linked) {
+    select(linked.k, linked.m, [linked.r, linked.c]);
+    tiles[linked.k][linked.m].button.scrollIntoView({ block: "center" });
+    return;
+  }
   const want = D.initial;
   if (want && byName[want.layer]) {
     const l = byName[want.layer];
@@ -736,6 +865,7 @@ function initial() {
 
 summary();
 buildLayers();
+document.getElementById("back").addEventListener("click", goBack);
 initial();
 document.documentElement.setAttribute("data-ready", "true");
 })();

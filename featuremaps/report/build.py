@@ -11,6 +11,12 @@ pixel shows the decomposition `y = b + Σ_i Σ_pq w·x` of that value (the conv 
 `featuremaps.functional.conv`). The script computes the partial sums from exactly the embedded
 numbers, shows the engine's value beside their total, and, for the units `explain` was run on at
 build time (`references`), checks its numbers against `featuremaps.inspect.explain`.
+
+Layout: a layer of 1×1 maps (LeNet-5's C5) is one compact strip of cells, laid out as the vector it
+flattens to; on a narrow screen (≤ 900 px) the panel comes below the layer column, never over it.
+The address names the selected unit (`#layer/map/row,col`, so a unit can be linked to); following a
+link in the explanation (and, on a narrow screen, clicking a map) adds a history entry, so the
+panel's "← Back" button and the browser's Back return to the previous selection and scroll position.
 """
 from __future__ import annotations
 
@@ -311,6 +317,7 @@ _TEMPLATE = """<!DOCTYPE html>
     <noscript><p>This report draws its feature maps with JavaScript; please enable it.</p></noscript>
   </section>
   <aside id="panel" aria-labelledby="panel-h" tabindex="-1">
+    <p class="backbar"><button type="button" id="back" class="linkish" hidden>← Back</button></p>
     <h2 id="panel-h">Select a map</h2>
     <p id="announce" class="visually-hidden" aria-live="polite"></p>
     <div id="panel-body"><p>Click any feature map (or focus it and press Enter) to see what feeds it.</p></div>
@@ -319,7 +326,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <footer class="foot">
   <p>Made by featuremaps {version}. Every number on this page comes from the model's own forward pass on this
   input; the sums in the explanation are computed in your browser from exactly those numbers and the layer's
-  weights. Colours: blue negative, white zero, red positive (scale per layer); the input is shown in grey.</p>
+  weights. Colours: blue negative, white zero, red positive (scale per layer); the input is shown in grey.
+  The address names the selected unit (#layer/map/row,col), so it can be bookmarked; after following a link
+  in the explanation, ← Back (or the browser's Back) returns to where you were.</p>
 </footer>
 <script type="application/json" id="fm-data">{data}</script>
 <script>
