@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from featuremaps import Tensor, functional as F, models, nn, tables
+from tests.test_tables import PAPER_TABLE_I
 
 RNG = np.random.default_rng(0)
 
@@ -57,6 +58,8 @@ def test_lenet5_structure_and_parameter_count():
     assert m.names() == ["pad", "C1", "C1_act", "S2", "S2_act", "C3", "C3_act", "S4", "S4_act", "C5", "C5_act",
                          "flatten", "F6", "F6_act", "OUTPUT"]
     assert m.input_shape == (28, 28, 1)
+    paper = np.array([[mark == "X" for mark in row] for row in PAPER_TABLE_I])  # LeCun et al. 1998, Table I
+    np.testing.assert_array_equal(m["C3"].connections, paper)
     np.testing.assert_array_equal(m["C3"].connections, tables.lenet5_c3())
     assert m["C3"].kernel_size == (5, 5) and m["C5"].out_channels == 120
     # the paper's trainable parameters: 156 + 12 + 1,516 + 32 + 48,120 + 10,164, plus 84·10 + 10 here

@@ -1,7 +1,8 @@
-"""featuremaps.pictures and `featuremaps show`: every picture is a real, non-blank PNG of a sensible
-size; the drawn arrays are the layer's own numbers in the documented layout (column n of the kernel
-grid is w[:, :, :, n]); full/grouped/depthwise/tabled layers give different diagrams; a missing
-matplotlib gives an install hint, never a traceback."""
+"""featuremaps.pictures and `featuremaps show`: the drawn arrays are the layer's own numbers in the
+documented layout (column n of the kernel grid is w[:, :, :, n]); LeNet-5's C3 diagram is Table I
+of the paper; full/grouped/depthwise/tabled layers give different diagrams; a saved PNG is its
+figure pixel for pixel; `show` draws exactly what the library draws for the documented defaults; a
+missing matplotlib gives an install hint, never a traceback."""
 import json
 import sys
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuremaps import cli, models, nn, tables
+from featuremaps import cli, models, nn, train
 from featuremaps.checkpoint import save_checkpoint
 from featuremaps.inspect import activations, connections, receptive_field
+from tests.test_tables import PAPER_TABLE_I
 from featuremaps.pictures import (connectivity_diagram, curves, feature_maps, kernel_grid, load_metrics,
                                   receptive_field_overlay)
 
@@ -29,6 +31,26 @@ def read_png(path, min_size=(200, 100), max_size=(3000, 3000)):
     px = np.asarray(img.convert("RGB"), dtype=np.float64)
     assert px.var() > 0
     return px
+
+
+def png_pixels(path):
+    with open(path, "rb") as fh:
+        assert fh.read(8) == PNG_SIGNATURE
+    return np.asarray(Image.open(path).convert("RGBA"))
+
+
+def assert_png_is_figure(draw, tmp_path):
+    """`draw(path)` writes a PNG and `draw(None)` returns the Figure: the file is that figure, pixel
+    for pixel, at its size in inches times its dpi (so a blank, cropped or rescaled file fails)."""
+    fig = draw(None)
+    fig.canvas.draw()
+    want = np.asarray(fig.canvas.buffer_rgba())
+    w, h = fig.get_size_inches() * fig.dpi  # Agg truncates a fractional pixel
+    got = png_pixels(draw(tmp_path / "drawn.png"))
+    assert got.shape == want.shape and got.shape[2] == 4
+    assert abs(got.shape[0] - h) < 1 and abs(got.shape[1] - w) < 1, (got.shape, h, w)
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(got.reshape(-1, 4), axis=0)) > 2  # not blank
 
 
 def conv_layers():
@@ -74,7 +96,7 @@ def test_kernel_grid_layout_is_w_columns_and_unconnected_tiles_are_hatched(kind,
     lo, hi = ax.images[0].get_clim()
     assert lo == -hi == -np.abs(w).max()  # diverging, centred on 0
     assert "normalize='global'" in fig._suptitle.get_text()
-    read_png(kernel_grid(layer, tmp_path / f"{kind}.png", name=kind))
+    assert_png_is_figure(lambda path: kernel_grid(layer, path, name=kind), tmp_path)
 
 
 def test_kernel_grid_per_filter_scales_each_column(tmp_path):
@@ -148,10 +170,26 @@ def test_connectivity_titles_name_the_pattern():
 
 
 def test_connectivity_of_lenet5_c3_is_table_one(tmp_path):
-    c3 = models.get("lenet5")["C3"]
-    fig = connectivity_diagram(c3, tmp_path / "c3.png", name="C3")
-    read_png(fig)
-    assert tables.lenet5_c3().sum() == 60
+    """The C3 diagram shows Table I of LeCun et al. (1998), as written out in test_tables.py."""
+    paper = np.array([[mark == "X" for mark in row] for row in PAPER_TABLE_I])  # (6 S2 maps, 16 C3 maps)
+    pairs = sorted(zip(*np.nonzero(paper)))  # (input map i, output map n)
+    assert len(pairs) == 60
+    fig = connectivity_diagram(models.get("lenet5")["C3"], name="C3")
+    matrix, graph = fig.axes[:2]
+    np.testing.assert_array_equal(np.asarray(matrix.images[0].get_array()) < 1, paper)  # shaded cells
+    (marks,) = [c for c in matrix.collections if len(c.get_offsets())]  # the X marks, at (n, i)
+    assert sorted((int(i), int(n)) for n, i in np.asarray(marks.get_offsets())) == pairs
+    dots = {int(x): np.asarray(c.get_offsets())[:, 1] for c in graph.collections if len(c.get_offsets())
+            for x in {float(v) for v in np.asarray(c.get_offsets())[:, 0]}}  # x = 0: input maps, 1: outputs
+    assert len(dots[0]) == 6 and len(dots[1]) == 16
+    (lines,) = [c for c in graph.collections if hasattr(c, "get_segments")]
+    drawn = sorted((int(np.argmin(np.abs(dots[0] - a[1]))), int(np.argmin(np.abs(dots[1] - b[1]))))
+                   for a, b in lines.get_segments())
+    assert drawn == pairs  # one line per X, from input map i to output map n
+    title = fig._suptitle.get_text()
+    assert "C3: connection table — 60 of 96 input/output map pairs connected" in title
+    assert "each output map reads 3–6 input maps" in title
+    assert_png_is_figure(lambda path: connectivity_diagram(models.get("lenet5")["C3"], path, name="C3"), tmp_path)
 
 
 # --- feature_maps --------------------------------------------------------------------------------------
@@ -176,9 +214,10 @@ def test_feature_maps_one_row_per_layer_with_labels(tmp_path):
     # the conv row shows the first 8 maps side by side, exactly as the engine computed them
     row = np.ma.filled(fig.axes[1].images[0].get_array().astype(np.float64), np.nan)
     gap = 1
+    assert row.shape == (10, 8 * (10 + gap) - gap)  # exactly max_maps tiles
     for c in range(8):
         np.testing.assert_array_equal(row[:, c * (10 + gap): c * (10 + gap) + 10], acts[1].array[:, :, c])
-    read_png(feature_maps(model, x, tmp_path / "maps.png"))
+    assert_png_is_figure(lambda path: feature_maps(model, x, path), tmp_path)
 
 
 def test_feature_maps_layer_filter():
@@ -203,7 +242,7 @@ def test_receptive_overlay_tints_exactly_the_field(tmp_path):
     reddish = over[..., 0] - over[..., 1] > 0.1
     np.testing.assert_array_equal(reddish, mask)
     assert not mask.all() and "holes" in fig._suptitle.get_text()
-    read_png(receptive_field_overlay(model, x, "c2", (2, 3), tmp_path / "rf.png"))
+    assert_png_is_figure(lambda path: receptive_field_overlay(model, x, "c2", (2, 3), path), tmp_path)
 
 
 def test_receptive_overlay_rejects_wrong_inputs():
@@ -229,7 +268,7 @@ def test_curves_from_list_dict_file_and_run_dir(tmp_path):
     val = next(ln for ln in acc_ax.lines if ln.get_label() == "val_accuracy")
     np.testing.assert_allclose(val.get_ydata(), [40.0, 80.0, 85.0])  # percent; the None epoch is skipped
     np.testing.assert_array_equal(val.get_xdata(), [1, 3, 4])
-    read_png(curves(tmp_path, tmp_path / "curves.png"))
+    assert_png_is_figure(lambda path: curves(tmp_path, path), tmp_path)
 
 
 def test_curves_errors(tmp_path):
@@ -283,26 +322,59 @@ def show(capsys, *argv):
     return code, out, err
 
 
-@pytest.mark.parametrize("argv", [
-    ["kernels"], ["kernels", "--layer", "C3", "--normalize", "per_filter"], ["connections"],
-    ["maps", "--image", "{run}/digit.png"], ["receptive", "--image", "{run}/digit.png"],
-    ["receptive", "--image", "{run}/digit.png", "--layer", "S4", "--at", "1,2"], ["curves"],
-])
-def test_show_writes_pngs(run_dir, tmp_path, capsys, argv):
+def lenet_input(run_dir):
+    """digit.png as the model sees it: read, and normalised with the checkpoint's constants."""
+    img = np.asarray(Image.open(run_dir / "digit.png"))[None, :, :, None]  # (1, 28, 28, 1) uint8
+    return train.normalize_images(img, {"mean": [0.1307], "std": [0.3081]})[0]
+
+
+# What each `show` command line must draw, as a call of the library (model, input, run dir, path).
+SHOWN = {
+    "kernels": (["kernels"], lambda m, x, run, p: kernel_grid(m["C1"], p, name="C1")),  # the first conv layer
+    "kernels-C3": (["kernels", "--layer", "C3", "--normalize", "per_filter"],
+                   lambda m, x, run, p: kernel_grid(m["C3"], p, normalize="per_filter", name="C3")),
+    # the first conv layer that is not fully connected
+    "connections": (["connections"], lambda m, x, run, p: connectivity_diagram(m["C3"], p, name="C3")),
+    "maps": (["maps", "--image", "{run}/digit.png"], lambda m, x, run, p: feature_maps(m, x, p)),
+    # the last conv layer, at the centre of its 1×1 maps
+    "receptive": (["receptive", "--image", "{run}/digit.png"],
+                  lambda m, x, run, p: receptive_field_overlay(m, x, "C5", (0, 0), p)),
+    "receptive-C3": (["receptive", "--image", "{run}/digit.png", "--layer", "C3"],  # the centre of 10×10 maps
+                     lambda m, x, run, p: receptive_field_overlay(m, x, "C3", (5, 5), p)),
+    "receptive-S4": (["receptive", "--image", "{run}/digit.png", "--layer", "S4", "--at", "1,2"],
+                     lambda m, x, run, p: receptive_field_overlay(m, x, "S4", (1, 2), p)),
+    "curves": (["curves"], lambda m, x, run, p: curves(run, p, title=f"training curves: {run}")),
+}
+
+
+@pytest.mark.parametrize("case", list(SHOWN))
+def test_show_draws_what_the_library_draws(run_dir, tmp_path, capsys, case):
+    """Each `show` picture is, pixel for pixel, the library's picture of the documented default layer,
+    position and input (the library figures are checked against the numbers above)."""
+    argv, draw = SHOWN[case]
     out = tmp_path / "out.png"
     argv = [a.format(run=run_dir) for a in argv]
     code, stdout, err = show(capsys, argv[0], run_dir, *argv[1:], "-o", out)
     assert code == 0, err
     assert stdout.strip() == str(out)
-    read_png(out)
+    model = models.get("lenet5", rng=0)
+    want = png_pixels(draw(model, lenet_input(run_dir), run_dir, tmp_path / "ref.png"))
+    np.testing.assert_array_equal(png_pixels(out), want)
 
 
-def test_show_connections_defaults_to_the_first_partial_layer(run_dir, tmp_path, capsys):
-    out = tmp_path / "c.png"
-    assert show(capsys, "connections", run_dir, "-o", out)[0] == 0
-    ref = tmp_path / "ref.png"
-    connectivity_diagram(models.get("lenet5", rng=0)["C3"], ref, name="C3")
-    np.testing.assert_array_equal(read_png(out), read_png(ref))
+def test_show_pictures_differ_from_each_other(run_dir, tmp_path, capsys):
+    """The option values above reach the picture: no two of the command lines draw the same PNG."""
+    drawn = {}
+    for case, (argv, _) in SHOWN.items():
+        out = tmp_path / f"{case}.png"
+        argv = [a.format(run=run_dir) for a in argv]
+        assert show(capsys, argv[0], run_dir, *argv[1:], "-o", out)[0] == 0
+        drawn[case] = png_pixels(out)
+    cases = list(drawn)
+    for a in range(len(cases)):
+        for b in range(a + 1, len(cases)):
+            pa, pb = drawn[cases[a]], drawn[cases[b]]
+            assert pa.shape != pb.shape or not np.array_equal(pa, pb), (cases[a], cases[b])
 
 
 @pytest.mark.parametrize("argv, message", [
