@@ -1,7 +1,82 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, the hypothesis profiles, and the guard for ../shared/data.
+
+Hypothesis profiles (HYPOTHESIS_PROFILE=name selects one; else `ci` when CI=true, else `default`):
+- `default`: random examples, a new draw each run (local runs keep exploring);
+- `ci`: derandomized (each test's examples follow from its own source, so every CI run tests the
+  same cases and a failure reproduces), no database, the failing example's blob printed;
+- `thorough`: random, and every test runs 10× its own `max_examples` (for occasional local runs).
+"""
+import os
+from pathlib import Path
+
 import pytest
+from hypothesis import settings
 
 from featuremaps.data import datasets as ds_mod
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+THOROUGH_FACTOR = 10
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"  # ../shared/data/mnist
+
+settings.register_profile("default", deadline=None, print_blob=True)
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "default")
+settings.load_profile(PROFILE)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_mnist: needs the official MNIST files in ../shared/data/mnist "
+                                       "(skipped where absent, a failure in CI)")
+
+
+def pytest_report_header(config):
+    return f"hypothesis profile: {PROFILE}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `thorough` profile multiplies each test's own max_examples (an explicit @settings count
+    would otherwise win over the profile's)."""
+    if PROFILE != "thorough":
+        return
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if not getattr(fn, "_hypothesis_internal_settings_applied", False):  # no @settings of its own
+            continue
+        own = fn._hypothesis_internal_use_settings  # where @settings keeps them (read when the test runs)
+        fn._hypothesis_internal_use_settings = settings(own, max_examples=own.max_examples * THOROUGH_FACTOR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_cache(tmp_path_factory):
+    """Every test (and every process a test starts) uses a fresh cache root instead of
+    ~/.cache/featuremaps, so no test depends on what this machine downloaded before."""
+    cache = tmp_path_factory.mktemp("featuremaps-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEATUREMAPS_DATA", str(cache))
+        yield cache
+
+
+def require_shared_mnist() -> Path:
+    """../shared/data/mnist relative to the repo root, or skip with the reason; in CI (CI=true),
+    which always provides it, a missing folder is a failure instead."""
+    if SHARED_MNIST.is_dir():
+        return SHARED_MNIST
+    if IN_CI:
+        pytest.fail(f"{SHARED_MNIST} is missing, but CI must provide ../shared/data/mnist (the official MNIST files)")
+    pytest.skip(f"needs the official MNIST files in ../shared/data/mnist; {SHARED_MNIST} is not on this machine")
+
+
+@pytest.fixture
+def shared_mnist() -> Path:
+    """The ../shared/data/mnist folder (see `require_shared_mnist`)."""
+    return require_shared_mnist()
+
+
+@pytest.fixture(autouse=True)
+def _shared_mnist_marker(request):
+    if request.node.get_closest_marker("shared_mnist") is not None:
+        require_shared_mnist()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuremaps import checkpoint as ckpt, cli, data, train
+from featuremaps import Tensor, checkpoint as ckpt, cli, data, models, train
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--limit", "64", "--batch-size", "32", "--no-plot"]
@@ -118,12 +118,25 @@ def test_evaluate(run_dir, capsys, tmp_path):
     assert doc["accuracy"] == pytest.approx(np.trace(conf) / 500)
     # the same figure as the library computes with the stored normalisation
     model, meta, _ = ckpt.load_checkpoint(run_dir)
-    ref = train.evaluate(model, data.load("sample", "val"), normalization=meta["normalization"])
+    val = data.load("sample", "val")
+    ref = train.evaluate(model, val, normalization=meta["normalization"])
     assert doc["accuracy"] == ref["accuracy"] and doc["loss"] == pytest.approx(ref["loss"])
+    # rows: true class, columns: predicted (counted here from the logits of the same batches of 256)
+    pred = train.predict_logits(model, val.images, batch_size=256, normalization=meta["normalization"]).argmax(1)
+    np.testing.assert_array_equal(conf, np.bincount(val.labels * 10 + pred, minlength=100).reshape(10, 10))
+    assert doc["per_class_accuracy"] == [float(np.mean(pred[val.labels == k] == k)) for k in range(10)]
     code, out, _ = run_cli(capsys, "evaluate", run_dir / "checkpoint.npz", "--split", "val")
-    assert code == 0 and "accuracy" in out and "confusion matrix" in out
+    assert code == 0 and "accuracy" in out
+    lines = out.splitlines()
+    head = lines.index("confusion matrix (rows: true class, columns: predicted)")
+    assert lines[head + 1].split() == [str(k) for k in range(10)] + ["recall"]
+    for k, line in enumerate(lines[head + 2:head + 12]):  # "<class>  <10 counts>   <recall>%"
+        cells = line.split()
+        assert cells[0] == str(k) and [int(v) for v in cells[1:11]] == conf[k].tolist(), line
+        assert float(cells[11].rstrip("%")) == pytest.approx(100 * doc["per_class_accuracy"][k], abs=0.05)
 
 
+@pytest.mark.shared_mnist
 def test_evaluate_official_test_split(run_dir, capsys):
     code, out, err = run_cli(capsys, "evaluate", run_dir, "--json", "--limit", "300")
     assert code == 0, err
@@ -198,7 +211,25 @@ def test_predict_without_pillow_names_the_extra(run_dir, tmp_path, capsys, monke
 def test_summary(run_dir, capsys):
     code, out, _ = run_cli(capsys, "summary", "lenet", "--json")
     assert code == 0
-    assert json.dumps(json.loads(out))  # one document
+    doc = json.loads(out)  # exactly one document: the table of 'lenet', checked against a real forward pass
+    model = models.get("lenet")
+    assert set(doc) >= {"input_shape", "output_shape", "rows", "totals"} and doc.get("error") is None
+    assert doc["input_shape"] == [28, 28, 1] and doc["output_shape"] == [10]
+    assert [r["name"] for r in doc["rows"]] == model.names()
+    h = np.zeros((1, 28, 28, 1), np.float32)
+    for row, (name, layer) in zip(doc["rows"], model.named_children()):
+        assert row["type"] == type(layer).__name__ and row["input_shape"] == list(h.shape[1:]), name
+        out = layer(h)
+        h = np.asarray(out.data if isinstance(out, Tensor) else out)
+        assert row["output_shape"] == list(h.shape[1:]), name
+        assert row["params"] == sum(p.data.size for p in layer.parameters()), name
+        if row["type"] == "Conv2D":  # one multiply-add per output value and kernel tap
+            kh, kw, cin, _ = layer.weight.shape
+            assert row["macs"] == h[0].size * kh * kw * cin and row["kernel"] == list(layer.weight.shape), name
+        elif row["type"] == "Dense":
+            assert row["macs"] == layer.weight.size, name
+    assert doc["totals"]["params"] == model.num_parameters() == 431080
+    assert doc["totals"]["macs"] == sum(r["macs"] or 0 for r in doc["rows"]) == 2_293_000
     code, out, _ = run_cli(capsys, "summary", run_dir)
     assert code == 0 and "C3" in out
     assert_one_line_error(*run_cli(capsys, "summary", "alexnet"), "neither a model name")
@@ -217,9 +248,8 @@ def test_help_and_no_command(capsys):
 
 
 def _env():
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("FEATUREMAPS_DATA", None)
-    return env
+    # FEATUREMAPS_DATA passes through: the child uses the tests' private cache (conftest.py), not ~/.cache
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def test_real_process_train_one_epoch(tmp_path):

@@ -1,16 +1,18 @@
 """conv2d / conv_transpose2d: against PyTorch in float64, naive loops from the formula, gradcheck,
 connection tables, the textbook shape example, errors, dtypes and the chunked workspace path."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from featuremaps import Tensor
 from featuremaps.functional import conv2d, conv_output_size, conv_transpose2d
 from featuremaps.functional import conv as conv_mod
 from featuremaps.functional import threads as threads_mod
-from tests.oracles import gradcheck
+from tests.oracles import assert_sum_close, gradcheck
 
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -216,8 +218,20 @@ def torch_conv_transpose2d(x, w, b, stride, pads, out_pad, dilation, groups, gy)
     return out + ([] if b is None else [bt.grad.numpy()])
 
 
+def _case(**kw):
+    """A conv_cases() draw written out (for @example)."""
+    base = dict(n=1, h=1, w=1, c=1, o=1, kh=1, kw=1, stride=(1, 1), dilation=(1, 1), padding=0, groups=1,
+                bias=False, seed=0)
+    return dict(base, **kw)
+
+
 @settings(max_examples=50, deadline=None)
 @given(conv_cases(), st.integers(0, 2), st.integers(0, 2))
+# 1×1 kernel, stride 1, dilation > 1 and output_padding > 0: output rows no input reaches (the
+# pointwise shortcut once wrote a taller dx; only an unseeded run found it, about 1 in 14)
+@example(_case(dilation=(2, 1)), 1, 0)  # the issue's case: torch gives (1, 2, 1, 1) NHWC
+@example(_case(n=2, h=3, w=4, c=3, o=2, dilation=(2, 2), bias=True, seed=1), 1, 1)
+@example(_case(n=2, h=4, w=3, c=2, o=5, dilation=(1, 2), padding="valid", bias=True, seed=2), 0, 1)
 def test_conv_transpose2d_matches_torch(case, oph, opw):
     k, s, d = (case["kh"], case["kw"]), case["stride"], case["dilation"]
     out_pad = (min(oph, max(s[0], d[0]) - 1), min(opw, max(s[1], d[1]) - 1))
@@ -347,7 +361,7 @@ def test_textbook_32_then_64_kernels_give_64_maps_each_a_triple_sum():
             for nn in range(3):
                 for o in range(32):
                     f += k[m, nn, o] * I[i + m, j + nn, o]
-        np.testing.assert_allclose(out[0, i, j, n], f, rtol=1e-12, atol=1e-12)
+        assert_sum_close(out[0, i, j, n], f, np.sum(abs(k * I[i:i + 3, j:j + 3])), np.float64, k.size)  # 288 terms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,8 +397,8 @@ def test_dtype_is_kept_and_kinds_round_trip(dtype, groups):
     assert yt.dtype == dtype
     ref = F.conv2d(torch.tensor(x.transpose(0, 3, 1, 2).copy()), torch.tensor(w.transpose(3, 2, 0, 1).copy()),
                    None, 1, 1, 1, groups)
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(y, ref.numpy().transpose(0, 2, 3, 1), rtol=tol, atol=tol)
+    bound = conv2d(abs(x).astype(np.float64), abs(w).astype(np.float64), groups=groups, padding=1)  # Σ|terms|
+    assert_sum_close(y, ref.numpy().transpose(0, 2, 3, 1), bound, dtype, w[..., 0].size + 1)  # torch rounds in dtype too
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -434,11 +448,11 @@ def test_chunked_workspace_gives_the_same_results(opts, cin):
         kept = [buf.size for buf in conv_mod._pool._free]
         assert kept and max(kept) <= limit and sum(kept) <= 2 * limit
         t_whole = conv_transpose2d(gy, w, **{k: v for k, v in opts.items()})
-    np.testing.assert_array_equal(chunked[0], whole[0])  # y: same rows, same GEMM per row
-    np.testing.assert_array_equal(chunked[1], whole[1])  # dx: per image
-    np.testing.assert_allclose(chunked[2], whole[2], rtol=1e-13, atol=1e-13)  # dW: summed over chunks
-    np.testing.assert_allclose(chunked[3], whole[3], rtol=1e-13, atol=1e-13)  # db: summed over chunks
-    np.testing.assert_array_equal(t_whole, conv_transpose2d(gy, w, **opts))
+    assert_sum_close(chunked[0], whole[0], conv2d(abs(x), abs(w), abs(b), **opts), x.dtype, w[..., 0].size + 1)  # y: same sums; BLAS may round a row differently at another position
+    assert_sum_close(chunked[1], whole[1], w[..., 0, :].size * abs(w).max() * abs(gy).max(), x.dtype, w[..., 0, :].size)  # dx: per image
+    assert_sum_close(chunked[2], whole[2], gy[..., 0].size * abs(x).max() * abs(gy).max(), x.dtype, gy[..., 0].size + 3)  # dW: summed over chunks
+    assert_sum_close(chunked[3], whole[3], abs(gy).sum(axis=(0, 1, 2)), x.dtype, gy[..., 0].size + 3)  # db: summed over chunks
+    assert_sum_close(t_whole, conv_transpose2d(gy, w, **opts), w[..., 0, :].size * abs(w).max() * abs(gy).max(), x.dtype, w[..., 0, :].size)
 
 
 def test_workspace_setting_validates_and_restores():
@@ -580,18 +594,159 @@ def test_two_thread_paths_match_torch(monkeypatch, c, o, k, opts):
         np.testing.assert_allclose(gg, r, **TOL, err_msg=name)
 
 
-@pytest.mark.parametrize("opts", [dict(padding=1), dict(), dict(groups=4, padding=1), dict(stride=2)])
-def test_non_contiguous_inputs_give_the_same_results(opts):
+@pytest.mark.parametrize("numba", [True, False], ids=["numba-on", "numba-off"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_strided_input_gradient_with_unequal_top_and_left_padding(numba, groups):
+    """The column-matrix input gradient (stride > 1 along W): NumPy's block adds (groups > 1, or
+    numba off) and the numba col2im kernel, with top ≠ left and bottom ≠ right so rows and columns
+    cannot be confused."""
+    from featuremaps.functional import accel
+    rng = np.random.default_rng(18)
+    x, w, b = rng.standard_normal((2, 7, 8, 4)), rng.standard_normal((3, 2, 4 // groups, 6)), rng.standard_normal(6)
+    opts = dict(stride=(2, 3), padding=((2, 0), (0, 1)), dilation=(1, 2), groups=groups)
+    gy = rng.standard_normal(conv2d(x, w, **opts).shape)
+    with accel.numba_disabled() if not numba else contextlib.nullcontext():
+        got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+    ref = torch_conv2d(x, w, b, (2, 3), ((2, 0), (0, 1)), (1, 2), groups, gy)
+    for g, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
+        np.testing.assert_allclose(g, r, **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("opts", [dict(padding=1), dict(), dict(groups=4, padding=1), dict(stride=2),
+                                  dict(stride=(1, 2), padding=((0, 1), (2, 0)))])
+def test_non_contiguous_inputs_and_gradient_match_torch(opts):
+    """x, w, b and the output gradient are all strided views (none C-contiguous)."""
     rng = np.random.default_rng(17)
     g = opts.get("groups", 1)
-    big = rng.standard_normal((2, 12, 9, 8))
-    x = big[:, ::2, :, ::2]  # (2, 6, 9, 4), strided view
-    w_t = rng.standard_normal((4, 4 // g, 1, 3)).transpose(2, 3, 1, 0)  # (3, 1, 4//g, 4) view
-    w_t = np.concatenate([w_t, w_t], axis=1)[:, :, :, :]  # (3, 2, 4//g, 4), non-trivial kernel
+    x = rng.standard_normal((2, 12, 9, 8))[:, ::2, :, ::2]  # (2, 6, 9, 4), strided view
+    w = rng.standard_normal((4, 4 // g, 2, 3)).transpose(3, 2, 1, 0)  # (3, 2, 4//g, 4), transposed view
     b = rng.standard_normal(8)[::2]
-    gy = rng.standard_normal(conv2d(np.ascontiguousarray(x), np.ascontiguousarray(w_t), **opts).shape)
-    ref = fm_grads(lambda *a: conv2d(*a, **opts), [np.ascontiguousarray(x), np.ascontiguousarray(w_t),
-                                                     np.ascontiguousarray(b)], gy)
-    got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w_t, b], gy[:, :, ::-1][:, :, ::-1])
-    for a, r in zip(got, ref):
-        np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-13)
+    oh, ow = conv_output_size((6, 9), (3, 2), opts.get("stride", 1), opts.get("padding", 0))
+    gy = rng.standard_normal((4, 2, ow, 2 * oh))[:, :, :, ::2].transpose(1, 3, 2, 0)  # (2, oh, ow, 4) view
+    assert not any(a.flags.c_contiguous for a in (x, w, b, gy))
+    s = opts.get("stride", 1)
+    s = (s, s) if isinstance(s, int) else s
+    pads = _explicit_pads(opts.get("padding", 0), (6, 9), (3, 2), s, (1, 1))
+    ref = torch_conv2d(x, w, b, s, pads, (1, 1), g, gy)
+    got = fm_grads(lambda *a: conv2d(*a, **opts), [x, w, b], gy)
+    for a, r, name in zip(got, ref, ["y", "dx", "dw", "db"]):
+        np.testing.assert_allclose(a, r, **TOL, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Larger drawn shapes: the paths the small strategies above never reach (two threads, the chunked
+# workspace, the row-window input gradient with its numba row-add kernel), each drawn to cross its
+# threshold and checked to have crossed it
+# ---------------------------------------------------------------------------------------------
+@st.composite
+def large_conv_cases(draw):
+    path = draw(st.sampled_from(["threads", "chunks", "rows"]))
+    dtype = np.dtype(draw(st.sampled_from([np.float64, np.float32])))
+    rows = path == "rows"
+    groups = 1 if rows else draw(st.sampled_from([1, 1, 2]))
+    lo_k = 3 if path == "threads" else 2 if rows else 1
+    kh, kw = draw(st.integers(lo_k, 5)), draw(st.integers(lo_k, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    # rows: stride 1 along W (the row-window condition), and W ≥ twice the kernel's span so that its
+    # scratch stays within twice the column matrix; threads: stride 1 keeps the column matrix large
+    sh = draw(st.integers(1, 3 if path == "chunks" else 2 if rows else 1))
+    sw = draw(st.integers(1, 3)) if path == "chunks" else 1
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    lo_h, lo_w = (20, 20) if path == "threads" else (8, max(12, 2 * span[1])) if rows else (8, 8)
+    h = draw(st.integers(max(lo_h, span[0]), 26))
+    w = draw(st.integers(max(lo_w, span[1]), 26))
+    # rows: C ≥ 16 input maps, where the adds run channel-last (the numba row-add kernel); the others
+    # are never depthwise (≥ 2 maps per group), which has no column matrix to split or chunk
+    c = draw(st.integers(16, 32)) if rows else groups * draw(st.integers(6 if path == "threads" else groups, 16))
+    o = draw(st.integers(4, c)) if rows else groups * draw(st.integers(1, 12))
+    padding = draw(paddings)
+    pads = _explicit_pads(padding, (h, w), (kh, kw), (sh, sw), (dh, dw))
+    oh, ow = conv_output_size((h, w), (kh, kw), (sh, sw), padding, (dh, dw))
+    g = conv_mod._Geom(1, h, w, c, kh, kw, sh, sw, dh, dw, *pads[0], *pads[1], oh, ow, o, groups)
+    if path == "threads":  # enough images that the column matrix holds ≥ MIN_BYTES (4 MiB)
+        per_image = oh * ow * kh * kw * c * dtype.itemsize  # (oh·ow, kh·kw·c) per image
+        n = max(2, -(-threads_mod.MIN_BYTES // per_image))
+    else:
+        n = draw(st.integers(3 if path == "chunks" else 2, 6))
+    cap = None
+    if path == "chunks":  # a cap of a whole number of images' scratch, fewer than the batch
+        cap = conv_mod._scratch_per_image(g) * dtype.itemsize * draw(st.integers(1, n - 1))
+    return dict(path=path, dtype=dtype, n=n, h=h, w=w, c=c, o=o, k=(kh, kw), pads=pads, cap=cap,
+                bias=draw(st.booleans()), opts=dict(stride=(sh, sw), padding=padding, dilation=(dh, dw), groups=groups),
+                seed=draw(st.integers(0, 2 ** 16)))
+
+
+class _PathSpy:
+    """Records what one conv call ran: image ranges split over threads, workspace chunks, the
+    row-window input gradient and the numba row-add kernel."""
+
+    def __init__(self, mp):
+        from featuremaps.functional import accel
+        self.split = self.chunked = self.rows = self.row_add_kernel = 0
+        real_threads, real_chunks, real_rows = conv_mod.in_threads, conv_mod._batch_chunks, conv_mod._col2im_rows
+
+        def in_threads(n, fn, nbytes):
+            out = real_threads(n, fn, nbytes)
+            self.split += len(out) > 1
+            return out
+
+        def batch_chunks(g, itemsize):
+            out = real_chunks(g, itemsize)
+            self.chunked += len(out) > 1
+            return out
+
+        def col2im_rows(*a):
+            self.rows += 1
+            return real_rows(*a)
+        mp.setattr(conv_mod, "in_threads", in_threads)
+        mp.setattr(conv_mod, "_batch_chunks", batch_chunks)
+        mp.setattr(conv_mod, "_col2im_rows", col2im_rows)
+        mp.setattr(threads_mod, "THREADS", 2)  # as on this 2-core machine, whatever FEATUREMAPS_NUM_THREADS says
+        self.kernels = accel.loaded() if accel.numba_enabled() else None
+        if self.kernels is not None:
+            real_add = self.kernels.add_row_blocks
+
+            def add_row_blocks(*a):
+                self.row_add_kernel += 1
+                return real_add(*a)
+            mp.setattr(self.kernels, "add_row_blocks", add_row_blocks)
+
+
+@settings(max_examples=12, deadline=None)
+@given(large_conv_cases())
+def test_large_drawn_shapes_cross_the_thresholds_and_match_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    dt, n, opts, (kh, kw) = case["dtype"], case["n"], case["opts"], case["k"]
+    G = opts["groups"]
+    x = rng.standard_normal((n, case["h"], case["w"], case["c"])).astype(dt)
+    w = rng.standard_normal((kh, kw, case["c"] // G, case["o"])).astype(dt)
+    b = rng.standard_normal(case["o"]).astype(dt) if case["bias"] else None
+    oh, ow = conv_output_size((case["h"], case["w"]), (kh, kw), opts["stride"], opts["padding"], opts["dilation"])
+    gy = rng.standard_normal((n, oh, ow, case["o"])).astype(dt)
+    arrays = [x, w] + ([] if b is None else [b])
+    conv_mod.release_workspace()
+    with pytest.MonkeyPatch.context() as mp, conv_mod.workspace_limit(case["cap"]):
+        spy = _PathSpy(mp)
+        got = fm_grads(lambda *a: conv2d(*a, **opts), arrays, gy)
+    conv_mod.release_workspace()
+    if case["path"] == "threads":
+        assert spy.split, "no step was split over two threads"
+    elif case["path"] == "chunks":
+        assert spy.chunked, "the batch was not processed in chunks"
+    else:
+        assert spy.rows, "the row-window input gradient did not run"
+        assert spy.kernels is None or spy.row_add_kernel, "the numba row-add kernel did not run"
+    f64 = [a.astype(np.float64) for a in (x, w, gy)] + ([None] if b is None else [b.astype(np.float64)])
+    ref = torch_conv2d(f64[0], f64[1], f64[3], opts["stride"], case["pads"], opts["dilation"], G, f64[2])
+    absolute = [None if a is None else np.abs(a) for a in f64]
+    ref_abs = torch_conv2d(absolute[0], absolute[1], absolute[3], opts["stride"], case["pads"], opts["dilation"], G,
+                           absolute[2])
+    # Each value is a sum, off by at most ~2·K·u·Σ|terms| in any order of addition (BLAS blocking,
+    # chunks, threads; tests/oracles.sum_rtol), Σ|terms| being the same conv on |x|, |w|, |gy|, |b|.
+    # Terms per sum: y over the window and the input maps (+ bias); dx over every (p, q, output map)
+    # that reads a pixel; dW and db over every output position of the batch (+ the chunks' adds)
+    m = n * oh * ow
+    terms = [kh * kw * (case["c"] // G) + 1, kh * kw * (case["o"] // G), m + n, m + n]
+    for g_, r, ra, k, name in zip(got, ref, ref_abs, terms, ["y", "dx", "dw", "db"]):
+        assert g_.dtype == dt
+        assert_sum_close(g_, r, ra, dt, k, err_msg=name)

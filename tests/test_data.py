@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import struct
 import tarfile
 from pathlib import Path
@@ -20,23 +19,12 @@ from featuremaps.data.cifar import extract_cifar_archive
 from featuremaps.data.dataset import split_indices
 from featuremaps.data.sample import SAMPLE_FILE, SAMPLE_SOURCE_MD5, build_sample_npz
 
-SHARED_MNIST = Path(__file__).parents[1].parent / "shared" / "data" / "mnist"
 README_MD5 = {  # ../shared/data/README.md
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     "train-images-idx3-ubyte.gz": "661a00f6834ea504a083abb6156444cc",
     "train-labels-idx1-ubyte.gz": "7dc3f26514f21131b416ebaacae5ffb3",
 }
-
-
-@pytest.fixture
-def shared_mnist() -> Path:
-    """../shared/data/mnist relative to the repo root: must exist in CI, may be absent on a laptop."""
-    if not SHARED_MNIST.is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{SHARED_MNIST} is missing, but CI must provide ../shared/data/mnist")
-        pytest.skip(f"{SHARED_MNIST} not present on this machine")
-    return SHARED_MNIST
 
 
 def md5_of(path) -> str:

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as F
 from featuremaps import Tensor, init, nn, tables
-from tests.oracles import gradcheck, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
+from tests.oracles import assert_sum_close, gradcheck, hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw
 
 RNG = np.random.default_rng(0)
 
@@ -109,7 +109,7 @@ def test_dense_and_batchnorm_match_torch():
         ref.weight.copy_(torch.tensor(dense.weight.data.T))
         ref.bias.copy_(torch.tensor(dense.bias.data))
     v = x64(4, 5)
-    np.testing.assert_allclose(_data(dense(v)), ref(torch.tensor(v)).detach().numpy(), rtol=1e-12)
+    assert_sum_close(_data(dense(v)), ref(torch.tensor(v)).detach().numpy(), abs(v) @ abs(dense.weight.data) + abs(dense.bias.data), np.float64, 5 + 1)
 
     bn = nn.BatchNorm2D(3, momentum=0.2).astype(np.float64)
     tbn = torch.nn.BatchNorm2d(3, momentum=0.2).double()
@@ -464,15 +464,23 @@ def test_parameter_assignment_rules():
 @given(h=st.integers(1, 10), w=st.integers(1, 10), k=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 1),
        ceil=st.booleans(), avg=st.booleans())
 def test_pool_output_shape_property(h, w, k, s, p, ceil, avg):
+    """compute_output_shape and the forward against torch's pooling shapes; the padding torch
+    refuses (more than half the window) and inputs smaller than the window raise our own errors."""
+    make = nn.AvgPool2D if avg else nn.MaxPool2D
     if p > k // 2:
+        with pytest.raises(ValueError, match=r"must be at most half the window \(kernel_size // 2 = 0\)"):
+            make(k, s, p, ceil_mode=ceil)
         return
-    layer = nn.AvgPool2D(k, s, p, ceil_mode=ceil) if avg else nn.MaxPool2D(k, s, p, ceil_mode=ceil)
+    layer = make(k, s, p, ceil_mode=ceil)
     x = np.zeros((1, h, w, 2), np.float32)
     if h + 2 * p < k or w + 2 * p < k:
         with pytest.raises(nn.ShapeError, match="padded input of at least"):
             layer.compute_output_shape((h, w, 2))
         return
-    assert (1,) + layer.compute_output_shape((h, w, 2)) == _data(layer(x)).shape
+    pool = torch.nn.functional.avg_pool2d if avg else torch.nn.functional.max_pool2d
+    expected = tuple(pool(torch.zeros(1, 2, h, w), k, s, p, ceil_mode=ceil).shape[2:]) + (2,)  # NCHW -> (h, w, c)
+    assert layer.compute_output_shape((h, w, 2)) == expected
+    assert _data(layer(x)).shape == (1,) + expected
 
 
 def test_deepcopy_gives_independent_parameters():

@@ -159,6 +159,14 @@ def _check_dtypes(x: np.ndarray, w: np.ndarray, b, op: str) -> None:
                         f"Cast it with b.astype(w.dtype).")
 
 
+def _nchw_hint(shape: tuple, channels: int) -> str:
+    """A layout hint for a channel mismatch when `shape` looks like NCHW (axis 1 holds the channels)."""
+    if len(shape) == 4 and shape[1] == channels != shape[3]:
+        return (f"; the input {tuple(shape)} looks like NCHW (N, C, H, W), but featuremaps expects NHWC "
+                "(N, H, W, C): pass x.transpose(0, 2, 3, 1)")
+    return ""
+
+
 def _check_bias(b, c_out: int, op: str) -> None:
     if b is None:
         return
@@ -435,9 +443,11 @@ def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice,
 
 
 def _pointwise(g: _Geom) -> bool:
-    """A 1×1 kernel, stride 1, no padding, one group: the conv is a plain matrix product over C."""
+    """A 1×1 kernel, stride 1, no padding, one group, and every input pixel read (h, w = oh, ow):
+    the conv is a plain matrix product over C, with x itself as the column matrix. (A transposed
+    conv's output_padding adds rows/columns that no output reads, so h > oh there.)"""
     return (g.kh == g.kw == g.sh == g.sw == 1 and g.groups == 1
-            and g.top == g.bottom == g.left == g.right == 0)
+            and g.top == g.bottom == g.left == g.right == 0 and (g.h, g.w) == (g.oh, g.ow))
 
 
 def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
@@ -794,7 +804,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
     groups = _check_groups(groups, c, o, op)
     if c != cg * groups:
         raise ValueError(f"{op}: input has {c} channels but the weight expects {cg * groups} "
-                         f"(w.shape[2] * groups = {cg} * {groups})")
+                         f"(w.shape[2] * groups = {cg} * {groups})" + _nchw_hint(xa.shape, cg * groups))
     _check_bias(ba, o, op)
     mask, blocks = None, False
     if connections is not None:
@@ -860,7 +870,8 @@ def conv_transpose2d(x, w, b=None, *, stride=1, padding=0, output_padding=0, dil
     n, h, wd, c_in = xa.shape
     kh, kw, cg_out, wo = wa.shape
     if wo != c_in:
-        raise ValueError(f"{op}: input has {c_in} channels but the weight expects {wo} (w.shape[3])")
+        raise ValueError(f"{op}: input has {c_in} channels but the weight expects {wo} (w.shape[3])"
+                         + _nchw_hint(xa.shape, wo))
     groups = _check_groups(groups, c_in, c_in, op)  # C_out = cg_out * groups is a multiple by construction
     c_out = cg_out * groups
     _check_bias(ba, c_out, op)
