@@ -49,9 +49,9 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import functional as F
-from ._atomic import atomic_write
 from . import optim as optim_mod
 from . import schedules as sched_mod
+from ._atomic import atomic_write
 from .progress import Reporter
 from .tensor import Tensor, no_grad
 
@@ -252,6 +252,9 @@ class _SigintGuard:
 
 
 # --- fit -------------------------------------------------------------------------------------------
+# `fit` checks its arguments and fixes a `_Setup`; `_resume` (or a fresh `_Loop`) says where training
+# stands; `_run` is the epoch loop under the Ctrl-C guard: `_steps` runs an epoch's `_step`s, then
+# `_end_epoch` records (`_epoch_record`, `write_metrics`) and `_save`s; `_interrupted` handles Ctrl-C.
 
 def _callback(callbacks, name, *args):
     for cb in callbacks:
@@ -322,7 +325,7 @@ def describe_lr(meta: dict) -> str:
 
 def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, optimizer,
         schedule=None, seed: int = 0, out_dir: str | os.PathLike | None = None,
-        resume: str | os.PathLike | None = None, augment: bool | int = False,
+        resume: str | os.PathLike | ckpt.Checkpoint | None = None, augment: bool | int = False,
         reporter: Reporter | None = None, callbacks: Sequence[Any] = (), normalization: dict | None = None,
         meta: dict | None = None, eval_batch_size: int = 256, plot: bool = True) -> FitResult:
     """Train `model` for `epochs` epochs (in total, counting those a resumed run already did).
@@ -334,8 +337,11 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
     augment: False, True (random shifts of up to 2 px) or the maximum shift in pixels.
     normalization: `{"mean": [...], "std": [...]}`; default `normalization_for(train_data)`. It is
       stored in the checkpoint, so `evaluate`/`predict` prepare images the same way.
-    out_dir: the run directory (see the module docstring); None keeps everything in memory.
-    resume: a run directory or checkpoint to continue from (model and optimizer must match it).
+    out_dir: the run directory (see the module docstring); None keeps everything in memory, unless
+      resuming: then the directory of the checkpoint resumed from.
+    resume: a run directory or checkpoint file to continue from (model and optimizer must match
+      it), or a `featuremaps.checkpoint.Checkpoint` already read (`read_checkpoint`), which is
+      then used as it is: the file is read once either way.
     meta: extra JSON-able facts stored in each checkpoint's meta (e.g. the dataset name).
 
     Each epoch record has `epoch` (1-based), `lr`, `train_loss`, `train_accuracy` (running mean
@@ -346,19 +352,11 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
 
     reporter = reporter or Reporter()
     callbacks = list(callbacks)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit: epochs must be an int >= 1; received {epochs!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"fit: seed must be an int >= 0; received {seed!r}")
+    _check_int("epochs", epochs, 1)
+    _check_int("seed", seed, 0)
     images, labels = _arrays(train_data, "fit: train_data")
     val = _arrays(val_data, "fit: val_data")
-    if isinstance(optimizer, str):
-        optimizer = optim_mod.get(optimizer, model.parameters())
-    if not isinstance(optimizer, optim_mod.Optimizer):
-        raise TypeError(f"fit: optimizer must be a featuremaps.optim.Optimizer or a name; received {type(optimizer).__name__}")
-    if {id(p) for p in optimizer.params} != {id(p) for p in model.parameters()}:
-        raise ValueError("fit: the optimizer must hold exactly this model's parameters "
-                         "(build it with optim.SGD(model.parameters(), ...))")
+    optimizer = _optimizer_for(model, optimizer)
     if schedule is None:
         schedule = sched_mod.ConstantSchedule(optimizer.lr)
     shift = DEFAULT_SHIFT if augment is True else int(augment or 0)
@@ -366,159 +364,252 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         raise ValueError(f"fit: augment must be a bool or a shift >= 0 in pixels; received {augment!r}")
     if normalization is None:
         normalization = normalization_for(train_data)
-    dtype = _param_dtype(model)
     transform = (lambda x, rng: random_shift(x, shift, rng)) if shift else None
     loader = Loader(images, labels, batch_size, seed=seed, shuffle=True, transform=transform)
-    steps = len(loader)
-    uses_rng = any(getattr(m, "uses_rng", False) for m in model.modules())
     num_classes = int(getattr(train_data, "num_classes", 0) or labels.max() + 1)
-
     run = json.loads(json.dumps({"seed": seed, "batch_size": int(batch_size), "augment": shift,
                                  "train_size": int(len(labels)), "normalization": normalization}))
-    out = Path(out_dir) if out_dir is not None else None
-    history: list[dict] = []
-    start_epoch, start_step = 0, 0
-    sums = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
-    if resume is not None:
-        _check_resume(ckpt.read_checkpoint(resume)[0], run)  # before anything is loaded
-        rmeta = ckpt.restore(resume, model, optimizer)
-        history = list(rmeta.get("history", []))
-        start_epoch, start_step = int(rmeta["epoch"]), int(rmeta["step"])
-        if start_step:
-            sums.update(rmeta.get("partial_epoch") or {})
-        if out is None:
-            rp = Path(resume)
-            out = rp if rp.is_dir() else rp.parent
-        stored_sched = rmeta.get("schedule")
-        if stored_sched and stored_sched != schedule.get_config():
-            reporter.message(f"note: the schedule differs from the checkpoint's ({stored_sched}); "
-                             "the learning rates from now on follow the new one")
-        reporter.message(f"resuming from {rmeta['path']} after epoch {start_epoch}"
-                         + (f", step {start_step}" if start_step else ""))
-        if start_epoch >= epochs:
-            reporter.message(f"the checkpoint already has {start_epoch} epochs (asked for {epochs}); nothing to do")
-            return FitResult(history, ckpt.resolve(resume), out)
-
     base_meta = dict(meta or {})
     base_meta.update({"schedule": schedule.get_config(), "run": run, "normalization": normalization,
                       "epochs": epochs, "num_classes": num_classes})
     if hasattr(train_data, "classes"):
         base_meta.setdefault("classes", list(train_data.classes))
+    state = ckpt.as_checkpoint(resume) if resume is not None else None  # the one read of the file
+    out = Path(out_dir) if out_dir is not None else (state.path.parent if state is not None else None)
+    s = _Setup(model, optimizer, schedule, loader, val, normalization, _param_dtype(model), seed, epochs,
+               num_classes, eval_batch_size, out, base_meta, reporter, callbacks, plot,
+               uses_rng=any(getattr(m, "uses_rng", False) for m in model.modules()))
+    loop = _Loop() if state is None else _resume(s, state, run)
+    if loop.epoch >= epochs:
+        reporter.message(f"the checkpoint already has {loop.epoch} epochs (asked for {epochs}); nothing to do")
+        return FitResult(loop.history, loop.checkpoint, out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(out / "config.json", {"model": model.get_config(), "optimizer": optimizer.get_config(),
                                                      **base_meta})
-    result = FitResult(history, None, out)
-    saved_state = None  # (epoch, step) of the checkpoint on disk written by this call
-    if resume is not None:
-        result.checkpoint = ckpt.resolve(resume)
-        saved_state = (start_epoch, start_step)
+    if loop.epoch == 0 and loop.step == 0:
+        _initial_loss(s)
+    _run(s, loop)
+    return FitResult(loop.history, loop.checkpoint, out)
 
-    def save(epoch_done: int, step_done: int, partial: dict | None, hist: list[dict]) -> Path | None:
-        nonlocal saved_state
-        if out is None:
-            return None
-        m = dict(base_meta, history=hist, partial_epoch=partial)
-        path = ckpt.save_checkpoint(out, model, optimizer, epoch=epoch_done, step=step_done, meta=m,
-                                    report=reporter.message)
-        saved_state = (epoch_done, step_done)
-        result.checkpoint = path
-        return path
 
-    if start_epoch == 0 and start_step == 0:
-        first = loader.order(0)[:batch_size]
-        z = _forward_untouched(model, normalize_images(images[first], normalization, dtype), seed)
-        init_loss = float(-_log_softmax(np.asarray(z.data))[np.arange(len(first)), labels[first]].mean())
-        expected = math.log(num_classes)
-        warn = "" if abs(init_loss - expected) < 1.0 else "  <- far off: check the weight initialisation and input normalisation"
-        reporter.message(f"initial loss {init_loss:.4f} (an untrained net should give about "
-                         f"ln({num_classes}) = {expected:.4f}){warn}")
+def _check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"fit: {name} must be an int >= {low}; received {value!r}")
 
-    epoch, done = start_epoch, start_step
-    in_update = False
-    guard = _SigintGuard(reporter)
+
+def _optimizer_for(model, optimizer):
+    """`optimizer` (a name: built with its defaults), checked to hold exactly `model`'s parameters."""
+    if isinstance(optimizer, str):
+        optimizer = optim_mod.get(optimizer, model.parameters())
+    if not isinstance(optimizer, optim_mod.Optimizer):
+        raise TypeError("fit: optimizer must be a featuremaps.optim.Optimizer or a name; "
+                        f"received {type(optimizer).__name__}")
+    if {id(p) for p in optimizer.params} != {id(p) for p in model.parameters()}:
+        raise ValueError("fit: the optimizer must hold exactly this model's parameters "
+                         "(build it with optim.SGD(model.parameters(), ...))")
+    return optimizer
+
+
+def _fresh_sums() -> dict:
+    """An epoch's running sums: loss × images, correct predictions, images, step time in seconds."""
+    return {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What `fit` fixes before the first step; every piece of the loop reads it."""
+    model: Any
+    optimizer: optim_mod.Optimizer
+    schedule: Any
+    loader: Any  # a featuremaps.data.Loader over the training images
+    val: tuple | None  # (images, labels) validated on after each epoch
+    normalization: dict
+    dtype: np.dtype  # the parameters', so the input's
+    seed: int
+    epochs: int  # the total to reach
+    num_classes: int
+    eval_batch_size: int
+    out: Path | None  # the run directory; None: nothing is written
+    meta: dict  # stored in every checkpoint, with the history
+    reporter: Reporter
+    callbacks: list
+    plot: bool
+    uses_rng: bool  # some layer draws random numbers (Dropout), so each step seeds it
+
+    @property
+    def steps(self) -> int:
+        return len(self.loader)
+
+
+@dataclass
+class _Loop:
+    """Where training stands: `epoch` completed epochs and `step` completed steps of the next one,
+    whose running `sums` these are; the epoch records so far; the checkpoint that this call wrote
+    or resumed from, and the (epoch, step) in it; whether an update is half-applied."""
+    epoch: int = 0
+    step: int = 0
+    sums: dict = field(default_factory=_fresh_sums)
+    history: list = field(default_factory=list)
+    checkpoint: Path | None = None
+    saved: tuple[int, int] | None = None
+    in_update: bool = False
+
+
+def _resume(s: _Setup, state: ckpt.Checkpoint, run: dict) -> _Loop:
+    """Check that `state` continues this run, load it into the model and optimiser (nothing at all
+    if anything differs), say so, and return where the loop stands."""
+    _check_resume(state.meta, run)  # before anything is loaded
+    ckpt.restore(state, s.model, s.optimizer)
+    meta = state.meta
+    loop = _Loop(state.epoch, state.step, history=list(meta.get("history", [])), checkpoint=state.path,
+                 saved=(state.epoch, state.step))
+    if loop.step:
+        loop.sums.update(meta.get("partial_epoch") or {})
+    stored_sched = meta.get("schedule")
+    if stored_sched and stored_sched != s.schedule.get_config():
+        s.reporter.message(f"note: the schedule differs from the checkpoint's ({stored_sched}); "
+                           "the learning rates from now on follow the new one")
+    s.reporter.message(f"resuming from {meta['path']} after epoch {loop.epoch}"
+                       + (f", step {loop.step}" if loop.step else ""))
+    return loop
+
+
+def _initial_loss(s: _Setup) -> None:
+    """Report the untrained model's loss on the first batch beside ln(classes), where it should be."""
+    first = s.loader.order(0)[:s.loader.batch_size]
+    x = normalize_images(s.loader.images[first], s.normalization, s.dtype)
+    z = np.asarray(_forward_untouched(s.model, x, s.seed).data).astype(np.float64)
+    init_loss = float(-F.log_softmax(z, axis=1)[np.arange(len(first)), s.loader.labels[first]].mean())
+    expected = math.log(s.num_classes)
+    far = abs(init_loss - expected) >= 1.0
+    warn = "  <- far off: check the weight initialisation and input normalisation" if far else ""
+    s.reporter.message(f"initial loss {init_loss:.4f} (an untrained net should give about "
+                       f"ln({s.num_classes}) = {expected:.4f}){warn}")
+
+
+def _run(s: _Setup, loop: _Loop) -> None:
+    """The epoch loop, from where `loop` stands, under the Ctrl-C guard (see `_interrupted`)."""
+    guard = _SigintGuard(s.reporter)
     try:
         with guard:
-            for epoch in range(start_epoch, epochs):
-                lr = schedule.lr_at(epoch)
-                optimizer.lr = lr
-                first_step = start_step if epoch == start_epoch else 0
-                if epoch != start_epoch:
-                    sums = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
-                done = first_step
-                reporter.start_epoch(epoch + 1, epochs, steps, first_step)
-                model.train()
-                t_epoch = time.perf_counter()
-                seen_now, step_time = 0, 0.0  # this call's steps of the epoch, for the progress line
-                t0 = time.perf_counter()  # a step's time runs from the end of the last one: fetching
-                # and augmenting its batch, forward, backward, update and the progress line all count
-                for b, (xb, yb) in enumerate(loader.epoch(epoch, start=first_step), first_step):
-                    if uses_rng:
-                        model.set_rng(np.random.default_rng([seed, epoch, b, 2]))
-                    logits = model(Tensor(normalize_images(xb, normalization, dtype)))
-                    loss = F.cross_entropy(logits, yb)
-                    value = float(loss.data)
-                    if not math.isfinite(value):
-                        raise NonFiniteLossError(epoch + 1, b + 1, steps, value, result.checkpoint,
-                                                 saved_state[0] if saved_state else 0)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    in_update = True
-                    optimizer.step()
-                    in_update = False
-                    done = b + 1
-                    n = len(yb)
-                    sums["loss"] += value * n
-                    sums["correct"] += int((logits.data.argmax(axis=1) == yb).sum())
-                    sums["seen"] += n
-                    t1 = time.perf_counter()
-                    dt, t0 = t1 - t0, t1
-                    sums["time"] += dt
-                    seen_now += n
-                    step_time += dt
-                    elapsed = time.perf_counter() - t_epoch
-                    reporter.update(done, loss=sums["loss"] / sums["seen"], accuracy=sums["correct"] / sums["seen"],
-                                    images_per_s=seen_now / max(elapsed, 1e-9),
-                                    ms_per_step=1000 * step_time / (done - first_step))
-                    _callback(callbacks, "on_batch_end", epoch + 1, done, {"loss": value})
-                    if guard.requested:
-                        raise KeyboardInterrupt
-                # the epoch's steps are done: validate, then record and save
-                record = {"epoch": epoch + 1, "lr": lr,
-                          "train_loss": sums["loss"] / max(sums["seen"], 1),
-                          "train_accuracy": sums["correct"] / max(sums["seen"], 1),
-                          "val_loss": None, "val_accuracy": None,
-                          "time_s": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9)}
-                if val is not None:
-                    v = evaluate(model, val, batch_size=eval_batch_size, normalization=normalization,
-                                 num_classes=num_classes)
-                    record["val_loss"], record["val_accuracy"] = v["loss"], v["accuracy"]
-                new_history = history + [record]
-                save(epoch + 1, 0, None, new_history)
-                history[:] = new_history
-                epoch, done = epoch + 1, 0
-                if out is not None:
-                    write_metrics(out, history, reporter, plot=plot)
-                reporter.end_epoch(record)
-                _callback(callbacks, "on_epoch_end", epoch, dict(record))
+            for epoch in range(loop.epoch, s.epochs):
+                lr = s.schedule.lr_at(epoch)
+                s.optimizer.lr = lr
+                _steps(s, loop, epoch, guard)
+                _end_epoch(s, loop, epoch, lr)
                 if guard.requested:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        reporter.close()
-        path = None
-        if in_update:
-            msg = ("interrupted during a weight update; nothing new was saved"
-                   + (f" (the last checkpoint, {result.checkpoint}, is kept)" if result.checkpoint else ""))
-        elif out is None:
-            msg = f"interrupted after epoch {epoch}, step {done}; no out_dir, so nothing was saved"
-        else:
-            if saved_state != (epoch, done):
-                path = save(epoch, done, dict(sums) if done else None, list(history))
-            path = result.checkpoint
-            msg = (f"interrupted: saved the state after epoch {epoch}" + (f", step {done}" if done else "")
-                   + f" to {path}; continue with: featuremaps train --resume {out} (Python: fit(resume={str(out)!r}))")
-        reporter.message(msg)
-        raise TrainingInterrupted(msg, path, epoch, done) from None
+        raise _interrupted(s, loop) from None
     finally:
-        reporter.close()
-    return result
+        s.reporter.close()
+
+
+def _steps(s: _Setup, loop: _Loop, epoch: int, guard: _SigintGuard) -> None:
+    """The steps of epoch `epoch` (0-based) from `loop.step` on, with the progress line and the
+    batch callbacks; after the first Ctrl-C it stops at the end of the step."""
+    first = loop.step
+    s.reporter.start_epoch(epoch + 1, s.epochs, s.steps, first)
+    s.model.train()
+    t_epoch = time.perf_counter()
+    seen_now, step_time = 0, 0.0  # this call's steps of the epoch, for the progress line
+    t0 = time.perf_counter()  # a step's time runs from the end of the last one: fetching
+    # and augmenting its batch, forward, backward, update and the progress line all count
+    for b, (xb, yb) in enumerate(s.loader.epoch(epoch, start=first), first):
+        value = _step(s, loop, epoch, b, xb, yb)
+        t1 = time.perf_counter()
+        dt, t0 = t1 - t0, t1
+        sums = loop.sums
+        sums["time"] += dt
+        seen_now, step_time = seen_now + len(yb), step_time + dt
+        s.reporter.update(loop.step, loss=sums["loss"] / sums["seen"], accuracy=sums["correct"] / sums["seen"],
+                          images_per_s=seen_now / max(time.perf_counter() - t_epoch, 1e-9),
+                          ms_per_step=1000 * step_time / (loop.step - first))
+        _callback(s.callbacks, "on_batch_end", epoch + 1, loop.step, {"loss": value})
+        if guard.requested:
+            raise KeyboardInterrupt
+
+
+def _step(s: _Setup, loop: _Loop, epoch: int, b: int, xb: np.ndarray, yb: np.ndarray) -> float:
+    """Step `b` of epoch `epoch` (both 0-based): forward, loss, backward, update, then count it in
+    `loop`. Returns the loss. A NaN/inf loss raises NonFiniteLossError before the update."""
+    if s.uses_rng:
+        s.model.set_rng(np.random.default_rng([s.seed, epoch, b, 2]))
+    logits = s.model(Tensor(normalize_images(xb, s.normalization, s.dtype)))
+    loss = F.cross_entropy(logits, yb)
+    value = float(loss.data)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(epoch + 1, b + 1, s.steps, value, loop.checkpoint,
+                                 loop.saved[0] if loop.saved else 0)
+    s.optimizer.zero_grad()
+    loss.backward()
+    loop.in_update = True
+    s.optimizer.step()
+    loop.in_update = False
+    loop.step = b + 1
+    n = len(yb)
+    loop.sums["loss"] += value * n
+    loop.sums["correct"] += int((logits.data.argmax(axis=1) == yb).sum())
+    loop.sums["seen"] += n
+    return value
+
+
+def _epoch_record(s: _Setup, sums: dict, epoch: int, lr: float) -> dict:
+    """The record of epoch `epoch` (0-based; see `fit`) from its running sums, validated on `s.val`."""
+    record = {"epoch": epoch + 1, "lr": lr,
+              "train_loss": sums["loss"] / max(sums["seen"], 1),
+              "train_accuracy": sums["correct"] / max(sums["seen"], 1),
+              "val_loss": None, "val_accuracy": None,
+              "time_s": sums["time"], "images_per_s": sums["seen"] / max(sums["time"], 1e-9)}
+    if s.val is not None:
+        v = evaluate(s.model, s.val, batch_size=s.eval_batch_size, normalization=s.normalization,
+                     num_classes=s.num_classes)
+        record["val_loss"], record["val_accuracy"] = v["loss"], v["accuracy"]
+    return record
+
+
+def _end_epoch(s: _Setup, loop: _Loop, epoch: int, lr: float) -> None:
+    """After the last step of epoch `epoch` (0-based): its record, then the checkpoint, the
+    run directory's metrics, the reporter and the callbacks. `loop` moves on once it is saved."""
+    record = _epoch_record(s, loop.sums, epoch, lr)
+    history = loop.history + [record]
+    _save(s, loop, epoch + 1, 0, None, history)
+    loop.history, loop.epoch, loop.step, loop.sums = history, epoch + 1, 0, _fresh_sums()
+    if s.out is not None:
+        write_metrics(s.out, history, s.reporter, plot=s.plot)
+    s.reporter.end_epoch(record)
+    _callback(s.callbacks, "on_epoch_end", epoch + 1, dict(record))
+
+
+def _save(s: _Setup, loop: _Loop, epoch: int, step: int, partial: dict | None, history: list[dict]) -> None:
+    """Write the checkpoint of the state after `epoch` epochs and `step` more steps, whose running
+    sums are `partial`, and note it in `loop`; without an out_dir, nothing."""
+    if s.out is None:
+        return
+    meta = dict(s.meta, history=history, partial_epoch=partial)
+    loop.checkpoint = ckpt.save_checkpoint(s.out, s.model, s.optimizer, epoch=epoch, step=step, meta=meta,
+                                           report=s.reporter.message)
+    loop.saved = (epoch, step)
+
+
+def _interrupted(s: _Setup, loop: _Loop) -> TrainingInterrupted:
+    """After Ctrl-C: save the state after the last completed step, unless an update was
+    half-applied (then the checkpoint on disk stays), there is no out_dir, or it is saved already;
+    say what happened and return the exception to raise."""
+    s.reporter.close()
+    epoch, step, path = loop.epoch, loop.step, None
+    if loop.in_update:
+        msg = ("interrupted during a weight update; nothing new was saved"
+               + (f" (the last checkpoint, {loop.checkpoint}, is kept)" if loop.checkpoint else ""))
+    elif s.out is None:
+        msg = f"interrupted after epoch {epoch}, step {step}; no out_dir, so nothing was saved"
+    else:
+        if loop.saved != (epoch, step):
+            _save(s, loop, epoch, step, dict(loop.sums) if step else None, list(loop.history))
+        path = loop.checkpoint
+        msg = (f"interrupted: saved the state after epoch {epoch}" + (f", step {step}" if step else "")
+               + f" to {path}; continue with: featuremaps train --resume {s.out} "
+               f"(Python: fit(resume={str(s.out)!r}))")
+    s.reporter.message(msg)
+    return TrainingInterrupted(msg, path, epoch, step)

@@ -85,18 +85,27 @@ _RESUMABLE = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum", "
               "schedule", "augment", "val_fraction", "seed", "limit", "data")
 
 
-def train_settings(args) -> dict:
-    """The run's settings: explicit options over (stored settings when resuming, else) defaults."""
-    given = {k: getattr(args, k) for k in _RESUMABLE + ("epochs",) if getattr(args, k, None) is not None}
+def read_resume(args):
+    """The checkpoint `--resume` names, read once (a `featuremaps.checkpoint.Checkpoint`, passed on
+    to `fit`), or None without --resume."""
     if args.resume is None:
+        return None
+    from .. import checkpoint as ckpt
+    try:
+        return ckpt.read_checkpoint(args.resume)
+    except ckpt.CheckpointError as e:
+        raise CLIError(f"--resume: {e}") from None
+
+
+def train_settings(args, resumed=None) -> dict:
+    """The run's settings: explicit options over (the settings stored in `resumed`, the checkpoint
+    `read_resume` read, else) defaults."""
+    given = {k: getattr(args, k) for k in _RESUMABLE + ("epochs",) if getattr(args, k, None) is not None}
+    if resumed is None:
         s = dict(TRAIN_DEFAULTS, lr=None, nesterov=False, limit=None, data=None)
         s.update(given)
         return s
-    from .. import checkpoint as ckpt
-    try:
-        meta = ckpt.read_checkpoint(args.resume)[0]
-    except ckpt.CheckpointError as e:
-        raise CLIError(f"--resume: {e}") from None
+    meta = resumed.meta
     stored = meta.get("cli")
     if not stored:
         raise CLIError(f"--resume: {meta['path']} was not written by 'featuremaps train' (no stored settings); "
@@ -181,7 +190,8 @@ def run(args) -> int:
     from .. import models, train
     from ..progress import ProgressBar
 
-    s = train_settings(args)
+    resumed = read_resume(args)
+    s = train_settings(args, resumed)
     name, ds_name, seed = s["model"], s["dataset"], int(s["seed"])
     full, train_ds, val_ds = _datasets(s)
     model = models.get(name, rng=np.random.default_rng(seed), num_classes=full.num_classes)
@@ -200,7 +210,7 @@ def run(args) -> int:
                      + ("; compiled kernels on (numba)" if _numba_enabled() else ""))
     try:
         result = train.fit(model, train_ds, val_ds, epochs=s["epochs"], batch_size=s["batch_size"], optimizer=opt,
-                           schedule=schedule, seed=seed, out_dir=out, resume=args.resume,
+                           schedule=schedule, seed=seed, out_dir=out, resume=resumed,
                            augment=bool(s["augment"]), reporter=reporter, meta=meta, plot=not args.no_plot)
     except train.NonFiniteLossError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

@@ -8,12 +8,13 @@ The official archive `cifar-10-binary.tar.gz` holds them under `cifar-10-batches
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_write
 from .idx import DataError
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_FILES", "CIFAR10_ARCHIVE", "CIFAR10_DIR", "read_cifar_batch",
@@ -72,7 +73,8 @@ def extract_cifar_archive(archive: str | os.PathLike, dest_dir: str | os.PathLik
     Safe by construction: only members whose name is exactly `cifar-10-batches-bin/<known file>` and
     that are regular files are read, and their bytes are written to paths this function builds itself,
     so a hostile archive cannot write anywhere else (no `..`, absolute paths, links or devices). Each
-    file goes to a temporary name first and is renamed when complete. Returns the batches directory.
+    file is written atomically (`featuremaps._atomic.atomic_write`: a temporary name, renamed when
+    complete). Returns the batches directory.
     """
     archive, out_dir = Path(archive), Path(dest_dir) / CIFAR10_DIR
     wanted = {f"{CIFAR10_DIR}/{f}": f for files in CIFAR10_FILES.values() for f in files}
@@ -85,14 +87,8 @@ def extract_cifar_archive(archive: str | os.PathLike, dest_dir: str | os.PathLik
                 if name not in wanted or not member.isreg():
                     continue
                 src = tar.extractfile(member)
-                fd, tmp = tempfile.mkstemp(prefix=".extract.", suffix=".part", dir=out_dir)
-                try:
-                    with os.fdopen(fd, "wb") as out:
-                        while chunk := src.read(1 << 20):
-                            out.write(chunk)
-                    os.replace(tmp, out_dir / wanted[name])
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
+                with atomic_write(out_dir / wanted[name], suffix=".part") as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
                 found.add(wanted[name])
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DataError(f"extract_cifar_archive: {archive} is not a readable .tar.gz ({e})") from None

@@ -5,9 +5,10 @@
 1. If that file already exists and its md5 matches, it is returned at once (a cache hit).
 2. Otherwise each mirror is tried in order: `mirror + filename` is streamed (urllib only, with a
    `timeout` on every socket operation, so nothing hangs) into a temporary file *inside* `dest_dir`
-   while its md5 is computed. Only when the md5 matches is the temporary file renamed onto the final
-   name (`os.replace`, atomic on one file system). Any failure deletes the temporary file and moves on
-   to the next mirror: an HTTP error, a refused or timed-out connection, a short read, a wrong md5.
+   while its md5 is computed. Only when the md5 matches is the temporary file fsynced and renamed
+   onto the final name (`featuremaps._atomic.atomic_write`: `os.replace`, atomic on one file
+   system). Any failure deletes the temporary file and moves on to the next mirror: an HTTP error,
+   a refused or timed-out connection, a short read, a wrong md5.
 3. If every mirror fails, one `DownloadError` lists each URL with its reason and tells the user how
    to supply the file themselves (`--data DIR` / `data_dir=DIR`).
 
@@ -20,13 +21,13 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterable
 
+from .._atomic import atomic_write
 from .idx import DataError
 
 __all__ = ["DownloadError", "MIRRORS", "MD5", "TIMEOUT", "fetch", "md5sum"]
@@ -114,11 +115,9 @@ def _download_one(url: str, dest: Path, expected_md5: str | None, timeout: float
     """Stream `url` into a temp file next to `dest`; rename onto `dest` only if the md5 matches."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"only http(s) URLs are allowed, got {url!r}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        req = urllib.request.Request(url, headers={"User-Agent": "featuremaps-downloader"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
+    req = urllib.request.Request(url, headers={"User-Agent": "featuremaps-downloader"})
+    with atomic_write(dest, suffix=".part") as tmp:  # any exception below: the part file is deleted
+        with open(tmp, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             bar = _Progress(dest.name, total, progress)
@@ -131,14 +130,9 @@ def _download_one(url: str, dest: Path, expected_md5: str | None, timeout: float
             bar.update(done, final=True)
             if total is not None and done != total:
                 raise OSError(f"connection closed after {done} of {total} bytes")
-            out.flush()
-            os.fsync(out.fileno())
         got = h.hexdigest()
         if expected_md5 is not None and got != expected_md5.lower():
             raise OSError(f"md5 mismatch: got {got}, expected {expected_md5}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)  # gone already after a successful rename
 
 
 def fetch(
