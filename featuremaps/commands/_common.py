@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .._json import jsonable
+
 PROG = "featuremaps"
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -23,17 +25,6 @@ class CLIError(Exception):
 
 
 # --- output ----------------------------------------------------------------------------------------
-
-def finite(o):
-    """Non-finite floats → None (JSON has no NaN/inf), recursively."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [finite(v) for v in o]
-    return o
-
 
 def json_default(o):
     if isinstance(o, Path):
@@ -47,7 +38,8 @@ def json_default(o):
 
 def print_json(doc) -> None:
     """Print one JSON document to stdout."""
-    sys.stdout.write(json.dumps(finite(doc), indent=2, allow_nan=False, default=json_default) + "\n")
+    doc = jsonable(doc, nonfinite="null")  # JSON has no NaN or infinity
+    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False, default=json_default) + "\n")
 
 
 def note(text: str) -> None:

@@ -17,23 +17,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.module import layer_classes
 from ..tensor import as_array
 
-__all__ = ["connections", "filters_for_output", "filters_from_input", "fan_in", "fan_out",
-           "is_conv", "conv_kinds"]
-
-#: Class names treated as convolution layers (anything else with the same attributes works too).
-conv_kinds = ("Conv2D", "DepthwiseConv2D")
+__all__ = ["connections", "filters_for_output", "filters_from_input", "fan_in", "fan_out", "is_conv"]
 
 
 def is_conv(layer) -> bool:
-    """True for a conv layer: a 4-D HWIO `.weight` plus `.groups`, `.stride`, `.padding`, `.dilation`."""
-    if layer is None:
-        return False
-    w = getattr(layer, "weight", None)
-    if w is None or as_array(w).ndim != 4:
-        return False
-    return all(hasattr(layer, a) for a in ("stride", "padding", "dilation"))
+    """True for a conv layer: its class's `role` is 'conv' (see `featuremaps.nn.Module`), so it has a
+    4-D HWIO `.weight` (kh, kw, in/groups, out), `.stride`, `.padding`, `.dilation` and, optionally,
+    `.groups` and a `.connections` table."""
+    return getattr(layer, "role", None) == "conv"
 
 
 def _describe(layer) -> str:
@@ -42,7 +36,8 @@ def _describe(layer) -> str:
 
 def _check_conv(layer, op: str) -> None:
     if not is_conv(layer):
-        raise TypeError(f"{op}: layer must be a conv layer ({', '.join(conv_kinds)}: a 4-D HWIO weight "
+        kinds = ", ".join(c.__name__ for c in layer_classes(role="conv"))
+        raise TypeError(f"{op}: layer must be a conv layer ({kinds}: a 4-D HWIO weight "
                         f"(kh, kw, in/groups, out) with stride, padding and dilation); "
                         f"received a {_describe(layer)}")
 

@@ -16,6 +16,10 @@ term by term, in float64:
 - **AvgPool2D / Subsampling2D / GlobalAvgPool2D** — the window and its uniform weights
   (1/divisor, times LeNet's per-map coefficient for Subsampling2D, plus its bias).
 
+Which of these a layer gets is read from its class's `decomposition` ('weighted_sum', 'window_max',
+'window_mean'; see `featuremaps.nn.Module`), never from its class name, so a new layer kind that
+sets it is explained with no edit here.
+
 The recomputed value is set against the engine's own output at that index (`engine_value`,
 `difference`). The layers right after the explained one are followed too: element-wise ones
 (BatchNorm, the activation, Dropout — see `after`), and then one pooling layer, reported for every
@@ -26,11 +30,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from .._json import jsonable
 from ..functional import window as _window_ops
+from ..nn.module import ROLES, layer_classes
 from ..tensor import as_array, no_grad
 from .activations import _layers, _run, as_single_input, resolve_layer
 from .connectivity import _channels, _groups, _local_input, connections
@@ -38,9 +43,12 @@ from .receptive import Geometry, check_position, layer_role, window_geometry
 
 __all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds"]
 
-#: Layer kinds `explain` can decompose.
-explainable_kinds = ("Conv2D", "Dense", "MaxPool2D", "AvgPool2D", "Subsampling2D", "GlobalMaxPool2D",
-                     "GlobalAvgPool2D")
+
+def explainable_kinds() -> list[str]:
+    """Names of the registered layer classes `explain` can decompose (their `decomposition` is set),
+    in `ROLES` order: conv, dense, then pooling."""
+    classes = [c for c in layer_classes() if c.decomposition is not None]
+    return [c.__name__ for c in sorted(classes, key=lambda c: ROLES.index(c.role) if c.role in ROLES else len(ROLES))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,7 +107,10 @@ class Explanation:
     `to_markdown()`, `to_latex()` or `to_dict()` (JSON-able); `repr()` is two lines and a notebook
     shows `_repr_html_()`, the term table with each window and kernel drawn.
 
-    - `layer`, `kind`, `out_map`, `position` ((row, col) or None for vectors);
+    - `layer`, `kind` (the class name, for display), `out_map`, `position` ((row, col) or None for
+      vectors);
+    - `role`, `decomposition`: the layer class's attributes (see `featuremaps.nn.Module`), which
+      decide how the value is decomposed and rendered;
     - `input_layer`: the layer whose output is the input here ('input' for the image), and
       `input_shape` its per-example shape;
     - `terms`: list of `Term`; `bias` (float or None);
@@ -140,6 +151,8 @@ class Explanation:
     after: list = field(default_factory=list)
     geometry: dict | None = None
     wiring: str | None = None
+    role: str = "other"
+    decomposition: str | None = None
 
     # --- derived ----------------------------------------------------------------------------------
     @property
@@ -183,7 +196,8 @@ class Explanation:
     def to_dict(self) -> dict:
         """JSON-able dict (arrays as nested lists; non-finite floats as the strings 'NaN', 'Infinity',
         '-Infinity')."""
-        d = {"layer": self.layer, "kind": self.kind, "out_map": self.out_map,
+        d = {"layer": self.layer, "kind": self.kind, "role": self.role, "decomposition": self.decomposition,
+             "out_map": self.out_map,
              "position": None if self.position is None else list(self.position),
              "input_layer": self.input_layer, "input_shape": list(self.input_shape),
              "output_shape": list(self.output_shape), "dtype": self.dtype,
@@ -203,17 +217,17 @@ class Explanation:
     def formula(self, max_terms: int = 8) -> str:
         """`y[C3, map 7, (4, 5)] = b + Σ_i ⟨window_i, K_i,7⟩ = 0.01 + 0.12 + … = 1.23` (plain text)."""
         lhs = self.symbol
-        if self.kind in ("MaxPool2D", "GlobalMaxPool2D"):
+        if self.decomposition == "window_max":
             w = self.winner
             if w is None:
                 return f"{lhs} = max(window) = {_num(self.pre_activation)}"
             return f"{lhs} = max(window of map {self.out_map}) = x{tuple(w['position'])} = {_num(self.pre_activation)}"
-        if self.kind in ("AvgPool2D", "GlobalAvgPool2D"):
+        if self.decomposition == "window_mean" and self.bias is None:
             return f"{lhs} = Σ window / {self._divisor()} = {_num(self.pre_activation)}"
-        if self.kind == "Subsampling2D":
+        if self.decomposition == "window_mean":  # with a per-map coefficient and bias (LeNet's subsampling)
             return (f"{lhs} = b + coefficient · mean(window) = {_num(self.bias)} + "
                     f"{_num(self.terms[0].partial_sum)} = {_num(self.pre_activation)}")
-        if self.kind == "Dense":
+        if self.role == "dense":
             sym = f"b + Σ_i x_i · w_i,{self.out_map}"
         else:
             sym = f"b + Σ_i ⟨window_i, K_i,{self.out_map}⟩"
@@ -232,7 +246,7 @@ class Explanation:
         return f"{1.0 / nz[0]:g}" if nz.size else "?"
 
     def _header(self) -> list[str]:
-        unit = "output" if self.position is None and self.kind == "Dense" else "output map"
+        unit = "output" if self.position is None and self.role == "dense" else "output map"
         lines = [f"{self.symbol}: layer {self.layer} ({self.kind}), {unit} {self.out_map}"
                  + ("" if self.position is None else f" at (row {self.position[0]}, col {self.position[1]})")
                  + f", from {self.input_layer} {_shape(self.input_shape)}"]
@@ -262,7 +276,7 @@ class Explanation:
             terms = keep
         rows = []
         for t in terms:
-            if self.kind == "Dense":
+            if self.role == "dense":
                 rows.append([str(t.input_map), t.label or "", _num(t.value), _num(t.weight),
                              _num(t.partial_sum, sign=True)])
             else:
@@ -273,13 +287,13 @@ class Explanation:
         return rows, note
 
     def _columns(self) -> list[str]:
-        if self.kind == "Dense":
+        if self.role == "dense":
             return ["input", "from", "x_i", f"w_i,{self.out_map}", "x_i·w"]
-        last = {"MaxPool2D": "max", "GlobalMaxPool2D": "max"}.get(self.kind, "⟨window, kernel⟩")
+        last = "max" if self.decomposition == "window_max" else "⟨window, kernel⟩"
         return ["input map", "rows", "cols", "padded", last]
 
     def _default_top(self) -> int | None:
-        return 10 if self.kind == "Dense" else (24 if len(self.terms) > 32 else None)
+        return 10 if self.role == "dense" else (24 if len(self.terms) > 32 else None)
 
     def _after_lines(self) -> list[str]:
         lines = []
@@ -316,7 +330,7 @@ class Explanation:
         out += _table(self._columns(), rows)
         if note:
             out.append(f"… {note[0]} more terms summing to {_num(note[1], sign=True)}")
-        if self.bias is not None and self.kind != "MaxPool2D":
+        if self.bias is not None and self.decomposition != "window_max":
             out.append(f"bias b[{self.out_map}] = {_num(self.bias)}")
         if self.winner is not None:
             w = self.winner
@@ -381,7 +395,7 @@ class Explanation:
 
         rows, note = self._rows(self._default_top())
         cols = self._columns()
-        pics = self.kind != "Dense"
+        pics = self.role != "dense"
         head = cols[:-1] + (["window x", "kernel w"] if pics else []) + cols[-1:]
         colour_window, colour_kernel, legend = self._html_colours() if pics else (None, None, "")
         term_of = {str(t.input_map): t for t in self.terms}  # `_rows` labels each row by its input map
@@ -405,7 +419,7 @@ class Explanation:
             foot.append((f"… {note[0]} more terms", note[1], "fm-rest", True))
         if self.bias is not None:
             foot.append((f"bias b[{self.out_map}]", self.bias, "fm-bias", False))
-        foot += [("recomputed value" + (" = bias + Σ" if self.kind in ("Conv2D", "Dense") else ""),
+        foot += [("recomputed value" + (" = bias + Σ" if self.decomposition == "weighted_sum" else ""),
                   self.pre_activation, "fm-pre", False),
                  ("engine value", self.engine_value, "fm-engine", False),
                  ("|recomputed − engine|", self.difference, "fm-diff", False)]
@@ -486,19 +500,19 @@ class Explanation:
         idx = (f"{self.out_map}" if self.position is None
                else f"{self.out_map},\\,({self.position[0]},{self.position[1]})")
         lhs = f"y^{{\\text{{{lay}}}}}_{{{idx}}}"
-        if self.kind == "Dense":
+        if self.role == "dense":
             rhs = f"b_{{{self.out_map}}} + \\sum_i x_i\\, w_{{i,{self.out_map}}}"
-        elif self.kind == "Conv2D":
+        elif self.decomposition == "weighted_sum":
             rhs = (f"b_{{{self.out_map}}} + \\sum_{{i \\in C({self.out_map})}} "
                    f"\\langle X_i, K_{{i,{self.out_map}}} \\rangle")
-        elif self.kind in ("MaxPool2D", "GlobalMaxPool2D"):
+        elif self.decomposition == "window_max":
             rhs = "\\max(\\text{window})"
-        elif self.kind == "Subsampling2D":
+        elif self.bias is not None:  # window_mean with a per-map coefficient and bias (LeNet's subsampling)
             rhs = "b + a \\cdot \\operatorname{mean}(\\text{window})"
         else:
             rhs = "\\operatorname{mean}(\\text{window})"
         nums = ""
-        if self.kind in ("Conv2D", "Dense") and len(self.terms) <= 8:
+        if self.decomposition == "weighted_sum" and len(self.terms) <= 8:
             nums = " = " + _tex(_signed_sum([self.bias or 0.0] + [t.partial_sum for t in self.terms]))
         out += ["\\[", f"{lhs} = {rhs}{nums} = {_tex(_num(self.pre_activation))}", "\\]",
                 f"% {_tex(self._check_line())}"]
@@ -578,28 +592,6 @@ def _term_dict(t: Term) -> dict:
     return {"input_map": t.input_map, "partial_sum": t.partial_sum, "window": t.window, "padded": t.padded,
             "kernel": t.kernel, "rows": t.rows, "cols": t.cols, "value": t.value, "weight": t.weight,
             "label": t.label}
-
-
-def jsonable(v: Any):
-    """Plain JSON types: numpy scalars/arrays to Python, non-finite floats as "NaN"/"Infinity"."""
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return jsonable(v.tolist())
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if math.isnan(v):
-            return "NaN"
-        if math.isinf(v):
-            return "Infinity" if v > 0 else "-Infinity"
-        return v
-    return v
 
 
 # --------------------------------------------------------------------------------------------------
@@ -685,9 +677,9 @@ def _avg_kernel(geo: Geometry, in_hw, pos, include_pad: bool) -> np.ndarray:
 
 
 def _explain_pool(layer, x_in: np.ndarray, o: int, pos):
-    kind = type(layer).__name__
     h, w, _ = x_in.shape
-    if kind.startswith("Global"):
+    whole = layer.spatial == "all"  # a global pool: one window, the whole map
+    if whole:
         geo = Geometry((h, w), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
         pos_w = (0, 0)
     else:
@@ -697,7 +689,7 @@ def _explain_pool(layer, x_in: np.ndarray, o: int, pos):
     win, padded = _window(x_in[:, :, o], rows, cols)
     winner = None
     bias = None
-    if kind in ("MaxPool2D", "GlobalMaxPool2D"):
+    if layer.decomposition == "window_max":
         arg = _max_winner(win, padded)
         value = float(win[arg]) if arg is not None else -math.inf
         kernel = None
@@ -707,13 +699,14 @@ def _explain_pool(layer, x_in: np.ndarray, o: int, pos):
     else:
         include = bool(getattr(layer, "count_include_pad", True))
         kernel = _avg_kernel(geo, (h, w), pos_w, include)
-        if kind == "Subsampling2D":
-            kernel = kernel * float(as_array(layer.weight)[o])
-            bias = float(as_array(layer.bias)[o])
+        coef, b = getattr(layer, "weight", None), getattr(layer, "bias", None)
+        if coef is not None:  # a per-map coefficient (and bias) after the mean: LeNet's subsampling
+            kernel = kernel * float(as_array(coef)[o])
+            bias = None if b is None else float(as_array(b)[o])
         value = _dot(win, kernel)
     term = Term(input_map=o, partial_sum=value, window=win, padded=padded, kernel=kernel, rows=rows, cols=cols)
     total = value + (bias or 0.0)
-    geometry = None if kind.startswith("Global") else _geometry_dict(geo)
+    geometry = None if whole else _geometry_dict(geo)
     return [term], bias, total, geometry, winner
 
 
@@ -792,7 +785,7 @@ def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
             out = _apply(layer, current)
             r, c, m = unit
             kind = type(layer).__name__
-            is_max = kind in ("MaxPool2D", "GlobalMaxPool2D")
+            is_max = layer.decomposition == "window_max"
             if role == "global_pool":
                 geo = Geometry(current.shape[:2], (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
                 spots, idx_of = [(0, 0)], (lambda i, j: (m,))
@@ -830,14 +823,53 @@ def _check_map(o, n: int, name: str, what: str) -> int:
     return int(o)
 
 
+def _check_explainable(pairs, idx: int, op: str) -> None:
+    """Raise unless the layer's class has a `decomposition` and a role `_decompose` dispatches on."""
+    name, lay = pairs[idx]
+    role = layer_role(lay)
+    if getattr(lay, "decomposition", None) is not None and role in ("conv", "dense", "pool", "global_pool"):
+        return
+    hint = ""
+    if role in ("activation", "elementwise") and idx > 0:
+        hint = (f"; {name!r} is element-wise: explain the layer before it ({pairs[idx - 1][0]!r}), whose "
+                f"explanation follows the value through {name!r}")
+    raise ValueError(f"{op}: cannot explain layer {name!r} of kind {type(lay).__name__}; explainable kinds: "
+                     f"{', '.join(explainable_kinds())}{hint}")
+
+
+def _decompose(pairs, idx: int, acts, o: int, pos, op: str):
+    """(terms, bias, total, geometry, wiring, winner, unit) by the layer's `decomposition`: a weighted
+    sum over a window (conv) or a vector (dense), or a window's max or mean (pooling)."""
+    name, lay = pairs[idx]
+    role, x_in = layer_role(lay), acts[idx].array
+    geometry = wiring = winner = None
+    if lay.decomposition == "weighted_sum" and role == "conv":
+        terms, bias, total, geometry, wiring = _explain_conv(lay, x_in, o, pos)
+        unit = (pos[0], pos[1], o)
+    elif lay.decomposition == "weighted_sum":
+        if x_in.ndim != 1:
+            raise ValueError(f"{op}: dense layer {name!r} receives maps {x_in.shape}; expected a vector")
+        flat = idx >= 1 and layer_role(pairs[idx - 1][1]) == "flatten" and acts[idx - 1].array.ndim == 3
+        source = acts[idx - 1].array.shape if flat else None  # label each input by its (h, w, c) origin
+        terms, bias, total = _explain_dense(lay, x_in, o, source)
+        unit = (o,)
+    else:
+        terms, bias, total, geometry, winner = _explain_pool(lay, x_in, o, pos)
+        unit = (o,) if role == "global_pool" else (pos[0], pos[1], o)
+    if role in ("conv", "pool") and idx > 0 and layer_role(pairs[idx - 1][1]) == "pad":
+        geometry["zero_pad"] = _mark_zero_pad(terms, pairs[idx - 1], x_in.shape[:2])
+    return terms, bias, total, geometry, wiring, winner, unit
+
+
 def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     """Decompose output value `out_map` at `position` = (row, col) of `layer` for input `x`.
 
     `model` is a `Sequential`; `x` one input `(H, W, C)` or a batch of one; `layer` a layer name
     (unknown names raise a ValueError listing the valid ones); `position` is None for layers that
-    output vectors (Dense, global pooling). Explainable kinds: `explainable_kinds`. Returns an
-    `Explanation` (see its docstring) whose `pre_activation` is recomputed in float64 from the layer's
-    input and parameters and checked against the engine's output (`engine_value`, `difference`).
+    output vectors (Dense, global pooling). Explainable kinds: `explainable_kinds()`, the layer classes
+    whose `decomposition` is set. Returns an `Explanation` (see its docstring) whose `pre_activation`
+    is recomputed in float64 from the layer's input and parameters and checked against the engine's
+    output (`engine_value`, `difference`).
     """
     op = "explain"
     pairs = _layers(model, op)
@@ -846,40 +878,14 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     if idx is None:
         raise ValueError(f"{op}: layer must be the name of one of the model's layers "
                          f"({', '.join(n for n, _ in pairs)}); received {layer!r}")
+    _check_explainable(pairs, idx, op)
     name, lay = pairs[idx]
-    kind = type(lay).__name__
-    role = layer_role(lay)
-    if role not in ("conv", "dense", "pool", "global_pool") or (role == "pool" and kind not in explainable_kinds):
-        hint = ""
-        if role in ("activation", "elementwise") and idx > 0:
-            hint = (f"; {name!r} is element-wise: explain the layer before it ({pairs[idx - 1][0]!r}), whose "
-                    f"explanation follows the value through {name!r}")
-        raise ValueError(f"{op}: cannot explain layer {name!r} of kind {kind}; explainable kinds: "
-                         f"{', '.join(explainable_kinds)}{hint}")
     xb = as_single_input(model, x, op)
     acts = _run(model, xb, upto=_last_followed(pairs, idx))
-    x_in = acts[idx].array
-    y = acts[idx + 1].array
-    input_layer = acts[idx].name
-
-    n_maps = y.shape[-1]
-    o = _check_map(out_map, n_maps, name, "output maps" if y.ndim == 3 else "outputs")
+    x_in, y = acts[idx].array, acts[idx + 1].array
+    o = _check_map(out_map, y.shape[-1], name, "output maps" if y.ndim == 3 else "outputs")
     pos = check_position(position, y.shape, op, name)
-    winner = geometry = wiring = None
-    if role == "conv":
-        terms, bias, total, geometry, wiring = _explain_conv(lay, x_in, o, pos)
-        unit = (pos[0], pos[1], o)
-    elif role == "dense":
-        if x_in.ndim != 1:
-            raise ValueError(f"{op}: dense layer {name!r} receives maps {x_in.shape}; expected a vector")
-        source = acts[idx - 1].array.shape if idx >= 1 and layer_role(pairs[idx - 1][1]) == "flatten" else None
-        terms, bias, total = _explain_dense(lay, x_in, o, source)
-        unit = (o,)
-    else:
-        terms, bias, total, geometry, winner = _explain_pool(lay, x_in, o, pos)
-        unit = (o,) if role == "global_pool" else (pos[0], pos[1], o)
-    if role in ("conv", "pool") and idx > 0 and layer_role(pairs[idx - 1][1]) == "pad":
-        geometry["zero_pad"] = _mark_zero_pad(terms, pairs[idx - 1], x_in.shape[:2])
+    terms, bias, total, geometry, wiring, winner, unit = _decompose(pairs, idx, acts, o, pos, op)
     engine = float(y[unit])
     diff = abs(total - engine) if math.isfinite(total) and math.isfinite(engine) else \
         (0.0 if (math.isnan(total) and math.isnan(engine)) or total == engine else math.inf)
@@ -890,7 +896,8 @@ def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     finally:
         if was_training:
             model.train()
-    return Explanation(layer=name, kind=kind, out_map=o, position=pos, terms=terms, bias=bias,
-                       pre_activation=total, engine_value=engine, difference=diff, input_layer=input_layer,
+    return Explanation(layer=name, kind=type(lay).__name__, out_map=o, position=pos, terms=terms, bias=bias,
+                       pre_activation=total, engine_value=engine, difference=diff, input_layer=acts[idx].name,
                        input_shape=tuple(x_in.shape), output_shape=tuple(y.shape), dtype=str(y.dtype),
-                       winner=winner, after=after, geometry=geometry, wiring=wiring)
+                       winner=winner, after=after, geometry=geometry, wiring=wiring, role=lay.role,
+                       decomposition=lay.decomposition)

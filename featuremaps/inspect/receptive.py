@@ -18,14 +18,7 @@ from ..functional import window
 from .activations import _layers, resolve_layer
 from .connectivity import is_conv
 
-__all__ = ["receptive_field", "ReceptiveField", "Geometry", "window_geometry", "layer_role",
-           "elementwise_kinds", "activation_kinds"]
-
-#: Element-wise (per position) layers: the value at (row, col) depends only on the input at (row, col).
-activation_kinds = ("ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax")
-elementwise_kinds = activation_kinds + ("BatchNorm2D", "Dropout", "LocalResponseNorm", "Identity")
-_window_pools = ("MaxPool2D", "AvgPool2D", "Subsampling2D")
-_global_pools = ("GlobalAvgPool2D", "GlobalMaxPool2D")
+__all__ = ["receptive_field", "ReceptiveField", "Geometry", "window_geometry", "layer_role"]
 
 
 class Geometry(NamedTuple):
@@ -45,39 +38,31 @@ class Geometry(NamedTuple):
 
 
 def layer_role(layer) -> str:
-    """'conv', 'pool', 'global_pool', 'pad', 'dense', 'flatten', 'activation', 'elementwise' or 'other'."""
-    kind = type(layer).__name__
-    if is_conv(layer):
-        return "conv"
-    if kind in _window_pools:
-        return "pool"
-    if kind in _global_pools:
-        return "global_pool"
-    if kind == "ZeroPad2D":
-        return "pad"
-    if kind == "Dense":
-        return "dense"
-    if kind == "Flatten":
-        return "flatten"
-    if kind in activation_kinds:
-        return "activation"
-    if kind in elementwise_kinds:
-        return "elementwise"
+    """How the tools trace a layer, from its class attributes `role` and `spatial` (see
+    `featuremaps.nn.Module`): 'conv', 'pool' (windowed), 'global_pool', 'pad', 'dense', 'flatten',
+    'activation', 'elementwise' (any other layer that keeps each position) or 'other'."""
+    role, spatial = getattr(layer, "role", "other"), getattr(layer, "spatial", None)
+    if role in ("conv", "dense"):
+        return role
+    if role == "pool" and spatial in ("window", "all"):
+        return "pool" if spatial == "window" else "global_pool"
+    if spatial in ("pad", "flatten"):
+        return spatial
+    if spatial == "same":
+        return "activation" if role == "activation" else "elementwise"
     return "other"
 
 
 def window_geometry(layer, in_hw: tuple[int, int]) -> Geometry:
-    """The window geometry of a conv or pooling layer applied to an input of `in_hw` (H, W)."""
+    """The window geometry of a layer whose `spatial` is 'window' (conv, pooling) applied to an input
+    of `in_hw` (H, W). A layer without a `stride` steps by its kernel (LeNet's subsampling); without
+    `padding` or `dilation` it has none."""
     kind = type(layer).__name__
-    if kind == "Subsampling2D":
-        k = int(layer.kernel_size)
-        kernel, stride, dilation, pads = (k, k), (k, k), (1, 1), ((0, 0), (0, 0))
-    else:
-        kernel = tuple(layer.kernel_size)
-        stride = tuple(layer.stride)
-        dilation = tuple(getattr(layer, "dilation", (1, 1)))
-        pads = window.resolve_padding(layer.padding, in_hw, kernel, stride, dilation, op=kind,
-                                      allow_strings=is_conv(layer))
+    kernel = window.pair(layer.kernel_size, "kernel_size", op=kind)
+    stride = window.pair(getattr(layer, "stride", kernel), "stride", op=kind)
+    dilation = window.pair(getattr(layer, "dilation", 1), "dilation", op=kind)
+    pads = window.resolve_padding(getattr(layer, "padding", 0), in_hw, kernel, stride, dilation, op=kind,
+                                  allow_strings=is_conv(layer))
     ceil = bool(getattr(layer, "ceil_mode", False))
     out_hw = tuple(window.output_size(n, k, s, d, lo, hi, ceil)
                    for n, k, s, d, (lo, hi) in zip(in_hw, kernel, stride, dilation, pads))
@@ -150,8 +135,8 @@ def _back(layer, mask, nominal, in_shape, out_shape, op: str, name: str):
     role = layer_role(layer)
     if role in ("activation", "elementwise"):
         return mask, nominal
-    if len(in_shape) == 1:  # vector input: Dense, or an element-wise layer handled above
-        if role == "dense":
+    if len(in_shape) == 1:  # vector input: Dense, Flatten, or an element-wise layer handled above
+        if role in ("dense", "flatten"):
             return None, None  # "all of it"
         raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__})")
     h, w = in_shape[:2]
@@ -183,9 +168,9 @@ def _back(layer, mask, nominal, in_shape, out_shape, op: str, name: str):
         nom = ((r0 * sh - t, r1 * sh - t + dh * (geo.kernel[0] - 1)),
                (c0 * sw - l, c1 * sw - l + dw * (geo.kernel[1] - 1)))
         return m_in, nom
-    raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__}); "
-                     "known kinds: Conv2D, MaxPool2D, AvgPool2D, Subsampling2D, ZeroPad2D, Flatten, Dense, "
-                     "global pools and element-wise layers")
+    raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__}): "
+                     f"its class's spatial attribute is {getattr(layer, 'spatial', None)!r}, so how its output "
+                     "positions depend on its input's is unknown (see featuremaps.nn.Module)")
 
 
 def check_position(position, out_shape, op: str, layer_name: str):

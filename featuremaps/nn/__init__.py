@@ -2,7 +2,9 @@
 
 Every module has parameters/buffers/state_dict, train/eval, `get_config()` and
 `compute_output_shape()`; `from_config(cfg)` rebuilds any of them (weights are not in the config:
-use `load_state_dict`).
+use `load_state_dict`). Each layer class also says what it is, in the class attributes `role`,
+`spatial`, `elementwise` and `decomposition` (see `Module`): the inspection tools, the report and the
+pictures decide from those, so a new layer kind needs no edit outside its own module.
 """
 from .module import Module, ShapeError, from_config
 from .conv import Conv2D, ZeroPad2D

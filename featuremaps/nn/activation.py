@@ -10,6 +10,8 @@ __all__ = ["ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax
 
 
 class _Elementwise(Module):
+    role, spatial, elementwise = "activation", "same", True
+
     def compute_output_shape(self, input_shape):
         return self._check_rank(input_shape, ranks=(1, 3))
 
@@ -95,11 +97,15 @@ class Sigmoid(_Elementwise):
 class Softmax(_Elementwise):
     """Softmax along `axis` (the last by default). Models output logits; use this only for probabilities."""
 
+    elementwise = False  # each output depends on every value along `axis`
+
     def __init__(self, axis: int = -1):
         super().__init__()
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"Softmax: axis must be an int; received {axis!r}")
         self.axis = int(axis)
+        if self.axis != -1:
+            self.spatial = None  # along another axis than the channels, positions mix
 
     def forward(self, x):
         return F.softmax(x, axis=self.axis)

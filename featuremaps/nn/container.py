@@ -5,7 +5,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .module import Module, ShapeError, from_config, jsonable, register
+from .._json import jsonable
+from .module import Module, ShapeError, from_config, register
 
 __all__ = ["Sequential"]
 

@@ -7,8 +7,9 @@ import numpy as np
 from .. import functional as F
 from .. import init as initializers
 from .. import tables
+from .._json import jsonable
 from ..functional import window
-from .module import Module, as_rng, jsonable, kwarg_repr, register, tupled
+from .module import Module, as_rng, kwarg_repr, register, tupled
 
 __all__ = ["Conv2D", "ZeroPad2D", "normalize_padding", "as_pair"]
 
@@ -75,6 +76,8 @@ class Conv2D(Module):
     (Tensor `(out_channels,)` or None), and the arguments above (`kernel_size`, `stride`,
     `dilation` as pairs; `padding` as given; `connections` as a bool ndarray or None).
     """
+
+    role, spatial, decomposition = "conv", "window", "weighted_sum"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  groups: int = 1, connections=None, bias: bool = True, rng=None, init: str = "lecun_uniform"):
@@ -170,6 +173,8 @@ class Conv2D(Module):
 @register
 class ZeroPad2D(Module):
     """Pad H and W with zeros: `padding` is an int, a pair (ph, pw), or ((top, bottom), (left, right))."""
+
+    role, spatial = "shape", "pad"
 
     def __init__(self, padding):
         super().__init__()

@@ -19,6 +19,8 @@ class Dense(Module):
     (default 'lecun_uniform', fan-in `in_features`); biases start at 0. `rng` as in `Conv2D`.
     """
 
+    role, spatial, decomposition = "dense", "all", "weighted_sum"
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None,
                  init: str = "lecun_uniform"):
         super().__init__()
@@ -57,6 +59,8 @@ class Dense(Module):
 @register
 class Flatten(Module):
     """(N, H, W, C) → (N, H·W·C), flattened in (h, w, c) order (`F.flatten`)."""
+
+    role, spatial = "shape", "flatten"
 
     def forward(self, x):
         return F.flatten(x)

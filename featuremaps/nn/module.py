@@ -14,7 +14,7 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["Module", "ShapeError", "register", "from_config", "as_rng"]
+__all__ = ["Module", "ShapeError", "register", "from_config", "as_rng", "layer_classes", "ROLES"]
 
 _REGISTRY: dict[str, type] = {}
 
@@ -46,6 +46,12 @@ def register(cls: type) -> type:
     return cls
 
 
+def layer_classes(**attrs) -> list[type]:
+    """The registered module classes, in registration order, whose class attributes equal `attrs`:
+    `layer_classes(role="conv")`, `layer_classes()` for all of them."""
+    return [c for c in _REGISTRY.values() if all(getattr(c, k, None) == v for k, v in attrs.items())]
+
+
 def from_config(config: dict) -> "Module":
     """Rebuild a module (with fresh weights) from `get_config()` output, nested containers included.
 
@@ -72,15 +78,47 @@ def as_rng(rng, op: str) -> np.random.Generator:
     raise TypeError(f"{op}: rng must be a numpy.random.Generator, an int seed or None; received {type(rng).__name__}")
 
 
+#: The values of `Module.role`.
+ROLES = ("conv", "dense", "pool", "activation", "norm", "shape", "merge", "other")
+
+
 class Module:
     """Base class: subclasses set parameters/buffers/children in `__init__` and define `forward`.
 
     Subclasses that take constructor arguments implement `get_config()` (JSON-able, with the
     constructor's keyword arguments) and `_repr_args()` (the non-default ones); `from_config` calls
     `cls(**args)`.
+
+    Four class attributes say what a layer is, so that the tools that read models (`summary`,
+    `receptive_field`, `explain`, the report, the pictures) decide from them and never from class
+    names; a new layer kind sets them in its own module and every tool handles it:
+
+    - `role`, one of `ROLES`: 'conv' (a 4-D HWIO `weight`, `groups`/`connections`; the tools read
+      its wiring with `featuremaps.inspect.connections`), 'dense', 'pool', 'activation', 'norm',
+      'shape' (padding, flattening), 'merge' (several inputs) or 'other' (the default).
+    - `spatial`: how the value at an output position depends on the input's positions. 'same': on
+      the same position only (activations, BatchNorm, LRN, Dropout); 'window': on a kernel window
+      (`kernel_size`, and `stride`, `padding`, `dilation` where the layer has them: stride defaults
+      to the kernel, padding to 0 and dilation to 1); 'pad': on the position shifted by the layer's
+      `padding` (ZeroPad2D); 'flatten': maps become one vector in (h, w, c) order; 'all': on every
+      position (Dense, global pooling); None (the default): unknown, so the tools that trace
+      positions stop at the layer.
+    - `elementwise`: True when, in eval mode, each output value is a function of the input value at
+      the same index alone (activations but Softmax, BatchNorm, Dropout).
+    - `decomposition`: how `explain` writes one output value as a sum of terms. 'weighted_sum':
+      `b[o] + Σ w·x` over a window of every connected input map ('window' layers, i.e. conv) or over
+      the input vector ('all', i.e. dense); 'window_max': the largest value of the window of map o
+      (the whole map when `spatial` is 'all'); 'window_mean': the mean of that window (divisor as in
+      `F.avg_pool2d`, `count_include_pad` when the layer has it), times `weight[o]` plus `bias[o]`
+      when the layer has per-map `weight` and `bias` (LeNet's subsampling); None (the default): not
+      decomposed.
     """
 
     uses_rng = False  # True for modules that draw random numbers in forward (Dropout)
+    role = "other"
+    spatial: str | None = None
+    elementwise = False
+    decomposition: str | None = None
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -299,17 +337,8 @@ def kwarg_repr(name: str, value, default) -> list[str]:
     return [] if value == default else [f"{name}={value!r}"]
 
 
-def jsonable(value):
-    """Tuples → lists recursively, NumPy scalars → Python (for get_config)."""
-    if isinstance(value, (tuple, list)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def tupled(value):
-    """Lists → tuples recursively (the inverse of `jsonable` for constructor arguments)."""
+    """Lists → tuples recursively (the inverse of `featuremaps._json.jsonable` for constructor arguments)."""
     if isinstance(value, (tuple, list)):
         return tuple(tupled(v) for v in value)
     return value

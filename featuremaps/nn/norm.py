@@ -21,6 +21,8 @@ class BatchNorm2D(Module):
     are used.
     """
 
+    role, spatial, elementwise = "norm", "same", True
+
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
         self.num_features = _positive_int(num_features, "num_features", "BatchNorm2D")
@@ -65,6 +67,7 @@ class Dropout(Module):
     """
 
     uses_rng = True
+    role, spatial, elementwise = "other", "same", True
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
@@ -90,6 +93,8 @@ class Dropout(Module):
 class LocalResponseNorm(Module):
     """Normalise each unit by the activity of `size` neighbouring channels at the same pixel
     (`F.local_response_norm`, AlexNet's LRN)."""
+
+    role, spatial = "norm", "same"  # not element-wise: each value is divided by its neighbours' activity
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         super().__init__()

@@ -7,15 +7,18 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .._json import jsonable
 from ..functional import window
 from .conv import _square, as_pair, normalize_padding
-from .module import Module, jsonable, kwarg_repr, register
+from .module import Module, kwarg_repr, register
 
 __all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D"]
 
 
 class _Pool2D(Module):
     """Shared argument handling and shape rule of the windowed pools."""
+
+    role, spatial = "pool", "window"
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
         super().__init__()
@@ -64,6 +67,8 @@ class _Pool2D(Module):
 class MaxPool2D(_Pool2D):
     """Max over each window: `F.max_pool2d`. `stride` defaults to `kernel_size`."""
 
+    decomposition = "window_max"
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, dilation=1):
         super().__init__(kernel_size, stride, padding, ceil_mode, dilation)
 
@@ -81,6 +86,8 @@ class MaxPool2D(_Pool2D):
 @register
 class AvgPool2D(_Pool2D):
     """Mean over each window: `F.avg_pool2d`. `stride` defaults to `kernel_size`."""
+
+    decomposition = "window_mean"
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
@@ -100,6 +107,8 @@ class AvgPool2D(_Pool2D):
 
 
 class _GlobalPool2D(Module):
+    role, spatial = "pool", "all"
+
     def compute_output_shape(self, input_shape):
         h, w, c = self._check_rank(input_shape)
         return (c,)
@@ -109,6 +118,8 @@ class _GlobalPool2D(Module):
 class GlobalAvgPool2D(_GlobalPool2D):
     """Mean of each whole map: (N, H, W, C) → (N, C)."""
 
+    decomposition = "window_mean"
+
     def forward(self, x):
         return F.global_avg_pool2d(x)
 
@@ -116,6 +127,8 @@ class GlobalAvgPool2D(_GlobalPool2D):
 @register
 class GlobalMaxPool2D(_GlobalPool2D):
     """Max of each whole map: (N, H, W, C) → (N, C)."""
+
+    decomposition = "window_max"
 
     def forward(self, x):
         return F.global_max_pool2d(x)
@@ -131,6 +144,8 @@ class Subsampling2D(Module):
     1/4. The coefficients start at 1 and the biases at 0, so the layer starts as plain average
     pooling. The paper passes the result through its sigmoid; here that is a separate layer.
     """
+
+    role, spatial, decomposition = "pool", "window", "window_mean"  # stride = kernel_size, no padding
 
     def __init__(self, channels: int, kernel_size: int = 2):
         super().__init__()

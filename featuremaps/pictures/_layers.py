@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def is_conv(layer) -> bool:
-    w = getattr(layer, "weight", None)
-    return w is not None and np.ndim(getattr(w, "data", w)) == 4
+from featuremaps.inspect.connectivity import is_conv
 
 
 def check_conv(layer, fn: str) -> None:
     if not is_conv(layer):
         raise TypeError(
-            f"{fn}: layer must be a conv layer with a 4-D HWIO .weight; received {type(layer).__name__}"
+            f"{fn}: layer must be a conv layer (role 'conv', a 4-D HWIO .weight); received {type(layer).__name__}"
         )
 
 

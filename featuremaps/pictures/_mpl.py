@@ -54,12 +54,6 @@ def finish(fig, path: str | Path | None, *, dpi: int | None = None):
     return path
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """The ndarray behind a Tensor/ndarray/list (no copy when possible)."""
-    data = getattr(x, "data", x)
-    return np.asarray(data)
-
-
 def mosaic(tiles: list[np.ndarray], ncols: int, gap: int = 1) -> np.ndarray:
     """Lay equal-shape tiles (h, w) or (h, w, 3) out in a grid, row by row, separated by `gap`
     pixels of NaN (drawn as background). Returns a float64 array."""

@@ -46,13 +46,13 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
     _mpl.require("feature_maps")
     if int(max_maps) < 1 or int(max_features) < 1:
         raise ValueError(f"feature_maps: max_maps and max_features must be ≥ 1; received {max_maps}, {max_features}")
-    from featuremaps.inspect import activations
+    from featuremaps.inspect import activations, resolve_layer
 
     rows = activations(model, x)
     last = rows[-1][0]
     grey = {rows[0][0]}  # the input, and zero-padding of it, are drawn in grey (as in the report)
     for prev, act in zip(rows, rows[1:]):
-        if act[1] == "ZeroPad2D" and prev[0] in grey:
+        if resolve_layer(model, act[0]).spatial == "pad" and prev[0] in grey:
             grey.add(act[0])
     if layers is not None:
         known = [r[0] for r in rows]

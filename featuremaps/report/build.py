@@ -23,24 +23,23 @@ from __future__ import annotations
 import base64
 import html
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from .. import functional as F
+from .. import nn
+from .._json import jsonable
 from ..functional import window
-from ..inspect.explain import jsonable
+from ..inspect.activations import activations, resolve_layer
+from ..inspect.connectivity import connections, filters_for_output
+from ..inspect.receptive import window_geometry
 from ..tensor import as_array
 
 __all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
 
 #: Bytes of layer weights the page may embed; layers past the budget show values only.
 WEIGHT_BUDGET = 3_000_000
-
-#: Layers that map each value on its own (in eval mode); the page shows input → output for them.
-_ELEMENTWISE_KINDS = {"ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "GELU", "Softplus", "Identity",
-                      "BatchNorm2D", "BatchNorm1D", "Dropout"}
 
 
 def _b64(a: np.ndarray, dtype: np.dtype) -> str:
@@ -60,19 +59,15 @@ def _finite_minmax(a: np.ndarray) -> tuple[float, float]:
 
 
 def _conv_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
-    from ..inspect import connections, filters_for_output
-
-    h, w, _ = x_in.shape
     conn = connections(layer)  # (c_in, c_out) bool
     c_in, c_out = conn.shape
     kernels = np.stack([filters_for_output(layer, o)[0] for o in range(c_out)], axis=-1)  # (kh, kw, c_in, c_out)
-    (t, b), (l, r) = window.resolve_padding(layer.padding, (h, w), tuple(layer.kernel_size),  # noqa: E741
-                                            tuple(layer.stride), tuple(layer.dilation), op=type(layer).__name__)
+    geo = window_geometry(layer, x_in.shape[:2])
     bias = getattr(layer, "bias", None)
     return {
         "type": "conv",
-        "kernel": list(kernels.shape[:2]), "stride": list(layer.stride), "dilation": list(layer.dilation),
-        "pad": [[t, b], [l, r]], "in_maps": int(c_in),
+        "kernel": list(kernels.shape[:2]), "stride": list(geo.stride), "dilation": list(geo.dilation),
+        "pad": [list(p) for p in geo.pads], "in_maps": int(c_in),
         "connections": "".join("1" if v else "0" for v in conn.ravel()),  # (c_in, c_out) row-major
         "kernels": _b64(kernels, dtype),
         "bias": None if bias is None else _b64(as_array(bias), dtype),
@@ -87,21 +82,39 @@ def _dense_op(layer, dtype: np.dtype) -> dict:
             "bias": None if bias is None else _b64(as_array(bias), dtype), "nbytes": int(wt.size * dtype.itemsize)}
 
 
-def _pool_op(layer, kind: str, x_in: np.ndarray) -> dict | None:
-    if kind in ("GlobalAvgPool2D", "GlobalMaxPool2D"):
-        return {"type": "global_pool", "mode": "max" if "Max" in kind else "avg"}
-    if kind == "Subsampling2D":
-        k = int(layer.kernel_size)
-        return {"type": "pool", "mode": "subsampling", "kernel": [k, k], "stride": [k, k], "dilation": [1, 1],
-                "pad": [[0, 0], [0, 0]], "coef": as_array(layer.weight).tolist(), "bias": as_array(layer.bias).tolist()}
-    if kind in ("MaxPool2D", "AvgPool2D"):
-        h, w, _ = x_in.shape
-        dil = tuple(getattr(layer, "dilation", (1, 1)))
-        pads = window.resolve_padding(layer.padding, (h, w), tuple(layer.kernel_size), tuple(layer.stride), dil,
-                                      op=kind, allow_strings=False)
-        return {"type": "pool", "mode": "max" if kind == "MaxPool2D" else "avg", "kernel": list(layer.kernel_size),
-                "stride": list(layer.stride), "dilation": list(dil), "pad": [list(p) for p in pads],
-                "count_include_pad": bool(getattr(layer, "count_include_pad", True))}
+def _pool_op(layer, x_in: np.ndarray) -> dict | None:
+    """A pooling layer's op, from its `decomposition` (max or mean) and `spatial` (a window or the map)."""
+    mode = {"window_max": "max", "window_mean": "avg"}.get(layer.decomposition)
+    if mode is None or layer.spatial not in ("window", "all"):
+        return None
+    if layer.spatial == "all":
+        return {"type": "global_pool", "mode": mode}
+    geo = window_geometry(layer, x_in.shape[:2])
+    op = {"type": "pool", "mode": mode, "kernel": list(geo.kernel), "stride": list(geo.stride),
+          "dilation": list(geo.dilation), "pad": [list(p) for p in geo.pads]}
+    coef, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    if mode == "avg" and coef is not None:  # a per-map coefficient and bias after the mean: LeNet's subsampling
+        coef = as_array(coef)
+        op.update(mode="subsampling", coef=coef.tolist(),
+                  bias=np.zeros_like(coef).tolist() if bias is None else as_array(bias).tolist())
+    else:
+        op["count_include_pad"] = bool(getattr(layer, "count_include_pad", True))
+    return op
+
+
+def _layer_op(layer, x_in: np.ndarray, out: np.ndarray) -> dict | None:
+    """How the page decomposes a layer that embeds no weights, from its class attributes (see
+    `featuremaps.nn.Module`); None when the page shows its values only."""
+    if layer.role == "pool" and x_in.ndim == 3:
+        return _pool_op(layer, x_in)
+    if layer.elementwise and x_in.shape == out.shape:
+        return {"type": "elementwise"}
+    if layer.spatial == "flatten":
+        return {"type": "flatten"}
+    if layer.spatial == "pad" and x_in.ndim == 3:
+        (t, b), (l, r) = window.resolve_padding(layer.padding, x_in.shape[:2], (1, 1), (1, 1),  # noqa: E741
+                                                op=type(layer).__name__, allow_strings=False)
+        return {"type": "zeropad", "pad": [[t, b], [l, r]]}
     return None
 
 
@@ -127,11 +140,12 @@ def _reference(model, x, name: str, out_map: int, position) -> dict:
     """`explain(...).to_dict()` for one unit, embedded so the page can compare its own sums with it."""
     from ..inspect import explain
 
-    d = explain(model, x, name, out_map, position).to_dict()
+    e = explain(model, x, name, out_map, position)
+    d = e.to_dict()
     keep = ("layer", "kind", "out_map", "position", "bias", "pre_activation", "engine_value", "difference",
             "agrees", "activation", "pooled", "winner", "formula")
     ref = {k: d.get(k) for k in keep}
-    if d.get("kind") == "Conv2D":  # the partial sum per input map (windows and kernels are in the page already)
+    if e.role == "conv":  # the partial sum per input map (windows and kernels are in the page already)
         ref["terms"] = [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]} for t in d["terms"]]
     return jsonable(ref)
 
@@ -153,19 +167,10 @@ def _check_select(select, acts) -> tuple[str, int | None, tuple[int, int] | None
     return select[0], out_map, position
 
 
-def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None,
-                references: bool = True) -> dict:
-    """The JSON document the page is built from (see the module docstring for what it holds)."""
-    from ..inspect import activations, resolve_layer
-    from ..inspect.connectivity import is_conv
-
-    meta = dict(meta or {})
-    acts = activations(model, x)
-    select = _check_select(select, acts)
-    dtype = np.dtype(np.float64) if acts[0].array.dtype == np.float64 else np.dtype(np.float32)
-    budget = WEIGHT_BUDGET
-    layers = []
-    pending = []  # (index, kind, layer, input) of layers whose weights compete for the budget
+def _layer_entries(model, acts, dtype: np.dtype) -> tuple[list[dict], list[tuple]]:
+    """One entry per activation (values, range, the layer's op) and the `(index, 'conv' | 'dense',
+    layer, input)` of the layers whose weights compete for the budget (their op is set later)."""
+    layers, pending = [], []
     for k, act in enumerate(acts):
         arr = np.asarray(act.array)
         lo, hi = _finite_minmax(arr)
@@ -176,27 +181,21 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
             layer = resolve_layer(model, act.name)
             entry["describe"] = _describe(layer)
             x_in = np.asarray(acts[k - 1].array)
-            if is_conv(layer) and x_in.ndim == 3:
+            if layer.role == "conv" and x_in.ndim == 3:
                 pending.append((k, "conv", layer, x_in))
-            elif act.kind == "Dense" or (getattr(layer, "weight", None) is not None
-                                         and as_array(layer.weight).ndim == 2 and x_in.ndim == 1):
+            elif layer.role == "dense" and x_in.ndim == 1:
                 pending.append((k, "dense", layer, x_in))
-            elif x_in.ndim == 3:
-                entry["op"] = _pool_op(layer, act.kind, x_in)
-            elementwise = act.kind in _ELEMENTWISE_KINDS or (
-                type(layer).__module__.endswith("nn.activation") and act.kind != "Softmax")
-            if entry["op"] is None and elementwise and x_in.shape == arr.shape:
-                entry["op"] = {"type": "elementwise"}
-            if entry["op"] is None and act.kind == "Flatten":
-                entry["op"] = {"type": "flatten"}
-            if entry["op"] is None and act.kind == "ZeroPad2D" and x_in.ndim == 3:
-                (t, b), (l, r) = window.resolve_padding(layer.padding, x_in.shape[:2], (1, 1), (1, 1),  # noqa: E741
-                                                        op="ZeroPad2D", allow_strings=False)
-                entry["op"] = {"type": "zeropad", "pad": [[t, b], [l, r]]}
+            else:
+                entry["op"] = _layer_op(layer, x_in, arr)
         layers.append(entry)
-    # Conv layers get the budget first (they are what the page is about), then dense layers.
-    pending.sort(key=lambda p: (p[1] != "conv", p[0]))
-    for k, what, layer, x_in in pending:
+    return layers, pending
+
+
+def _embed_weights(layers: list[dict], pending: list[tuple], dtype: np.dtype) -> None:
+    """Set the op of each pending layer: its weights while they fit the budget, conv layers first (they
+    are what the page is about), then dense layers; an 'omitted' op past the budget."""
+    budget = WEIGHT_BUDGET
+    for k, what, layer, x_in in sorted(pending, key=lambda p: (p[1] != "conv", p[0])):
         op = _conv_op(layer, x_in, dtype) if what == "conv" else _dense_op(layer, dtype)
         if op["nbytes"] <= budget:
             budget -= op["nbytes"]
@@ -206,48 +205,73 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
                                f"its weights ({op['nbytes'] / 1e6:.1f} MB) do not fit the report's "
                                f"{WEIGHT_BUDGET / 1e6:.0f} MB weight budget; run `featuremaps explain` instead"}
 
-    out = np.asarray(acts[-1].array)
-    prediction = None
-    if out.ndim == 1 and out.size > 1 and np.all(np.isfinite(out)):
-        z = out.astype(np.float64)
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        if acts[-1].kind == "Softmax":
-            p = z
-        prediction = {"class": int(np.argmax(p)), "probs": p.tolist()}
 
-    refs, initial = [], None
-    if select is not None:  # explain() validates the map and position and is the first reference
-        name, out_map, position = select
-        arr = np.asarray(acts[[a.name for a in acts].index(name)].array)
-        if arr.ndim == 3 and out_map is not None and position is None:
-            if isinstance(out_map, (int, np.integer)) and 0 <= out_map < arr.shape[2]:
-                position = _default_unit(arr, int(out_map))[1]
-        elif out_map is None:
-            out_map, position = _default_unit(arr)
-        ref = _reference(model, x, name, out_map, position)
-        refs.append(ref)
-        initial = {"layer": name, "out_map": int(out_map),
-                   "position": None if position is None else [int(v) for v in position]}
-    if references:
-        for k, what, _, _ in pending:
-            if layers[k]["op"]["type"] in ("conv", "dense"):
-                out_map, position = _default_unit(np.asarray(acts[k].array))
-                refs.append(_reference(model, x, acts[k].name, out_map, position))
+def _prediction(model, acts) -> dict | None:
+    """The predicted class and the class probabilities, from the model's output vector: its softmax,
+    or the vector itself when the last layer is a Softmax; None for a map, one value or non-finite output."""
+    out = np.asarray(acts[-1].array)
+    if out.ndim != 1 or out.size < 2 or not np.all(np.isfinite(out)):
+        return None
+    z = out.astype(np.float64)
+    last = resolve_layer(model, acts[-1].name) if len(acts) > 1 else None
+    p = z if isinstance(last, nn.Softmax) else as_array(F.softmax(z))
+    return {"class": int(np.argmax(p)), "probs": p.tolist()}
+
+
+def _initial(model, x, acts, select) -> tuple[dict | None, dict | None]:
+    """The unit the page opens on and its reference, from `select` (None: the page picks)."""
+    if select is None:
+        return None, None
+    name, out_map, position = select  # explain() validates the map and position
+    arr = np.asarray(acts[[a.name for a in acts].index(name)].array)
+    if arr.ndim == 3 and out_map is not None and position is None:
+        if isinstance(out_map, (int, np.integer)) and 0 <= out_map < arr.shape[2]:
+            position = _default_unit(arr, int(out_map))[1]
+    elif out_map is None:
+        out_map, position = _default_unit(arr)
+    ref = _reference(model, x, name, out_map, position)
+    return ref, {"layer": name, "out_map": int(out_map),
+                 "position": None if position is None else [int(v) for v in position]}
+
+
+def _references(model, x, acts, layers: list[dict], pending: list[tuple]) -> list[dict]:
+    """`explain` at the strongest unit of every layer whose weights the page embeds."""
+    refs = []
+    for k, _, _, _ in pending:
+        if layers[k]["op"]["type"] in ("conv", "dense"):
+            out_map, position = _default_unit(np.asarray(acts[k].array))
+            refs.append(_reference(model, x, acts[k].name, out_map, position))
+    return refs
+
+
+def _model_config(model) -> dict | None:
+    try:
+        return model.get_config()
+    except Exception:  # a model without a config still gets a report
+        return None
+
+
+def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None,
+                references: bool = True) -> dict:
+    """The JSON document the page is built from (see the module docstring for what it holds)."""
+    meta = dict(meta or {})
+    acts = activations(model, x)
+    select = _check_select(select, acts)
+    dtype = np.dtype(np.float64) if acts[0].array.dtype == np.float64 else np.dtype(np.float32)
+    layers, pending = _layer_entries(model, acts, dtype)
+    _embed_weights(layers, pending, dtype)
+    prediction = _prediction(model, acts)
+    first, initial = _initial(model, x, acts, select)
+    refs = ([] if first is None else [first]) + (_references(model, x, acts, layers, pending) if references else [])
     classes = meta.get("classes") or meta.get("class_names")
-    if classes is not None and (prediction is None or len(classes) != out.size):
+    if classes is not None and (prediction is None or len(classes) != acts[-1].array.size):
         classes = None
     if label is not None and not isinstance(label, str):
         label = int(label) if isinstance(label, (int, np.integer)) else str(label)
-    config = None
-    try:
-        config = model.get_config()
-    except Exception:
-        pass
     return jsonable({
         "format": "featuremaps-report", "version": 1,
         "title": title or _default_title(model, meta),
-        "model_class": type(model).__name__, "model_config": config,
+        "model_class": type(model).__name__, "model_config": _model_config(model),
         "dtype": dtype.name, "label": label, "classes": classes, "prediction": prediction,
         "meta": {k: meta[k] for k in ("dataset", "epoch", "normalization", "path") if k in meta},
         "layers": layers, "references": refs, "initial": initial, "weight_budget": WEIGHT_BUDGET,
