@@ -330,8 +330,26 @@ def test_float64_model_agrees_to_1e10():
     model = _trained_like(models.get("lenet", rng=1)).astype(np.float64)
     x = _input(model, dtype=np.float64)
     e = explain(model, x, "conv2", 7, (3, 5))
-    assert e.dtype == "float64" and e.tolerance == 1e-10
+    assert e.dtype == "float64" and 0 < e.tolerance < 1e-10
     _assert_engine_agrees(model, e)  # float64's rounding: about 1e-14 here
+
+
+def test_tolerance_is_the_float_error_bound_of_the_engines_sum():
+    """tolerance = 2·n·u·Σ|w·x| (+|b|): n products and the bias, u the dtype's unit roundoff; written
+    out here from the layer's own weights and the input window, not from the explanation's terms."""
+    model = nn.Sequential([("c", nn.Conv2D(3, 4, 3, padding=1, rng=0))], input_shape=(6, 7, 3))
+    x = np.random.default_rng(5).standard_normal((6, 7, 3)).astype(np.float32)
+    conv = model["c"]
+    e = explain(model, x, "c", 2, (0, 3))
+    xp = np.pad(x.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
+    products = np.abs(xp[0:3, 3:6, :] * conv.weight.data[:, :, :, 2].astype(np.float64))
+    b = abs(float(conv.bias.data[2]))
+    n, u = products.size + 1, 2.0 ** -24
+    assert e.tolerance == pytest.approx(2 * n * u * (products.sum() + b), rel=1e-12)
+    assert e.agrees and e.difference <= e.tolerance
+    e.engine_value += 4 * e.tolerance  # a corrupted engine value is caught
+    e.difference = abs(e.engine_value - e.pre_activation)
+    assert not e.agrees
 
 
 # --- conv details: padding, wiring, following layers ---------------------------------------------------

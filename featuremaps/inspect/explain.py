@@ -131,8 +131,8 @@ class Explanation:
     - `geometry`: kernel, stride, dilation, pads of a window layer (plus `zero_pad` when a
       ZeroPad2D right before it adds a border, whose taps are marked `padded` too);
       `wiring`: which input maps feed the conv's output map, and why (full, groups, depthwise, table);
-    - `tolerance`, `agrees`: the agreement expected for the dtype (1e-5 float32, 1e-10 float64,
-      relative above magnitude 1) and whether `difference` is within it.
+    - `tolerance`, `agrees`: the agreement expected from the float error of the engine's sum in
+      its dtype (2·n·u·Σ|summand|, see `tolerance`) and whether `difference` is within it.
     """
     layer: str
     kind: str
@@ -172,10 +172,29 @@ class Explanation:
 
     @property
     def tolerance(self) -> float:
-        """The agreement expected between recomputation and engine: 1e-5 (float32), 1e-10 (float64),
-        relative to the value's magnitude when that exceeds 1."""
-        base = 1e-10 if self.dtype == "float64" else 1e-5
-        return base * max(1.0, abs(self.engine_value)) if math.isfinite(self.engine_value) else base
+        """The agreement expected between recomputation and engine, from the float error of the
+        engine's sum: 2·n·u·Σ|summand| for n summands (every product, plus the bias) in the layer's
+        dtype (unit roundoff u = 2⁻²⁴ float32, 2⁻⁵³ float64). That bound holds in whatever order a BLAS
+        kernel adds; a window max is exact, so it gets only a few ulp of the value."""
+        u = float(np.finfo(np.dtype(self.dtype)).eps) / 2
+        n, magnitude = self._summands()
+        floor = 4 * u * abs(self.engine_value) if math.isfinite(self.engine_value) else 0.0
+        return max(2 * n * u * magnitude, floor, float(np.finfo(np.dtype(self.dtype)).tiny))
+
+    def _summands(self) -> tuple[int, float]:
+        """How many values the engine adds for this unit, and the sum of their magnitudes."""
+        if self.decomposition == "window_max":
+            return 0, 0.0
+        n, magnitude = 0, 0.0
+        for t in self.terms:
+            if t.window is not None and t.kernel is not None:
+                products = np.abs(np.asarray(t.window, np.float64) * np.asarray(t.kernel, np.float64))
+                n, magnitude = n + products.size, magnitude + float(products.sum())
+            else:
+                n, magnitude = n + 1, magnitude + abs(float(t.partial_sum))
+        if self.bias is not None:
+            n, magnitude = n + 1, magnitude + abs(float(self.bias))
+        return n, magnitude
 
     @property
     def agrees(self) -> bool:
