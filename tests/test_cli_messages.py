@@ -291,16 +291,17 @@ def test_predict_limit_and_index_on_an_idx_file(run_dir, val, tmp_path, capsys):
             # the probabilities (from float32 logits, each ≤ 1) agree to 1e-5, about 100 float32 ulps of 1
             np.testing.assert_allclose(_probabilities(g), _probabilities(w), rtol=0, atol=1e-5)
 
-
-def _probabilities(pred: dict) -> list[float]:
-    """One prediction's class probabilities in label order (from `--top 10 --json`)."""
-    return [t["probability"] for t in sorted(pred["top"], key=lambda t: t["label"])]
     line = one_error(*run_cli(capsys, "predict", run_dir, idx, "--index", "120")[::2])
     assert f"--index 120 is outside {idx}, which holds 120 images (indices 0 to 119)" in line
     line = one_error(*run_cli(capsys, "predict", run_dir, idx, "--index", "1", "--limit", "2")[::2])
     assert "argument --limit: not allowed with argument --index" in line
     assert "expected an integer >= 0; received '-1'" in one_error(
         *run_cli(capsys, "predict", run_dir, idx, "--index", "-1")[::2])
+
+
+def _probabilities(pred: dict) -> list[float]:
+    """One prediction's class probabilities in label order (from `--top 10 --json`)."""
+    return [t["probability"] for t in sorted(pred["top"], key=lambda t: t["label"])]
 
 
 def test_predict_reports_each_bad_file_and_goes_on(run_dir, pngs, tmp_path, capsys):
