@@ -140,6 +140,15 @@ def test_lr_zero_and_negative_get_the_same_message(capsys):
         *run_cli(capsys, "train", "--momentum", "-1")[::2])
 
 
+
+def test_nesterov_needs_sgd_with_momentum(tmp_path, capsys):
+    base = ("train", "lenet5", "--limit", "16", "--epochs", "1", "--no-plot")
+    line = one_error(*run_cli(capsys, *base, "--momentum", "0", "--nesterov", "--out", tmp_path / "a")[::2])
+    assert line == "featuremaps: error: --nesterov needs --momentum > 0; received --momentum 0"
+    line = one_error(*run_cli(capsys, *base, "--optimizer", "adam", "--nesterov", "--out", tmp_path / "b")[::2])
+    assert line == "featuremaps: error: --nesterov is an option of --optimizer sgd; received --optimizer adam"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any run directory
+
 def test_batch_size_larger_than_the_training_set_warns(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "lenet5", "--limit", "16", "--batch-size", "64", "--epochs", "1",
                            "--no-plot", "--out", tmp_path / "r")

@@ -168,6 +168,14 @@ def _datasets(s: dict):
     return full, train_ds, val_ds
 
 
+def _check_optimizer_options(s: dict) -> None:
+    """Refuse option combinations the optimizer would reject or ignore, before anything is loaded."""
+    if s["nesterov"] and s["optimizer"] != "sgd":
+        raise CLIError(f"--nesterov is an option of --optimizer sgd; received --optimizer {s['optimizer']}")
+    if s["nesterov"] and not s["momentum"]:
+        raise CLIError(f"--nesterov needs --momentum > 0; received --momentum {s['momentum']:g}")
+
+
 def _optimizer(s: dict, model):
     from .. import optim, schedules
     opt_name = s["optimizer"]
@@ -192,6 +200,7 @@ def run(args) -> int:
 
     resumed = read_resume(args)
     s = train_settings(args, resumed)
+    _check_optimizer_options(s)
     name, ds_name, seed = s["model"], s["dataset"], int(s["seed"])
     full, train_ds, val_ds = _datasets(s)
     model = models.get(name, rng=np.random.default_rng(seed), num_classes=full.num_classes)
