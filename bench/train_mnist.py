@@ -350,7 +350,8 @@ def main(argv=None) -> int:
                       f"inference {gain['infer_images_per_s']:.2f}× the images/s")
         tr, inf = ratio["train_images_per_s"], ratio["infer_images_per_s"]
         mem = fm["peak_rss_mib"] / peer["peak_rss_mib"]
-        print(f"\nlenet featuremaps / torch (median of {len(pairs)}):  training {tr:.2f}× (bar ≥ 0.8: {_verdict(tr >= 0.8)})  "
+        print(f"\nlenet featuremaps / torch (median of {len(pairs)}):  "
+              f"training {tr:.2f}× (bar ≥ 0.8: {_verdict(tr >= 0.8)})  "
               f"inference {inf:.2f}× (bar ≥ 1.0: {_verdict(inf >= 1.0)})  "
               f"peak RSS {mem:.2f}× (bar ≤ 1.5: {_verdict(mem <= 1.5)})")
         ok_all &= tr >= 0.8 and inf >= 1.0 and mem <= 1.5

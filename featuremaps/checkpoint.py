@@ -280,7 +280,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{p}: its '{_META}' entry is not valid JSON ({e})."
                               + _recovery_hint(p, path)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a featuremaps checkpoint (format is {meta.get('format') if isinstance(meta, dict) else meta!r})")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{p}: not a featuremaps checkpoint (format is {found!r})")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{p}: checkpoint format version {version!r} is newer than this featuremaps "

@@ -58,7 +58,8 @@ def _check(shape, fan, rng, op: str, name: str = "fan_in"):
         try:
             np.broadcast_shapes(f.shape, shape)
         except ValueError:
-            raise ValueError(f"{op}: {name} of shape {f.shape} does not broadcast to the weight shape {shape}") from None
+            raise ValueError(f"{op}: {name} of shape {f.shape} does not broadcast to "
+                             f"the weight shape {shape}") from None
         return shape, f
     return shape, None
 

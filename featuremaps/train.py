@@ -141,7 +141,8 @@ def _param_dtype(model) -> np.dtype:
 
 # --- evaluation ------------------------------------------------------------------------------------
 
-def predict_logits(model, images: np.ndarray, *, batch_size: int = 256, normalization: dict | None = None) -> np.ndarray:
+def predict_logits(model, images: np.ndarray, *, batch_size: int = 256,
+                   normalization: dict | None = None) -> np.ndarray:
     """Logits (N, classes) of `model` in eval mode on `images` (uint8 or prepared float), batched."""
     was_training = getattr(model, "training", False)
     model.eval()

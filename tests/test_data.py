@@ -396,7 +396,8 @@ def test_cifar_extraction_ignores_hostile_members(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
     out = extract_cifar_archive(arc, tmp_path / "out" / "x")
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"data_batch_{i}.bin" for i in range(1, 6)) + ["test_batch.bin"]
+    expected = sorted(f"data_batch_{i}.bin" for i in range(1, 6)) + ["test_batch.bin"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert not (tmp_path / "out" / "evil.bin").exists() and not (tmp_path / "evil2.bin").exists()
     assert not Path("/tmp/abs_evil.bin").exists()
     with pytest.raises(data.DataError, match="lacks"):

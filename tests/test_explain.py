@@ -284,7 +284,8 @@ def test_random_conv_layers_agree_with_engine_and_naive_loop(case):
         np.testing.assert_array_equal(t.padded, off)
         assert np.all(t.window[off] == 0)
         inside = np.ix_(np.flatnonzero(~off.all(1)), np.flatnonzero(~off.all(0)))
-        np.testing.assert_array_equal(t.window[inside], x[np.ix_(rows[~off.all(1)], cols[~off.all(0)], [t.input_map])][..., 0])
+        np.testing.assert_array_equal(t.window[inside],
+                                      x[np.ix_(rows[~off.all(1)], cols[~off.all(0)], [t.input_map])][..., 0])
     assert e.pre_activation == pytest.approx(conv.bias.data[o] + sum(naive.values()), abs=1e-9)
     # the activation that follows, and the pooling after it
     act = e.activation
@@ -623,7 +624,8 @@ def test_errors():
         explain(model, x, "flatten", 0)
     with pytest.raises(ValueError, match="cannot explain layer 'pad' of kind ZeroPad2D"):
         explain(model, x, "pad", 0, (0, 0))
-    with pytest.raises(ValueError, match=r"out_map must be in \[0, 15\] \(layer 'C3' has 16 output maps\); received 16"):
+    with pytest.raises(ValueError,
+                       match=r"out_map must be in \[0, 15\] \(layer 'C3' has 16 output maps\); received 16"):
         explain(model, x, "C3", 16, (0, 0))
     with pytest.raises(ValueError, match=r"out_map must be in \[0, 83\] \(layer 'F6' has 84 outputs\)"):
         explain(model, x, "F6", -1)
@@ -723,7 +725,8 @@ def test_cli_explain_falls_back_to_the_sample_and_says_so(run_dir, tmp_path, cap
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--layer", "C9", "--map", "0", "--at", "0,0", "--index", "0"], "explain: no layer named 'C9'; valid names: pad, C1"),
+    (["--layer", "C9", "--map", "0", "--at", "0,0", "--index", "0"],
+     "explain: no layer named 'C9'; valid names: pad, C1"),
     (["--layer", "C3", "--map", "0", "--index", "0"], r"needs a position: pass --at ROW,COL"),
     (["--layer", "C3", "--map", "16", "--at", "0,0", "--index", "0"], r"--map must be in \[0, 15\]"),
     (["--layer", "C3", "--map", "0", "--at", "10,0", "--index", "0"], r"row must be in \[0, 9\]"),

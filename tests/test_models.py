@@ -15,7 +15,8 @@ def test_names_and_descriptions():
     for name in models.names():
         d = models.describe(name)
         assert isinstance(d, str) and d and "\n" not in d
-    with pytest.raises(ValueError, match=r"unknown model 'resnet'; expected one of \['lenet5', 'lenet', 'cnn', 'vgg-small'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown model 'resnet'; expected one of \['lenet5', 'lenet', 'cnn', 'vgg-small'\]"):
         models.get("resnet")
     with pytest.raises(ValueError, match="unknown model"):
         models.describe("resnet")

@@ -109,7 +109,8 @@ def test_dense_and_batchnorm_match_torch():
         ref.weight.copy_(torch.tensor(dense.weight.data.T))
         ref.bias.copy_(torch.tensor(dense.bias.data))
     v = x64(4, 5)
-    assert_sum_close(_data(dense(v)), ref(torch.tensor(v)).detach().numpy(), abs(v) @ abs(dense.weight.data) + abs(dense.bias.data), np.float64, 5 + 1)
+    assert_sum_close(_data(dense(v)), ref(torch.tensor(v)).detach().numpy(),
+                     abs(v) @ abs(dense.weight.data) + abs(dense.bias.data), np.float64, 5 + 1)
 
     bn = nn.BatchNorm2D(3, momentum=0.2).astype(np.float64)
     tbn = torch.nn.BatchNorm2d(3, momentum=0.2).double()
@@ -168,7 +169,8 @@ def test_init_fan_in_with_groups():
 # --- validation -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("make,exc,match", [
     (lambda: nn.Conv2D(3, 64, 0), ValueError, r"Conv2D: kernel_size must be ≥ 1 .*; received 0$"),
-    (lambda: nn.Conv2D(3, 64, 3, groups=2), ValueError, r"groups must divide in_channels \(3\) and out_channels \(64\)"),
+    (lambda: nn.Conv2D(3, 64, 3, groups=2), ValueError,
+     r"groups must divide in_channels \(3\) and out_channels \(64\)"),
     (lambda: nn.Conv2D(0, 4, 3), ValueError, "in_channels must be a positive int; received 0"),
     (lambda: nn.Conv2D(3, 4, 3, stride=(1, 0)), ValueError, "stride must be ≥ 1"),
     (lambda: nn.Conv2D(3, 4, 3, padding="half"), ValueError, "padding must be"),
@@ -237,7 +239,8 @@ def test_conv_output_shape_property(h, w, k, s, p, d):
 def test_shape_errors_name_layer_got_and_needs():
     with pytest.raises(nn.ShapeError, match=r"Dense: got input shape \(256,\); needs 400 features"):
         nn.Dense(400, 10).compute_output_shape((256,))
-    with pytest.raises(nn.ShapeError, match=r"Conv2D: got input shape \(4, 4, 1\); needs a padded input of at least 5×5"):
+    with pytest.raises(nn.ShapeError,
+                       match=r"Conv2D: got input shape \(4, 4, 1\); needs a padded input of at least 5×5"):
         nn.Conv2D(1, 6, 5).compute_output_shape((4, 4, 1))
     with pytest.raises(nn.ShapeError, match=r"needs 6 input channels \(in_channels\); it has 3"):
         nn.Conv2D(6, 16, 5).compute_output_shape((10, 10, 3))

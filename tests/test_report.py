@@ -135,7 +135,8 @@ def test_embedded_conv_data_equals_explain(lenet5, layer, out_map, position):
     prev_op = data["layers"][entry["index"] - 1]["op"]
     (zt, zb), (zl, zr) = prev_op["pad"] if prev_op and prev_op["type"] == "zeropad" else ((0, 0), (0, 0))
     # explain() (and the page) also show the zeros a ZeroPad2D layer right before the conv added as padding
-    real = inside & (rows[:, None] >= zt) & (rows[:, None] < x_in.shape[0] - zb) & (cols >= zl) & (cols < x_in.shape[1] - zr)
+    real = (inside & (rows[:, None] >= zt) & (rows[:, None] < x_in.shape[0] - zb)
+            & (cols >= zl) & (cols < x_in.shape[1] - zr))
     total, magnitude = 0.0, 0.0
     for term in ex.terms:
         i = term.input_map
@@ -196,7 +197,8 @@ def test_references_are_explain_to_dict(lenet):
         # report_data ran the same explain() on the same input: the same numbers, bit for bit
         assert ref["engine_value"] == expected["engine_value"]
         assert ref["pre_activation"] == expected["pre_activation"]
-        assert ref["terms"] == [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]} for t in expected["terms"]]
+        assert ref["terms"] == [{"input_map": t["input_map"], "partial_sum": t["partial_sum"]}
+                                for t in expected["terms"]]
 
 
 def test_float64_model_embeds_float64(lenet5):

@@ -99,7 +99,8 @@ def _assert_matches_explain(pg: Page, ex) -> None:
     """Every number in the explanation panel equals explain()'s."""
     tol = dict(rtol=1e-5, atol=1e-6)  # float32 numbers; the page adds them up in float64
     rows = pg.page.locator("#explain-table tr.term")
-    shown = {int(rows.nth(j).get_attribute("data-input-map")): pg.value(f"#explain-table tr.term >> nth={j} >> td.partial")
+    shown = {int(rows.nth(j).get_attribute("data-input-map")):
+             pg.value(f"#explain-table tr.term >> nth={j} >> td.partial")
              for j in range(rows.count())}
     assert sorted(shown) == [t.input_map for t in ex.terms]
     for t in ex.terms:
@@ -113,7 +114,8 @@ def _assert_matches_explain(pg: Page, ex) -> None:
 def _save(pg: Page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
     pg.page.screenshot(path=str(shot), full_page=False)
-    out_dir = Path(os.environ.get("FEATUREMAPS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "featuremaps-screenshots"))
+    default_dir = Path(tempfile.gettempdir()) / "featuremaps-screenshots"
+    out_dir = Path(os.environ.get("FEATUREMAPS_SCREENSHOT_DIR", default_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, out_dir / name)
     return out_dir / name

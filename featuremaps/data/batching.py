@@ -17,7 +17,7 @@ policy); compare runs on the same NumPy.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -112,7 +112,8 @@ def batches(images, labels, batch_size: int, *, rng: np.random.Generator | None 
 
 def _check_batch_args(images, labels, batch_size, fn: str) -> int:
     if images.ndim == 0 or labels.ndim == 0:
-        raise ValueError(f"{fn}: images and labels need a leading batch axis; got shapes {images.shape}, {labels.shape}")
+        raise ValueError(f"{fn}: images and labels need a leading batch axis; "
+                         f"got shapes {images.shape}, {labels.shape}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{fn}: {images.shape[0]} images but {labels.shape[0]} labels")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -173,7 +174,8 @@ class Loader:
     """
 
     def __init__(self, images, labels, batch_size: int, *, seed: int | None = None, shuffle: bool = True,
-                 drop_last: bool = False, transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
+                 drop_last: bool = False,
+                 transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None):
         self.images, self.labels = np.asarray(images), np.asarray(labels)
         self.n = _check_batch_args(self.images, self.labels, batch_size, "Loader")
         if (shuffle or transform is not None) and seed is None:

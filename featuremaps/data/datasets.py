@@ -164,7 +164,8 @@ def _load_cifar(split: str, *, data_dir, cache_root: Path, download: bool, progr
                 return _read_cifar(d, files)
             missing = [f for f in files if f not in present]
             if kind == "data_dir" and present:
-                raise DataError(f"load('cifar10', {split!r}): {d} has only some of the files: missing {', '.join(missing)}")
+                raise DataError(f"load('cifar10', {split!r}): {d} has only some of the files: "
+                                f"missing {', '.join(missing)}")
             if d is base or d.exists():
                 looked.append(f"  {d} ({kind}): {_describe(d, missing)}")
         if (base / CIFAR10_ARCHIVE).is_file():

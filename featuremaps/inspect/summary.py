@@ -200,7 +200,8 @@ class Summary:
         right = {4, 5, 6}
 
         def line(r):
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            cells = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            return "  ".join(cells).rstrip()
 
         rule = "-" * len(line(head))
         out = [line(head), rule]

@@ -55,9 +55,10 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
         if kernels.shape[2] != 3:
             raise ValueError(f"kernel_grid: rgb=True needs 3 input channels; layer {title} has {kernels.shape[2]}")
         return _colour(kernels, path, normalize or "per_filter", title, max_out)
-    if highlight is not None and not (isinstance(highlight, (int, np.integer)) and 0 <= highlight < min(kernels.shape[3], max_out)):
+    drawn = min(kernels.shape[3], max_out)  # output maps shown in the grid
+    if highlight is not None and not (isinstance(highlight, (int, np.integer)) and 0 <= highlight < drawn):
         raise ValueError(f"kernel_grid: highlight must be an output map drawn in the grid, in [0, "
-                         f"{min(kernels.shape[3], max_out) - 1}]; received {highlight!r}")
+                         f"{drawn - 1}]; received {highlight!r}")
     return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer, highlight)
 
 

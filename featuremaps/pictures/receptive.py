@@ -99,7 +99,8 @@ def _draw(over, crop_src, mask, rows, cols, tint, layer, position, *, blank: boo
                  + (" (hatched: not seen)" if unseen else ""), fontsize=8)
     bx.tick_params(labelsize=6, length=2)
     n_seen = int(mask.sum())
-    holes = "" if n_seen == (r1 - r0) * (c1 - c0) else f" (holes: {(r1 - r0) * (c1 - c0) - n_seen} pixels in the box are not seen)"
+    unseen_in_box = (r1 - r0) * (c1 - c0) - n_seen
+    holes = f" (holes: {unseen_in_box} pixels in the box are not seen)" if unseen_in_box else ""
     fig.suptitle(f"receptive field of {layer} at (row, col) = {tuple(int(p) for p in position)}: "
                  f"{n_seen} input pixels{holes}", fontsize=9)
     return _mpl.finish(fig, path)
