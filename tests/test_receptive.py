@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import models, nn, tables
 from featuremaps.inspect import receptive_field
-from featuremaps.inspect.receptive import ReceptiveField
+from featuremaps.inspect.receptive import Geometry, ReceptiveField, window_geometry
 from featuremaps.nn import ShapeError
 from featuremaps.tensor import as_array, no_grad
 
@@ -254,3 +254,16 @@ def test_tables_do_not_change_the_spatial_field():
                           input_shape=(8, 8, 1))
     rf = receptive_field(model, "c3", (2, 3))
     assert rf.slices == (slice(2, 7), slice(3, 8)) and rf.mask.sum() == 25
+
+
+def test_window_geometry_keeps_the_public_fields_of_receptive_geometry():
+    """`inspect.receptive.Geometry` / `window_geometry` (now window.Geometry): the same fields and
+    methods as before, for code outside the package that read them. Expected values by hand: rows
+    of output row 1 are 1·2 + p − 1, columns of output column 0 are q·2 − 1."""
+    geo = window_geometry(nn.Conv2D(1, 1, (3, 5), stride=2, padding=1, dilation=(1, 2)), (9, 12))
+    assert isinstance(geo, Geometry)
+    assert (geo.kernel, geo.stride, geo.dilation, geo.pads) == ((3, 5), (2, 2), (1, 2), ((1, 1), (1, 1)))
+    assert geo.out_hw == (5, 3)  # ⌊(9 + 2 − 3) / 2⌋ + 1 and ⌊(12 + 2 − 9) / 2⌋ + 1
+    assert geo.rows(1).tolist() == [1, 2, 3] and geo.cols(0).tolist() == [-1, 1, 3, 5, 7]
+    pool = window_geometry(nn.Subsampling2D(2, 2), (7, 6))  # no stride attribute: steps by its kernel
+    assert (pool.kernel, pool.stride, pool.pads, pool.out_hw) == ((2, 2), (2, 2), ((0, 0), (0, 0)), (3, 3))

@@ -1,11 +1,16 @@
-"""The shared windowing primitive: argument checks, padding forms, output sizes, pad_hw, windows."""
+"""The windowing helpers: argument checks, padding forms (conv and pooling), output sizes against
+torch, pad_hw. `Geometry` itself is tested against naive loops in test_geometry.py."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from featuremaps.functional.window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
+from featuremaps.functional.window import Axis, check_nhwc, pad_hw, pair, resolve_padding, resolve_pool_padding
+
+
+def output_size(n, k, s, d, lo, hi):
+    return Axis.of(n, k, s, d, lo, hi).out
 
 
 def test_pair_accepts_ints_and_pairs_and_rejects_the_rest():
@@ -79,13 +84,13 @@ def test_pad_hw_matches_numpy_pad_and_writes_into_out():
         pad_hw(x, pads, out=np.zeros((2, 6, 7, 4)))
 
 
-def test_windows_view_holds_each_strided_dilated_window():
-    rng = np.random.default_rng(1)
-    xp = rng.standard_normal((2, 9, 8, 3))
-    v = windows(xp, (2, 3), (2, 1), (3, 2), (3, 4))
-    assert v.shape == (2, 3, 4, 2, 3, 3)
-    for i in range(3):
-        for j in range(4):
-            for p in range(2):
-                for q in range(3):
-                    np.testing.assert_array_equal(v[:, i, j, p, q], xp[:, i * 2 + p * 3, j + q * 2])
+def test_pool_padding_is_at_most_half_the_window_on_each_side():
+    assert resolve_pool_padding(1, (3, 2), "f") == ((1, 1), (1, 1))
+    assert resolve_pool_padding(((0, 1), (2, 0)), (2, 5), "f") == ((0, 1), (2, 0))
+    with pytest.raises(ValueError, match=r"f: padding must be at most half the window \(kernel_size // 2 = 1\) on "
+                                         r"each side along H, as in PyTorch; received padding 2 for a 3×5 window"):
+        resolve_pool_padding(2, (3, 5), "f")
+    with pytest.raises(ValueError, match=r"kernel_size // 2 = 0\) on each side along W"):
+        resolve_pool_padding(((0, 0), (0, 1)), (2, 1), "f")
+    with pytest.raises(ValueError, match="f: padding must be an int, a pair"):
+        resolve_pool_padding("same", (3, 3), "f")  # no string forms for pooling

@@ -44,7 +44,8 @@ TESTS = {
     "featuremaps/functional/conv.py": ("tests/test_conv.py",),
     "featuremaps/functional/threads.py": ("tests/test_conv.py", "tests/test_pool.py"),
     "featuremaps/functional/_kernels.py": ("tests/test_conv.py", "tests/test_pool.py"),
-    "featuremaps/functional/window.py": ("tests/test_window.py", "tests/test_conv.py", "tests/test_pool.py"),
+    "featuremaps/functional/window.py": ("tests/test_window.py", "tests/test_geometry.py", "tests/test_conv.py",
+                                         "tests/test_pool.py"),
     "featuremaps/functional/pool.py": ("tests/test_pool.py",),
     "featuremaps/functional/shape.py": ("tests/test_shape.py", "tests/test_tensor.py"),
     "featuremaps/functional/arith.py": ("tests/test_tensor.py",),
@@ -83,27 +84,29 @@ ACT, NORM, LOSS, OPTIM, EXPLAIN = ("featuremaps/functional/activation.py", "feat
                                    "featuremaps/inspect/explain.py")
 MUTANTS = [
     # --- conv: the formula's pieces and the paths only larger shapes reach --------------------------
-    M("conv-pointwise-taller-dx", CONV, " and (g.h, g.w) == (g.oh, g.ow))", ")"),  # issue 8's real bug, back
-    M("conv-rows-floor-not-ceil", CONV, "i0 = max(0, -(-(lo - k_off) // stride))",
-      "i0 = max(0, (lo - k_off) // stride)"),
-    M("conv-rows-window-off-by-one", CONV, "j_lo = g.left - (kw - 1) * dw", "j_lo = g.left - kw * dw"),
-    M("conv-col2im-top-for-left", CONV, "col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.left)",
-      "col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.top)"),  # numba on: only groups > 1 run it
-    M("conv-col2im-top-for-left-numpy", CONV, "col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.left)",
-      "col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.top)", env=NUMPY_PATH),
+    M("conv-pointwise-taller-dx", CONV, " and gh.size == gh.out and gw.size == gw.out)", ")"),  # issue 8's bug
+    M("conv-rows-floor-not-ceil", WINDOW, "i0 = max(0, -(offset // stride))", "i0 = max(0, (-offset) // stride)"),
+    M("conv-rows-window-off-by-one", CONV, "j_lo, width = gw.lo - (gw.span - 1),", "j_lo, width = gw.lo - gw.span,"),
+    M("conv-col2im-top-for-left", WINDOW, "cols = [w.clipped(q) for q in range(w.k)]",
+      "cols = [w._replace(lo=h.lo).clipped(q) for q in range(w.k)]"),  # numba on: groups > 1 and pooling run it
+    M("conv-col2im-top-for-left-numpy", WINDOW, "cols = [w.clipped(q) for q in range(w.k)]",
+      "cols = [w._replace(lo=h.lo).clipped(q) for q in range(w.k)]", env=NUMPY_PATH),
+    M("conv-col2im-kernel-top-for-left", WINDOW, "kernels.col2im_add(blocks, h.lo, w.lo,",
+      "kernels.col2im_add(blocks, h.lo, h.lo,"),
     M("conv-depthwise-kernel-half-flipped", CONV, "wf = w[::-1, ::-1].reshape(", "wf = w[::-1, :].reshape("),
     M("conv-folded-db-first-row", CONV, "(both[-1].copy() if need_b else None)",
       "(both[0].copy() if need_b else None)"),
     M("conv-chunks-drop-earlier-dw", CONV, "dw = part if dw is None else dw + part", "dw = part"),
     M("conv-transpose-bias-sign", CONV, "        y += b[0]", "        y -= b[0]"),
-    M("conv-transpose-output-padding-dropped", CONV, "(hh - 1) * ss + e - lo - hi + a", "(hh - 1) * ss + e - lo - hi"),
+    M("conv-transpose-output-padding-dropped", WINDOW, "dilated_span(k, d) - lo - hi + a,",
+      "dilated_span(k, d) - lo - hi,"),
     M("threads-second-range-never-runs", "featuremaps/functional/threads.py",
       "bounds[i + 1]) for i in range(1, parts)]", "bounds[i + 1]) for i in range(2, parts)]"),
     M("kernel-row-add-ignores-stride", "featuremaps/functional/_kernels.py", "r = r0[p] + t * sh", "r = r0[p] + t"),
     # paths that change no value: only a test that checks the path is taken can see them
     M("threads-never-split", "featuremaps/functional/threads.py", "MIN_BYTES = 4 << 20", "MIN_BYTES = 4 << 40"),
-    M("conv-rows-path-never-taken", CONV, "_rows_scratch_per_image(g) <= 2 * g.oh",
-      "_rows_scratch_per_image(g) <= 0 * g.oh"),
+    M("conv-rows-path-never-taken", CONV, "_rows_scratch_per_image(g) <= 2 * gh.out",
+      "_rows_scratch_per_image(g) <= 0 * gh.out"),
     M("conv-small-dw-other-orientation", CONV, "c0.shape[1] * o <= 8192:", "c0.shape[1] * o < 0:",
       reason="equivalent: both orientations compute colsᵀ·dy (the small-dW one is only faster); results differ "
              "only by rounding, within every tolerance"),
@@ -119,9 +122,9 @@ MUTANTS = [
     M("div-gradient-sign", "featuremaps/functional/arith.py", "-g * a / (b * b) if n[1]", "g * a / (b * b) if n[1]"),
     # --- pooling ----------------------------------------------------------------------------------------
     M("maxpool-last-max-not-first", POOL, "np.multiply(tap > best, itype(k)", "np.multiply(tap >= best, itype(k)"),
-    M("pool-crop-offsets-swapped", POOL, "gxp[:, t:t + shape[1], l:l + shape[2]]",
-      "gxp[:, l:l + shape[1], t:t + shape[2]]"),
-    M("avgpool-divisor-ignores-padding", POOL, "end = np.minimum(start + k, n + hi)", "end = np.minimum(start + k, n)"),
+    M("pool-scatter-tap-index-transposed", POOL, "arg == p * kw + q, out=buf", "arg == q * kw + p, out=buf"),
+    M("avgpool-divisor-ignores-padding", POOL, "end = np.minimum(start + axis.span, axis.size + axis.hi)",
+      "end = np.minimum(start + axis.span, axis.size)"),
     # --- activations, normalisation, linear -------------------------------------------------------------
     M("relu-gradient-at-zero", ACT, "np.where(x <= 0, 0, g)", "np.where(x < 0, 0, g)"),
     M("elu-gradient-at-zero", ACT, "np.where(x <= 0, g * (alpha * np.exp(neg)), g)",

@@ -8,7 +8,6 @@ kernels are serial and release the GIL; callers split the batch over threads wit
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 _jit = numba.njit(cache=True, nogil=True, fastmath=False, boundscheck=False)
 
@@ -127,12 +126,12 @@ def sgd_momentum(p, g, buf, momentum, lr):
         pp[i] = pp[i] - b * lr
 
 
-# --- conv: the column-matrix input gradient (conv._col2im_cols) ----------------------------------
+# --- col2im: the twin of window.Geometry.scatter_add (conv._col2im_cols) ----------------------
 @_jit
 def col2im_add(d6, top, left, sh, sw, dh, dw, dx):
     """dx[n, i·sh + p·dh − top, j·sw + q·dw − left] += d6[n, i, j, p, q] for the blocks (p, q) in
-    row-major order, as NumPy's block adds do (positions outside dx fell on padding).
-    d6: (n, oh, ow, kh, kw, c); dx: (n, h, w, c)."""
+    row-major order, as `Geometry.scatter_add`'s block adds do (positions outside dx fell on
+    padding). d6: (n, oh, ow, kh, kw, c); dx: (n, h, w, c)."""
     n, oh, ow, kh, kw, c = d6.shape
     h, w = dx.shape[1], dx.shape[2]
     for b in range(n):

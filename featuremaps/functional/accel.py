@@ -3,10 +3,11 @@
 The NumPy path is the definition. The kernels replace only two kinds of step. Some move or select
 values: max-pool over tiling windows with its gradient routing (when a backward pass follows) and
 the row windows of the conv input gradient. Others do element-wise arithmetic: the row adds and
-col2im block adds of that gradient, tanh's backward and the plain-momentum SGD update. Each does
-exactly the NumPy code's operations in its order, so every result is bit-for-bit the same. The
-GEMMs stay with NumPy's BLAS either way. tests/test_accel.py checks that identity on random shapes,
-and `bench/train_mnist.py` and `bench/ops.py` measure what it is worth.
+col2im block adds of that gradient (the twin of `window.Geometry.scatter_add`), tanh's backward and
+the plain-momentum SGD update. Each does exactly the NumPy code's operations in its order, so every
+result is bit-for-bit the same. The GEMMs stay with NumPy's BLAS either way. tests/test_accel.py
+checks that identity on random shapes, and `bench/train_mnist.py` and `bench/ops.py` measure what
+it is worth.
 
 They are used when numba is installed (`pip install 'featuremaps[fast]'`) and not switched off with
 ``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. They are compiled on first use (a few seconds, then

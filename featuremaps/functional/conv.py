@@ -20,7 +20,9 @@ Padding forms: an int, a pair (ph, pw), ((top, bottom), (left, right)), 'valid' 
 (output ceil(size / stride), TensorFlow's rule at any stride: an odd extra pixel goes to the
 bottom/right) and 'full' (every partial overlap: dilation·(k − 1) on each side).
 
-Strategy (one implementation, chosen per layer by its shape; every path is exact in float64):
+Strategy: one entry point per op (`conv2d`, and `conv_transpose2d` for its adjoint) with several
+strategies, chosen per call from the shapes (every path is exact in float64). The window geometry
+(taps, output size, clipping, col2im) is `featuremaps.functional.window.Geometry`'s.
 
 * **im2col + one GEMM.** The windows of x̃ are copied into a column matrix ``cols`` of shape
   (M, KH·KW·C) with M = N·OH·OW (per group: (G, M, KH·KW·C/G)), and ``y = cols · W + b``. (Folding
@@ -33,14 +35,14 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   depending on its position in the matrix, so identical images in one batch can give outputs that
   differ in the last bit.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
-  ``db = ones(M) · dy``, a GEMV (much faster here than ``dy.sum(axis=0)``). ``dx`` (the transposed
-  convolution of dy): with stride 1 along W, the KW-wide row windows of dy form a matrix R (KW× the
-  size of dy), and one GEMM with the reversed kernel gives each kernel row's contribution to whole
-  rows of dx, added with KH shifted adds; with few input maps these adds run channel-major
-  (C, N, H, W) and one transposing pass adds the result into dx. With a larger stride, ``dcols = dy · Wᵀ`` in one
-  GEMM and its KH·KW column blocks are added into their strided windows ("col2im"). ``dx`` is
-  skipped when x does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when
-  w does not.
+  ``db = ones(M) · dy``, a GEMV (faster than ``dy.sum(axis=0)``; bench/README.md). ``dx`` (the
+  transposed convolution of dy): with stride 1 along W, and when its scratch fits (`_use_rows`),
+  the KW-wide row windows of dy form a matrix R (KW× the size of dy), and one GEMM with the
+  reversed kernel gives each kernel row's contribution to whole rows of dx, added with KH shifted
+  adds; with few input maps these adds run channel-major (C, N, H, W) and one transposing pass adds
+  the result into dx. Otherwise ``dcols = dy · Wᵀ`` in one GEMM and its KH·KW column blocks are
+  added into their strided windows ("col2im", `Geometry.scatter_add`). ``dx`` is skipped when x
+  does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when w does not.
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
   column matrix.
@@ -57,18 +59,20 @@ Strategy (one implementation, chosen per layer by its shape; every path is exact
   copies, the col2im adds, the depthwise einsums) is split by image over two threads from 4 MiB of
   work up (`featuremaps.functional.threads`), since NumPy's loops release the GIL.
 * **Memory.** Scratch buffers come from a small pool and are reused across calls and shapes,
-  because fresh pages cost about 0.55 µs per 4 KiB here. A pooled buffer is never returned to the
-  caller; the ``cols`` kept for the backward pass is owned by that pass and goes back to the pool
-  right after ``dW``, before ``dx`` needs scratch, and the row-window path is used only when its
-  buffers fit in twice the column matrix, so a step's scratch stays within about twice the column
-  matrix (plus the padded input). `set_max_workspace_bytes` (or the `workspace_limit` context) caps
-  them: the batch is then processed in chunks of whole images and the backward pass recomputes each
-  chunk's columns instead of keeping them.
+  because fresh pages are slow to fault in (bench/README.md). A pooled buffer is never returned to
+  the caller, and the pool takes back only the buffers it lent (never a caller's array). The
+  ``cols`` kept for the backward pass is owned by that pass and goes back to the pool right after
+  ``dW``, before ``dx`` needs scratch, and the row-window path is used only when its buffers fit in
+  twice the column matrix, so a step's scratch stays within about twice the column matrix (plus the
+  padded input). `set_max_workspace_bytes` (or the `workspace_limit` context) caps them: the batch
+  is then processed in chunks of whole images and the backward pass recomputes each chunk's columns
+  instead of keeping them.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -76,7 +80,7 @@ import numpy as np
 from ..tensor import Tensor, apply, as_array
 from . import accel
 from .threads import in_threads
-from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
+from .window import Axis, Geometry, check_nhwc, clip, pad_hw, pair, resolve_padding
 
 __all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "set_max_workspace_bytes",
            "get_max_workspace_bytes", "workspace_limit", "release_workspace"]
@@ -85,31 +89,24 @@ __all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "set_max_workspace_
 # --------------------------------------------------------------------------------------------
 # Geometry
 # --------------------------------------------------------------------------------------------
-class _Geom(NamedTuple):
-    """Everything a conv needs to know about shapes. (h, w) is the input of the *forward* conv,
-    (oh, ow) its output; a transposed conv uses the same geometry read backwards."""
+class _Shape(NamedTuple):
+    """A conv's shapes: the window `geo` over the *forward* conv's input (H, W) and output (OH, OW)
+    (a transposed conv uses the same geometry read backwards), the batch n, the input maps c, the
+    output maps o and the groups."""
+    geo: Geometry
     n: int
-    h: int
-    w: int
     c: int
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    top: int
-    bottom: int
-    left: int
-    right: int
-    oh: int
-    ow: int
     o: int
     groups: int
 
     @property
     def m(self) -> int:
-        return self.n * self.oh * self.ow
+        return self.n * self.geo.h.out * self.geo.w.out
+
+
+def _Geom(n, h, w, c, kh, kw, sh, sw, dh, dw, top, bottom, left, right, oh, ow, o, groups) -> _Shape:
+    """The former flat geometry's argument order, for tests written against it (tests/test_conv.py)."""
+    return _Shape(Geometry(Axis(h, kh, sh, dh, top, bottom, oh), Axis(w, kw, sw, dw, left, right, ow)), n, c, o, groups)
 
 
 def conv_output_size(size_hw, kernel_hw, stride=1, padding=0, dilation=1) -> tuple[int, int]:
@@ -118,26 +115,10 @@ def conv_output_size(size_hw, kernel_hw, stride=1, padding=0, dilation=1) -> tup
     Accepts every padding form `conv2d` accepts. Runs nothing; raises ValueError when the kernel
     does not fit in the padded input (an output size below 1).
     """
-    size = pair(size_hw, "size_hw", minimum=1, op="conv_output_size")
-    kernel = pair(kernel_hw, "kernel_hw", minimum=1, op="conv_output_size")
-    s = pair(stride, "stride", minimum=1, op="conv_output_size")
-    d = pair(dilation, "dilation", minimum=1, op="conv_output_size")
-    pads = resolve_padding(padding, size, kernel, s, d, op="conv_output_size")
-    return _checked_out_hw(size, kernel, s, d, pads, "conv_output_size")
-
-
-def _checked_out_hw(size, kernel, s, d, pads, op) -> tuple[int, int]:
-    (t, b), (l, r) = pads  # noqa: E741
-    oh = output_size(size[0], kernel[0], s[0], d[0], t, b)
-    ow = output_size(size[1], kernel[1], s[1], d[1], l, r)
-    if oh < 1 or ow < 1:
-        span = (d[0] * (kernel[0] - 1) + 1, d[1] * (kernel[1] - 1) + 1)
-        padded = (size[0] + t + b, size[1] + l + r)
-        raise ValueError(
-            f"{op}: the kernel {kernel[0]}×{kernel[1]} (dilation {d[0]}×{d[1]}) spans {span[0]}×{span[1]} "
-            f"but the padded input is only {padded[0]}×{padded[1]} (input {size[0]}×{size[1]}, padding "
-            f"(({t}, {b}), ({l}, {r}))); the output would be {oh}×{ow}. Use a smaller kernel or more padding.")
-    return oh, ow
+    op = "conv_output_size"
+    size = pair(size_hw, "size_hw", minimum=1, op=op)
+    kernel = pair(kernel_hw, "kernel_hw", minimum=1, op=op)
+    return Geometry.of(size, kernel, stride, padding, dilation, op=op).check(op).out_hw
 
 
 def _operands(x, w, b, op: str, layout: str) -> tuple:
@@ -217,11 +198,16 @@ class _Pool:
     pooled byte buffer (the smallest free one that fits and is not more than about twice too big,
     else a new one) that the caller owns until it hands it back with `give`. Arrays handed to the
     user never come from here. At most `max_bytes` (with a workspace cap, twice the cap) of free
-    buffers are kept, the oldest dropped first; `release_workspace()` drops them all."""
+    buffers are kept, the oldest dropped first; `release_workspace()` drops them all.
+
+    The pool only ever takes back the arrays `take` lent, recognised by identity: anything else
+    given to it (a caller's own array, a view of one, an array over a bytes object) is ignored, so a
+    caller's memory can never become scratch."""
 
     def __init__(self, max_bytes: int = 768 << 20):
         self.max_bytes = max_bytes
         self._free: list[np.ndarray] = []  # 1-D uint8 buffers, oldest first
+        self._lent: dict[int, tuple[weakref.ref, np.ndarray]] = {}  # id(lent array) -> (it, its buffer)
         self._lock = threading.Lock()
 
     def take(self, shape: tuple, dtype) -> np.ndarray:
@@ -232,24 +218,28 @@ class _Pool:
             buf = self._free.pop(min(fits, key=lambda i: self._free[i].size)) if fits else None
         if buf is None:
             buf = np.empty(nbytes, np.uint8)
-        return buf[:nbytes].view(dtype).reshape(shape)
+        arr = buf[:nbytes].view(dtype).reshape(shape)  # (nbytes,) uint8 -> `shape` of `dtype`
+        key = id(arr)
+        # dropped without being given back (an exception on the way): forget it. dict.pop is atomic,
+        # so the callback needs no lock (it may run inside one, from a garbage collection).
+        self._lent[key] = (weakref.ref(arr, lambda _, k=key: self._lent.pop(k, None)), buf)
+        return arr
 
     def give(self, arr: np.ndarray | None) -> None:
-        """Hand back an array from `take` (or a view of one); None is ignored."""
-        if arr is None:
-            return
-        root = arr
-        while root.base is not None:
-            root = root.base
-        if root.dtype != np.uint8 or root.ndim != 1 or root.size > self.max_bytes:
+        """Hand back an array that `take` returned; anything else (None included) is ignored."""
+        entry = self._lent.get(id(arr))
+        if entry is None or entry[0]() is not arr:  # None, or not lent by this pool
             return
         cap = get_max_workspace_bytes()
         keep = self.max_bytes if cap is None else min(self.max_bytes, 2 * cap)
         with self._lock:
-            if any(buf is root for buf in self._free):
+            if self._lent.pop(id(arr), None) is None:  # given back twice at once
                 return
-            self._free.append(root)
-            total = sum(buf.size for buf in self._free)
+            buf = entry[1]
+            if buf.size > self.max_bytes:
+                return
+            self._free.append(buf)
+            total = sum(b.size for b in self._free)
             while total > keep and self._free:
                 total -= self._free.pop(0).size
 
@@ -274,8 +264,8 @@ def set_max_workspace_bytes(n: int | None) -> None:
     lift the cap with None (the default). Above the cap the batch is processed in chunks of whole
     images (at least one image per chunk). Results agree up to rounding: the weight gradient sums
     the chunks in another order, and BLAS may round a row differently at another position in the
-    matrix (in the tests' shapes y and dx come out bit-identical). (Depthwise convs have no column matrix: their scratch, about the
-    size of the input, is not chunked.)"""
+    matrix (in the tests' shapes y and dx come out bit-identical). (Depthwise convs have no column
+    matrix: their scratch, about the size of the input, is not chunked.)"""
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"set_max_workspace_bytes: n must be a positive int or None; received {n!r}")
     _default_limit[0] = None if n is None else int(n)
@@ -303,31 +293,34 @@ def workspace_limit(n: int | None) -> Iterator[None]:
             del _limit.value
 
 
-def _rows_scratch_per_image(g: _Geom) -> int:
+def _rows_scratch_per_image(g: _Shape) -> int:
     """Peak scratch values per image of `_col2im_rows`: dy widened, its row windows R, the GEMM
     result, the channel-major sum (two of them alive at a time)."""
-    dyw = g.oh * (g.w + (g.kw - 1) * g.dw) * g.o
-    r = g.oh * g.w * g.kw * g.o
-    out = g.oh * g.w * g.kh * g.c
-    return max(dyw + r, r + out, out + g.h * g.w * g.c)
+    gh, gw = g.geo  # the window along H and along W
+    dyw = gh.out * (gw.size + gw.span - 1) * g.o
+    r = gh.out * gw.size * gw.k * g.o
+    out = gh.out * gw.size * gh.k * g.c
+    return max(dyw + r, r + out, out + gh.size * gw.size * g.c)
 
 
-def _use_rows(g: _Geom) -> bool:
-    """The row-window input gradient: stride 1 along W, and scratch within twice the column matrix
-    (it is not, e.g., for one input map and many output maps, where col2im is used instead)."""
-    return g.sw == 1 and _rows_scratch_per_image(g) <= 2 * g.oh * g.ow * g.kh * g.kw * g.c
+def _use_rows(g: _Shape) -> bool:
+    """The row-window input gradient: stride 1 along W, and scratch within twice the column matrix.
+    R is KW× the size of dy, about O / (KH·C) times the column matrix: larger than it with few input
+    maps and many output maps (one input map, e.g.), where col2im is used instead."""
+    gh, gw = g.geo
+    return gw.s == 1 and _rows_scratch_per_image(g) <= 2 * gh.out * gw.out * gh.k * gw.k * g.c
 
 
-def _scratch_per_image(g: _Geom) -> int:
+def _scratch_per_image(g: _Shape) -> int:
     """Peak scratch values per image of one conv step: the padded input and the column matrix
     (forward, dW), or the input gradient's buffers (which reuse the columns' memory once dW is done)."""
-    hp, wp = g.h + g.top + g.bottom, g.w + g.left + g.right
-    cols = g.oh * g.ow * g.kh * g.kw * g.c
+    gh, gw = g.geo
+    cols = gh.out * gw.out * gh.k * gw.k * g.c
     backward = _rows_scratch_per_image(g) if _use_rows(g) else cols
-    return max(hp * wp * g.c + cols, backward)
+    return max(gh.padded * gw.padded * g.c + cols, backward)
 
 
-def _batch_chunks(g: _Geom, itemsize: int) -> list[tuple[int, int]]:
+def _batch_chunks(g: _Shape, itemsize: int) -> list[tuple[int, int]]:
     """Image ranges [n0, n1) whose peak scratch (`_scratch_per_image`) fits the cap."""
     cap = get_max_workspace_bytes()
     per_image = _scratch_per_image(g) * itemsize
@@ -351,52 +344,49 @@ def _ones(m: int, dtype) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # The pieces: im2col, the forward GEMM, dW, col2im (dx)
 # --------------------------------------------------------------------------------------------
-def _pad(x: np.ndarray, g: _Geom) -> np.ndarray:
+def _pad(x: np.ndarray, g: _Shape) -> np.ndarray:
     """x̃ in a pooled buffer (or x itself when there is no padding)."""
-    if g.top == g.bottom == g.left == g.right == 0:
+    pads = g.geo.pads
+    (t, b), (l, r) = pads  # noqa: E741
+    if t == b == l == r == 0:
         return x
     n, h, w, c = x.shape
-    buf = _pool.take((n, h + g.top + g.bottom, w + g.left + g.right, c), x.dtype)
-    pads = ((g.top, g.bottom), (g.left, g.right))
+    buf = _pool.take((n, h + t + b, w + l + r, c), x.dtype)
     in_threads(n, lambda a, z: pad_hw(x[a:z], pads, out=buf[a:z]), buf.nbytes)
     return buf
 
 
-def _release_pad(xp: np.ndarray, x: np.ndarray) -> None:
-    if xp is not x:
-        _pool.give(xp)
-
-
-def _im2col(xp: np.ndarray, g: _Geom, ones: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def _im2col(xp: np.ndarray, g: _Shape, ones: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Column matrix of the padded input: returns (cols, buffer), cols of shape (G, M, KH·KW·C/G),
     row m = (n, i, j), column (p, q, c). `buffer` is the pooled array behind cols (give it back;
     None when cols is a view of x). With `ones` (one input map only, see `_folds_bias`) cols gets a
     last column of ones, (1, M, KH·KW + 1), for the bias."""
-    n, (kh, kw, dh, dw, oh, ow, sh, sw) = xp.shape[0], (g.kh, g.kw, g.dh, g.dw, g.oh, g.ow, g.sh, g.sw)
+    gh, gw = g.geo
+    n, kh, kw, oh, ow = xp.shape[0], gh.k, gw.k, gh.out, gw.out
     G, c = g.groups, g.c
     m = n * oh * ow
     k = kh * kw * (c // G)
     if _pointwise(g):
-        return xp.reshape(1, m, c), None  # a 1×1 kernel at stride 1 reads x as it is: no copy
+        return xp.reshape(1, m, c), None  # (1, m, c): a 1×1 kernel at stride 1 reads x as it is, no copy
     if c == 1:
         # One input map: build colsᵀ, (KH·KW, N, OH, OW), from KH·KW copies of runs of OW pixels.
         buf = _pool.take((k + ones, n, oh, ow), xp.dtype)
         if ones:
             buf[k] = 1  # a row of colsᵀ: the bias column
+        rows, cols = [gh.tap(p) for p in range(kh)], [gw.tap(q) for q in range(kw)]
 
         def work(a: int, z: int) -> None:
-            for p in range(kh):
-                for q in range(kw):
-                    buf[p * kw + q, a:z] = xp[a:z, p * dh: p * dh + (oh - 1) * sh + 1: sh,
-                                              q * dw: q * dw + (ow - 1) * sw + 1: sw, 0]  # (z-a, oh, ow)
+            for p, rs in enumerate(rows):
+                for q, cs in enumerate(cols):
+                    buf[p * kw + q, a:z] = xp[a:z, rs, cs, 0]  # (z-a, oh, ow)
         in_threads(n, work, buf.nbytes)
         return buf.reshape(1, k + ones, m).transpose(0, 2, 1), buf  # (1, m, k [+ 1]), F-ordered
     cg = c // G
     buf = _pool.take((G, n, oh, ow, kh, kw, cg), xp.dtype)
-    win = windows(xp, (kh, kw), (sh, sw), (dh, dw), (oh, ow))  # (n, oh, ow, kh, kw, c) view
+    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
     win = win.reshape(n, oh, ow, kh, kw, G, cg).transpose(5, 0, 1, 2, 3, 4, 6)  # (G, n, oh, ow, kh, kw, cg)
     in_threads(n, lambda a, z: np.copyto(buf[:, a:z], win[:, a:z]), buf.nbytes)
-    return buf.reshape(G, m, k), buf
+    return buf.reshape(G, m, k), buf  # (G, m, kh*kw*cg)
 
 
 def _grouped_weight(w: np.ndarray, G: int) -> np.ndarray:
@@ -412,6 +402,7 @@ def _gemm_forward(cols: np.ndarray, w: np.ndarray, y2d: np.ndarray, G: int) -> N
         np.matmul(cols[0], wg[0], out=y2d)
     else:
         m, o = y2d.shape
+        # (G, m, kh*kw*cg) · (G, kh*kw*cg, og) -> (G, m, og), a view of y2d (m, o)
         np.matmul(cols, wg, out=y2d.reshape(m, G, o // G).transpose(1, 0, 2))
 
 
@@ -421,69 +412,58 @@ def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int) -> 
     if G == 1:
         c0 = cols[0]
         if c0.flags.c_contiguous and c0.shape[1] * o <= 8192:
-            # Small dW: as (dyᵀ copied) · cols. With two OpenBLAS threads on a busy machine colsᵀ · dy
-            # ran 10× slower for LeNet's C3 (a (150, 16) result summed over 6400 rows).
-            return (np.ascontiguousarray(dy2d.T) @ c0).T.reshape(w_shape)
-        return (c0.T @ dy2d).reshape(w_shape)  # for large results this orientation is the faster one
+            # Small dW: as (dyᵀ copied) · cols, which stays fast with two OpenBLAS threads on a busy
+            # machine where colsᵀ · dy slows down badly (LeNet's C3; the timing is in bench/README.md).
+            return (np.ascontiguousarray(dy2d.T) @ c0).T.reshape(w_shape)  # (o, m)·(m, kh*kw*c), ᵀ -> HWIO
+        return (c0.T @ dy2d).reshape(w_shape)  # (kh*kw*c, o) -> HWIO; for large results the faster orientation
     m = dy2d.shape[0]
     dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
     dwg = np.matmul(cols.transpose(0, 2, 1), dyg)  # (G, kh*kw*cg, og)
-    return dwg.transpose(1, 0, 2).reshape(w_shape)
+    return dwg.transpose(1, 0, 2).reshape(w_shape)  # (kh*kw*cg, G, og) -> (kh, kw, cg, o)
 
 
-def _rows(k_off: int, size: int, out: int, stride: int, lo: int) -> tuple[slice, slice] | None:
-    """For one kernel offset k_off (= p·dh), the output indices i whose input row i·s + k_off − lo
-    lies inside [0, size): (slice of outputs, slice of inputs), or None when there are none."""
-    i0 = max(0, -(-(lo - k_off) // stride))
-    i1 = min(out - 1, (size - 1 + lo - k_off) // stride)
-    if i1 < i0:
-        return None
-    r0 = i0 * stride + k_off - lo
-    return slice(i0, i1 + 1), slice(r0, r0 + (i1 - i0) * stride + 1, stride)
-
-
-def _pointwise(g: _Geom) -> bool:
+def _pointwise(g: _Shape) -> bool:
     """A 1×1 kernel, stride 1, no padding, one group, and every input pixel read (h, w = oh, ow):
     the conv is a plain matrix product over C, with x itself as the column matrix. (A transposed
     conv's output_padding adds rows/columns that no output reads, so h > oh there.)"""
-    return (g.kh == g.kw == g.sh == g.sw == 1 and g.groups == 1
-            and g.top == g.bottom == g.left == g.right == 0 and (g.h, g.w) == (g.oh, g.ow))
+    gh, gw = g.geo
+    return (gh.k == gw.k == gh.s == gw.s == 1 and g.groups == 1 and gh.lo == gh.hi == gw.lo == gw.hi == 0
+            and gh.size == gh.out and gw.size == gw.out)
 
 
-def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
     """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros."""
     if _pointwise(g):
-        np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, c)
+        np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, o) · (o, c) -> (m, c)
     elif _use_rows(g):
         _col2im_rows(dy2d, w, g, dx)
     else:
         _col2im_cols(dy2d, w, g, dx)
 
 
-def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
     """Input gradient for stride 1 along W, from KW-wide row windows of dy.
 
     For input column x, kernel column q reads output column j = x + left − q·dw. So the windows of
     KW output columns of dy (with q reversed) form a matrix R of shape (N·OH·W, KW·C_out), built
     once; one GEMM with the reversed kernel, R · [W[p, ::-1]ᵀ for every p], gives each kernel row's
     contribution to whole rows of dx, added with KH shifted adds (instead of KH·KW GEMMs and adds).
-    R is KW× the size of dy, much smaller than the forward's column matrix."""
-    n = dx.shape[0]
-    kh, kw, cg, o = w.shape
-    G, og, dw = g.groups, o // g.groups, g.dw
-    dy = dy2d.reshape(n, g.oh, g.ow, o)  # (n, oh, ow, o)
+    R is KW× the size of dy: usually smaller than the forward's column matrix, but not with many
+    more output maps than input maps, which is why `_use_rows` checks the scratch first."""
+    (n, kh, kw, cg, o), (gh, gw) = (dx.shape[0], *w.shape), g.geo
+    G, og, dw, oh, h, wd = g.groups, o // g.groups, gw.d, gh.out, gh.size, gw.size
+    dy = dy2d.reshape(n, oh, gw.out, o)  # (n, oh, ow, o)
     # dy padded/cropped along W so that column t holds dy[..., t + j_lo, :] (zero outside [0, OW))
-    j_lo = g.left - (kw - 1) * dw
-    width = g.w + (kw - 1) * dw
-    rows_buf = _pool.take((G, n, g.oh, g.w, kw, og), dx.dtype)
+    j_lo, width = gw.lo - (gw.span - 1), wd + gw.span - 1
+    rows_buf = _pool.take((G, n, oh, wd, kw, og), dx.dtype)
     fast = accel.kernels(dy, dx) if G == 1 else None
     if fast is not None:  # the same copy, without the widened dy
         in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]), rows_buf.nbytes)
     else:
-        dyw = _pool.take((n, g.oh, width, o), dx.dtype)
-        a, b = max(0, -j_lo), min(width, g.ow - j_lo)  # columns of dyw that hold real dy
-        win = windows(dyw, (1, kw), (1, 1), (1, dw), (g.oh, g.w))  # (n, oh, w, 1, kw, o) view
-        win = win.reshape(n, g.oh, g.w, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
+        dyw = _pool.take((n, oh, width, o), dx.dtype)
+        a, b = max(0, -j_lo), min(width, gw.out - j_lo)  # columns of dyw that hold real dy
+        win = Geometry(Axis.of(oh, 1), Axis.of(width, kw, 1, dw)).windows(dyw)  # (n, oh, w, 1, kw, o) view
+        win = win.reshape(n, oh, wd, kw, G, og).transpose(4, 0, 1, 2, 3, 5)  # (G, n, oh, w, kw, og)
 
         def build(i0: int, i1: int) -> None:
             dyw[i0:i1, :, :a] = 0
@@ -493,12 +473,12 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
             np.copyto(rows_buf[:, i0:i1], win[:, i0:i1])
         in_threads(n, build, rows_buf.nbytes)
         _pool.give(dyw)
-    mw = n * g.oh * g.w
+    mw = n * oh * wd
     r = rows_buf.reshape(G, mw, kw * og)  # (G, n*oh*w, kw*og)
     # wr[G, (q', og), (p, cg)] = w[p, kw-1-q', cg, g*og + og]: all kernel rows in one GEMM
-    wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)
-                              ).reshape(G, kw * og, kh * cg)
-    row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
+    wr = np.ascontiguousarray(w[:, ::-1].reshape(kh, kw, cg, G, og).transpose(3, 1, 4, 0, 2)  # (G, kw, og, kh, cg)
+                              ).reshape(G, kw * og, kh * cg)  # (G, kw*og, kh*cg)
+    row_slices = [gh.clipped(p) for p in range(kh)]
     if fast is not None and not (G == 1 and cg < 16):  # kernel row p's output rows [i0, i1), first input row r0
         spans = np.array([(0, 0, 0) if rs is None else (rs[0].start, rs[0].stop, rs[1].start) for rs in row_slices],
                          dtype=np.int64).T  # (3, kh)
@@ -509,8 +489,8 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
         out = _pool.take((kh, cg, mw), dx.dtype)
         np.matmul(wr[0].T, r[0].T, out=out.reshape(kh * cg, mw))  # (kh*cg, n*oh*w)
         _pool.give(rows_buf)
-        out5 = out.reshape(kh, cg, n, g.oh, g.w)
-        dxt = _pool.take((cg, n, g.h, g.w), dx.dtype)
+        out5 = out.reshape(kh, cg, n, oh, wd)  # (kh, c, n, oh, w)
+        dxt = _pool.take((cg, n, h, wd), dx.dtype)
 
         def add_channel_major(i0: int, i1: int) -> None:
             dxt[:, i0:i1] = 0
@@ -526,12 +506,12 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     np.matmul(r, wr, out=out)  # (G, n*oh*w, kh*cg)
     _pool.give(rows_buf)
     if fast is not None:
-        out5 = out.reshape(n, g.oh, g.w, kh, cg)  # (n, oh, w, kh, c), G == 1
-        in_threads(n, lambda i0, i1: fast.add_row_blocks(out5[i0:i1], *spans, g.sh, dx[i0:i1]), out.nbytes)
+        out5 = out.reshape(n, oh, wd, kh, cg)  # (n, oh, w, kh, c), G == 1
+        in_threads(n, lambda i0, i1: fast.add_row_blocks(out5[i0:i1], *spans, gh.s, dx[i0:i1]), out.nbytes)
         _pool.give(out)
         return
-    out6 = out.reshape(G, n, g.oh, g.w, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
-    dx5 = dx.reshape(n, g.h, g.w, G, cg)
+    out6 = out.reshape(G, n, oh, wd, kh, cg).transpose(1, 2, 3, 4, 0, 5)  # (n, oh, w, kh, G, cg)
+    dx5 = dx.reshape(n, h, wd, G, cg)  # (n, h, w, G, cg)
 
     def add(i0: int, i1: int) -> None:
         for p, rows in enumerate(row_slices):
@@ -541,82 +521,74 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> N
     _pool.give(out)
 
 
-def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Geom, dx: np.ndarray) -> None:
+def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
     """Input gradient for any stride: the column gradient dcols = dy · Wᵀ in one GEMM (per group),
-    then each of its KH·KW column blocks added into its strided window of dx ("col2im").
-
-    Works on the unpadded dx directly: each block is clipped to the rows/columns that land inside
-    the input (the rest fell on padding)."""
+    then each of its KH·KW column blocks added into its strided window of dx: col2im,
+    `Geometry.scatter_add` (or its numba twin), on the unpadded dx directly, each block clipped to
+    the rows/columns that land inside the input (the rest fell on padding)."""
     n = dx.shape[0]
     kh, kw, cg, o = w.shape
+    gh, gw = g.geo
     G = g.groups
     og = o // G
-    m = n * g.oh * g.ow
+    m = n * gh.out * gw.out
     k = kh * kw * cg
     dcols = _pool.take((G, m, k), dx.dtype)
     if G == 1:
-        np.matmul(dy2d, w.reshape(k, o).T, out=dcols[0])  # (m, kh*kw*c)
+        np.matmul(dy2d, w.reshape(k, o).T, out=dcols[0])  # (m, o) · (o, kh*kw*c) -> (m, kh*kw*c)
+        blocks, out = dcols.reshape(n, gh.out, gw.out, kh, kw, cg), dx  # (n, oh, ow, kh, kw, c)
     else:
         dyg = dy2d.reshape(m, G, og).transpose(1, 0, 2)  # (G, m, og)
         np.matmul(dyg, _grouped_weight(w, G).transpose(0, 2, 1), out=dcols)  # (G, m, kh*kw*cg)
+        # (G, m, kh*kw*cg) -> (n, oh, ow, kh, kw, G, cg)
+        blocks = dcols.reshape(G, n, gh.out, gw.out, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)
+        out = dx.reshape(n, gh.size, gw.size, G, cg)  # (n, h, w, G, cg)
     fast = accel.kernels(dcols, dx) if G == 1 else None
-    if fast is not None:
-        d6 = dcols.reshape(n, g.oh, g.ow, kh, kw, cg)  # (n, oh, ow, kh, kw, c)
-        in_threads(n, lambda i0, i1: fast.col2im_add(d6[i0:i1], g.top, g.left, g.sh, g.sw, g.dh, g.dw, dx[i0:i1]),
-                   dx.nbytes)
-        _pool.give(dcols)
-        return
-    d7 = dcols.reshape(G, n, g.oh, g.ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)  # (n, oh, ow, kh, kw, G, cg)
-    dx5 = dx.reshape(n, g.h, g.w, G, cg)
-    row_slices = [_rows(p * g.dh, g.h, g.oh, g.sh, g.top) for p in range(kh)]
-    col_slices = [_rows(q * g.dw, g.w, g.ow, g.sw, g.left) for q in range(kw)]
-
-    def add(i0: int, i1: int) -> None:
-        for p, rows in enumerate(row_slices):
-            for q, cols_ in enumerate(col_slices):
-                if rows is not None and cols_ is not None:
-                    dx5[i0:i1, rows[1], cols_[1]] += d7[i0:i1, rows[0], cols_[0], p, q]
-    in_threads(n, add, dcols.nbytes)
+    in_threads(n, lambda i0, i1: g.geo.scatter_add(out[i0:i1], blocks[i0:i1], fast),
+               dcols.nbytes if fast is None else dx.nbytes)
     _pool.give(dcols)
 
 
 # --------------------------------------------------------------------------------------------
 # Depthwise: one einsum over the window view, no column matrix
 # --------------------------------------------------------------------------------------------
-def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Geom, y: np.ndarray) -> None:
+def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Shape, y: np.ndarray) -> None:
     """y[..., c·mult + j] = Σ_{p,q} x̃[n, i·sh + p·dh, j·sw + q·dw, c] · w[p, q, 0, c·mult + j]:
     the module formula with groups = C, as one einsum per thread over the windows of x̃."""
     n, c, mult = y.shape[0], g.c, g.o // g.c
-    win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
+    (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
+    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
     if mult == 1:
-        wk = w.reshape(g.kh, g.kw, c)
+        wk = w.reshape(kh, kw, c)  # (kh, kw, 1, c) -> (kh, kw, c)
         in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]), 4 * y.nbytes)
     else:
-        wk = w.reshape(g.kh, g.kw, c, mult)
-        y5 = y.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
+        wk = w.reshape(kh, kw, c, mult)  # (kh, kw, 1, c*mult) -> (kh, kw, c, mult)
+        y5 = y.reshape(n, oh, ow, c, mult)  # (n, oh, ow, c, mult)
         in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]), 4 * y.nbytes)
 
 
-def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Geom) -> np.ndarray:
+def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Shape) -> np.ndarray:
     """dW[p, q, 0, c·mult + j] = Σ_{n,i,j'} x̃_{p,q}[n, i, j', c] · dy[n, i, j', c·mult + j]."""
     n, c, mult = dy.shape[0], g.c, g.o // g.c
-    win = windows(xp, (g.kh, g.kw), (g.sh, g.sw), (g.dh, g.dw), (g.oh, g.ow))  # (n, oh, ow, kh, kw, c) view
-    dy5 = dy.reshape(n, g.oh, g.ow, c, mult)  # (n, oh, ow, c, mult)
+    (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
+    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
+    dy5 = dy.reshape(n, oh, ow, c, mult)  # (n, oh, ow, c, mult)
     parts = in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]), 4 * dy.nbytes)
     dw = parts[0]
     for part in parts[1:]:
         dw += part
-    return dw.reshape(g.kh, g.kw, 1, g.o)
+    return dw.reshape(kh, kw, 1, g.o)  # (kh, kw, c, mult) -> (kh, kw, 1, c*mult)
 
 
-def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom) -> np.ndarray:
+def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Shape) -> np.ndarray:
     """dx as a depthwise convolution of dy with the flipped kernel: dy is spread out by the stride
     into a zero grid u, with row i at u = i·sh + dh·(kh − 1) − top (likewise columns), and then
     dx[n, r, x, c] = Σ_{p',q'} u[n, r + p'·dh, x + q'·dw, c·mult + j] · w[kh−1−p', kw−1−q', 0, c·mult + j]."""
     n, c, mult = dy.shape[0], g.c, g.o // g.c
-    hu, wu = g.h + g.dh * (g.kh - 1), g.w + g.dw * (g.kw - 1)
-    rows = _rows(g.dh * (g.kh - 1) - g.top, hu, g.oh, g.sh, 0)  # dy rows that land in u, and where
-    cols_ = _rows(g.dw * (g.kw - 1) - g.left, wu, g.ow, g.sw, 0)
+    gh, gw = g.geo
+    hu, wu = gh.size + gh.span - 1, gw.size + gw.span - 1
+    rows = clip(gh.span - 1 - gh.lo, hu, gh.out, gh.s)  # dy rows that land in u, and where
+    cols_ = clip(gw.span - 1 - gw.lo, wu, gw.out, gw.s)
     u = _pool.take((n, hu, wu, g.o), dy.dtype)
 
     def spread(a: int, z: int) -> None:
@@ -624,26 +596,26 @@ def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Geom) -> np.ndarray:
         if rows is not None and cols_ is not None:
             u[a:z, rows[1], cols_[1]] = dy[a:z, rows[0], cols_[0]]
     in_threads(n, spread, u.nbytes)
-    win = windows(u, (g.kh, g.kw), (1, 1), (g.dh, g.dw), (g.h, g.w))  # (n, h, w, kh, kw, o) view
-    wf = w[::-1, ::-1].reshape(g.kh, g.kw, c, mult)  # flipped kernel
-    dx = np.empty((n, g.h, g.w, c), dy.dtype)
+    win = Geometry(Axis.of(hu, gh.k, 1, gh.d), Axis.of(wu, gw.k, 1, gw.d)).windows(u)  # (n, h, w, kh, kw, o) view
+    wf = w[::-1, ::-1].reshape(gh.k, gw.k, c, mult)  # flipped kernel, (kh, kw, c, mult)
+    dx = np.empty((n, gh.size, gw.size, c), dy.dtype)
     if mult == 1:
         in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wf[..., 0], out=dx[a:z]), 4 * u.nbytes)
     else:
-        win7 = win.reshape(n, g.h, g.w, g.kh, g.kw, c, mult)  # (n, h, w, kh, kw, c, mult) view
+        win7 = win.reshape(n, gh.size, gw.size, gh.k, gw.k, c, mult)  # (n, h, w, kh, kw, c, mult) view
         in_threads(n, lambda a, z: np.einsum("nhwpqcj,pqcj->nhwc", win7[a:z], wf, out=dx[a:z]), 4 * u.nbytes)
     _pool.give(u)
     return dx
 
 
-def _is_depthwise(g: _Geom) -> bool:
+def _is_depthwise(g: _Shape) -> bool:
     return g.groups == g.c and g.c > 1
 
 
 # --------------------------------------------------------------------------------------------
 # The three computations every conv is made of
 # --------------------------------------------------------------------------------------------
-def _folds_bias(g: _Geom) -> bool:
+def _folds_bias(g: _Shape) -> bool:
     """One input map (transposed cols): the bias rides in the GEMM as a row of ones in colsᵀ, which
     saves the separate bias pass over y, and db comes out of the dW GEMM as its last row."""
     return g.c == 1 and g.groups == 1 and not _pointwise(g)
@@ -653,27 +625,28 @@ def _bias_grad(dy2d: np.ndarray) -> np.ndarray:
     return _ones(dy2d.shape[0], dy2d.dtype) @ dy2d
 
 
-def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray | None = None):
+def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarray | None = None):
     """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked and the batch fits
     the workspace cap in one chunk."""
-    y = np.empty((g.n, g.oh, g.ow, g.o), x.dtype)
+    (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
+    y = np.empty((g.n, oh, ow, g.o), x.dtype)
     kept = (None, None)
     if _is_depthwise(g):
         xp = _pad(x, g)
         _dw_forward(xp, w, g, y)
-        _release_pad(xp, x)
+        _pool.give(xp)  # x itself when there is no padding: the pool takes back only its own buffers
     else:
         chunks = _batch_chunks(g, x.itemsize)
         y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
-        per = g.oh * g.ow
+        per = oh * ow
         fold = b is not None and _folds_bias(g)
         if fold:  # the bias as one more weight row, against the column of ones
-            w = np.concatenate([w.reshape(g.kh * g.kw, g.o), b[None]]).reshape(1, 1, g.kh * g.kw + 1, g.o)
+            w = np.concatenate([w.reshape(kh * kw, g.o), b[None]]).reshape(1, 1, kh * kw + 1, g.o)  # (1, 1, kh*kw+1, o)
             b = None
         for n0, n1 in chunks:
             xp = _pad(x[n0:n1], g)
             cols, buf = _im2col(xp, g, ones=fold)
-            _release_pad(xp, x)
+            _pool.give(xp)
             _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
             if keep_cols and len(chunks) == 1:
                 kept = (cols, buf)
@@ -684,7 +657,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Geom, keep_cols: bool, b: np.ndarray
     return (y, *kept)
 
 
-def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
+def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
     """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy. `kept` is the forward's
     (cols, buffer) when it was kept: then x is not read for dW, and the buffer goes back to the pool
     right after dW, before dx needs scratch memory. db = ones · dy; None when not needed."""
@@ -695,11 +668,11 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
         if need_w:
             xp = _pad(x, g)
             dw = _dw_weight_grad(xp, dy, g)
-            _release_pad(xp, x)
+            _pool.give(xp)
     else:
-        dx = np.zeros((g.n, g.h, g.w, g.c), dy.dtype) if need_x else None
+        dx = np.zeros((g.n, *g.geo.size_hw, g.c), dy.dtype) if need_x else None
         dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
-        per = g.oh * g.ow
+        per = g.geo.h.out * g.geo.w.out
         chunks = [(0, g.n)] if cols is not None else _batch_chunks(g, dy.itemsize)
         for n0, n1 in chunks:
             d = dy2d[n0 * per: n1 * per]
@@ -708,12 +681,12 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
                 if cols is None:
                     xp = _pad(x[n0:n1], g)
                     c_, buf = _im2col(xp, g)
-                    _release_pad(xp, x)
+                    _pool.give(xp)
                 else:
                     c_ = cols
-                if c_.shape[2] == g.kh * g.kw * g.c + 1:  # kept cols with the bias column (`_folds_bias`)
+                if c_.shape[2] == w.shape[0] * w.shape[1] * g.c + 1:  # kept cols with the bias column (`_folds_bias`)
                     both = c_[0].T @ d  # (kh*kw + 1, o)
-                    part, db = both[:-1].reshape(w.shape), (both[-1].copy() if need_b else None)
+                    part, db = both[:-1].reshape(w.shape), (both[-1].copy() if need_b else None)  # (kh, kw, 1, o), (o,)
                     need_b = False
                 else:
                     part = _weight_grad(c_, d, w.shape, g.groups)
@@ -724,7 +697,7 @@ def _conv_grads(x, w, dy, g: _Geom, need_x: bool, need_w: bool, kept=None, need_
             if need_x:
                 _col2im(d, w, g, dx[n0:n1])
     if need_b:
-        db = _bias_grad(dy.reshape(-1, g.o))
+        db = _bias_grad(dy.reshape(-1, g.o))  # (n*oh*ow, o)
     return dx, dw, db
 
 
@@ -748,8 +721,8 @@ def _table_groups(table: np.ndarray) -> int:
 def _diagonal_blocks(w: np.ndarray, G: int) -> np.ndarray:
     """(KH, KW, C, O) with a block-diagonal table -> the grouped weight (KH, KW, C/G, O)."""
     kh, kw, c, o = w.shape
-    w6 = w.reshape(kh, kw, G, c // G, G, o // G)
-    return np.einsum("abgcgd->abcgd", w6).reshape(kh, kw, c // G, o)
+    w6 = w.reshape(kh, kw, G, c // G, G, o // G)  # (kh, kw, G, cg, G, og)
+    return np.einsum("abgcgd->abcgd", w6).reshape(kh, kw, c // G, o)  # diagonal (kh, kw, cg, G, og) -> (kh, kw, cg, o)
 
 
 def _conv2d_forward(x, w, *b, needs, g, mask, blocks):
@@ -772,8 +745,8 @@ def _conv2d_backward(ctx, dy, needs):
     if dw is not None and ctx["blocks"]:  # grouped dW back into the (KH, KW, C, O) table layout
         G, (kh, kw, cg, o) = g.groups, dw.shape
         full = np.zeros((kh, kw, G, cg, G, o // G), dw.dtype)
-        np.einsum("abgcgd->abcgd", full)[...] = dw.reshape(kh, kw, cg, G, o // G)
-        dw = full.reshape(kh, kw, G * cg, o)
+        np.einsum("abgcgd->abcgd", full)[...] = dw.reshape(kh, kw, cg, G, o // G)  # onto the diagonal blocks
+        dw = full.reshape(kh, kw, G * cg, o)  # (kh, kw, G, cg, G, og) -> (kh, kw, c, o)
     elif dw is not None and mask is not None:
         dw *= mask
     return (dx, dw, db) if len(needs) == 3 else (dx, dw)
@@ -794,8 +767,8 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
     block-diagonal runs as `groups` (only the diagonal blocks are computed). Any other table runs
     as a dense convolution with w multiplied by the table: on LeNet's C3 (6 → 16 maps, 60 of 96
     connections) gathering each output map's inputs (grouped by fan-in) copies 10× more than the
-    dense column matrix, and its forward measured 30 ms against 1.2 ms for the masked dense one
-    (batch 64, one thread): the dense GEMM is tiny next to the copies it saves.
+    dense column matrix, and the dense GEMM is tiny next to the copies it saves (the timing is in
+    bench/README.md).
     """
     op = "conv2d"
     xa, wa, ba = _operands(x, w, b, op, "(KH, KW, C_in // groups, C_out)")
@@ -816,8 +789,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
     s = pair(stride, "stride", op=op)
     d = pair(dilation, "dilation", op=op)
     pads = resolve_padding(padding, (h, wd), (kh, kw), s, d, op=op)
-    oh, ow = _checked_out_hw((h, wd), (kh, kw), s, d, pads, op)
-    g = _Geom(n, h, wd, c, kh, kw, *s, *d, *pads[0], *pads[1], oh, ow, o, groups)
+    g = _Shape(Geometry.from_pairs((h, wd), (kh, kw), s, pads, d).check(op), n, c, o, groups)
     inputs = (x, w) if b is None else (x, w, b)
     return apply(_conv2d_forward, _conv2d_backward, *inputs, g=g, mask=mask, blocks=blocks)
 
@@ -846,7 +818,7 @@ def _convt_backward(ctx, dy, needs):
         dw = _conv_grads(dy, w, x, g, False, True, (cols, buf) if buf is not None else None)[1]
     grads = [dx, dw]
     if len(needs) == 3:
-        grads.append(_bias_grad(dy.reshape(-1, g.c)) if needs[2] else None)
+        grads.append(_bias_grad(dy.reshape(-1, g.c)) if needs[2] else None)  # (n*h*w, c_out)
     return tuple(grads)
 
 
@@ -882,19 +854,17 @@ def conv_transpose2d(x, w, b=None, *, stride=1, padding=0, output_padding=0, dil
         if a >= max(sa, da):
             raise ValueError(f"{op}: output_padding must be smaller than the stride or the dilation; "
                              f"received output_padding={output_padding!r}, stride={stride!r}, dilation={dilation!r}")
-    eff = (d[0] * (kh - 1) + 1, d[1] * (kw - 1) + 1)
     if isinstance(padding, str) and padding.lower() == "same":
         if op_hw != (0, 0):
             raise ValueError(f"{op}: output_padding must be 0 with padding='same'; received {output_padding!r}")
-        size = (h * s[0], wd * s[1])
-        pads = resolve_padding("same", size, (kh, kw), s, d, op=op)
+        geo = Geometry.of((h * s[0], wd * s[1]), (kh, kw), s, "same", d, op=op)  # its output is (h, wd)
     else:
         pads = resolve_padding(padding, (1, 1), (kh, kw), s, d, op=op)  # size-independent forms
-        size = tuple((hh - 1) * ss + e - lo - hi + a
-                     for hh, ss, e, (lo, hi), a in zip((h, wd), s, eff, pads, op_hw))
+        geo = Geometry.transposed((h, wd), (kh, kw), s, pads, d, op_hw)
+    size = geo.size_hw
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"{op}: the output would be {size[0]}×{size[1]}; padding {padding!r} removes more "
                          f"than the {h}×{wd} input spreads to. Use less padding.")
-    g = _Geom(n, size[0], size[1], c_out, kh, kw, *s, *d, *pads[0], *pads[1], h, wd, c_in, groups)
+    g = _Shape(geo, n, c_out, c_in, groups)
     inputs = (x, w) if b is None else (x, w, b)
     return apply(_convt_forward, _convt_backward, *inputs, g=g)

@@ -2,8 +2,10 @@
 
 Window positions and output sizes follow the rule stated in `featuremaps.functional.conv`; with
 `ceil_mode=True` the division rounds up but the last window must start inside the input or its left
-padding, as in PyTorch (`window.output_size`). As in PyTorch, padding may be at most half the
-kernel (`kernel_size // 2`) on each side, so every window holds at least one input element.
+padding, as in PyTorch (`window.Axis.of`). As in PyTorch, padding may be at most half the
+kernel (`kernel_size // 2`) on each side, so every window holds at least one input element
+(`window.resolve_pool_padding`). The geometry is `window.Geometry`; the backward passes add each
+window's gradient back with its `scatter_add` (col2im).
 
 Max pooling pads with −inf. Its gradient goes to ONE element per window, the one PyTorch picks:
 the first maximum in window order (row-major over the kernel), or, if the window holds NaN, the
@@ -19,80 +21,31 @@ import numpy as np
 from ..tensor import apply, as_array
 from . import accel
 from .threads import in_threads
-from .window import check_nhwc, output_size, pad_hw, pair, resolve_padding, windows
+from .window import Axis, Geometry, check_nhwc, pad_hw, pair, resolve_pool_padding
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d"]
 
 
-class _Geometry(NamedTuple):
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    pads: tuple[tuple[int, int], tuple[int, int]]  # the user's ((top, bottom), (left, right))
-    array_pads: tuple[tuple[int, int], tuple[int, int]]  # plus what ceil_mode's last window overhangs
-    out_hw: tuple[int, int]
-
-    @property
-    def tiles(self) -> bool:
-        """True when the windows tile the input: stride == kernel, no padding, no dilation, no overhang."""
-        return (self.stride == self.kernel and self.dilation == (1, 1)
-                and self.array_pads == ((0, 0), (0, 0)))
-
-    def taps(self):
-        """(index, p, q) for every kernel offset, in window order (row-major)."""
-        kh, kw = self.kernel
-        return [(p * kw + q, p, q) for p in range(kh) for q in range(kw)]
-
-    def tap_slice(self, p: int, q: int) -> tuple:
-        """Index of the padded array that kernel offset (p, q) reads for every window: window (i, j)
-        reads row i·sh + p·dh and column j·sw + q·dw (the same elements as `window.windows`)."""
-        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
-        return (slice(None), slice(p * dh, p * dh + (oh - 1) * sh + 1, sh),
-                slice(q * dw, q * dw + (ow - 1) * sw + 1, sw))
-
-
-def _geometry(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, op: str) -> _Geometry:
+def _geometry(x: np.ndarray, kernel_size, stride, padding, dilation, ceil_mode, op: str) -> Geometry:
     check_nhwc(x, "x", op=op)
     kernel = pair(kernel_size, "kernel_size", op=op)
     stride = kernel if stride is None else pair(stride, "stride", op=op)
     dilation = pair(dilation, "dilation", op=op)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"{op}: ceil_mode must be True or False; received {ceil_mode!r}")
-    size = x.shape[1:3]
-    pads = resolve_padding(padding, size, kernel, stride, dilation, op=op, allow_strings=False)
-    for (lo, hi), k, axis in zip(pads, kernel, "HW"):
-        if max(lo, hi) > k // 2:
-            raise ValueError(f"{op}: padding must be at most kernel_size // 2 = {k // 2} on each side along "
-                             f"{axis} (as in PyTorch); received padding {padding!r} with kernel_size {kernel_size!r}")
-    out_hw, array_pads = [], []
-    for n, k, s, d, (lo, hi), axis in zip(size, kernel, stride, dilation, pads, "HW"):
-        o = output_size(n, k, s, d, lo, hi, bool(ceil_mode))
-        if o < 1:
-            raise ValueError(f"{op}: input is too small along {axis}: {n} + padding {lo + hi} is less than the "
-                             f"(dilated) window {d * (k - 1) + 1}; received x of shape {x.shape}")
-        overhang = max((o - 1) * s + d * (k - 1) + 1 - (n + lo + hi), 0)  # ceil_mode only
-        out_hw.append(o)
-        array_pads.append((lo, hi + overhang))
-    return _Geometry(kernel, stride, dilation, pads, tuple(array_pads), tuple(out_hw))
-
-
-def _crop(gxp: np.ndarray, geo: _Geometry, shape: tuple) -> np.ndarray:
-    """The input's part of a gradient with respect to the padded array."""
-    (t, _), (l, _) = geo.array_pads  # noqa: E741
-    if gxp.shape == shape:
-        return gxp
-    return np.ascontiguousarray(gxp[:, t:t + shape[1], l:l + shape[2]])  # (n, h, w, c)
+    pads = resolve_pool_padding(padding, kernel, op)
+    return Geometry.from_pairs(x.shape[1:3], kernel, stride, pads, dilation, bool(ceil_mode)).check(op)
 
 
 # --- max pooling: general path ----------------------------------------------------------------
-def _first_input_offset(o: int, k: int, s: int, d: int, lo: int, n: int) -> np.ndarray:
-    """For each of `o` windows along one axis, the first kernel offset that lands on the input."""
-    start = np.arange(o) * s - lo  # first row of each window, in input coordinates
-    p = -(-np.maximum(-start, 0) // d)  # skip the padding rows: ceil(−start / d)
-    return np.where((p < k) & (start + p * d < n), p, 0)
+def _first_input_offset(axis: Axis) -> np.ndarray:
+    """For each window along one axis, the first kernel offset that lands on the input."""
+    start = axis.starts()  # first tap of each window, in input coordinates
+    p = -(-np.maximum(-start, 0) // axis.d)  # skip the padding rows: ceil(−start / d)
+    return np.where((p < axis.k) & (start + p * axis.d < axis.size), p, 0)
 
 
-def _argmax(xp: np.ndarray, geo: _Geometry, size_hw: tuple[int, int]):
+def _argmax(xp: np.ndarray, geo: Geometry):
     """Max of every window and the kernel offset PyTorch picks for it (see the module docstring).
 
     PyTorch starts each window at (−inf, its first input element) and moves to a later element when
@@ -100,15 +53,13 @@ def _argmax(xp: np.ndarray, geo: _Geometry, size_hw: tuple[int, int]):
     at or after its first input element in window order, so the chosen offset only grows: it is the
     running maximum of k · [tap k is larger than everything before it].
     """
-    v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+    v = geo.windows(xp)  # (n, oh, ow, kh, kw, c)
     best = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
     taps = geo.taps()
     itype = np.uint8 if len(taps) < 256 else np.int32
     arg = np.empty(best.shape, dtype=itype)  # (n, oh, ow, c)
-    (t, _), (l, _) = geo.pads  # noqa: E741
-    p0 = _first_input_offset(geo.out_hw[0], geo.kernel[0], geo.stride[0], geo.dilation[0], t, size_hw[0])
-    q0 = _first_input_offset(geo.out_hw[1], geo.kernel[1], geo.stride[1], geo.dilation[1], l, size_hw[1])
-    arg[...] = (p0[:, None] * geo.kernel[1] + q0[None, :])[None, :, :, None]  # (1, oh, ow, 1)
+    p0, q0 = _first_input_offset(geo.h), _first_input_offset(geo.w)
+    arg[...] = (p0[:, None] * geo.w.k + q0[None, :])[None, :, :, None]  # (oh, ow) -> (1, oh, ow, 1)
     for k, p, q in taps[1:]:
         tap = v[:, :, :, p, q]  # (n, oh, ow, c)
         np.maximum(arg, np.multiply(tap > best, itype(k), dtype=itype), out=arg)
@@ -131,7 +82,8 @@ def _masked(g: np.ndarray, mask, out: np.ndarray | None = None) -> np.ndarray:
     """g where mask, else +0.0, written to `out` (or a new array).
 
     The bit patterns are multiplied as integers by 0 or 1, which is exact even where g is inf or NaN
-    (a float multiply would turn inf · 0 into NaN) and ~10× faster than `np.copyto(..., where=)`.
+    (a float multiply would turn inf · 0 into NaN) and much faster than `np.copyto(..., where=)`
+    (bench/README.md).
     """
     if out is not None and out.dtype != g.dtype:
         g = g.astype(out.dtype)  # the bit trick needs one float type on both sides
@@ -139,30 +91,31 @@ def _masked(g: np.ndarray, mask, out: np.ndarray | None = None) -> np.ndarray:
     return out if out is not None else bits.view(g.dtype)
 
 
-def _scatter_max(g: np.ndarray, arg: np.ndarray, geo: _Geometry, padded_shape: tuple, dtype) -> np.ndarray:
-    """Add each window's gradient to its chosen element of a zero array of the padded shape."""
-    gxp = np.zeros(padded_shape, dtype=dtype)
+def _scatter_max(g: np.ndarray, arg: np.ndarray, geo: Geometry, shape: tuple, dtype) -> np.ndarray:
+    """The input gradient: each window's gradient added to its chosen element (col2im of the
+    masked window gradients, `Geometry.scatter_add`)."""
+    gx = np.zeros(shape, dtype=dtype)
     buf = np.empty(g.shape, dtype=dtype)  # (n, oh, ow, c), reused for every offset
-    for k, p, q in geo.taps():
-        gxp[geo.tap_slice(p, q)] += _masked(g, arg == k, out=buf)  # strided
-    return gxp
+    kw = geo.w.k
+    geo.scatter_add(gx, lambda p, q: _masked(g, arg == p * kw + q, out=buf))
+    return gx
 
 
 def _max_forward(x, needs, geo):
     xp = pad_hw(x, geo.array_pads, -np.inf)  # (n, h + t + b', w + l + r', c)
     if not needs[0]:
-        v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+        v = geo.windows(xp)  # (n, oh, ow, kh, kw, c)
         out = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
         for _, p, q in geo.taps()[1:]:
             np.maximum(out, v[:, :, :, p, q], out=out)
         return out, None
-    out, arg = _argmax(xp, geo, x.shape[1:3])
-    return out, (arg, geo, x.shape, xp.shape, x.dtype)
+    out, arg = _argmax(xp, geo)
+    return out, (arg, geo, x.shape, x.dtype)
 
 
 def _max_backward(ctx, g, needs):
-    arg, geo, shape, padded_shape, dtype = ctx
-    return (_crop(_scatter_max(g, arg, geo, padded_shape, dtype), geo, shape),)
+    arg, geo, shape, dtype = ctx
+    return (_scatter_max(g, arg, geo, shape, dtype),)
 
 
 # --- max pooling: windows that tile the input -------------------------------------------------
@@ -171,7 +124,7 @@ class _Chosen(NamedTuple):
     shape: tuple
     dtype: np.dtype
     arg: np.ndarray  # (n, oh, ow, c)
-    geo: _Geometry
+    geo: Geometry
 
 
 def _tile_forward(x, needs, geo):
@@ -199,7 +152,7 @@ def _tile_backward(ctx, g, needs):
         return (gx,)
     x, out, geo = ctx
     if np.isnan(out).any():  # NaN windows send the gradient to their last NaN: take the general route
-        _, arg = _argmax(x, geo, x.shape[1:3])
+        _, arg = _argmax(x, geo)
         return (_scatter_max(g, arg, geo, x.shape, x.dtype),)
     (kh, kw), (oh, ow) = geo.kernel, geo.out_hw
     gx = np.empty_like(x)  # every covered element is written below; zero the rows/columns no window covers
@@ -237,36 +190,33 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode: bool = Fals
 
 
 # --- average pooling --------------------------------------------------------------------------
-def _divisors(o: int, k: int, s: int, lo: int, hi: int, n: int, include_pad: bool) -> np.ndarray:
-    """PyTorch's divisor for each of `o` windows along one axis."""
-    start = np.arange(o) * s - lo  # in input coordinates
-    end = np.minimum(start + k, n + hi)  # a ceil_mode window is clipped to the padded input
+def _divisors(axis: Axis, include_pad: bool) -> np.ndarray:
+    """PyTorch's divisor for each window along one axis."""
+    start = axis.starts()  # in input coordinates
+    end = np.minimum(start + axis.span, axis.size + axis.hi)  # a ceil_mode window is clipped to the padded input
     if include_pad:
         return end - start
-    return np.minimum(end, n) - np.maximum(start, 0)
+    return np.minimum(end, axis.size) - np.maximum(start, 0)
 
 
 def _avg_forward(x, needs, geo, include_pad):
     xp = pad_hw(x, geo.array_pads, 0.0)  # (n, h + t + b', w + l + r', c)
-    v = windows(xp, geo.kernel, geo.stride, geo.dilation, geo.out_hw)  # (n, oh, ow, kh, kw, c)
+    v = geo.windows(xp)  # (n, oh, ow, kh, kw, c)
     out = v[:, :, :, 0, 0].copy()  # (n, oh, ow, c)
     for _, p, q in geo.taps()[1:]:
         out += v[:, :, :, p, q]
-    (t, b), (l, r) = geo.pads  # noqa: E741
-    dh = _divisors(geo.out_hw[0], geo.kernel[0], geo.stride[0], t, b, x.shape[1], include_pad)
-    dw = _divisors(geo.out_hw[1], geo.kernel[1], geo.stride[1], l, r, x.shape[2], include_pad)
-    div = (dh[:, None] * dw[None, :]).astype(x.dtype)[None, :, :, None]  # (1, oh, ow, 1)
+    dh, dw = _divisors(geo.h, include_pad), _divisors(geo.w, include_pad)
+    div = (dh[:, None] * dw[None, :]).astype(x.dtype)[None, :, :, None]  # (oh, ow) -> (1, oh, ow, 1)
     out /= div
-    return out, (div, geo, x.shape, xp.shape, x.dtype)
+    return out, (div, geo, x.shape, x.dtype)
 
 
 def _avg_backward(ctx, g, needs):
-    div, geo, shape, padded_shape, dtype = ctx
+    div, geo, shape, dtype = ctx
     gs = g / div  # (n, oh, ow, c)
-    gxp = np.zeros(padded_shape, dtype=dtype)
-    for _, p, q in geo.taps():
-        gxp[geo.tap_slice(p, q)] += gs
-    return (_crop(gxp, geo, shape),)
+    gx = np.zeros(shape, dtype=dtype)
+    geo.scatter_add(gx, lambda p, q: gs)  # every tap of a window gets its share
+    return (gx,)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode: bool = False,
@@ -303,7 +253,7 @@ def _gap_backward(ctx, g, needs):
     shape, dtype = ctx
     n, h, w, c = shape
     gx = np.empty(shape, dtype=dtype)
-    gx[...] = g.reshape(n, 1, 1, c) / dtype.type(h * w)
+    gx[...] = g.reshape(n, 1, 1, c) / dtype.type(h * w)  # (n, c) or (n, 1, 1, c) -> (n, 1, 1, c), broadcast
     return (gx,)
 
 
@@ -322,15 +272,15 @@ def _gmp_forward(x, needs, keepdims):
         last = h * w - 1 - np.argmax(np.isnan(x2[:, ::-1]), axis=1)  # (n, c)
         arg = np.where(isnan, last, arg)
     out = np.take_along_axis(x2, arg[:, None], axis=1)  # (n, 1, c)
-    out = out.reshape(n, 1, 1, c) if keepdims else out[:, 0]
+    out = out.reshape(n, 1, 1, c) if keepdims else out[:, 0]  # (n, 1, 1, c) or (n, c)
     return out, (arg, x.shape, x.dtype)
 
 
 def _gmp_backward(ctx, g, needs):
     arg, (n, h, w, c), dtype = ctx
     gx = np.zeros((n, h * w, c), dtype=dtype)  # (n, h*w, c)
-    np.put_along_axis(gx, arg[:, None], g.reshape(n, 1, c), axis=1)
-    return (gx.reshape(n, h, w, c),)
+    np.put_along_axis(gx, arg[:, None], g.reshape(n, 1, c), axis=1)  # g (n, c) or (n, 1, 1, c) -> (n, 1, c)
+    return (gx.reshape(n, h, w, c),)  # (n, h*w, c) -> (n, h, w, c)
 
 
 def global_max_pool2d(x, *, keepdims: bool = False):

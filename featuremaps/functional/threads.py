@@ -20,8 +20,7 @@ def _threads_from_env() -> int:
 
 
 THREADS = _threads_from_env()
-# Below this much written, a second thread costs more than it saves. For LeNet's layers (up to
-# 8 MiB) thresholds from 256 KiB to 4 MiB measured the same per training step, kernels included.
+# Below this much written, a second thread costs more than it saves (how it was chosen: bench/README.md).
 MIN_BYTES = 4 << 20
 _executor: list = []
 

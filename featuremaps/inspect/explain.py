@@ -35,11 +35,12 @@ import numpy as np
 
 from .._json import jsonable
 from ..functional import window as _window_ops
+from ..functional.window import Geometry
 from ..nn.module import ROLES, layer_classes
 from ..tensor import as_array, no_grad
 from .activations import _layers, _run, as_single_input, resolve_layer
 from .connectivity import _channels, _groups, _local_input, connections
-from .receptive import Geometry, check_position, layer_role, window_geometry
+from .receptive import check_position, layer_role, window_geometry
 
 __all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds"]
 
@@ -699,7 +700,7 @@ def _explain_pool(layer, x_in: np.ndarray, o: int, pos):
     h, w, _ = x_in.shape
     whole = layer.spatial == "all"  # a global pool: one window, the whole map
     if whole:
-        geo = Geometry((h, w), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
+        geo = Geometry.of((h, w), (h, w))  # one window, the whole map
         pos_w = (0, 0)
     else:
         geo = window_geometry(layer, (h, w))
@@ -806,7 +807,7 @@ def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
             kind = type(layer).__name__
             is_max = layer.decomposition == "window_max"
             if role == "global_pool":
-                geo = Geometry(current.shape[:2], (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1))
+                geo = Geometry.of(current.shape[:2], current.shape[:2])  # one window, the whole map
                 spots, idx_of = [(0, 0)], (lambda i, j: (m,))
             else:
                 geo = window_geometry(layer, current.shape[:2])

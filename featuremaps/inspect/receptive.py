@@ -2,7 +2,8 @@
 
 The field is traced backwards through every layer before `layer`: a window layer (conv, pooling,
 LeNet's subsampling) maps each output pixel to the input pixels its kernel taps, at
-`i·stride + p·dilation − pad_top` for kernel offset p (the rule in `featuremaps.functional.conv`);
+`i·stride + p·dilation − pad_top` for kernel offset p (its `featuremaps.functional.window.Geometry`,
+the rule in `featuremaps.functional.conv`);
 `ZeroPad2D` shifts; element-wise layers (activations, BatchNorm, Dropout, LRN) keep the position;
 Flatten, Dense and global pooling see everything. Taps that land on padding see no pixel, so the
 field is clipped to the image — and dilation or stride larger than the kernel leaves holes: the
@@ -10,31 +11,14 @@ mask shows exactly which pixels count, not just a bounding box.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from ..functional import window
+from ..functional.window import Geometry
 from .activations import _layers, resolve_layer
 from .connectivity import is_conv
 
 __all__ = ["receptive_field", "ReceptiveField", "Geometry", "window_geometry", "layer_role"]
-
-
-class Geometry(NamedTuple):
-    """How a window layer reads its input: window (i, j) taps padded rows i·sh + p·dh, p < kh."""
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    pads: tuple[tuple[int, int], tuple[int, int]]  # ((top, bottom), (left, right))
-    out_hw: tuple[int, int]
-
-    def rows(self, i: int) -> np.ndarray:
-        """Input rows (may be < 0 or ≥ H: padding) tapped by output row i."""
-        return i * self.stride[0] + np.arange(self.kernel[0]) * self.dilation[0] - self.pads[0][0]
-
-    def cols(self, j: int) -> np.ndarray:
-        return j * self.stride[1] + np.arange(self.kernel[1]) * self.dilation[1] - self.pads[1][0]
 
 
 def layer_role(layer) -> str:
@@ -54,19 +38,13 @@ def layer_role(layer) -> str:
 
 
 def window_geometry(layer, in_hw: tuple[int, int]) -> Geometry:
-    """The window geometry of a layer whose `spatial` is 'window' (conv, pooling) applied to an input
-    of `in_hw` (H, W). A layer without a `stride` steps by its kernel (LeNet's subsampling); without
-    `padding` or `dilation` it has none."""
-    kind = type(layer).__name__
-    kernel = window.pair(layer.kernel_size, "kernel_size", op=kind)
-    stride = window.pair(getattr(layer, "stride", kernel), "stride", op=kind)
-    dilation = window.pair(getattr(layer, "dilation", 1), "dilation", op=kind)
-    pads = window.resolve_padding(getattr(layer, "padding", 0), in_hw, kernel, stride, dilation, op=kind,
-                                  allow_strings=is_conv(layer))
-    ceil = bool(getattr(layer, "ceil_mode", False))
-    out_hw = tuple(window.output_size(n, k, s, d, lo, hi, ceil)
-                   for n, k, s, d, (lo, hi) in zip(in_hw, kernel, stride, dilation, pads))
-    return Geometry(kernel, stride, dilation, pads, out_hw)
+    """The window geometry (`featuremaps.functional.window.Geometry`) of a layer whose `spatial` is
+    'window' (conv, pooling) applied to an input of `in_hw` (H, W). A layer without a `stride` steps
+    by its kernel (LeNet's subsampling); without `padding` or `dilation` it has none."""
+    kernel = layer.kernel_size
+    return Geometry.of(in_hw, kernel, getattr(layer, "stride", kernel), getattr(layer, "padding", 0),
+                       getattr(layer, "dilation", 1), ceil_mode=bool(getattr(layer, "ceil_mode", False)),
+                       op=type(layer).__name__, allow_strings=is_conv(layer))
 
 
 class ReceptiveField(tuple):
@@ -106,7 +84,8 @@ class ReceptiveField(tuple):
         if not self.mask.any():
             return (f"receptive field of {self.layer}{where}: no input pixel — every tap falls on padding "
                     f"(nominal rows {r0}..{r1}, cols {c0}..{c1})")
-        text = (f"receptive field of {self.layer}{where}: rows {rs.start}..{rs.stop - 1}, cols {cs.start}..{cs.stop - 1} "
+        text = (f"receptive field of {self.layer}{where}: rows {rs.start}..{rs.stop - 1}, "
+                f"cols {cs.start}..{cs.stop - 1} "
                 f"of the {self.mask.shape[0]}×{self.mask.shape[1]} input ({int(self.mask.sum())} pixels)")
         if self.clipped:
             text += (f"; nominally rows {r0}..{r1}, cols {c0}..{c1}: the part off the image falls on padding "
@@ -152,22 +131,10 @@ def _back(layer, mask, nominal, in_shape, out_shape, op: str, name: str):
         return mask[t:t + h, l:l + w], ((r0 - t, r1 - t), (c0 - l, c1 - l))
     if role in ("conv", "pool"):
         geo = window_geometry(layer, (h, w))
-        (oh, ow) = mask.shape
-        m_in = np.zeros((h, w), dtype=bool)
-        out_r, out_c = np.arange(oh), np.arange(ow)
-        (sh, sw), (dh, dw) = geo.stride, geo.dilation
-        t, l = geo.pads[0][0], geo.pads[1][0]  # noqa: E741
-        for p in range(geo.kernel[0]):  # loop over kernel offsets only
-            rows = out_r * sh + p * dh - t  # (oh,) input row tapped by each output row
-            vr = (rows >= 0) & (rows < h)
-            for q in range(geo.kernel[1]):
-                cols = out_c * sw + q * dw - l  # (ow,)
-                vc = (cols >= 0) & (cols < w)
-                m_in[np.ix_(rows[vr], cols[vc])] |= mask[np.ix_(vr, vc)]
+        m_in = np.zeros((1, h, w), dtype=bool)
+        geo.scatter_add(m_in, lambda p, q: mask[None])  # col2im of the field; on bools, + is "or"
         (r0, r1), (c0, c1) = nominal
-        nom = ((r0 * sh - t, r1 * sh - t + dh * (geo.kernel[0] - 1)),
-               (c0 * sw - l, c1 * sw - l + dw * (geo.kernel[1] - 1)))
-        return m_in, nom
+        return m_in[0], (geo.h.reach(r0, r1), geo.w.reach(c0, c1))
     raise ValueError(f"{op}: cannot trace the receptive field through layer {name!r} ({type(layer).__name__}): "
                      f"its class's spatial attribute is {getattr(layer, 'spatial', None)!r}, so how its output "
                      "positions depend on its input's is unknown (see featuremaps.nn.Module)")
@@ -193,7 +160,8 @@ def check_position(position, out_shape, op: str, layer_name: str):
         raise TypeError(f"{op}: position must be a (row, col) pair of ints; received {position!r}")
     if not (0 <= r < out_shape[0] and 0 <= c < out_shape[1]):
         raise ValueError(f"{op}: position {tuple(position)} is outside the "
-                         f"{out_shape[0]}×{out_shape[1]} maps of layer {layer_name!r}: row must be in [0, {out_shape[0] - 1}] and col in "
+                         f"{out_shape[0]}×{out_shape[1]} maps of layer {layer_name!r}: "
+                         f"row must be in [0, {out_shape[0] - 1}] and col in "
                          f"[0, {out_shape[1] - 1}]")
     return int(r), int(c)
 

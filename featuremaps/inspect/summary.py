@@ -132,9 +132,9 @@ def _advance_field(field, layer, in_shape: tuple):
         return field if role in ("pad", "activation", "elementwise") else None
     geom = window_geometry(layer, tuple(in_shape[:2]))
     size, jump = list(field["size"]), list(field["jump"])
-    for a, (k, s, d) in enumerate(zip(geom.kernel, geom.stride, geom.dilation)):
-        size[a] += d * (k - 1) * jump[a]
-        jump[a] *= s
+    for a, axis in enumerate(geom):
+        size[a] += (axis.span - 1) * jump[a]
+        jump[a] *= axis.s
     return {"size": size, "jump": jump}
 
 

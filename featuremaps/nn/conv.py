@@ -14,6 +14,14 @@ from .module import Module, as_rng, kwarg_repr, register, tupled
 __all__ = ["Conv2D", "ZeroPad2D", "normalize_padding", "as_pair"]
 
 
+def window_output_shape(layer: Module, input_shape: tuple, geo: window.Geometry) -> tuple[int, int]:
+    """(OH, OW) of a window layer's `geo`, or its ShapeError when the kernel does not fit."""
+    problem = geo.misfit()
+    if problem:
+        layer._shape_error(input_shape, f"a padded input of at least {geo.h.span}×{geo.w.span}: {problem}")
+    return geo.out_hw
+
+
 def _positive_int(value, name: str, op: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{op}: {name} must be a positive int; received {value!r}")
@@ -139,16 +147,8 @@ class Conv2D(Module):
         h, w, c = self._check_rank(input_shape)
         if c != self.in_channels:
             self._shape_error((h, w, c), f"{self.in_channels} input channels (in_channels); it has {c}")
-        (t, b), (l, r) = window.resolve_padding(self.padding, (h, w), self.kernel_size, self.stride, self.dilation,
-                                                op="Conv2D")
-        eh, ew = (d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-        if h + t + b < eh or w + l + r < ew:
-            self._shape_error((h, w, c), f"a padded input of at least {eh}×{ew} for its "
-                                         f"{self.kernel_size[0]}×{self.kernel_size[1]} kernel"
-                                         + (f" (dilation {self.dilation})" if self.dilation != (1, 1) else "")
-                                         + f"; padded it is {h + t + b}×{w + l + r}")
-        oh, ow = F.conv_output_size((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
-        return (int(oh), int(ow), self.out_channels)
+        geo = window.Geometry.of((h, w), self.kernel_size, self.stride, self.padding, self.dilation, op="Conv2D")
+        return (*window_output_shape(self, (h, w, c), geo), self.out_channels)
 
     def get_config(self) -> dict:
         return {"class": "Conv2D", "in_channels": self.in_channels, "out_channels": self.out_channels,

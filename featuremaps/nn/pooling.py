@@ -9,7 +9,7 @@ import numpy as np
 from .. import functional as F
 from .._json import jsonable
 from ..functional import window
-from .conv import _square, as_pair, normalize_padding
+from .conv import _square, as_pair, normalize_padding, window_output_shape
 from .module import Module, kwarg_repr, register
 
 __all__ = ["MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D"]
@@ -27,27 +27,17 @@ class _Pool2D(Module):
         self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", op)
         self.stride_given = stride is not None
         self.padding = normalize_padding(padding, op, allow_strings=False)
-        self._pads = window.resolve_padding(self.padding, (1, 1), (1, 1), (1, 1), op=op, allow_strings=False)
+        self._pads = window.resolve_pool_padding(self.padding, self.kernel_size, op)
         self.dilation = as_pair(dilation, "dilation", op)
-        for (lo, hi), k, axis in zip(self._pads, self.kernel_size, "hw"):
-            if max(lo, hi) > k // 2:  # as in PyTorch: every window holds at least one input element
-                raise ValueError(f"{op}: padding must be at most half the window (kernel_size // 2 = {k // 2}) "
-                                 f"on each side along {axis}; received padding {self.padding!r}")
         if not isinstance(ceil_mode, (bool, np.bool_)):
             raise TypeError(f"{op}: ceil_mode must be True or False; received {ceil_mode!r}")
         self.ceil_mode = bool(ceil_mode)
 
     def compute_output_shape(self, input_shape):
         h, w, c = self._check_rank(input_shape)
-        (t, b), (l, r) = self._pads
-        eh, ew = (d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-        if h + t + b < eh or w + l + r < ew:
-            self._shape_error((h, w, c), f"a padded input of at least {eh}×{ew} for its "
-                                         f"{self.kernel_size[0]}×{self.kernel_size[1]} window; "
-                                         f"padded it is {h + t + b}×{w + l + r}")
-        oh = window.output_size(h, self.kernel_size[0], self.stride[0], self.dilation[0], t, b, self.ceil_mode)
-        ow = window.output_size(w, self.kernel_size[1], self.stride[1], self.dilation[1], l, r, self.ceil_mode)
-        return (oh, ow, c)
+        geo = window.Geometry.of((h, w), self.kernel_size, self.stride, self._pads, self.dilation,
+                                 ceil_mode=self.ceil_mode, op=type(self).__name__)
+        return (*window_output_shape(self, (h, w, c), geo), c)
 
     def _base_config(self) -> dict:
         return {"class": type(self).__name__, "kernel_size": jsonable(self.kernel_size),
@@ -166,9 +156,7 @@ class Subsampling2D(Module):
         k = self.kernel_size
         if c != self.channels:
             self._shape_error((h, w, c), f"{self.channels} channels; it has {c}")
-        if h < k or w < k:
-            self._shape_error((h, w, c), f"an input of at least {k}×{k}")
-        return (h // k, w // k, c)
+        return (*window_output_shape(self, (h, w, c), window.Geometry.of((h, w), k, k, op="Subsampling2D")), c)
 
     def get_config(self) -> dict:
         return {"class": "Subsampling2D", "channels": self.channels, "kernel_size": self.kernel_size}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from numpy.lib.stride_tricks import sliding_window_view
+from ..functional.window import Geometry, dilated_span
 from ._layout import Value, nhwc
 from ._loader import check_budget
 from ._registry import converter
@@ -46,7 +46,7 @@ def _pads(attrs: dict, size, kernel, stride, dil, was_1d: bool, ceil_mode: bool 
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
         for n, k, s, d in zip(size, kernel, stride, dil):
-            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            total = max((-(-n // s) - 1) * s + dilated_span(k, d) - n, 0)
             small = total // 2
             pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
         return tuple(pads)
@@ -101,7 +101,7 @@ def _convt_pads(attrs, size, kernel, stride, dil, out_pad, was_1d):
         pads = []
         for i, (n, k, s, d, a) in enumerate(zip(size, kernel, stride, dil, out_pad)):
             target = shape[i] if shape is not None else n * s
-            total = s * (n - 1) + a + d * (k - 1) + 1 - target
+            total = s * (n - 1) + a + dilated_span(k, d) - target
             lo = total // 2 if auto == "SAME_UPPER" else total - total // 2  # the spec's split
             pads.append((lo, total - lo))
         return tuple(pads)
@@ -144,44 +144,23 @@ def _pool_geometry(ins, attrs, op):
     return x, was_1d, kernel, stride, dil, pads, ceil
 
 
-def _pool_out(n: int, k: int, s: int, d: int, lo: int, hi: int, ceil: bool) -> int:
-    """ONNX's pooled size (the rule in `featuremaps.functional.conv`); with ceil_mode the last
-    window must still start inside the input or its left padding."""
-    span = n + lo + hi - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    out = (-(-span // s) if ceil else span // s) + 1
-    return out - 1 if ceil and (out - 1) * s >= n + lo else out
-
-
-def _windows(xp, kernel, stride, dil, out_hw):
-    """Read-only view of the windows of a padded NHWC array: (N, OH, OW, C, KH, KW)."""
-    eh, ew = (d * (k - 1) + 1 for k, d in zip(kernel, dil))
-    v = sliding_window_view(xp, (eh, ew), axis=(1, 2))  # (n, hp-eh+1, wp-ew+1, c, eh, ew)
-    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dil
-    return v[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]  # (n, oh, ow, c, kh, kw)
-
-
 def _padded_windows(x, kernel, stride, dil, pads, ceil, fill):
-    """The padded input (with ceil_mode's overhang) and its window view (N, OH, OW, C, KH, KW)."""
-    out_hw, array_pads = [], []
-    for n, k, s, d, (lo, hi) in zip(x.shape[1:3], kernel, stride, dil, pads):
-        o = _pool_out(n, k, s, d, lo, hi, ceil)
-        if o < 1:
-            raise ValueError(f"input of shape {x.shape} is smaller than the (dilated) window {kernel}")
-        out_hw.append(o)
-        array_pads.append((lo, hi + max((o - 1) * s + d * (k - 1) + 1 - (n + lo + hi), 0)))
-    xp = np.pad(x, ((0, 0), array_pads[0], array_pads[1], (0, 0)), constant_values=fill)  # (n, hp, wp, c)
-    return xp, _windows(xp, kernel, stride, dil, out_hw), out_hw
+    """The padded input (with ceil_mode's overhang) and its window view (N, OH, OW, KH, KW, C)."""
+    geo = Geometry.from_pairs(x.shape[1:3], kernel, stride, pads, dil, ceil)
+    if min(geo.out_hw) < 1:
+        raise ValueError(f"input of shape {x.shape}: {geo.misfit()}")
+    (t, b), (l, r) = geo.array_pads  # noqa: E741
+    xp = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=fill)  # (n, hp, wp, c)
+    return xp, geo, geo.windows(xp)
 
 
 def _fallback_pool(x, kernel, stride, dil, pads, ceil, kind, include_pad=False):
     """Pooling for what the library's ops refuse (padding > kernel // 2, dilated average, integer
     maps): the padded windows reduced by max, or by sum / the number of counted cells."""
     fill = 0.0 if kind != "max" else (-np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min)
-    xp, v, out_hw = _padded_windows(x, kernel, stride, dil, pads, ceil, fill)  # v: (n, oh, ow, c, kh, kw)
+    xp, geo, v = _padded_windows(x, kernel, stride, dil, pads, ceil, fill)  # v: (n, oh, ow, kh, kw, c)
     if kind == "max":
-        return v.max(axis=(4, 5))
+        return v.max(axis=(3, 4))
     mask = np.zeros((1,) + xp.shape[1:3] + (1,), x.dtype)  # 1 where a cell counts toward the divisor
     (t, b), (l, r) = pads  # noqa: E741
     h, w = x.shape[1:3]
@@ -189,18 +168,17 @@ def _fallback_pool(x, kernel, stride, dil, pads, ceil, kind, include_pad=False):
         mask[:, :t + h + b, :l + w + r] = 1
     else:
         mask[:, t:t + h, l:l + w] = 1
-    count = _windows(mask, kernel, stride, dil, out_hw).sum(axis=(4, 5))  # (1, oh, ow, 1)
-    return v.sum(axis=(4, 5)) / count
+    count = geo.windows(mask).sum(axis=(3, 4))  # (1, oh, ow, 1)
+    return v.sum(axis=(3, 4)) / count
 
 
 def _max_indices(x, kernel, stride, dil, pads, ceil, column_major: bool) -> np.ndarray:
     """MaxPool's Indices output, NCHW: each maximum's flat index into the NCHW input (row-major, or
     column-major within each map with storage_order=1); the first maximum of a window wins."""
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    _, v, (oh, ow) = _padded_windows(x, kernel, stride, dil, pads, ceil, fill)
-    n, h, w, c = x.shape
-    kh, kw = kernel
-    arg = v.reshape(n, oh, ow, c, kh * kw).argmax(axis=-1)  # (n, oh, ow, c): tap p·kw + q
+    _, geo, v = _padded_windows(x, kernel, stride, dil, pads, ceil, fill)
+    (oh, ow), (n, h, w, c), (kh, kw) = geo.out_hw, x.shape, kernel
+    arg = v.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (n, oh, ow, c): tap p·kw + q (first max)
     rows = np.arange(oh)[:, None, None] * stride[0] + (arg // kw) * dil[0] - pads[0][0]  # (n, oh, ow, c)
     cols = np.arange(ow)[None, :, None] * stride[1] + (arg % kw) * dil[1] - pads[1][0]
     within = cols * h + rows if column_major else rows * w + cols
