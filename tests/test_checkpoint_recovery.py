@@ -11,20 +11,9 @@ import numpy as np
 import pytest
 
 from featuremaps import checkpoint as ckpt, cli, nn, optim
+from tests.clirun import one_error, run_cli
 
 FAST = ["--limit", "64", "--batch-size", "32", "--no-plot"]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def error_line(code, err):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("featuremaps: error: "), (code, err)
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +70,7 @@ def test_unreadable_reason_detects_both_corruptions(corrupt_run, two_epoch_run):
 def test_resume_refuses_with_the_recovery_command_and_touches_nothing(corrupt_run, capsys):
     run, _ = corrupt_run
     before = files(run)
-    line = error_line(*run_cli(capsys, "train", "--resume", run, "--epochs", "3", "--no-plot")[::2])
+    line = one_error(*run_cli(capsys, "train", "--resume", run, "--epochs", "3", "--no-plot")[::2])
     prev = run / "checkpoint.prev.npz"
     assert f"{run / 'checkpoint.npz'} is not a readable checkpoint" in line
     assert f"{prev} (saved after epoch 1), is intact" in line
@@ -92,7 +81,7 @@ def test_resume_refuses_with_the_recovery_command_and_touches_nothing(corrupt_ru
 def test_the_recovery_command_continues_exactly_and_keeps_every_file(corrupt_run, capsys):
     run, good_epoch2 = corrupt_run
     corrupt, good_prev = (run / "checkpoint.npz").read_bytes(), (run / "checkpoint.prev.npz").read_bytes()
-    line = error_line(*run_cli(capsys, "train", "--resume", run, "--no-plot")[::2])
+    line = one_error(*run_cli(capsys, "train", "--resume", run, "--no-plot")[::2])
     command = shlex.split(line.split("to continue training from it: ")[1])
     assert command[:3] == ["featuremaps", "train", "--resume"]
     code, _, err = run_cli(capsys, *command[1:], "--epochs", "2", "--no-plot")
@@ -121,7 +110,7 @@ def test_when_prev_is_unreadable_too_the_message_says_so(corrupt_run, capsys):
     run, _ = corrupt_run
     prev = run / "checkpoint.prev.npz"
     prev.write_bytes(truncate(prev.read_bytes()))
-    line = error_line(*run_cli(capsys, "evaluate", run)[::2])
+    line = one_error(*run_cli(capsys, "evaluate", run)[::2])
     assert f"The previous checkpoint, {prev}, is not readable either" in line
     assert "featuremaps train --resume" not in line
 
@@ -162,7 +151,7 @@ def test_save_never_rotates_an_unreadable_file_into_prev(tmp_path, damage):
 def test_conflicting_lr_names_the_rate_the_run_used(two_epoch_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(two_epoch_run, run)
-    line = error_line(*run_cli(capsys, "train", "--resume", run, "--epochs", "3", "--lr", "0.1")[::2])
+    line = one_error(*run_cli(capsys, "train", "--resume", run, "--epochs", "3", "--lr", "0.1")[::2])
     assert "None" not in line
     # lenet5's run used the sgd default 0.05, on the cosine schedule over 2 epochs: 0.025 in epoch 2
     assert "--lr 0.1 (the run used 0.05 on the cosine schedule, 0.025 in epoch 2)" in line

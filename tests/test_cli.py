@@ -13,15 +13,10 @@ import pytest
 from PIL import Image
 
 from featuremaps import Tensor, checkpoint as ckpt, cli, data, models, train
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--limit", "64", "--batch-size", "32", "--no-plot"]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code, out, err, *needles):

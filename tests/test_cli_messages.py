@@ -11,28 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featuremaps import cli, data, models, nn, train
+from featuremaps import data, models, nn, train
 from featuremaps.checkpoint import save_checkpoint
+from tests.clirun import one_error, run_cli
 from featuremaps.data.images import bright_border
 from featuremaps.functional import conv2d, conv_transpose2d
 
 NORM = {"mean": [0.1307], "std": [0.3081]}
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(code, err) -> str:
-    """The single `featuremaps: error: ...` line of a usage error (exit code 2)."""
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1, err
-    assert lines[0].startswith("featuremaps: error: ") and "Traceback" not in err
-    assert "None" not in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -22,23 +22,12 @@ import featuremaps
 from featuremaps import checkpoint as ckpt, cli, data, models, optim, train
 from featuremaps.inspect import activations
 from featuremaps.pictures import feature_maps
+from tests.clirun import one_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 NORM = {"mean": [0.1307], "std": [0.3081]}
 EPS32 = 2.0 ** -24  # unit roundoff of float32
 TINY = ["--epochs", "1", "--batch-size", "32", "--schedule", "none", "--no-plot"]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("featuremaps: error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +115,7 @@ def test_sgd_options_give_torch_sgd_updates(tmp_path, capsys, monkeypatch, optio
 
 
 def test_nesterov_without_momentum_is_refused(tmp_path, capsys):
-    line = one_line_error(*run_cli(capsys, "train", "lenet5", "--out", tmp_path / "r", "--limit", 32, *TINY,
+    line = one_error(*run_cli(capsys, "train", "lenet5", "--out", tmp_path / "r", "--limit", 32, *TINY,
                                    "--momentum", "0", "--nesterov")[::2])
     assert "nesterov" in line.lower() and "momentum" in line
     assert not (tmp_path / "r" / "checkpoint.npz").exists()
@@ -181,7 +170,7 @@ def test_val_fraction_sets_the_split_sizes(tmp_path, capsys, tiny_mnist, options
 
 @pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
 def test_val_fraction_out_of_range_is_one_line(tmp_path, capsys, tiny_mnist, value):
-    line = one_line_error(*run_cli(capsys, "train", "lenet5", "--dataset", "mnist", "--data", tiny_mnist,
+    line = one_error(*run_cli(capsys, "train", "lenet5", "--dataset", "mnist", "--data", tiny_mnist,
                                    "--out", tmp_path / "run", *TINY, "--val-fraction", value)[::2])
     assert "--val-fraction" in line and value in line
     assert not (tmp_path / "run").exists()
@@ -399,7 +388,7 @@ def test_show_maps_max_maps_limits_the_maps_drawn(ck, capsys, tmp_path):
 
 def test_traceback_shows_the_traceback(tmp_path, capsys):
     missing = tmp_path / "none.npz"
-    one_line_error(*run_cli(capsys, "evaluate", missing)[::2])
+    one_error(*run_cli(capsys, "evaluate", missing)[::2])
     with pytest.raises(Exception, match="does not exist"):  # raised, not turned into a line
         cli.main(["--traceback", "evaluate", str(missing)])
     proc = subprocess.run([sys.executable, "-m", "featuremaps", "--traceback", "evaluate", str(missing)],
