@@ -36,12 +36,12 @@ C, HW, C_IN = 4, 6, 2  # the layer under test receives C maps of HW×HW (or C fe
 #: Values for constructor arguments without a default, by name. A new layer whose constructor needs
 #: another one fails `test_every_layer_class_can_be_built` until it is added here.
 SIZES = {"in_channels": C, "out_channels": C, "channels": C, "num_features": C, "in_features": C,
-         "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1}
+         "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1, "target_shape": (-1,), "perm": (1, 0, 2)}
 CONTAINERS = {"Sequential"}  # hold layers; not layers themselves
 SPATIAL = (None, "same", "window", "pad", "flatten", "all")
 DECOMPOSITIONS = (None, "weighted_sum", "window_max", "window_mean")
 #: Names an old class-name list used although no such class exists.
-PHANTOMS = {"GELU", "Softplus", "Identity", "BatchNorm1D", "DepthwiseConv2D"}
+PHANTOMS = {"GELU", "Softplus", "BatchNorm1D", "DepthwiseConv2D"}
 #: The largest slope of any layer here on `_model`'s weights (|weight| ≤ 1.5): BatchNorm's γ/√(1 + eps) and
 #: Subsampling2D's coefficient; ScaledTanh's is 1.7159·2/3 ≈ 1.14.
 STEEPEST = 2.0
@@ -56,6 +56,9 @@ def _subclasses(cls):
 ALL_CLASSES = sorted({c for c in _subclasses(nn.Module) if c.__module__.startswith("featuremaps.nn.")},
                      key=lambda c: c.__name__)
 LAYER_CLASSES = [c for c in ALL_CLASSES if not c.__name__.startswith("_") and c.__name__ not in CONTAINERS]
+#: Layers with several inputs (role 'merge'): they live in graph models, not in a Sequential, so the
+#: single-chain tests below place the other layers only; `test_merge_layers_*` cover these.
+MERGE_CLASSES = [c for c in LAYER_CLASSES if c.role == "merge"]
 
 
 def _build(cls) -> nn.Module:
@@ -78,6 +81,8 @@ def _takes(layer, shape) -> tuple | None:
 
 def _cases():
     for cls in LAYER_CLASSES:
+        if cls in MERGE_CLASSES:
+            continue
         layer = _build(cls)
         for placement, shape in (("maps", (HW, HW, C)), ("vector", (C,))):
             if _takes(layer, shape) is not None:
@@ -124,7 +129,12 @@ def test_every_layer_class_is_discovered_and_can_be_built():
     assert names <= set(nn.__all__), "every public layer class is exported by featuremaps.nn"
     for cls in LAYER_CLASSES:
         assert isinstance(_build(cls), cls)
-        takes = [_takes(_build(cls), s) for s in ((HW, HW, C), (C,))]
+        shapes = ((HW, HW, C), (C,))
+        if cls in MERGE_CLASSES:  # several inputs of one shape
+            takes = [_takes(_build(cls), [s, s]) for s in shapes]
+            assert _takes(_build(cls), (HW, HW, C)) is None, f"{cls.__name__} must refuse a single input shape"
+        else:
+            takes = [_takes(_build(cls), s) for s in shapes]
         assert any(takes), f"{cls.__name__} takes neither maps nor vectors"
 
 
@@ -164,6 +174,26 @@ def test_elementwise_says_whether_a_value_depends_on_its_own_input_alone(cls, pl
         assert others.any(), f"{cls.__name__} keeps the shape and mixes values: is it element-wise?"
 
 
+@pytest.mark.parametrize("cls", MERGE_CLASSES, ids=lambda c: c.__name__)
+def test_merge_layers_take_several_inputs_and_a_sequential_refuses_them(cls):
+    layer = _build(cls).eval()
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((1, HW, HW, C)) for _ in range(3)]
+    y = np.asarray(layer(*xs))
+    assert np.array_equal(y, np.asarray(layer(xs)))  # a list of inputs, as in Keras, is the same call
+    assert y.shape[1:] == layer.compute_output_shape(*[x.shape[1:] for x in xs])
+    assert layer.compute_output_shape([x.shape[1:] for x in xs]) == y.shape[1:]
+    if layer.elementwise:  # changing one input value moves only the output value at its index
+        xp = [x.copy() for x in xs]
+        xp[1][0, 2, 3, 1] += 1.0
+        changed = np.asarray(layer(*xp)) != y
+        assert changed[0, 2, 3, 1] and changed.sum() == 1
+    with pytest.raises(ValueError, match=f"{cls.__name__}: needs at least 2 inputs"):
+        layer(xs[0])
+    with pytest.raises(TypeError, match=f"Sequential: layer 'm' \\({cls.__name__}\\) is a merge layer"):
+        nn.Sequential([("pre", nn.ReLU()), ("m", layer)])
+
+
 def test_explainable_kinds_are_the_classes_with_a_decomposition():
     assert set(explainable_kinds()) == {c.__name__ for c in LAYER_CLASSES if c.decomposition is not None}
     assert explainable_kinds()[:2] == ["Conv2D", "Dense"]
@@ -199,6 +229,11 @@ def _dependence(model, x, unit) -> np.ndarray:
 def test_receptive_field_holds_every_pixel_the_unit_depends_on(cls, placement):
     model, layer, x, out = _model(cls, placement)
     unit, pos = _unit(model, x, out)
+    if layer.spatial is None:  # how positions move is unknown: the tracer must say so, never guess
+        with pytest.raises(ValueError, match="cannot trace the receptive field through layer 'L'.*spatial "
+                                             "attribute is None"):
+            receptive_field(model, "L", pos)
+        return
     moved = _dependence(model, x, unit)
     assert moved.any(), "the oracle must see the unit depend on some pixel"
     rf = receptive_field(model, "L", pos)
@@ -405,9 +440,15 @@ if layer.role == "conv" and layer.decomposition in ("window_max", "window_mean")
     assert class_name_tests(fine) == []
 
 
+#: Packages whose string constants are a file format's vocabulary, not layer kinds: ONNX op types
+#: (Add, Reshape, Transpose, Pad, Clip, …) share names with layer classes.
+FORMAT_VOCABULARY = ("onnx",)
+
+
 def test_no_class_name_lists_of_layer_kinds_remain():
     root = Path(featuremaps.__file__).parent
-    hits = [f"{p.relative_to(root.parent)}:{line}: {code}" for p in sorted(root.rglob("*.py"))
+    sources = [p for p in sorted(root.rglob("*.py")) if p.relative_to(root).parts[0] not in FORMAT_VOCABULARY]
+    hits = [f"{p.relative_to(root.parent)}:{line}: {code}" for p in sources
             for line, code in class_name_tests(p.read_text(encoding="utf-8"))]
     why = "decide by the layer's class attributes (featuremaps.nn.Module), not its name"
     assert hits == [], why + ":\n" + "\n".join(hits)

@@ -7,14 +7,17 @@ once, in `featuremaps.functional.conv`. With numba installed (the `fast` extra) 
 compiled kernels with bit-identical results; `use_numba(False)` / `numba_disabled()` turn them off
 (`featuremaps.functional.accel`).
 """
-from .arith import abs, add, div, exp, log, matmul, max, mean, min, mul, neg, power, sqrt, sub, sum
+from .arith import (abs, add, average, div, exp, log, matmul, max, maximum, mean, min, minimum, mul, neg, power, sqrt,
+                    sub, sum)
 from .shape import concat, flatten, getitem, pad, reshape, transpose
 from .conv import (conv2d, conv_output_size, conv_transpose2d, get_max_workspace_bytes, release_workspace,
                    set_max_workspace_bytes, workspace_limit)
 from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 from .linear import linear
-from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
-from .norm import batch_norm, dropout, local_response_norm
+from .activation import (clip, elu, hard_sigmoid, hard_swish, leaky_relu, log_softmax, prelu, relu, relu6, sigmoid,
+                         softmax, tanh)
+from .norm import batch_norm, dropout, instance_norm, local_response_norm
+from .resize import resize
 from .loss import cross_entropy, mse_loss, nll_loss
 from .accel import numba_available, numba_disabled, numba_enabled, use_numba
 

@@ -3,7 +3,9 @@
 Each op is one forward/backward pair run through `featuremaps.tensor.apply`, takes an ndarray or a
 Tensor with a floating dtype and keeps that dtype. NaN and ±inf propagate as in PyTorch, and the
 gradient at a kink follows PyTorch: `relu'(0) = 0`, `leaky_relu'(0) = negative_slope`,
-`elu'(0) = alpha`.
+`elu'(0) = alpha`, `clip` passes the gradient at its bounds (`torch.clamp`), while `relu6`,
+`hard_sigmoid` and `hard_swish` pass none at their kinks (`F.relu6`, `F.hardsigmoid`, `F.hardswish`);
+`prelu'(0) = slope`. At a NaN input their gradients are PyTorch's too.
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import numpy as np
 
 from ..tensor import apply
 from . import accel
+from .arith import unbroadcast
 from ._checks import floating
 
-__all__ = ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "softmax", "log_softmax"]
+__all__ = ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "softmax", "log_softmax", "clip", "relu6",
+           "hard_sigmoid", "hard_swish", "prelu"]
 
 
 def _floating(x, op: str):
@@ -160,3 +164,115 @@ def log_softmax(x, axis: int = -1):
     """x − log Σ exp(x) along `axis` (log-sum-exp with the maximum subtracted first)."""
     x = _floating(x, "log_softmax")
     return apply(_log_softmax_forward, _log_softmax_backward, x, axis=_axis(axis, x.ndim, "log_softmax"))
+
+
+# --- clip, relu6, hard sigmoid, hard swish ---------------------------------------------------------
+def _bound(value, name: str, op: str):
+    return None if value is None else _number(value, name, op)
+
+
+def _clip_forward(x, needs, lo, hi, closed):
+    out = x
+    if lo is not None:
+        out = np.maximum(out, x.dtype.type(lo))  # np.maximum / np.minimum keep NaN
+    if hi is not None:
+        out = np.minimum(out, x.dtype.type(hi))
+    return (out.copy() if out is x else out), (x, lo, hi, closed)
+
+
+def _clip_backward(ctx, g, needs):
+    x, lo, hi, closed = ctx
+    keep = np.ones(x.shape, bool)
+    # As in PyTorch: clamp's gradient is 0 at a NaN input, relu6's (hardtanh's) passes it
+    if lo is not None:
+        keep &= (x >= lo) if closed else ~(x <= lo)
+    if hi is not None:
+        keep &= (x <= hi) if closed else ~(x >= hi)
+    return (np.where(keep, g, 0).astype(g.dtype, copy=False),)
+
+
+def _clipped(x, lo, hi, closed: bool, op: str):
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"{op}: lo must be ≤ hi; received lo={lo:g}, hi={hi:g}")
+    return apply(_clip_forward, _clip_backward, x, lo=lo, hi=hi, closed=closed)
+
+
+def clip(x, lo=None, hi=None):
+    """min(max(x, lo), hi); either bound may be None (no bound on that side).
+
+    The gradient is 1 on the closed interval [lo, hi] and 0 outside it, as for `torch.clamp`.
+    """
+    x = _floating(x, "clip")
+    return _clipped(x, _bound(lo, "lo", "clip"), _bound(hi, "hi", "clip"), True, "clip")
+
+
+def relu6(x):
+    """min(max(x, 0), 6); the gradient is 0 at 0 and at 6, as for PyTorch's `relu6`."""
+    return _clipped(_floating(x, "relu6"), 0.0, 6.0, False, "relu6")
+
+
+def _hsig_forward(x, needs, alpha, beta):
+    z = x * x.dtype.type(alpha) + x.dtype.type(beta)
+    return np.minimum(np.maximum(z, 0), 1).astype(x.dtype, copy=False), (z, alpha)
+
+
+def _hsig_backward(ctx, g, needs):
+    z, alpha = ctx
+    inside = (z > 0) & (z < 1)  # the open interval, as PyTorch's hardsigmoid (0 at a NaN input too)
+    return (np.where(inside, g * g.dtype.type(alpha), 0).astype(g.dtype, copy=False),)
+
+
+def hard_sigmoid(x, alpha: float = 0.2, beta: float = 0.5):
+    """clip(alpha · x + beta, 0, 1): ONNX HardSigmoid's defaults. PyTorch's `hardsigmoid` is
+    alpha = 1/6; the gradient (alpha inside, 0 outside) is 0 at both kinks, as in PyTorch."""
+    x = _floating(x, "hard_sigmoid")
+    alpha, beta = _number(alpha, "alpha", "hard_sigmoid"), _number(beta, "beta", "hard_sigmoid")
+    return apply(_hsig_forward, _hsig_backward, x, alpha=alpha, beta=beta)
+
+
+def _hswish_forward(x, needs):
+    t = x.dtype.type
+    with np.errstate(invalid="ignore"):  # −inf · 0 is NaN, as in PyTorch
+        return x * np.minimum(np.maximum(x / t(6) + t(0.5), 0), 1), x
+
+
+def _hswish_backward(x, g, needs):
+    t = x.dtype.type
+    # PyTorch's rule: 0 for x ≤ −3, x/3 + 1/2 for −3 < x < 3, else 1 (so 1 at x ≥ 3 and at NaN)
+    slope = np.where(x <= -3, 0, np.where(x < 3, x / t(3) + t(0.5), 1))
+    return ((g * slope).astype(g.dtype, copy=False),)
+
+
+def hard_swish(x):
+    """x · hard_sigmoid(x, 1/6, 0.5) = x · clip(x/6 + 1/2, 0, 1) (ONNX HardSwish = PyTorch `hardswish`)."""
+    return apply(_hswish_forward, _hswish_backward, _floating(x, "hard_swish"))
+
+
+# --- prelu ------------------------------------------------------------------------------------
+def _prelu_forward(x, slope, needs):
+    return np.where(x > 0, x, x * slope).astype(x.dtype, copy=False), (x, slope)
+
+
+def _prelu_backward(ctx, g, needs):
+    x, slope = ctx
+    pos = x > 0
+    gx = np.where(pos, g, g * slope).astype(g.dtype, copy=False) if needs[0] else None
+    gs = unbroadcast(np.where(pos, 0, g * x), np.shape(slope)).astype(slope.dtype, copy=False) if needs[1] else None
+    return gx, gs
+
+
+def prelu(x, slope):
+    """x where x > 0, else slope · x, with a learnable `slope` broadcast against x as NumPy does:
+    shape (C,) for one slope per channel (the last axis), (1,) for one shared slope, or any shape
+    that broadcasts to x's. Gradients flow to x (slope at 0, as in PyTorch) and to slope."""
+    op = "prelu"
+    x, slope = _floating(x, op), floating(slope, "slope", op)
+    xs, ss = np.shape(x), np.shape(slope)
+    try:
+        full = np.broadcast_shapes(xs, ss)
+    except ValueError:
+        full = None
+    if full != xs:
+        raise ValueError(f"{op}: slope must broadcast to x's shape {xs} (e.g. ({xs[-1] if xs else 1},) for one "
+                         f"slope per channel, or (1,)); received slope of shape {ss}")
+    return apply(_prelu_forward, _prelu_backward, x, slope)

@@ -12,7 +12,7 @@ import numpy as np
 from ..tensor import Tensor, apply, as_array
 
 __all__ = ["add", "sub", "mul", "div", "neg", "power", "matmul", "exp", "log", "sqrt", "abs",
-           "sum", "mean", "max", "min", "unbroadcast"]
+           "sum", "mean", "max", "min", "maximum", "minimum", "average", "unbroadcast"]
 
 
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
@@ -194,3 +194,72 @@ def min(x, axis=None, keepdims: bool = False):  # noqa: A001
     """Minimum over `axis`; the gradient flows to a single arg-min per slice."""
     axes = _norm_axis(axis, np.ndim(as_array(x)))
     return apply(_max_forward, _max_backward, x, axis=axes, keepdims=keepdims, sign=-1)
+
+
+# --- n-ary merges: element-wise maximum and average ---------------------------------------------
+def _merge_operands(xs, op: str) -> tuple:
+    """Validate 2+ floating, broadcastable operands; returns their broadcast shape."""
+    if len(xs) < 2:
+        raise ValueError(f"{op}: needs at least 2 arrays; received {len(xs)}")
+    shapes = []
+    for i, x in enumerate(xs):
+        a = as_array(x)
+        if a.dtype.kind != "f":
+            raise TypeError(f"{op}: input {i} must have a floating dtype; received {a.dtype}")
+        shapes.append(a.shape)
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{op}: the inputs' shapes must broadcast together; received {shapes}") from None
+
+
+def _maximum_forward(*xs, needs, pick=np.maximum):
+    out = xs[0]
+    for x in xs[1:]:
+        out = pick(out, x)  # np.maximum / np.minimum keep NaN
+    return out, (xs, out)
+
+
+def _maximum_backward(ctx, g, needs):
+    # Ties share the gradient evenly: torch.maximum's rule for two inputs, torch.amax's for n.
+    xs, out = ctx
+    nan = np.isnan(out)
+    hits = [(x == out) | (nan & np.isnan(x)) for x in xs]  # a NaN output comes from the NaN inputs
+    count = builtins.sum(h.astype(g.dtype) for h in hits)
+    share = g / count
+    return tuple(unbroadcast(np.where(h, share, 0).astype(g.dtype, copy=False), x.shape) if n else None
+                 for h, x, n in zip(hits, xs, needs))
+
+
+def maximum(*xs):
+    """Element-wise maximum of 2 or more broadcastable arrays (ONNX Max, Keras Maximum).
+
+    NaN propagates. Where several inputs attain the maximum, the gradient is split evenly among
+    them (torch.maximum's rule for two inputs, torch.amax's over stacked inputs for more).
+    """
+    _merge_operands(xs, "maximum")
+    return apply(_maximum_forward, _maximum_backward, *xs)
+
+
+def minimum(*xs):
+    """Element-wise minimum of 2 or more broadcastable arrays (ONNX Min); ties and NaN as in `maximum`."""
+    _merge_operands(xs, "minimum")
+    return apply(_maximum_forward, _maximum_backward, *xs, pick=np.minimum)
+
+
+def _average_forward(*xs, needs):
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out = out + x
+    return out / out.dtype.type(len(xs)), tuple(x.shape for x in xs)
+
+
+def _average_backward(shapes, g, needs):
+    share = g / g.dtype.type(len(shapes))
+    return tuple(unbroadcast(share, s) if n else None for s, n in zip(shapes, needs))
+
+
+def average(*xs):
+    """Element-wise mean of 2 or more broadcastable arrays: (x₀ + x₁ + …) / n, summed left to right."""
+    _merge_operands(xs, "average")
+    return apply(_average_forward, _average_backward, *xs)

@@ -1,4 +1,5 @@
-"""Normalisation and regularisation over channels-last data: batch norm, dropout, local response norm.
+"""Normalisation and regularisation over channels-last data: batch norm, instance norm, dropout, local
+response norm.
 
 The channel axis is the last one: (N, C) or (N, H, W, C). Each op is one forward/backward pair run
 through `featuremaps.tensor.apply` and keeps the input dtype.
@@ -10,7 +11,7 @@ import numpy as np
 from ..tensor import Tensor, apply
 from ._checks import floating
 
-__all__ = ["batch_norm", "dropout", "local_response_norm"]
+__all__ = ["batch_norm", "instance_norm", "dropout", "local_response_norm"]
 
 
 def _real(value, name: str, op: str, lo: float, hi: float, hi_open: bool) -> float:
@@ -119,6 +120,50 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool, mom
         raise ValueError(f"{op}: running_mean and running_var are required when training=False")
     return apply(_bn_forward, _bn_backward, x, gamma, beta, training=bool(training), running_mean=running_mean,
                  running_var=running_var, momentum=momentum, eps=eps)
+
+
+# --- instance norm ----------------------------------------------------------------------------
+def _in_forward(x, gamma, beta, needs, eps):
+    axes = tuple(range(1, x.ndim - 1))  # the positions of one map of one sample
+    mean = x.mean(axis=axes, keepdims=True)  # (N, 1, 1, C)
+    xc = x - mean
+    var = np.mean(xc * xc, axis=axes, keepdims=True)  # (N, 1, 1, C), biased
+    inv = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    xhat = xc * inv
+    out = xhat * gamma if gamma is not None else xhat.copy()
+    if beta is not None:
+        out += beta
+    return out, (xhat, inv, gamma, axes)
+
+
+def _in_backward(ctx, g, needs):
+    xhat, inv, gamma, axes = ctx
+    every = (0,) + axes
+    gx = None
+    if needs[0]:
+        gs = g * gamma if gamma is not None else g  # gradient with respect to xhat
+        gx = (gs - gs.mean(axis=axes, keepdims=True) - xhat * np.mean(gs * xhat, axis=axes, keepdims=True)) * inv
+    ggamma = np.sum(g * xhat, axis=every) if needs[1] else None  # (C,)
+    gbeta = np.sum(g, axis=every) if needs[2] else None  # (C,)
+    return gx, ggamma, gbeta
+
+
+def instance_norm(x, gamma, beta, eps: float = 1e-5):
+    """Instance normalisation of channels-last maps (N, H, W, C) (ONNX InstanceNormalization, PyTorch
+    `instance_norm`): each map of each sample is normalised over its own positions,
+    `y = gamma · (x − mean) / √(var + eps) + beta` with the biased variance over H, W for every
+    (n, c). `gamma` / `beta` have shape (C,), or are None for no scale / no shift. Gradients flow to
+    x, gamma and beta.
+    """
+    op = "instance_norm"
+    x = floating(x, "x", op)
+    if x.ndim < 3:
+        raise ValueError(f"{op}: x must be (N, H, W, C) maps; received shape {x.shape}")
+    c = x.shape[-1]
+    gamma = _channel_vector(gamma, "gamma", c, op)
+    beta = _channel_vector(beta, "beta", c, op)
+    eps = _real(eps, "eps", op, 0.0, float("inf"), hi_open=True)
+    return apply(_in_forward, _in_backward, x, gamma, beta, eps=eps)
 
 
 # --- dropout ----------------------------------------------------------------------------------

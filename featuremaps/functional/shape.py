@@ -1,4 +1,4 @@
-"""Shape ops: reshape, transpose, indexing, flatten, concat and constant padding."""
+"""Shape ops: reshape, transpose, indexing, flatten, concat and padding (constant, reflect, edge)."""
 from __future__ import annotations
 
 import numpy as np
@@ -104,22 +104,55 @@ def concat(xs, axis: int = -1):
     return apply(_concat_forward, _concat_backward, *xs, axis=ax)
 
 
-def _pad_forward(x, needs, pad_width, value):
-    return np.pad(x, pad_width, mode="constant", constant_values=value), pad_width
+PAD_MODES = ("constant", "reflect", "edge")
+
+
+def _pad_forward(x, needs, pad_width, value, mode):
+    if mode == "constant":
+        return np.pad(x, pad_width, mode="constant", constant_values=value), (pad_width, mode, x.shape)
+    return np.pad(x, pad_width, mode=mode), (pad_width, mode, x.shape)
 
 
 def _pad_backward(ctx, g, needs):
-    index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(ctx))
-    return (g[index],)
+    pad_width, mode, shape = ctx
+    index = tuple(slice(lo, g.shape[i] - hi) for i, (lo, hi) in enumerate(pad_width))
+    if mode == "constant":
+        return (g[index],)
+    for axis, (lo, hi) in enumerate(pad_width):  # fold each padded axis back onto its sources
+        if lo == 0 and hi == 0:
+            continue
+        n = shape[axis]
+        source = np.pad(np.arange(n), (lo, hi), mode=mode)  # padded cell j copies input cell source[j]
+        moved = np.moveaxis(g, axis, 0)  # (padded n, ...)
+        folded = np.zeros((n,) + moved.shape[1:], dtype=g.dtype)  # (n, ...)
+        np.add.at(folded, source, moved)
+        g = np.moveaxis(folded, 0, axis)
+    return (np.ascontiguousarray(g),)
 
 
-def pad(x, pad_width, value: float = 0.0):
-    """Constant padding; `pad_width` is one (before, after) pair per axis, as in `np.pad`."""
-    nd = np.ndim(as_array(x))
+def pad(x, pad_width, value: float = 0.0, mode: str = "constant"):
+    """Pad `x`; `pad_width` is one (before, after) pair per axis, as in `np.pad`.
+
+    `mode` is 'constant' (cells set to `value`), 'reflect' (mirrored about the edge cell, which is not
+    repeated: `np.pad`'s 'reflect' = PyTorch's 'reflect'; each pad must be smaller than its axis) or
+    'edge' (the edge cell repeated: PyTorch's 'replicate'). In the two copying modes the gradient of
+    every padded cell adds into the cell it copies.
+    """
+    arr = as_array(x)
+    nd = arr.ndim
     try:
         pw = tuple((int(lo), int(hi)) for lo, hi in pad_width)
     except (TypeError, ValueError):
         raise TypeError(f"pad: pad_width must be {nd} (before, after) pairs; received {pad_width!r}") from None
     if len(pw) != nd or any(lo < 0 or hi < 0 for lo, hi in pw):
         raise ValueError(f"pad: pad_width must be {nd} non-negative (before, after) pairs; received {pad_width!r}")
-    return apply(_pad_forward, _pad_backward, x, pad_width=pw, value=value)
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {', '.join(PAD_MODES)}; received {mode!r}")
+    for axis, (lo, hi) in enumerate(pw):
+        n = arr.shape[axis]
+        if mode == "reflect" and max(lo, hi) >= n:
+            raise ValueError(f"pad: reflect padding must be smaller than the axis it pads; received "
+                             f"({lo}, {hi}) for axis {axis} of size {n}")
+        if mode == "edge" and (lo or hi) and n == 0:
+            raise ValueError(f"pad: edge padding needs at least one cell on the axis it pads; axis {axis} is empty")
+    return apply(_pad_forward, _pad_backward, x, pad_width=pw, value=value, mode=mode)

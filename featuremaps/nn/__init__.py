@@ -10,11 +10,15 @@ from .module import Module, ShapeError, from_config
 from .conv import Conv2D, ZeroPad2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D, Subsampling2D
 from .dense import Dense, Flatten
-from .activation import ELU, LeakyReLU, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
-from .norm import BatchNorm2D, Dropout, LocalResponseNorm
+from .activation import (ELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU, ReLU6, ScaledTanh, Sigmoid, Softmax,
+                         Tanh)
+from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
+from .shape import Identity, Pad, Reshape, Transpose, Upsample
+from .merge import Add, Average, Concatenate, Maximum, Multiply
 from .container import Sequential
 
 __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPool2D", "AvgPool2D",
            "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
            "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
-           "Sequential"]
+           "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
+           "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate"]

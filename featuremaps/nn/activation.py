@@ -1,12 +1,20 @@
-"""Activation layers: thin wrappers over `featuremaps.functional.activation`; shapes pass through."""
+"""Activation layers: thin wrappers over `featuremaps.functional.activation`; shapes pass through.
+
+The gradient at a kink follows the functional op (and PyTorch): `Clip` passes it at its bounds
+(`torch.clamp`), `ReLU6`, `HardSigmoid` and `HardSwish` do not.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import functional as F
+from .conv import _positive_int
 from .module import Module, kwarg_repr, register
 
-__all__ = ["ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax"]
+_INIT_SLOPE = 0.25  # PyTorch's PReLU init
+
+__all__ = ["ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "PReLU", "Clip", "ReLU6",
+           "HardSigmoid", "HardSwish"]
 
 
 class _Elementwise(Module):
@@ -115,3 +123,90 @@ class Softmax(_Elementwise):
 
     def _repr_args(self):
         return kwarg_repr("axis", self.axis, -1)
+
+
+@register
+class PReLU(_Elementwise):
+    """x for x > 0, a·x otherwise, with a learnable slope `weight` (`F.prelu`): one per channel (the
+    last axis) when `num_parameters` is the channel count, or one shared by all when it is 1
+    (PyTorch's `nn.PReLU(num_parameters, init)`). Each output still depends on its own input alone."""
+
+    def __init__(self, num_parameters: int = 1, init: float = _INIT_SLOPE):
+        super().__init__()
+        self.slopes = _positive_int(num_parameters, "num_parameters", "PReLU")  # (num_parameters() is the count method)
+        self.init = _number(init, "init", "PReLU")
+        self.register_parameter("weight", np.full(self.slopes, self.init, np.float32))
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+    def compute_output_shape(self, input_shape):
+        shape = super().compute_output_shape(input_shape)
+        if self.slopes != 1 and shape[-1] != self.slopes:
+            self._shape_error(shape, f"{self.slopes} channels on the last axis (num_parameters); "
+                                     f"it has {shape[-1]}")
+        return shape
+
+    def get_config(self):
+        return {"class": "PReLU", "num_parameters": self.slopes, "init": self.init}
+
+    def _repr_args(self):
+        return kwarg_repr("num_parameters", self.slopes, 1) + kwarg_repr("init", self.init, _INIT_SLOPE)
+
+
+@register
+class Clip(_Elementwise):
+    """min(max(x, lo), hi) (`F.clip`, ONNX Clip); either bound may be None. The gradient passes on
+    [lo, hi], bounds included, as for `torch.clamp`."""
+
+    def __init__(self, lo: float | None = None, hi: float | None = None):
+        super().__init__()
+        self.lo = None if lo is None else _number(lo, "lo", "Clip")
+        self.hi = None if hi is None else _number(hi, "hi", "Clip")
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise ValueError(f"Clip: lo must be ≤ hi; received lo={self.lo:g}, hi={self.hi:g}")
+
+    def forward(self, x):
+        return F.clip(x, self.lo, self.hi)
+
+    def get_config(self):
+        return {"class": "Clip", "lo": self.lo, "hi": self.hi}
+
+    def _repr_args(self):
+        return kwarg_repr("lo", self.lo, None) + kwarg_repr("hi", self.hi, None)
+
+
+@register
+class ReLU6(_Elementwise):
+    """min(max(x, 0), 6) (`F.relu6`; MobileNet's activation, exported to ONNX as Clip(0, 6))."""
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
+@register
+class HardSigmoid(_Elementwise):
+    """clip(alpha·x + beta, 0, 1) (`F.hard_sigmoid`). The defaults are ONNX's (0.2, 0.5);
+    PyTorch's and Keras 3's hard sigmoid is alpha = 1/6."""
+
+    def __init__(self, alpha: float = 0.2, beta: float = 0.5):
+        super().__init__()
+        self.alpha = _number(alpha, "alpha", "HardSigmoid")
+        self.beta = _number(beta, "beta", "HardSigmoid")
+
+    def forward(self, x):
+        return F.hard_sigmoid(x, self.alpha, self.beta)
+
+    def get_config(self):
+        return {"class": "HardSigmoid", "alpha": self.alpha, "beta": self.beta}
+
+    def _repr_args(self):
+        return kwarg_repr("alpha", self.alpha, 0.2) + kwarg_repr("beta", self.beta, 0.5)
+
+
+@register
+class HardSwish(_Elementwise):
+    """x · clip(x/6 + 1/2, 0, 1) (`F.hard_swish`; ONNX HardSwish, PyTorch `nn.Hardswish`)."""
+
+    def forward(self, x):
+        return F.hard_swish(x)

@@ -42,6 +42,10 @@ class Sequential(Module):
                 raise ValueError(f"Sequential: layer names must be unique, non-empty and without '.'; "
                                  f"received {name!r} ({why})")
             seen.add(name)
+            if item[1].role == "merge":
+                raise TypeError(f"Sequential: layer {name!r} ({type(item[1]).__name__}) is a merge layer: it takes "
+                                "several inputs, and a Sequential passes one; build a graph model "
+                                "(featuremaps.nn.Graph)")
             self._modules[name] = item[1]
         if input_shape is not None:
             try:

@@ -1,4 +1,4 @@
-"""Normalisation and regularisation layers: `BatchNorm2D`, `Dropout`, `LocalResponseNorm`."""
+"""Normalisation and regularisation layers: `BatchNorm2D`, `InstanceNorm`, `Dropout`, `LocalResponseNorm`."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from .activation import _number
 from .conv import _positive_int
 from .module import Module, as_rng, kwarg_repr, register
 
-__all__ = ["BatchNorm2D", "Dropout", "LocalResponseNorm"]
+__all__ = ["BatchNorm2D", "InstanceNorm", "Dropout", "LocalResponseNorm"]
 
 
 @register
@@ -55,6 +55,45 @@ class BatchNorm2D(Module):
     def _repr_args(self):
         return ([str(self.num_features)] + kwarg_repr("momentum", self.momentum, 0.1)
                 + kwarg_repr("eps", self.eps, 1e-5))
+
+
+@register
+class InstanceNorm(Module):
+    """Instance normalisation of NHWC maps (`F.instance_norm`, ONNX InstanceNormalization): each map of
+    each example is normalised over its own H × W positions, then scaled by `weight` (γ, starts at 1)
+    and shifted by `bias` (β, starts at 0), shape `(num_features,)`; `affine=False` has neither.
+    There are no running statistics: training and eval mode compute the same thing.
+    """
+
+    role = "norm"  # spatial None: every value depends on every position of its map
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features", "InstanceNorm")
+        self.eps = _number(eps, "eps", "InstanceNorm")
+        if not self.eps > 0.0:
+            raise ValueError(f"InstanceNorm: eps must be > 0; received {eps}")
+        if not isinstance(affine, (bool, np.bool_)):
+            raise TypeError(f"InstanceNorm: affine must be True or False; received {affine!r}")
+        self.affine = bool(affine)
+        self.register_parameter("weight", np.ones(self.num_features, np.float32) if self.affine else None)
+        self.register_parameter("bias", np.zeros(self.num_features, np.float32) if self.affine else None)
+
+    def forward(self, x):
+        return F.instance_norm(x, self.weight, self.bias, eps=self.eps)
+
+    def compute_output_shape(self, input_shape):
+        shape = self._check_rank(input_shape)
+        if shape[-1] != self.num_features:
+            self._shape_error(shape, f"{self.num_features} channels on the last axis (num_features); "
+                                     f"it has {shape[-1]}")
+        return shape
+
+    def get_config(self):
+        return {"class": "InstanceNorm", "num_features": self.num_features, "eps": self.eps, "affine": self.affine}
+
+    def _repr_args(self):
+        return [str(self.num_features)] + kwarg_repr("eps", self.eps, 1e-5) + kwarg_repr("affine", self.affine, True)
 
 
 @register
