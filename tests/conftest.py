@@ -39,10 +39,12 @@ def pytest_collection_modifyitems(config, items):
     would otherwise win over the profile's)."""
     if PROFILE != "thorough":
         return
+    done = set()  # the parametrized items of one test share its function: multiply it once
     for item in items:
         fn = getattr(item, "obj", None)
-        if not getattr(fn, "_hypothesis_internal_settings_applied", False):  # no @settings of its own
-            continue
+        if not getattr(fn, "_hypothesis_internal_settings_applied", False) or id(fn) in done:
+            continue  # no @settings of its own, or already multiplied
+        done.add(id(fn))
         own = fn._hypothesis_internal_use_settings  # where @settings keeps them (read when the test runs)
         fn._hypothesis_internal_use_settings = settings(own, max_examples=own.max_examples * THOROUGH_FACTOR)
 

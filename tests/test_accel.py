@@ -19,6 +19,7 @@ import featuremaps.functional as fn
 from featuremaps import Tensor, models, optim
 from featuremaps.functional import accel
 from featuremaps.functional import threads as threads_mod
+from tests.oracles import run_op
 
 
 CI_NUMPY_VARIANT = "numpy-haswell"  # .ci/run's second run: the NumPy path (FEATUREMAPS_NUMBA=0)
@@ -67,11 +68,9 @@ def _assert_identical(fast, slow, names):
 
 
 def _grads(op, arrays, seed=0):
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    y = op(*ts)
-    gy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
-    y.backward(gy)
-    return [y.data] + [t.grad for t in ts]
+    """[output, *input gradients] for the seeded random upstream gradient (tests/oracles.run_op)."""
+    out, grads, _ = run_op(op, arrays, seed=seed)
+    return [out, *grads]
 
 
 @st.composite
@@ -265,7 +264,8 @@ def test_without_numba_everything_runs_on_numpy():
 
 
 @pytest.mark.parametrize("var,value,message", [
-    ("FEATUREMAPS_NUMBA", "maybe", "FEATUREMAPS_NUMBA must be 0/false/no/off or 1/true/yes/on (or unset); received 'maybe'"),
+    ("FEATUREMAPS_NUMBA", "maybe",
+     "FEATUREMAPS_NUMBA must be 0/false/no/off or 1/true/yes/on (or unset); received 'maybe'"),
     ("FEATUREMAPS_NUM_THREADS", "two", "FEATUREMAPS_NUM_THREADS must be a positive integer (or unset); received 'two'"),
     ("FEATUREMAPS_NUM_THREADS", "0", "FEATUREMAPS_NUM_THREADS must be a positive integer (or unset); received '0'"),
 ])

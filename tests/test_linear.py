@@ -1,13 +1,12 @@
 """linear against PyTorch's F.linear (which stores the weight transposed) in float64; errors; dtypes."""
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as fn
 from featuremaps import Tensor
-from tests.oracles import assert_sum_close, gradcheck
+from tests.oracles import assert_sum_close, check_op, gradcheck
 
 
 @settings(max_examples=40, deadline=None)
@@ -17,20 +16,11 @@ def test_matches_torch(n, fin, fout, bias, seed):
     rng = np.random.default_rng(seed)
     x, w, b = rng.standard_normal((n, fin)), rng.standard_normal((fin, fout)), rng.standard_normal(fout)
     g = rng.standard_normal((n, fout))
-    ts = [Tensor(a, requires_grad=True) for a in (x, w, b)]
-    out = fn.linear(ts[0], ts[1], ts[2] if bias else None)
-    out.backward(g)
-    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w.T.copy(), b))
-    ref = F.linear(tx, tw, tb if bias else None)  # torch's weight is (out, in)
-    ref.backward(torch.tensor(g))
-    # float64 both sides, each a sum in its own BLAS order: y over fin terms (+ b), dx over fout, dW and db over n
-    assert_sum_close(out.data, ref.detach().numpy(), abs(x) @ abs(w) + (abs(b) if bias else 0), np.float64, fin + 1)
-    assert_sum_close(ts[0].grad, tx.grad.numpy(), abs(g) @ abs(w).T, np.float64, fout)
-    assert_sum_close(ts[1].grad, tw.grad.numpy().T, abs(x).T @ abs(g), np.float64, n)
-    if bias:
-        assert_sum_close(ts[2].grad, tb.grad.numpy(), abs(g).sum(axis=0), np.float64, n)
-    else:
-        assert ts[2].grad is None
+    k = 3 if bias else 2  # inputs
+    # each value a sum in its own BLAS order: y over fin terms (+ b), dx over fout, dW and db over n;
+    # our w is (in, out), torch's (out, in): layout "IO"
+    check_op(fn.linear, F.linear, [x, w, b][:k], ["NC", "IO", "C"][:k], terms=[fin + 1, fout, n, n][:k + 1], grad=g,
+             names="xwb")
 
 
 def test_gradcheck_and_partial_needs():

@@ -7,20 +7,19 @@ from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as fn
 from featuremaps import Tensor, no_grad
-from tests.oracles import assert_sum_close, gradcheck
+from tests.oracles import assert_sum_close, channels_last, check_op, from_torch, gradcheck, to_torch
 
+# batch_norm and local_response_norm are not sums: a mean, a variance (or a window's sum of squares),
+# a power and a division, and gradients that cancel. With no simple rounding bound, these are fixed
+# float64 tolerances, kept from when the tests were written
 RTOL, ATOL = 1e-10, 1e-12
+BN_RTOL, BN_ATOL = [RTOL, 1e-8, 1e-9, 1e-9], [ATOL, 1e-10, 1e-10, 1e-10]  # y, dx, dgamma, dbeta
 
 
-def _to_torch(x):
-    """channels-last ndarray → channels-first torch tensor (requires grad)."""
-    perm = (0, x.ndim - 1) + tuple(range(1, x.ndim - 1))
-    return torch.tensor(np.ascontiguousarray(x.transpose(perm)), requires_grad=True)
-
-
-def _from_torch(t):
-    a = t.detach().numpy()
-    return a.transpose((0,) + tuple(range(2, a.ndim)) + (1,))
+def _with_none(values, present):
+    """The values of the present entries -> one per entry, None where absent."""
+    it = iter(values)
+    return [next(it) if p else None for p in present]
 
 
 # --- batch norm -------------------------------------------------------------------------------
@@ -39,22 +38,15 @@ def test_batch_norm_matches_torch(shape, training, affine, momentum, eps, scale,
     g = rng.standard_normal(shape)
 
     ours_rm, ours_rv = rm.copy(), rv.copy()
-    tx, tg, tb = Tensor(x, requires_grad=True), *(Tensor(a, requires_grad=True) if a is not None else None
-                                                   for a in (gamma, beta))
-    out = fn.batch_norm(tx, tg, tb, ours_rm, ours_rv, training=training, momentum=momentum, eps=eps)
-    out.backward(g)
-
     ref_rm, ref_rv = torch.tensor(rm), torch.tensor(rv)
-    rx = _to_torch(x)
-    rg, rb = (torch.tensor(a, requires_grad=True) if a is not None else None for a in (gamma, beta))
-    ref = F.batch_norm(rx, ref_rm, ref_rv, rg, rb, training=training, momentum=momentum, eps=eps)
-    ref.backward(_to_torch(g))
-
-    np.testing.assert_allclose(out.data, _from_torch(ref), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(tx.grad, _from_torch(rx.grad), rtol=1e-8, atol=1e-10 / scale)
-    for ours, theirs in ((tg, rg), (tb, rb)):
-        if ours is not None:
-            np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-9, atol=1e-10)
+    present = [a is not None for a in (gamma, beta)]
+    kw = dict(training=training, momentum=momentum, eps=eps)
+    arrays = [a for a in (x, gamma, beta) if a is not None]
+    n = len(arrays) + 1  # values compared: y, then the gradients
+    check_op(lambda x_, *gb: fn.batch_norm(x_, *_with_none(gb, present), ours_rm, ours_rv, **kw),
+             lambda x_, *gb: F.batch_norm(x_, ref_rm, ref_rv, *_with_none(gb, present), **kw),
+             arrays, [channels_last(x.ndim)] + ["C"] * (n - 2), grad=g,
+             rtol=BN_RTOL[:n], atol=[ATOL, 1e-10 / scale, *BN_ATOL[2:]][:n])  # dx scales as 1 / σ
     np.testing.assert_allclose(ours_rm, ref_rm.numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(ours_rv, ref_rv.numpy(), rtol=RTOL, atol=ATOL)
     if not training:
@@ -69,20 +61,21 @@ def test_batch_norm_running_stats_over_steps_then_eval():
         x = rng.standard_normal((4, 2, 2, 3)) * 2 + 1
         with no_grad():  # running statistics update whether or not gradients are recorded
             fn.batch_norm(Tensor(x), None, None, rm, rv, training=True)
-        F.batch_norm(_to_torch(x), ref_rm, ref_rv, training=True)
+        F.batch_norm(to_torch(x, "NHWC"), ref_rm, ref_rv, training=True)
     np.testing.assert_allclose(rm, ref_rm.numpy(), rtol=1e-13)
     np.testing.assert_allclose(rv, ref_rv.numpy(), rtol=1e-13)
     x = rng.standard_normal((2, 2, 2, 3))
     np.testing.assert_allclose(fn.batch_norm(x, None, None, rm, rv, training=False),
-                               _from_torch(F.batch_norm(_to_torch(x), ref_rm, ref_rv, training=False)), rtol=1e-12)
+                               from_torch(F.batch_norm(to_torch(x, "NHWC"), ref_rm, ref_rv, training=False), "NHWC"),
+                               rtol=1e-12)
 
 
 def test_batch_norm_without_running_stats_and_gradcheck():
     rng = np.random.default_rng(6)
     x, gamma, beta = rng.standard_normal((3, 2, 2, 2)), rng.standard_normal(2), rng.standard_normal(2)
-    out = fn.batch_norm(x, gamma, beta, None, None, training=True)
-    ref = F.batch_norm(_to_torch(x), None, None, torch.tensor(gamma), torch.tensor(beta), training=True)
-    np.testing.assert_allclose(out, _from_torch(ref), rtol=1e-12)
+    check_op(lambda *a: fn.batch_norm(*a, None, None, training=True),
+             lambda a, g, b: F.batch_norm(a, None, None, g, b, training=True), [x, gamma, beta], ["NHWC", "C", "C"],
+             rtol=[1e-12] + BN_RTOL[1:], atol=[0.0] + BN_ATOL[1:])
     gradcheck(lambda a, g, b: fn.batch_norm(a, g, b, None, None, training=True), x, gamma, beta)
     rm, rv = rng.standard_normal(2), rng.uniform(0.5, 1.5, 2)
     gradcheck(lambda a, g, b: fn.batch_norm(a, g, b, rm, rv, training=False), x, gamma, beta)
@@ -95,13 +88,13 @@ def test_batch_norm_float32_and_tensor_running_stats():
     out = fn.batch_norm(x, np.ones(4, np.float32), np.zeros(4, np.float32), rm, rv, training=True)
     assert out.dtype == np.float32 and rm.dtype == np.float32
     ref_rm, ref_rv = torch.zeros(4), torch.ones(4)
-    ref = F.batch_norm(torch.tensor(x.transpose(0, 3, 1, 2)), ref_rm, ref_rv, training=True)
+    ref = F.batch_norm(to_torch(x, "NHWC", requires_grad=False), ref_rm, ref_rv, training=True)
     # float32 both sides, in other orders: per channel a mean and a variance over m = 72 values; an
     # output is off by the mean's rounding in units of σ (Σ|x|/m / σ) plus the variance's (relative)
     m = x[..., 0].size
     mean_abs, var = np.abs(x).mean(axis=(0, 1, 2)), x.astype(np.float64).var(axis=(0, 1, 2), ddof=1)
     scale = mean_abs / np.sqrt(var * (m - 1) / m) + np.abs(out)
-    assert_sum_close(out, ref.numpy().transpose(0, 2, 3, 1), scale, np.float32, m + 4)
+    assert_sum_close(out, from_torch(ref, "NHWC"), scale, np.float32, m + 4)
     assert_sum_close(rm.data, ref_rm.numpy(), 0.1 * mean_abs, np.float32, m + 2)  # 0.9·0 + 0.1·mean
     assert_sum_close(rv.data, ref_rv.numpy(), 0.9 + 0.1 * var, np.float32, m + 4)  # 0.9·1 + 0.1·unbiased var
 
@@ -188,15 +181,10 @@ def test_dropout_errors_name_the_argument():
 def test_local_response_norm_matches_torch(shape, size, alpha, beta, k, seed):
     rng = np.random.default_rng(seed)
     x, g = rng.standard_normal(shape) * 2, rng.standard_normal(shape)
-    t = Tensor(x, requires_grad=True)
-    out = fn.local_response_norm(t, size, alpha, beta, k)
-    out.backward(g)
-    x3 = x[..., None, :] if x.ndim == 2 else x  # torch needs ≥ 3-D: (N, C) becomes (N, 1, C) → (N, C, 1)
-    rx = _to_torch(x3)
-    ref = F.local_response_norm(rx, size, alpha, beta, k)
-    ref.backward(_to_torch(g[..., None, :] if x.ndim == 2 else g))
-    np.testing.assert_allclose(out.data, _from_torch(ref).reshape(shape), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(t.grad, _from_torch(rx.grad).reshape(shape), rtol=1e-10, atol=1e-12)
+    theirs = (lambda t: F.local_response_norm(t, size, alpha, beta, k)) if x.ndim > 2 else \
+        (lambda t: F.local_response_norm(t[:, :, None], size, alpha, beta, k)[:, :, 0])  # torch needs ≥ 3-D
+    check_op(lambda t: fn.local_response_norm(t, size, alpha, beta, k), theirs, [x], [channels_last(x.ndim)], grad=g,
+             rtol=[1e-12, 1e-10], atol=[1e-13, 1e-12])
 
 
 def test_local_response_norm_divides_alpha_by_size():

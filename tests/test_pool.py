@@ -4,38 +4,31 @@ import math
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 import featuremaps.functional as fn
 from featuremaps import Tensor
-from tests.oracles import assert_sum_close, gradcheck, nchw_to_nhwc, nhwc_to_nchw
+from tests.oracles import assert_sum_close, check_op, gradcheck, run_op, torch_grads
 
 
-def _run(ours, x, g=None, seed=0):
-    """Our op on a Tensor: (output, input gradient for upstream g (random when None))."""
-    t = Tensor(x, requires_grad=True)
-    out = ours(t)
-    if g is None:
-        g = np.random.default_rng(seed).standard_normal(out.shape)
-    out.backward(g)
-    return out.data, t.grad, g
+def _taps(kernel_size, **_):
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return kh * kw
 
 
-def _torch(theirs, x, g):
-    tx = nhwc_to_nchw(x)
-    ref = theirs(tx)
-    ref.backward(nhwc_to_nchw(g))
-    return nchw_to_nhwc(ref), nchw_to_nhwc(tx.grad)
+def check_max_pool(x, grad=None, seed=0, **kw):
+    """max_pool2d(x, **kw) against torch's: the output is a pick, so exact; each input gradient sums
+    the upstream values routed to it, at most one per window tap (kh·kw terms)."""
+    return check_op(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), [x], ["NHWC"],
+                    terms=[0, _taps(**kw)], scale="route", grad=grad, seed=seed)
 
 
-def _compare(ours, theirs, x, seed=0, rtol=1e-13, atol=1e-13):
-    out, grad, g = _run(ours, x, seed=seed)
-    ref, ref_grad = _torch(theirs, x, g)
-    np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol, equal_nan=True)
-    np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol, equal_nan=True)
-    return out, grad
+def check_avg_pool(x, seed=0, **kw):
+    """avg_pool2d(x, **kw) against torch's: a window's sum and its division (kh·kw + 1 terms); each
+    input gradient sums at most one divided upstream value per window tap."""
+    return check_op(lambda t: fn.avg_pool2d(t, **kw), lambda t: F.avg_pool2d(t, **kw), [x], ["NHWC"],
+                    terms=_taps(**kw) + 1, seed=seed)
 
 
 def _values(shape, seed, kind):
@@ -78,8 +71,7 @@ def test_max_pool2d_matches_torch(case, kind, seed):
     for n, k, s, d, p, o in zip(shape[1:3], kernel, stride or kernel, dil, padding, out_hw):
         # a dilated window of padding only: PyTorch's backward writes outside the input (it aborted here)
         assume(_windows_reach_input(n, k, s, d, p, o))
-    out, _ = _compare(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), x, seed)
-    assert np.isfinite(out).all()
+    assert np.isfinite(check_max_pool(x, seed=seed, **kw).out).all()
 
 
 @settings(max_examples=120, deadline=None)
@@ -89,7 +81,7 @@ def test_avg_pool2d_matches_torch(case, include_pad, kind, seed):
     shape, kernel, stride, padding, _, ceil_mode = case
     x = _values(shape, seed, kind)
     kw = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode, count_include_pad=include_pad)
-    _compare(lambda t: fn.avg_pool2d(t, **kw), lambda t: F.avg_pool2d(t, **kw), x, seed, rtol=1e-12, atol=1e-14)
+    check_avg_pool(x, seed, **kw)
 
 
 # --- a naive loop oracle for what torch cannot express: asymmetric padding -------------------
@@ -136,12 +128,18 @@ def test_asymmetric_padding_matches_a_naive_loop(kernel, stride, data, mode, inc
     x = _values((2, h, w, 2), seed, "ties")
     kw = dict(kernel_size=kernel, stride=stride, padding=pads, ceil_mode=ceil_mode)
     if mode == "max":
-        out, grad, g = _run(lambda t: fn.max_pool2d(t, **kw), x, seed=seed)
+        out, (grad,), g = run_op(lambda t: fn.max_pool2d(t, **kw), [x], seed=seed)
     else:
-        out, grad, g = _run(lambda t: fn.avg_pool2d(t, **kw, count_include_pad=include_pad), x, seed=seed)
+        out, (grad,), g = run_op(lambda t: fn.avg_pool2d(t, **kw, count_include_pad=include_pad), [x], seed=seed)
     ref, ref_grad = _naive_pool(x, g, kernel, stride, pads, ceil_mode, mode, include_pad)
-    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-13, atol=1e-14)
+    # Σ|terms|: the loop on |x| (an average) or x (a max routes as it does) and |g|
+    bound, grad_bound = _naive_pool(x if mode == "max" else abs(x), abs(g), kernel, stride, pads, ceil_mode, mode,
+                                    include_pad)
+    # a max picks (exact), an average sums a window and divides (kh·kw + 1 terms); each input
+    # gradient sums at most one (divided) upstream value per tap
+    taps = kernel[0] * kernel[1]
+    assert_sum_close(out, ref, abs(bound), np.float64, 0 if mode == "max" else taps + 1, err_msg="y")
+    assert_sum_close(grad, ref_grad, grad_bound, np.float64, taps + 1, err_msg="dx")
 
 
 # --- ties, NaN, inf ---------------------------------------------------------------------------
@@ -157,7 +155,7 @@ def test_asymmetric_padding_matches_a_naive_loop(kernel, stride, data, mode, inc
 def test_max_pool2d_ties_send_the_gradient_to_the_first_maximum_like_torch(kw, shape):
     for kind in ("constant", "ties"):
         x = _values(shape, 1, kind)
-        _, grad = _compare(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), x)
+        (grad,) = check_max_pool(x, **kw).grads
         if kind == "constant" and kw == dict(kernel_size=2):  # only each window's top-left element
             expected = np.zeros(shape, dtype=bool)
             expected[:, 0:shape[1] // 2 * 2:2, 0:shape[2] // 2 * 2:2] = True
@@ -172,9 +170,9 @@ def test_max_pool2d_nan_and_inf_follow_torch(kw):
     x[0, 0, 2, 0] = np.nan  # two NaNs in one window: PyTorch picks the last
     x[1, 2:, 4:, 1] = -np.inf  # windows of only −inf: PyTorch picks the first input element
     x[1, 0, 0, 0] = np.inf
-    out, _ = _compare(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), x)
+    out = check_max_pool(x, **kw).out
     assert np.isnan(out).any() and np.isneginf(out).any() and np.isposinf(out).any()
-    _compare(lambda t: fn.max_pool2d(t, **kw), lambda t: F.max_pool2d(t, **kw), np.full((1, 4, 4, 1), -np.inf))
+    check_max_pool(np.full((1, 4, 4, 1), -np.inf), **kw)
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
@@ -182,10 +180,8 @@ def test_max_pool2d_inf_and_nan_upstream_gradients_reach_only_the_chosen_element
     x = _values((1, 6, 6, 2), 12, "normal")
     g = np.random.default_rng(13).standard_normal(fn.max_pool2d(x, **kw).shape)
     g[0, 0, 0, 0], g[0, 1, 1, 1], g[0, 2, 0, 0] = np.inf, -np.inf, np.nan
-    grad = _run(lambda t: fn.max_pool2d(t, **kw), x, g)[1]
-    ref_grad = _torch(lambda t: F.max_pool2d(t, **kw), x, g)[1]
-    np.testing.assert_array_equal(grad, ref_grad)  # exact zeros elsewhere, not inf · 0 = NaN
-    assert (grad == 0).sum() == (ref_grad == 0).sum() > 0
+    r = check_max_pool(x, g, **kw)  # NaN/±inf where torch has them; exact zeros elsewhere, not inf · 0 = NaN
+    assert (r.grads[0] == 0).sum() == (r.ref_grads[0] == 0).sum() > 0
 
 
 def test_avg_pool2d_nan_propagates():
@@ -213,15 +209,13 @@ def test_global_pools_match_torch(shape, kind):
     h, w = shape[1:3]
     # (N, C) outputs: compare with torch's max_pool2d / adaptive_max_pool2d / mean over the whole map
     g = np.random.default_rng(6).standard_normal((shape[0], shape[3]))
-    for ours, theirs in [(fn.global_max_pool2d, lambda t: F.max_pool2d(t, (h, w))[:, :, 0, 0]),
-                         (fn.global_max_pool2d, lambda t: F.adaptive_max_pool2d(t, 1)[:, :, 0, 0]),
-                         (fn.global_avg_pool2d, lambda t: t.mean(dim=(2, 3)))]:
-        out, grad, _ = _run(ours, x, g)
-        tx = nhwc_to_nchw(x)
-        ref = theirs(tx)
-        ref.backward(torch.tensor(g))
-        np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-14)
-        np.testing.assert_allclose(grad, nchw_to_nhwc(tx.grad), rtol=1e-14, atol=1e-15)
+    # a max picks and routes one upstream value (exact); a mean sums h·w values and divides, and
+    # sends each pixel its divided upstream value (one rounding)
+    for ours, theirs, terms, scale in [
+            (fn.global_max_pool2d, lambda t: F.max_pool2d(t, (h, w))[:, :, 0, 0], 0, "route"),
+            (fn.global_max_pool2d, lambda t: F.adaptive_max_pool2d(t, 1)[:, :, 0, 0], 0, "route"),
+            (fn.global_avg_pool2d, lambda t: t.mean(dim=(2, 3)), [h * w + 1, 1], "sum")]:
+        check_op(ours, theirs, [x], ["NHWC"], out_layout="NC", terms=terms, scale=scale, grad=g)
     assert fn.global_max_pool2d(x, keepdims=True).shape == (shape[0], 1, 1, shape[3])
     np.testing.assert_array_equal(fn.global_avg_pool2d(x, keepdims=True)[:, 0, 0], fn.global_avg_pool2d(x))
 
@@ -229,11 +223,9 @@ def test_global_pools_match_torch(shape, kind):
 def test_global_max_pool2d_nan_goes_to_the_last_nan_like_max_pool2d():
     x = _values((2, 3, 4, 2), 7, "ties")
     x[0, 0, 1, 1] = x[0, 2, 0, 1] = np.nan
-    g = np.ones((2, 2))
-    out, grad, _ = _run(fn.global_max_pool2d, x, g)
-    ref, ref_grad = _torch(lambda t: F.max_pool2d(t, (3, 4)), x, g[:, None, None, :])
-    np.testing.assert_array_equal(out, ref[:, 0, 0])
-    np.testing.assert_array_equal(grad, ref_grad)
+    r = check_op(fn.global_max_pool2d, lambda t: F.max_pool2d(t, (3, 4))[:, :, 0, 0], [x], ["NHWC"], out_layout="NC",
+                 terms=0, scale="route", grad=np.ones((2, 2)))  # a pick and a routed copy: exact
+    assert np.isnan(r.out[0, 1]) and r.grads[0][0, 2, 0, 1] == 1.0  # the last NaN in (H, W) order
 
 
 # --- dtypes and containers --------------------------------------------------------------------
@@ -259,8 +251,9 @@ def test_max_pool2d_float32_input_with_a_float64_upstream_gradient(kw):
     t = Tensor(x, requires_grad=True)
     y = fn.max_pool2d(t, **kw)
     (y * np.full(y.shape, 0.5)).sum().backward()  # the float64 factor makes the gradient float64
-    ref_grad = _torch(lambda a: F.max_pool2d(a, **kw), x.astype(np.float64), np.full(y.shape, 0.5))[1]
-    np.testing.assert_allclose(t.grad, ref_grad, rtol=1e-7)
+    ref_grad = torch_grads(lambda a: F.max_pool2d(a, **kw), [x], ["NHWC"], np.full(y.shape, 0.5), "NHWC")[1][0]
+    # halves routed to their maximum, at most 2 per pixel with kernel 3, stride 2: exact in float32 or 64
+    np.testing.assert_array_equal(t.grad, ref_grad)
 
 
 def test_default_stride_is_the_kernel():
@@ -278,10 +271,12 @@ def test_errors_name_the_argument():
         fn.max_pool2d(x, 2, 0)
     with pytest.raises(ValueError, match="max_pool2d: dilation must be ≥ 1"):
         fn.max_pool2d(x, 2, dilation=0)
-    with pytest.raises(ValueError, match=r"max_pool2d: padding must be at most kernel_size // 2 = 1 on each side "
-                                         r"along H \(as in PyTorch\); received padding 2 with kernel_size 3"):
+    with pytest.raises(ValueError, match=r"max_pool2d: padding must be at most half the window \(kernel_size // 2 "
+                                         r"= 1\) on each side along H, as in PyTorch; received padding 2 for a 3×3 "
+                                         r"window"):
         fn.max_pool2d(x, 3, padding=2)
-    with pytest.raises(ValueError, match="avg_pool2d: padding must be at most kernel_size // 2 = 0 .* along W"):
+    with pytest.raises(ValueError, match=r"avg_pool2d: padding must be at most half the window \(kernel_size // 2 "
+                                         r"= 0\) .* along W"):
         fn.avg_pool2d(x, (2, 1), padding=((0, 0), (0, 1)))
     with pytest.raises(ValueError, match="max_pool2d: padding must"):
         fn.max_pool2d(x, 3, padding=-1)
@@ -295,8 +290,8 @@ def test_errors_name_the_argument():
         fn.max_pool2d(x[0], 2)
     with pytest.raises(TypeError, match="avg_pool2d: x must have a floating dtype; received int64"):
         fn.avg_pool2d(np.zeros((1, 4, 4, 1), dtype=np.int64), 2)
-    with pytest.raises(ValueError, match=r"max_pool2d: input is too small along W: 5 \+ padding 0 is less than the "
-                                         r"\(dilated\) window 7"):
+    with pytest.raises(ValueError, match=r"max_pool2d: the kernel 1×4 \(dilation 2×2\) spans 1×7 but the padded "
+                                         r"input is only 5×5"):
         fn.max_pool2d(x, (1, 4), dilation=2)
     with pytest.raises(ValueError, match=r"global_max_pool2d: x must have H, W ≥ 1"):
         fn.global_max_pool2d(np.zeros((1, 0, 3, 1)))
@@ -314,8 +309,6 @@ def test_max_pool2d_many_channels_tiled_matches_torch(dtype, kind, shape, kernel
     x = _values(shape, 5, kind).astype(dtype)
     g = np.random.default_rng(6).standard_normal(fn.max_pool2d(x, kernel).shape).astype(dtype)
     g.flat[3], g.flat[7] = np.inf, np.nan  # reach only their chosen elements (no inf · 0 = NaN)
-    out, grad, _ = _run(lambda t: fn.max_pool2d(t, kernel), x, g)
-    ref, ref_grad = _torch(lambda t: F.max_pool2d(t, kernel), x.astype(np.float64), g.astype(np.float64))
-    np.testing.assert_array_equal(out, ref.astype(dtype))
-    np.testing.assert_array_equal(grad, ref_grad.astype(dtype))
-    assert grad.dtype == dtype
+    # windows that tile the input: a pick and a copy of one upstream value per pixel, exact in any dtype
+    check_op(lambda t: fn.max_pool2d(t, kernel), lambda t: F.max_pool2d(t, kernel), [x], ["NHWC"], terms=0,
+             scale="route", grad=g)

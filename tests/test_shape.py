@@ -8,8 +8,8 @@ import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as F
-from featuremaps import Tensor, nn
-from tests.oracles import gradcheck
+from featuremaps import nn
+from tests.oracles import check_op, gradcheck
 
 # float64 sums of a few terms (the conv and tanh around the op): rounding of order 1e-15
 TOL = dict(rtol=1e-12, atol=1e-12)
@@ -18,20 +18,6 @@ TOL = dict(rtol=1e-12, atol=1e-12)
 def _torch_pad_arg(pad_width):
     """np.pad's ((before, after), ...) per axis -> torch's flat tuple, last axis first."""
     return tuple(v for lo_hi in reversed(pad_width) for v in lo_hi)
-
-
-def _grads(fn, arrays, seed_grad):
-    ts = [Tensor(a, requires_grad=True) for a in arrays]
-    out = fn(*ts)
-    out.backward(seed_grad)
-    return out.data, [t.grad for t in ts]
-
-
-def _torch_grads(fn, arrays, seed_grad):
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out = fn(*ts)
-    out.backward(torch.tensor(seed_grad))
-    return out.detach().numpy(), [t.grad.numpy() for t in ts]
 
 
 # --- pad ----------------------------------------------------------------------------------------
@@ -49,11 +35,9 @@ def test_pad_matches_torch_forward_and_gradient(case):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     g = rng.standard_normal(tuple(n + lo + hi for n, (lo, hi) in zip(shape, pads)))
-    y, (gx,) = _grads(lambda t: F.pad(t, pads, value), [x], g)
-    ry, (rgx,) = _torch_grads(lambda t: TF.pad(t, _torch_pad_arg(pads), value=value), [x], g)
-    # copies and a crop: no arithmetic, so the results are exact
-    np.testing.assert_array_equal(y, ry)
-    np.testing.assert_array_equal(gx, rgx)
+    # copies and a crop: no arithmetic, so the results are exact (terms=0); any layout, the same in torch
+    check_op(lambda t: F.pad(t, pads, value), lambda t: TF.pad(t, _torch_pad_arg(pads), value=value), [x], [None],
+             terms=0, grad=g)
 
 
 PADS_2D = ((1, 2), (3, 0))  # asymmetric on both axes: a swapped crop offset shows
@@ -82,12 +66,7 @@ def test_pad_mid_network_matches_torch(kind):
         return out.permute(0, 2, 3, 1)
     y = ours(x, s, w)
     assert y.shape == (2, 3, 8, 4)  # (5 + 3 − 3) // 2 + 1 rows, 6 + 3 − 2 + 1 columns
-    g = rng.standard_normal(y.shape)
-    out, grads = _grads(ours, [x, s, w], g)
-    ref, ref_grads = _torch_grads(theirs, [x, s, w], g)
-    np.testing.assert_allclose(out, ref, **TOL)
-    for got, want, name in zip(grads, ref_grads, ["x", "s", "w"]):
-        np.testing.assert_allclose(got, want, **TOL, err_msg=name)
+    check_op(ours, theirs, [x, s, w], [None] * 3, grad=rng.standard_normal(y.shape), names="xsw", **TOL)
 
 
 def test_pad_mid_network_gradcheck():
@@ -117,11 +96,8 @@ def test_concat_matches_torch_forward_and_gradient(case):
     out_shape = list(shapes[0])
     out_shape[axis] = total
     g = rng.standard_normal(out_shape)
-    y, grads = _grads(lambda *ts: F.concat(ts, axis=axis), xs, g)
-    ry, rgrads = _torch_grads(lambda *ts: torch.cat(ts, dim=axis), xs, g)
-    np.testing.assert_array_equal(y, ry)  # copies and splits: exact
-    for got, want in zip(grads, rgrads):
-        np.testing.assert_array_equal(got, want)
+    check_op(lambda *ts: F.concat(ts, axis=axis), lambda *ts: torch.cat(ts, dim=axis), xs, [None] * len(xs), terms=0,
+             grad=g)  # copies and splits: exact
 
 
 def test_concat_mid_network_with_fan_out_matches_torch():
@@ -140,11 +116,7 @@ def test_concat_mid_network_with_fan_out_matches_torch():
         c = TF.pad(c, (0, 0, 0, 2, 1, 0))
         return TF.conv2d(c.permute(0, 3, 1, 2), w2_.permute(3, 2, 0, 1)).permute(0, 2, 3, 1)
     g = rng.standard_normal(ours(x, y, w1, w2).shape)
-    out, grads = _grads(ours, [x, y, w1, w2], g)
-    ref, ref_grads = _torch_grads(theirs, [x, y, w1, w2], g)
-    np.testing.assert_allclose(out, ref, **TOL)
-    for got, want, name in zip(grads, ref_grads, ["x", "y", "w1", "w2"]):
-        np.testing.assert_allclose(got, want, **TOL, err_msg=name)
+    check_op(ours, theirs, [x, y, w1, w2], [None] * 4, grad=g, names=["x", "y", "w1", "w2"], **TOL)
 
 
 def test_concat_mid_network_gradcheck():
