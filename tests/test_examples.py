@@ -33,4 +33,4 @@ def test_readme_first_lines_are_the_two_setup_commands():
     commands = [lines[i + 2] for i, line in enumerate(lines[:20]) if line.strip().startswith("<!-- ") and
                 line.strip().endswith("-command -->")]
     assert commands == ["pip install -e '.[plot]' && featuremaps train",
-                        "pip install -e '.[test]' && python -m pytest -q"]
+                        "pip install -e '.[test]' && ruff check . && python -m pytest -q"]
