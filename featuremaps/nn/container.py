@@ -44,8 +44,8 @@ class Sequential(Module):
             seen.add(name)
             if item[1].role == "merge":
                 raise TypeError(f"Sequential: layer {name!r} ({type(item[1]).__name__}) is a merge layer: it takes "
-                                "several inputs, and a Sequential passes one; build a graph model "
-                                "(featuremaps.nn.Graph)")
+                                "several inputs, and a Sequential passes one; it needs a graph model "
+                                "(featuremaps.nn.Graph, not built yet)")
             self._modules[name] = item[1]
         if input_shape is not None:
             try:

@@ -1,12 +1,14 @@
 """Merge layers: `Add`, `Multiply`, `Average`, `Maximum` and `Concatenate`, each taking 2 or more inputs.
 
 They are called with several inputs, `layer(a, b, ...)` (or one list of them, as in Keras), so they
-live in a graph model (`featuremaps.nn.Graph`), never in a `Sequential`, which refuses them. Their
+are for a graph model (`featuremaps.nn.Graph`, not built yet), never a `Sequential`, which refuses them. Their
 `compute_output_shape` takes the per-example shapes of every input: `layer.compute_output_shape(s1,
 s2)` or `layer.compute_output_shape([s1, s2])`. Add, Multiply, Average and Maximum broadcast as
 NumPy does (ONNX's rule; equal shapes, Keras's, are the common case).
 """
 from __future__ import annotations
+
+from functools import reduce
 
 import numpy as np
 
@@ -61,10 +63,7 @@ class Add(_Merge):
     """x₀ + x₁ + … (`F.add`, left to right; ResNet's shortcut)."""
 
     def _merge(self, xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = F.add(out, x)
-        return out
+        return reduce(F.add, xs)
 
 
 @register
@@ -72,10 +71,7 @@ class Multiply(_Merge):
     """x₀ · x₁ · … (`F.mul`, left to right; squeeze-and-excitation's gating)."""
 
     def _merge(self, xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = F.mul(out, x)
-        return out
+        return reduce(F.mul, xs)
 
 
 @register
