@@ -37,7 +37,7 @@ C, HW, C_IN = 4, 6, 2  # the layer under test receives C maps of HW×HW (or C fe
 #: another one fails `test_every_layer_class_can_be_built` until it is added here.
 SIZES = {"in_channels": C, "out_channels": C, "channels": C, "num_features": C, "in_features": C,
          "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1, "target_shape": (-1,), "perm": (1, 0, 2)}
-CONTAINERS = {"Sequential"}  # hold layers; not layers themselves
+CONTAINERS = {"Sequential", "Graph"}  # hold layers; not layers themselves
 SPATIAL = (None, "same", "window", "pad", "flatten", "all")
 DECOMPOSITIONS = (None, "weighted_sum", "window_max", "window_mean")
 #: Names an old class-name list used although no such class exists.

@@ -1,4 +1,4 @@
-"""Run one input through a `Sequential` and keep what every layer produced.
+"""Run one input through a `Sequential` or a `Graph` and keep what every layer produced.
 
 `activations(model, x)` is the engine's own forward pass, layer by layer (eval mode, no tape), so
 anything that inspects a model — `explain`, the pictures, the report — reads the same numbers the
@@ -10,9 +10,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..nn.graph import input_names, model_nodes
 from ..tensor import as_array, no_grad
 
-__all__ = ["LayerActivation", "activations", "resolve_layer", "layer_names", "as_single_input"]
+__all__ = ["LayerActivation", "activations", "resolve_layer", "layer_names", "as_single_input", "as_model_input"]
 
 
 class LayerActivation(NamedTuple):
@@ -23,7 +24,7 @@ class LayerActivation(NamedTuple):
 
 
 def _layers(model, op: str) -> list[tuple[str, object]]:
-    """`(name, layer)` pairs of a Sequential's top-level layers, in order."""
+    """`(name, layer)` pairs of a Sequential's top-level layers, or a Graph's nodes, in execution order."""
     named = getattr(model, "named_children", None)
     pairs = None
     if callable(named):
@@ -31,7 +32,7 @@ def _layers(model, op: str) -> list[tuple[str, object]]:
     elif hasattr(model, "named_modules"):
         pairs = [(n, m) for n, m in model.named_modules() if n and "." not in n]
     if pairs is None:
-        raise TypeError(f"{op}: model must be a featuremaps.nn.Sequential; received a {type(model).__name__}")
+        raise TypeError(f"{op}: model must be a featuremaps.nn.Sequential or Graph; received a {type(model).__name__}")
     return [(str(n), m) for n, m in pairs]
 
 
@@ -92,31 +93,62 @@ def as_single_input(model, x, op: str) -> np.ndarray:
     return arr
 
 
-def _run(model, x: np.ndarray, upto: int | None = None) -> list[LayerActivation]:
-    """The input and the outputs of layers 0..`upto` (all layers when None)."""
-    out = [LayerActivation("input", "input", x[0])]
-    h = x
+def _input_entries(model, x) -> list[LayerActivation]:
+    """The model's input(s) as entries: "input" for a Sequential, each graph input by name."""
+    if isinstance(x, dict):
+        return [LayerActivation(n, "input", a[0]) for n, a in x.items()]
+    return [LayerActivation(input_names(model)[0], "input", x[0])]
+
+
+def _run(model, x, upto: int | None = None) -> list[LayerActivation]:
+    """The input(s) and the outputs of layers 0..`upto` (all layers when None), in execution order.
+
+    `x` is a batch of one, or for a graph with several inputs a dict name → batch of one."""
+    out = _input_entries(model, x)
     was_training = getattr(model, "training", False)
     model.eval()
-    layers = _layers(model, "activations")
+    nodes = model_nodes(model)
+    env = {e.name: e.array[None] for e in out}  # (1, ...) per value
     try:
         with no_grad():
-            for name, layer in layers[: None if upto is None else upto + 1]:
-                h = as_array(layer(h))
-                out.append(LayerActivation(name, type(layer).__name__, h[0]))
+            for node in nodes[: None if upto is None else upto + 1]:
+                env[node.name] = h = as_array(node.layer(*[env[i] for i in node.inputs]))
+                out.append(LayerActivation(node.name, type(node.layer).__name__, h[0]))
     finally:
         if was_training:
             model.train()
     return out
 
 
+def as_model_input(model, x, op: str):
+    """`as_single_input` for each input: a batch of one, or for a graph with several inputs a dict
+    name → batch of one (`x` must then be a dict with one array per input)."""
+    names = input_names(model)
+    if len(names) == 1:
+        return as_single_input(model, x, op)
+    if not isinstance(x, dict) or sorted(x) != sorted(names):
+        got = sorted(x) if isinstance(x, dict) else type(x).__name__
+        raise ValueError(f"{op}: this graph has inputs {names}: x must be a dict with one array for each; "
+                         f"received {got}")
+    shapes = model.input_shapes
+    return {n: as_single_input(_Shaped(shapes[n]), x[n], f"{op} (input {n!r})") for n in names}
+
+
+class _Shaped:
+    """Stands for a model with one input of this shape, for `as_single_input`."""
+
+    def __init__(self, input_shape):
+        self.input_shape = input_shape
+
+
 def activations(model, x) -> list[LayerActivation]:
     """Run one input through `model` (eval mode, no tape) and return what every layer produced.
 
-    The list starts with `LayerActivation('input', 'input', x)` and then has one entry per layer in
-    order: `(name, kind, array)` with `kind` the layer's class name and `array` the per-example
+    The list starts with `LayerActivation('input', 'input', x)` (for a Graph: one entry per graph
+    input, named as in the graph) and then has one entry per layer (graph node) in execution order: `(name, kind, array)` with `kind` the layer's class name and `array` the per-example
     output, `(H, W, C)` for maps or `(F,)` for vectors (the batch axis is dropped).
-    `x` is one image `(H, W, C)` or a batch of one `(1, H, W, C)`.
+    `x` is one image `(H, W, C)` or a batch of one `(1, H, W, C)`; for a graph with several inputs, a
+    dict name → one input each.
     """
-    return _run(model, as_single_input(model, x, "activations"))
+    return _run(model, as_model_input(model, x, "activations"))
 

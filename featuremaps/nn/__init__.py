@@ -16,9 +16,10 @@ from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
 from .shape import Identity, Pad, Reshape, Transpose, Upsample
 from .merge import Add, Average, Concatenate, Maximum, Multiply
 from .container import Sequential
+from .graph import Graph, Node
 
 __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPool2D", "AvgPool2D",
            "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
            "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
            "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
-           "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate"]
+           "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node"]

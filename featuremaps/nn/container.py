@@ -45,7 +45,7 @@ class Sequential(Module):
             if item[1].role == "merge":
                 raise TypeError(f"Sequential: layer {name!r} ({type(item[1]).__name__}) is a merge layer: it takes "
                                 "several inputs, and a Sequential passes one; it needs a graph model "
-                                "(featuremaps.nn.Graph, not built yet)")
+                                "(featuremaps.nn.Graph)")
             self._modules[name] = item[1]
         if input_shape is not None:
             try:
@@ -72,6 +72,20 @@ class Sequential(Module):
 
     def names(self) -> list[str]:
         return list(self._modules)
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["input"]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [next(reversed(self._modules))] if self._modules else ["input"]
+
+    def nodes(self):
+        """The layers as `featuremaps.nn.graph.Node`s: each reads the one before it, the first "input"."""
+        from .graph import Node
+        names = ["input"] + list(self._modules)
+        return [Node(name, layer, (prev,)) for prev, (name, layer) in zip(names, self._modules.items())]
 
     def __getitem__(self, key):
         if isinstance(key, str):

@@ -1,7 +1,7 @@
 """Merge layers: `Add`, `Multiply`, `Average`, `Maximum` and `Concatenate`, each taking 2 or more inputs.
 
 They are called with several inputs, `layer(a, b, ...)` (or one list of them, as in Keras), so they
-are for a graph model (`featuremaps.nn.Graph`, not built yet), never a `Sequential`, which refuses them. Their
+are for a graph model (`featuremaps.nn.Graph`), never a `Sequential`, which refuses them. Their
 `compute_output_shape` takes the per-example shapes of every input: `layer.compute_output_shape(s1,
 s2)` or `layer.compute_output_shape([s1, s2])`. Add, Multiply, Average and Maximum broadcast as
 NumPy does (ONNX's rule; equal shapes, Keras's, are the common case).
