@@ -22,8 +22,10 @@ from . import _ops, _ops_nn  # noqa: F401 - registers the converters
 from ._layout import Value
 from ._loader import DEFAULT_MAX_BYTES, ONNXError, node_label, parse, to_array, topo_order
 from ._registry import lookup, supported_ops
+from ._import import load
+from ._export import export
 
-__all__ = ["run", "prepare", "Program", "ONNXError", "supported_ops", "DEFAULT_MAX_BYTES"]
+__all__ = ["run", "prepare", "load", "export", "Program", "ONNXError", "supported_ops", "DEFAULT_MAX_BYTES"]
 
 MIN_OPSET = 7
 
