@@ -8,10 +8,8 @@ prose is computed here. So the page cannot go stale:
     python docs/build_feature_maps.py            # regenerate the page and the figures
     python docs/build_feature_maps.py --check    # exit 1 (with a diff) if the committed page or figures are stale
 
-`--check` renders the page again and compares it with the committed text byte for byte; it draws
-the figures into a temporary folder and compares them with the committed PNGs by name, pixel size and
-content (mean absolute difference per channel below 3 %, which tolerates anti-aliasing differences
-between font/FreeType versions but not different weights or a different layout).
+`--check` renders the page again and compares it with the committed page and figures (see
+`docs/_pages.py`, the machinery this page shares with `build_real_models.py`).
 
 Determinism: fixed rng seeds, and the tutorial network's weights and image are rounded to powers of
 two (see the snippet) so every sum is exact in float32 and the printed numbers do not depend on the
@@ -19,13 +17,7 @@ BLAS or the order of summation. Build time is a few seconds.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
-import difflib
-import io
-import re
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +25,8 @@ DOC = ROOT / "docs" / "feature-maps.md"
 IMG = ROOT / "docs" / "img"
 PREFIX = "fm-"  # figure file names: docs/img/fm-<name>.png
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))
+import _pages as pages  # noqa: E402 - the shared page machinery, next to this script
 
 # --- the code shown in the page (run in this order, in one namespace) -------------------------------
 
@@ -348,14 +342,7 @@ trained model, the command line draws the same ones from a run directory or chec
 
 def run_snippets() -> tuple[dict, dict[str, str]]:
     """Run every snippet in order in one namespace; return the namespace and each snippet's output."""
-    ns: dict = {"__name__": "feature_maps_tutorial"}
-    outputs = {}
-    for name, code in SNIPPETS.items():
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            exec(compile(code, f"<snippet {name}>", "exec"), ns)
-        outputs[name] = buf.getvalue().rstrip("\n")
-    return ns, outputs
+    return pages.run_snippets(SNIPPETS, "feature_maps_tutorial")
 
 
 def values(ns: dict, outputs: dict[str, str]) -> dict[str, str]:
@@ -394,58 +381,11 @@ def values(ns: dict, outputs: dict[str, str]) -> dict[str, str]:
 
 
 def render(ns: dict, outputs: dict[str, str], figures: dict) -> str:
-    v = values(ns, outputs)
-
-    def sub(m: re.Match) -> str:
-        kind, name = m.group(1), m.group(2)
-        if kind == "code":
-            return f"```python\n{SNIPPETS[name].rstrip()}\n```"
-        if kind == "out":
-            return f"```text\n{outputs[name]}\n```"
-        if kind == "fig":
-            return f"![{figures[name][0]}](img/{PREFIX}{name}.png)"
-        return v[name]
-
-    page = re.sub(r"\{\{(code|out|fig|v):([\w-]+)\}\}", sub, TEMPLATE)
-    if "{{" in page:
-        raise AssertionError(f"unresolved placeholder near: {page[page.index('{{'):][:40]!r}")
-    return page
-
-
-def draw(ns: dict, figures: dict, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, (_, fn) in figures.items():
-        path = out_dir / f"{PREFIX}{name}.png"
-        fn(ns, path)
-        _shrink(path)
-        paths.append(path)
-    return paths
+    return pages.render(TEMPLATE, SNIPPETS, outputs, figures, values(ns, outputs), PREFIX)
 
 
 def compare_pngs(new: list[Path], old_dir: Path) -> list[str]:
-    """Problems between freshly drawn figures and the committed ones (name, size, content)."""
-    import numpy as np
-    from PIL import Image
-
-    problems = []
-    committed = {p.name for p in old_dir.glob(f"{PREFIX}*.png")}
-    fresh = {p.name for p in new}
-    for extra in sorted(committed - fresh):
-        problems.append(f"docs/img/{extra} is committed but no longer drawn")
-    for p in new:
-        old = old_dir / p.name
-        if not old.exists():
-            problems.append(f"docs/img/{p.name} is missing")
-            continue
-        a = np.asarray(Image.open(p).convert("RGB"), dtype=np.float64)
-        b = np.asarray(Image.open(old).convert("RGB"), dtype=np.float64)
-        if a.shape != b.shape:
-            problems.append(f"docs/img/{p.name}: committed size {b.shape[1]}×{b.shape[0]}, "
-                            f"drawn now {a.shape[1]}×{a.shape[0]}")
-        elif np.abs(a - b).mean() > 0.03 * 255:
-            problems.append(f"docs/img/{p.name}: the picture changed (mean |Δ| = {np.abs(a - b).mean():.1f}/255)")
-    return problems
+    return pages.compare_pngs(new, old_dir, PREFIX)
 
 
 def generate(img_dir: Path) -> tuple[str, list[Path]]:
@@ -453,50 +393,20 @@ def generate(img_dir: Path) -> tuple[str, list[Path]]:
     ns, outputs = run_snippets()
     figures = _figures()
     page = render(ns, outputs, figures)
-    return page, draw(ns, figures, img_dir)
+    return page, pages.draw(ns, figures, img_dir, PREFIX)
 
 
 def stale(page: str, drawn: list[Path], doc: Path = DOC, img_dir: Path = IMG) -> list[str]:
     """What differs between a freshly generated page/figures and the committed ones ([] = up to date)."""
-    problems = []
-    old = doc.read_text(encoding="utf-8") if doc.exists() else ""
-    if old != page:
-        diff = difflib.unified_diff(old.splitlines(), page.splitlines(), "committed", "regenerated", lineterm="", n=1)
-        problems.append(f"{doc.name} is stale:\n" + "\n".join(list(diff)[:60]))
-    return problems + compare_pngs(drawn, img_dir)
+    return pages.stale(page, drawn, doc, img_dir, PREFIX)
 
 
 def build(check: bool, doc: Path = DOC, img_dir: Path = IMG) -> int:
-    if not check:
-        page, drawn = generate(img_dir)
-        doc.write_text(page, encoding="utf-8")
-        for old in set(img_dir.glob(f"{PREFIX}*.png")) - set(drawn):
-            old.unlink()
-        print(f"wrote {doc} and {len(drawn)} figures in {img_dir}")
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        problems = stale(*generate(Path(tmp)), doc, img_dir)
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        print("run `python docs/build_feature_maps.py` and commit the result", file=sys.stderr)
-        return 1
-    print(f"{doc.name} and its figures are up to date")
-    return 0
-
-
-def _shrink(path: Path) -> None:
-    """Re-save a PNG with a palette when that loses nothing visible (figures are mostly flat colour)."""
-    from PIL import Image
-
-    img = Image.open(path).convert("RGB")
-    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    return pages.build(lambda d: generate(d), check, doc, img_dir, PREFIX, Path(__file__).name)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="fail if the committed page or figures are stale")
-    args = ap.parse_args(argv)
-    return build(args.check)
+    return pages.main(build, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
