@@ -125,7 +125,7 @@ class Graph(Module):
         super().__init__()
         spec = _inputs_spec(inputs)
         seen = set(spec)
-        parsed = []
+        parsed, owner = [], {}
         for item in nodes:
             if not isinstance(item, (tuple, list, Node)) or len(item) != 3:
                 raise TypeError(f"Graph: each node must be (name, layer, inputs); received {item!r:.120}")
@@ -134,6 +134,10 @@ class Graph(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Graph: node {name!r}: the layer must be a featuremaps Module; "
                                 f"received {type(layer).__name__}")
+            if id(layer) in owner:
+                raise ValueError(f"Graph: node {name!r} uses the same layer object as node {owner[id(layer)]!r}; "
+                                 "each node needs its own layer (shared weights would be updated once per node)")
+            owner[id(layer)] = name
             ins = (ins,) if isinstance(ins, str) else tuple(ins)
             if not all(isinstance(i, str) for i in ins):
                 raise TypeError(f"Graph: node {name!r}: inputs must be names (str); received {ins!r:.120}")
