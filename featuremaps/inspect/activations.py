@@ -145,8 +145,9 @@ def activations(model, x) -> list[LayerActivation]:
     """Run one input through `model` (eval mode, no tape) and return what every layer produced.
 
     The list starts with `LayerActivation('input', 'input', x)` (for a Graph: one entry per graph
-    input, named as in the graph) and then has one entry per layer (graph node) in execution order: `(name, kind, array)` with `kind` the layer's class name and `array` the per-example
-    output, `(H, W, C)` for maps or `(F,)` for vectors (the batch axis is dropped).
+    input, named as in the graph) and then has one entry per layer (graph node) in execution order:
+    `(name, kind, array)` with `kind` the layer's class name and `array` the per-example output,
+    `(H, W, C)` for maps or `(F,)` for vectors (the batch axis is dropped).
     `x` is one image `(H, W, C)` or a batch of one `(1, H, W, C)`; for a graph with several inputs, a
     dict name → one input each.
     """

@@ -16,6 +16,14 @@ term by term, in float64:
 - **AvgPool2D / Subsampling2D / GlobalAvgPool2D** — the window and its uniform weights
   (1/divisor, times LeNet's per-map coefficient for Subsampling2D, plus its bias).
 
+- **Add / Average / Concatenate** (merges in a `Graph`) — each input's value at the unit (the sum or
+  the mean of them), or, for a channel concatenation, which input and which of its maps the value
+  is. The rule is read from the layer (`merge_rule`); a product or a maximum is refused.
+
+In a `Graph` the explained layer's input is the value its node reads (a 1×1 shortcut conv reads the
+block input). The layers after it are followed only while each is the single reader of the value
+before it; at a fork or a merge the walk stops and `Explanation.stopped` says where.
+
 Which of these a layer gets is read from its class's `decomposition` ('weighted_sum', 'window_max',
 'window_mean'; see `featuremaps.nn.Module`), never from its class name, so a new layer kind that
 sets it is explained with no edit here.
@@ -38,11 +46,12 @@ from ..functional import window as _window_ops
 from ..functional.window import Geometry
 from ..nn.module import ROLES, layer_classes
 from ..tensor import as_array, no_grad
-from .activations import _layers, _run, as_single_input, resolve_layer
+from ..nn.graph import model_nodes
+from .activations import _run, as_model_input, resolve_layer
 from .connectivity import _channels, _groups, _local_input, connections
 from .receptive import check_position, layer_role, window_geometry
 
-__all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds"]
+__all__ = ["explain", "Explanation", "Term", "Step", "explainable_kinds", "merge_rule"]
 
 
 def explainable_kinds() -> list[str]:
@@ -132,6 +141,7 @@ class Explanation:
     - `geometry`: kernel, stride, dilation, pads of a window layer (plus `zero_pad` when a
       ZeroPad2D right before it adds a border, whose taps are marked `padded` too);
       `wiring`: which input maps feed the conv's output map, and why (full, groups, depthwise, table);
+    - `stopped`: why the layers after it are followed no further (a fork, a merge), or None;
     - `tolerance`, `agrees`: the agreement expected from the float error of the engine's sum in
       its dtype (2·n·u·Σ|summand|, see `tolerance`) and whether `difference` is within it.
     """
@@ -154,6 +164,12 @@ class Explanation:
     wiring: str | None = None
     role: str = "other"
     decomposition: str | None = None
+    stopped: str | None = None
+
+    @property
+    def _vector_terms(self) -> bool:
+        """True when the terms are values times weights (dense, merges), not windows and kernels."""
+        return self.role in ("dense", "merge")
 
     # --- derived ----------------------------------------------------------------------------------
     @property
@@ -228,7 +244,7 @@ class Explanation:
              "after": [{"layer": s.layer, "kind": s.kind, "role": s.role, "unit": s.unit, "value": s.value,
                         "engine_value": s.engine_value, "difference": s.difference, "windows": s.windows}
                        for s in self.after],
-             "geometry": self.geometry, "wiring": self.wiring, "formula": self.formula()}
+             "geometry": self.geometry, "wiring": self.wiring, "stopped": self.stopped, "formula": self.formula()}
         return jsonable(d)
 
     def to_json(self, **kwargs) -> str:
@@ -247,6 +263,8 @@ class Explanation:
         if self.decomposition == "window_mean":  # with a per-map coefficient and bias (LeNet's subsampling)
             return (f"{lhs} = b + coefficient · mean(window) = {_num(self.bias)} + "
                     f"{_num(self.terms[0].partial_sum)} = {_num(self.pre_activation)}")
+        if self.role == "merge":
+            return self._merge_formula(lhs, max_terms)
         if self.role == "dense":
             sym = f"b + Σ_i x_i · w_i,{self.out_map}"
         else:
@@ -258,6 +276,17 @@ class Explanation:
             nums = f"{_signed_sum([self.bias or 0.0, total])} (the {len(self.terms)} terms summed)"
         return f"{lhs} = {sym} = {nums} = {_num(self.pre_activation)}"
 
+    def _merge_formula(self, lhs: str, max_terms: int) -> str:
+        """`y[add, map 3, (1, 2)] = Σ_k x_k = 0.5 + 1.25 = 1.75`, or the mean, or the one concatenated value."""
+        if self.decomposition == "select":
+            t = self.terms[0]
+            return f"{lhs} = {t.label} = {_num(self.pre_activation)}"
+        values = [t.value for t in self.terms]
+        nums = _signed_sum(values) if len(values) <= max_terms else f"(the {len(values)} values summed)"
+        if self.decomposition == "mean":
+            return f"{lhs} = (1/{len(values)}) Σ_k x_k = ({nums}) / {len(values)} = {_num(self.pre_activation)}"
+        return f"{lhs} = Σ_k x_k = {nums} = {_num(self.pre_activation)}"
+
     def _divisor(self) -> str:
         k = self.terms[0].kernel if self.terms else None
         if k is None:
@@ -266,7 +295,7 @@ class Explanation:
         return f"{1.0 / nz[0]:g}" if nz.size else "?"
 
     def _header(self) -> list[str]:
-        unit = "output" if self.position is None and self.role == "dense" else "output map"
+        unit = "output" if self.position is None and self._vector_terms else "output map"
         lines = [f"{self.symbol}: layer {self.layer} ({self.kind}), {unit} {self.out_map}"
                  + ("" if self.position is None else f" at (row {self.position[0]}, col {self.position[1]})")
                  + f", from {self.input_layer} {_shape(self.input_shape)}"]
@@ -296,7 +325,7 @@ class Explanation:
             terms = keep
         rows = []
         for t in terms:
-            if self.role == "dense":
+            if self._vector_terms:
                 rows.append([str(t.input_map), t.label or "", _num(t.value), _num(t.weight),
                              _num(t.partial_sum, sign=True)])
             else:
@@ -307,13 +336,15 @@ class Explanation:
         return rows, note
 
     def _columns(self) -> list[str]:
+        if self.role == "merge":
+            return ["input", "from", "x_k", "weight", "term"]
         if self.role == "dense":
             return ["input", "from", "x_i", f"w_i,{self.out_map}", "x_i·w"]
         last = "max" if self.decomposition == "window_max" else "⟨window, kernel⟩"
         return ["input map", "rows", "cols", "padded", last]
 
     def _default_top(self) -> int | None:
-        return 10 if self.role == "dense" else (24 if len(self.terms) > 32 else None)
+        return 10 if self._vector_terms else (24 if len(self.terms) > 32 else None)
 
     def _after_lines(self) -> list[str]:
         lines = []
@@ -333,6 +364,8 @@ class Explanation:
             else:
                 unit = "" if s.unit is None else f" at {tuple(s.unit)}"
                 lines.append(f"{s.layer} ({s.kind}){unit}: {_num(s.value)} (engine {_num(s.engine_value)})")
+        if self.stopped:
+            lines.append(f"followed no further: {self.stopped}")
         return lines
 
     def _check_line(self) -> str:
@@ -415,7 +448,7 @@ class Explanation:
 
         rows, note = self._rows(self._default_top())
         cols = self._columns()
-        pics = self.role != "dense"
+        pics = not self._vector_terms
         head = cols[:-1] + (["window x", "kernel w"] if pics else []) + cols[-1:]
         colour_window, colour_kernel, legend = self._html_colours() if pics else (None, None, "")
         term_of = {str(t.input_map): t for t in self.terms}  # `_rows` labels each row by its input map
@@ -520,7 +553,9 @@ class Explanation:
         idx = (f"{self.out_map}" if self.position is None
                else f"{self.out_map},\\,({self.position[0]},{self.position[1]})")
         lhs = f"y^{{\\text{{{lay}}}}}_{{{idx}}}"
-        if self.role == "dense":
+        if self.role == "merge":
+            rhs = {"sum": "\\sum_k x_k", "mean": "\\frac{1}{n}\\sum_k x_k"}.get(self.decomposition, "x_k")
+        elif self.role == "dense":
             rhs = f"b_{{{self.out_map}}} + \\sum_i x_i\\, w_{{i,{self.out_map}}}"
         elif self.decomposition == "weighted_sum":
             rhs = (f"b_{{{self.out_map}}} + \\sum_{{i \\in C({self.out_map})}} "
@@ -770,68 +805,89 @@ def _apply(layer, arr: np.ndarray) -> np.ndarray:
         return as_array(layer(arr[None]))[0]
 
 
-def _last_followed(pairs, idx: int) -> int:
-    """Index of the last layer `_follow` may look at (so the forward pass can stop there)."""
-    pooled = False
-    k = idx + 1
-    while k < len(pairs):
-        role = layer_role(pairs[k][1])
+def _chain_after(nodes: list, idx: int) -> tuple[list[int], str | None]:
+    """Indices of the nodes `_follow` walks after nodes[idx] — each the single reader of the one
+    before, element-wise or an activation, with at most one pooling layer — and why the walk stops
+    where a graph forks or merges (None when it just meets a layer of another kind, or the end)."""
+    position = {n.name: k for k, n in enumerate(nodes)}
+    readers: dict = {}
+    for n in nodes:
+        for i in dict.fromkeys(n.inputs):  # a node that reads a value twice is one reader
+            readers.setdefault(i, []).append(n.name)
+    chain, pooled, current = [], False, nodes[idx].name
+    while True:
+        after = readers.get(current, [])
+        if len(after) > 1:
+            return chain, f"{current!r} feeds {len(after)} nodes ({', '.join(after)})"
+        if not after:
+            return chain, None
+        nxt = nodes[position[after[0]]]
+        if nxt.layer.role == "merge":
+            others = [i for i in nxt.inputs if i != current]
+            return chain, (f"{current!r} enters the merge {nxt.name!r} ({type(nxt.layer).__name__}) with "
+                           f"{', '.join(repr(o) for o in others) or 'itself'}")
+        role = layer_role(nxt.layer)
         if role in ("pool", "global_pool") and not pooled:
             pooled = True
         elif role not in ("activation", "elementwise"):
-            break
-        k += 1
-    return k - 1  # k is the first layer not followed (or len(pairs))
+            return chain, None
+        chain.append(position[nxt.name])
+        current = nxt.name
 
 
-def _follow(pairs, idx: int, acts, unit: tuple, value: float) -> list[Step]:
-    """Apply the layers after pairs[idx] to the recomputed value: element-wise layers, then one
-    pooling layer, then element-wise layers again."""
+def _pool_step(node, current: np.ndarray, env: dict, unit: tuple) -> tuple[Step, tuple | None, np.ndarray]:
+    """The pooling step after the explained value: every window that contains `unit`, the unit after
+    the pool (None unless exactly one window holds it) and the pooled maps."""
+    layer, role = node.layer, layer_role(node.layer)
+    out, engine = _apply(layer, current), env[node.name]
+    r, c, m = unit
+    is_max = layer.decomposition == "window_max"
+    if role == "global_pool":
+        geo = Geometry.of(current.shape[:2], current.shape[:2])  # one window, the whole map
+        spots, idx_of = [(0, 0)], (lambda i, j: (m,))
+    else:
+        geo = window_geometry(layer, current.shape[:2])
+        spots, idx_of = _windows_containing(geo, r, c), (lambda i, j: (i, j, m))
+    wins = []
+    for i, j in spots:
+        entry = {"position": (i, j), "value": float(out[idx_of(i, j)]),
+                 "engine_value": float(engine[idx_of(i, j)]), "winner": None}
+        if is_max:  # the winner is the engine's: what its forward passes on (and sends the gradient to)
+            rows, cols = geo.rows(i), geo.cols(j)
+            vals, padded = _window(env[node.inputs[0]][:, :, m], rows, cols)
+            arg = _max_winner(vals, padded)
+            wpos = (int(rows[arg[0]]), int(cols[arg[1]]))
+            entry.update(winner=wpos == (r, c), winner_position=wpos, winner_value=float(vals[arg]))
+        wins.append(entry)
+    step = Step(node.name, type(layer).__name__, "pool", None, None, None, windows=wins)
+    if len(spots) != 1:
+        return step, None, out
+    unit = idx_of(*spots[0])
+    step.unit, step.value, step.engine_value = unit, wins[0]["value"], wins[0]["engine_value"]
+    return step, unit, out
+
+
+def _follow(nodes: list, chain: list[int], start: str, env: dict, unit: tuple, value: float) -> list[Step]:
+    """Apply the nodes of `chain` (see `_chain_after`) to the recomputed value: element-wise layers,
+    then one pooling layer, then element-wise layers again; everything else is the engine's."""
     steps: list[Step] = []
-    current = np.array(acts[idx + 1].array, copy=True)
+    current = np.array(env[start], copy=True)
     current[unit] = value
-    pooled = False
-    for k in range(idx + 1, len(acts) - 1):
-        name, layer = pairs[k]
-        role = layer_role(layer)
-        engine = acts[k + 1].array
+    for k in chain:
+        node = nodes[k]
+        role = layer_role(node.layer)
         if role in ("activation", "elementwise"):
-            out = _apply(layer, current)
-            steps.append(Step(name, type(layer).__name__, role, unit, float(out[unit]), float(engine[unit])))
+            out = _apply(node.layer, current)
+            steps.append(Step(node.name, type(node.layer).__name__, role, unit, float(out[unit]),
+                              float(env[node.name][unit])))
             current = out
             continue
-        if role in ("pool", "global_pool") and not pooled and len(unit) == 3:
-            pooled = True
-            out = _apply(layer, current)
-            r, c, m = unit
-            kind = type(layer).__name__
-            is_max = layer.decomposition == "window_max"
-            if role == "global_pool":
-                geo = Geometry.of(current.shape[:2], current.shape[:2])  # one window, the whole map
-                spots, idx_of = [(0, 0)], (lambda i, j: (m,))
-            else:
-                geo = window_geometry(layer, current.shape[:2])
-                spots, idx_of = _windows_containing(geo, r, c), (lambda i, j: (i, j, m))
-            wins = []
-            for i, j in spots:
-                entry = {"position": (i, j), "value": float(out[idx_of(i, j)]),
-                         "engine_value": float(engine[idx_of(i, j)]), "winner": None}
-                if is_max:  # the winner is the engine's: what its forward passes on (and sends the gradient to)
-                    rows, cols = geo.rows(i), geo.cols(j)
-                    vals, padded = _window(acts[k].array[:, :, m], rows, cols)
-                    arg = _max_winner(vals, padded)
-                    wpos = (int(rows[arg[0]]), int(cols[arg[1]]))
-                    entry.update(winner=wpos == (r, c), winner_position=wpos, winner_value=float(vals[arg]))
-                wins.append(entry)
-            step = Step(name, kind, "pool", None, None, None, windows=wins)
-            steps.append(step)
-            if len(spots) != 1:
-                break
-            unit = idx_of(*spots[0])
-            step.unit, step.value, step.engine_value = unit, wins[0]["value"], wins[0]["engine_value"]
-            current = out
-            continue
-        break
+        if len(unit) != 3:  # a pool after a vector: nothing to follow
+            break
+        step, unit, current = _pool_step(node, current, env, unit)
+        steps.append(step)
+        if unit is None:
+            break
     return steps
 
 
@@ -843,81 +899,181 @@ def _check_map(o, n: int, name: str, what: str) -> int:
     return int(o)
 
 
-def _check_explainable(pairs, idx: int, op: str) -> None:
-    """Raise unless the layer's class has a `decomposition` and a role `_decompose` dispatches on."""
-    name, lay = pairs[idx]
+def merge_rule(layer) -> str | None:
+    """How a merge layer's output value at an index comes from its inputs: 'sum', 'mean' or, for a
+    concatenation along the channels, 'select' (the value of one input's map); None for any other
+    layer or rule (a product, a maximum).
+
+    The merge classes carry no attribute that says this, so it is read from the layer itself:
+    applied to two 1×1 inputs of two maps each, holding small integers (exact in any float type)."""
+    if getattr(layer, "role", None) != "merge":
+        return None
+    a = np.array([[[[2.0, 5.0]]]])  # (1, 1, 1, 2)
+    b = np.array([[[[3.0, 7.0]]]])  # (1, 1, 1, 2)
+    try:
+        with no_grad():
+            out = np.asarray(as_array(layer(a, b)), np.float64)
+    except Exception:  # a merge that cannot take these inputs has no rule explain knows
+        return None
+    if out.shape == (1, 1, 1, 4) and np.allclose(out.ravel(), [2, 5, 3, 7], rtol=0, atol=1e-12):
+        return "select"
+    if out.shape == a.shape and np.allclose(out, a + b, rtol=0, atol=1e-12):
+        return "sum"
+    if out.shape == a.shape and np.allclose(out, (a + b) / 2, rtol=0, atol=1e-12):
+        return "mean"
+    return None
+
+
+def _merge_kinds() -> list[str]:
+    """Names of the registered merge classes `explain` decomposes (built with their defaults)."""
+    kinds = []
+    for cls in layer_classes(role="merge"):
+        try:
+            layer = cls()
+        except TypeError:  # a merge class that needs arguments: not listed
+            continue
+        if merge_rule(layer) is not None:
+            kinds.append(cls.__name__)
+    return kinds
+
+
+def _check_explainable(nodes: list, idx: int, op: str) -> None:
+    """Raise unless the layer's class has a `decomposition` and a role `_decompose` dispatches on,
+    or it is a merge whose rule `merge_rule` knows."""
+    node = nodes[idx]
+    name, lay = node.name, node.layer
     role = layer_role(lay)
     if getattr(lay, "decomposition", None) is not None and role in ("conv", "dense", "pool", "global_pool"):
         return
+    if merge_rule(lay) is not None:
+        return
     hint = ""
-    if role in ("activation", "elementwise") and idx > 0:
-        hint = (f"; {name!r} is element-wise: explain the layer before it ({pairs[idx - 1][0]!r}), whose "
+    producers = {n.name for n in nodes}
+    if role in ("activation", "elementwise") and lay.role != "merge" and node.inputs[0] in producers:
+        before = node.inputs[0]
+        hint = (f"; {name!r} is element-wise: explain the layer before it ({before!r}), whose "
                 f"explanation follows the value through {name!r}")
+    merges = ", ".join(_merge_kinds())
     raise ValueError(f"{op}: cannot explain layer {name!r} of kind {type(lay).__name__}; explainable kinds: "
-                     f"{', '.join(explainable_kinds())}{hint}")
+                     f"{', '.join(explainable_kinds())}, and the merges that add, average or concatenate "
+                     f"maps ({merges}){hint}")
 
 
-def _decompose(pairs, idx: int, acts, o: int, pos, op: str):
+def _broadcast_index(shape: tuple, unit: tuple) -> tuple:
+    """The index of an input of `shape` that NumPy broadcasting reads for output index `unit`."""
+    tail = unit[len(unit) - len(shape):]
+    return tuple(0 if s == 1 else u for s, u in zip(shape, tail))
+
+
+def _explain_merge(node, env: dict, unit: tuple, rule: str):
+    """(terms, total) of a merge: each input's value at the unit (sum, mean), or the one input map a
+    concatenated map comes from (select)."""
+    inputs = [env[i] for i in node.inputs]
+    if rule == "select":
+        offset = 0
+        for k, (name, arr) in enumerate(zip(node.inputs, inputs)):
+            if unit[-1] < offset + arr.shape[-1]:
+                local = unit[:-1] + (unit[-1] - offset,)
+                v = float(arr[local])
+                return [Term(input_map=k, partial_sum=v, value=v, weight=1.0,
+                             label=f"{name} map {local[-1]}")], v
+            offset += arr.shape[-1]
+    weight = 1.0 if rule == "sum" else 1.0 / len(inputs)
+    terms = []
+    for k, (name, arr) in enumerate(zip(node.inputs, inputs)):
+        v = float(arr[_broadcast_index(arr.shape, unit)])
+        terms.append(Term(input_map=k, partial_sum=v * weight, value=v, weight=weight,
+                          label=f"{name} map {_broadcast_index(arr.shape, unit)[-1]}"))
+    total = math.fsum(t.value for t in terms)
+    return terms, (total if rule == "sum" else total / len(inputs))
+
+
+def _input_node(nodes: list, node):
+    """The node whose output `node` reads (its first input), or None for a model input."""
+    return next((n for n in nodes if n.name == node.inputs[0]), None)
+
+
+def _decompose(nodes: list, idx: int, env: dict, o: int, pos, op: str):
     """(terms, bias, total, geometry, wiring, winner, unit) by the layer's `decomposition`: a weighted
-    sum over a window (conv) or a vector (dense), or a window's max or mean (pooling)."""
-    name, lay = pairs[idx]
-    role, x_in = layer_role(lay), acts[idx].array
-    geometry = wiring = winner = None
-    if lay.decomposition == "weighted_sum" and role == "conv":
+    sum over a window (conv) or a vector (dense), a window's max or mean (pooling), or a merge."""
+    node = nodes[idx]
+    name, lay = node.name, node.layer
+    role, x_in = layer_role(lay), env[node.inputs[0]]
+    geometry = wiring = winner = bias = None
+    before = _input_node(nodes, node)
+    if lay.role == "merge":
+        unit = (o,) if pos is None else (pos[0], pos[1], o)
+        terms, total = _explain_merge(node, env, unit, merge_rule(lay))
+    elif lay.decomposition == "weighted_sum" and role == "conv":
         terms, bias, total, geometry, wiring = _explain_conv(lay, x_in, o, pos)
         unit = (pos[0], pos[1], o)
     elif lay.decomposition == "weighted_sum":
         if x_in.ndim != 1:
             raise ValueError(f"{op}: dense layer {name!r} receives maps {x_in.shape}; expected a vector")
-        flat = idx >= 1 and layer_role(pairs[idx - 1][1]) == "flatten" and acts[idx - 1].array.ndim == 3
-        source = acts[idx - 1].array.shape if flat else None  # label each input by its (h, w, c) origin
+        flat = before is not None and layer_role(before.layer) == "flatten" and env[before.inputs[0]].ndim == 3
+        source = env[before.inputs[0]].shape if flat else None  # label each input by its (h, w, c) origin
         terms, bias, total = _explain_dense(lay, x_in, o, source)
         unit = (o,)
     else:
         terms, bias, total, geometry, winner = _explain_pool(lay, x_in, o, pos)
         unit = (o,) if role == "global_pool" else (pos[0], pos[1], o)
-    if role in ("conv", "pool") and idx > 0 and layer_role(pairs[idx - 1][1]) == "pad":
-        geometry["zero_pad"] = _mark_zero_pad(terms, pairs[idx - 1], x_in.shape[:2])
+    if role in ("conv", "pool") and before is not None and layer_role(before.layer) == "pad":
+        geometry["zero_pad"] = _mark_zero_pad(terms, (before.name, before.layer), x_in.shape[:2])
     return terms, bias, total, geometry, wiring, winner, unit
+
+
+def _find_node(model, nodes: list, layer, op: str) -> int:
+    target = resolve_layer(model, layer, op=op) if not hasattr(layer, "forward") else layer
+    idx = next((k for k, n in enumerate(nodes) if n.layer is target), None)
+    if idx is None:
+        raise ValueError(f"{op}: layer must be the name of one of the model's layers "
+                         f"({', '.join(n.name for n in nodes)}); received {layer!r}")
+    return idx
 
 
 def explain(model, x, layer, out_map: int, position=None) -> Explanation:
     """Decompose output value `out_map` at `position` = (row, col) of `layer` for input `x`.
 
-    `model` is a `Sequential`; `x` one input `(H, W, C)` or a batch of one; `layer` a layer name
-    (unknown names raise a ValueError listing the valid ones); `position` is None for layers that
-    output vectors (Dense, global pooling). Explainable kinds: `explainable_kinds()`, the layer classes
-    whose `decomposition` is set. Returns an `Explanation` (see its docstring) whose `pre_activation`
-    is recomputed in float64 from the layer's input and parameters and checked against the engine's
-    output (`engine_value`, `difference`).
+    `model` is a `Sequential` or a `Graph`; `x` one input `(H, W, C)` or a batch of one (a dict name →
+    input for a graph with several inputs); `layer` a layer (node) name (unknown names raise a
+    ValueError listing the valid ones); `position` is None for layers that output vectors (Dense,
+    global pooling). The layer's input is what its node reads. Explainable kinds:
+    `explainable_kinds()`, the layer classes whose `decomposition` is set, and the merges that add,
+    average or concatenate maps along the channels (`merge_rule`). Returns an `Explanation` (see its
+    docstring) whose `pre_activation` is recomputed in float64 from the layer's input(s) and
+    parameters and checked against the engine's output (`engine_value`, `difference`).
+
+    The layers after it are followed while each is the only reader of the value before and is
+    element-wise (with at most one pooling layer); at a fork or a merge the walk stops and
+    `stopped` says where.
     """
     op = "explain"
-    pairs = _layers(model, op)
-    target = resolve_layer(model, layer, op=op) if not hasattr(layer, "forward") else layer
-    idx = next((k for k, (_, m) in enumerate(pairs) if m is target), None)
-    if idx is None:
-        raise ValueError(f"{op}: layer must be the name of one of the model's layers "
-                         f"({', '.join(n for n, _ in pairs)}); received {layer!r}")
-    _check_explainable(pairs, idx, op)
-    name, lay = pairs[idx]
-    xb = as_single_input(model, x, op)
-    acts = _run(model, xb, upto=_last_followed(pairs, idx))
-    x_in, y = acts[idx].array, acts[idx + 1].array
-    o = _check_map(out_map, y.shape[-1], name, "output maps" if y.ndim == 3 else "outputs")
-    pos = check_position(position, y.shape, op, name)
-    terms, bias, total, geometry, wiring, winner, unit = _decompose(pairs, idx, acts, o, pos, op)
+    nodes = model_nodes(model)
+    idx = _find_node(model, nodes, layer, op)
+    _check_explainable(nodes, idx, op)
+    node = nodes[idx]
+    xb = as_model_input(model, x, op)
+    chain, stopped = _chain_after(nodes, idx)
+    env = {a.name: a.array for a in _run(model, xb, upto=max([idx] + chain))}
+    x_in, y = env[node.inputs[0]], env[node.name]
+    o = _check_map(out_map, y.shape[-1], node.name, "output maps" if y.ndim == 3 else "outputs")
+    pos = check_position(position, y.shape, op, node.name)
+    terms, bias, total, geometry, wiring, winner, unit = _decompose(nodes, idx, env, o, pos, op)
     engine = float(y[unit])
     diff = abs(total - engine) if math.isfinite(total) and math.isfinite(engine) else \
         (0.0 if (math.isnan(total) and math.isnan(engine)) or total == engine else math.inf)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        after = _follow(pairs, idx, acts, unit, total)
+        after = _follow(nodes, chain, node.name, env, unit, total)
     finally:
         if was_training:
             model.train()
-    return Explanation(layer=name, kind=type(lay).__name__, out_map=o, position=pos, terms=terms, bias=bias,
-                       pre_activation=total, engine_value=engine, difference=diff, input_layer=acts[idx].name,
-                       input_shape=tuple(x_in.shape), output_shape=tuple(y.shape), dtype=str(y.dtype),
-                       winner=winner, after=after, geometry=geometry, wiring=wiring, role=lay.role,
-                       decomposition=lay.decomposition)
+    lay = node.layer
+    rule = merge_rule(lay) if lay.role == "merge" else None
+    return Explanation(layer=node.name, kind=type(lay).__name__, out_map=o, position=pos, terms=terms, bias=bias,
+                       pre_activation=total, engine_value=engine, difference=diff,
+                       input_layer=", ".join(node.inputs), input_shape=tuple(x_in.shape),
+                       output_shape=tuple(y.shape), dtype=str(y.dtype), winner=winner, after=after,
+                       geometry=geometry, wiring=wiring, role=lay.role, decomposition=rule or lay.decomposition,
+                       stopped=stopped)
