@@ -194,6 +194,20 @@ def test_merge_layers_take_several_inputs_and_a_sequential_refuses_them(cls):
         nn.Sequential([("pre", nn.ReLU()), ("m", layer)])
 
 
+COMBINE = {"sum": lambda xs: xs[0] + xs[1] + xs[2], "product": lambda xs: xs[0] * xs[1] * xs[2],
+           "mean": lambda xs: (xs[0] + xs[1] + xs[2]) / 3, "max": lambda xs: np.maximum.reduce(xs),
+           "concat": lambda xs: np.concatenate(xs, axis=-1)}
+
+
+@pytest.mark.parametrize("cls", MERGE_CLASSES, ids=lambda c: c.__name__)
+def test_merge_layers_combine_as_their_class_says(cls):
+    """`combine` (read by explain) is what the layer computes, checked on small integers (exact)."""
+    layer = _build(cls)
+    assert cls.combine in COMBINE, f"{cls.__name__}.combine must be one of {sorted(COMBINE)}"
+    xs = [np.random.default_rng(i).integers(-4, 5, (1, HW, HW, C)).astype(np.float64) for i in range(3)]
+    assert np.array_equal(np.asarray(layer(*xs)), COMBINE[cls.combine](xs))
+
+
 def test_explainable_kinds_are_the_classes_with_a_decomposition():
     assert set(explainable_kinds()) == {c.__name__ for c in LAYER_CLASSES if c.decomposition is not None}
     assert explainable_kinds()[:2] == ["Conv2D", "Dense"]

@@ -62,6 +62,8 @@ class _Merge(Module):
 class Add(_Merge):
     """x₀ + x₁ + … (`F.add`, left to right; ResNet's shortcut)."""
 
+    combine = "sum"
+
     def _merge(self, xs):
         return reduce(F.add, xs)
 
@@ -69,6 +71,8 @@ class Add(_Merge):
 @register
 class Multiply(_Merge):
     """x₀ · x₁ · … (`F.mul`, left to right; squeeze-and-excitation's gating)."""
+
+    combine = "product"
 
     def _merge(self, xs):
         return reduce(F.mul, xs)
@@ -78,6 +82,8 @@ class Multiply(_Merge):
 class Average(_Merge):
     """(x₀ + x₁ + …) / n (`F.average`)."""
 
+    combine = "mean"
+
     def _merge(self, xs):
         return F.average(*xs)
 
@@ -85,6 +91,8 @@ class Average(_Merge):
 @register
 class Maximum(_Merge):
     """Element-wise maximum (`F.maximum`); tied inputs share the gradient evenly."""
+
+    combine = "max"
 
     def _merge(self, xs):
         return F.maximum(*xs)
@@ -96,6 +104,8 @@ class Concatenate(_Merge):
 
     `axis` counts the batch axis, as in Keras: −1 (channels), 1 … rank − 1; 0 (the batch) is refused.
     Along the channel axis each position keeps its place; along another one it moves."""
+
+    combine = "concat"
 
     elementwise = False
 

@@ -112,6 +112,10 @@ class Module:
       `F.avg_pool2d`, `count_include_pad` when the layer has it), times `weight[o]` plus `bias[o]`
       when the layer has per-map `weight` and `bias` (LeNet's subsampling); None (the default): not
       decomposed.
+
+    Merge layers (role 'merge') also say how they combine their inputs, in `combine`: 'sum', 'product',
+    'mean', 'max' or 'concat' (joined along the layer's `axis`); `explain` decomposes the sums, means
+    and channel concatenations.
     """
 
     uses_rng = False  # True for modules that draw random numbers in forward (Dropout)
@@ -119,6 +123,7 @@ class Module:
     spatial: str | None = None
     elementwise = False
     decomposition: str | None = None
+    combine: str | None = None
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
