@@ -15,6 +15,7 @@ from .activation import (ELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, Re
 from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
 from .shape import Identity, Pad, Reshape, Transpose, Upsample
 from .merge import Add, Average, Concatenate, Maximum, Multiply
+from .affine import Affine
 from .container import Sequential
 from .graph import Graph, Node
 
@@ -22,4 +23,5 @@ __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPoo
            "GlobalAvgPool2D", "GlobalMaxPool2D", "Subsampling2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
            "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
            "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
-           "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node"]
+           "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node",
+           "Affine"]

@@ -1,0 +1,279 @@
+"""featuremaps.onnx.load against onnxruntime: torch nets (both exporters), onnx.helper graphs with
+attribute forms exporters never write, and the classic zoo graphs with random weights. The loaded
+model is fed NHWC, onnxruntime the same input as NCHW."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+from onnx import TensorProto, helper as oh, numpy_helper  # noqa: E402
+
+from featuremaps import nn  # noqa: E402
+from featuremaps.onnx import ONNXError, load  # noqa: E402
+from featuremaps.tensor import as_array  # noqa: E402
+from tests import torch_nets  # noqa: E402
+
+RTOL32 = 1e-4  # the issue's float32 tolerance
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def ort_run(model, feeds):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    data = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def nhwc(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def assert_matches(model, x_nchw, ref: list):
+    """model(x as NHWC) equals onnxruntime's outputs (NHWC where 4-D): rtol 1e-4, atol from the scale."""
+    got = model(nhwc(x_nchw))
+    got = list(got) if isinstance(got, tuple) else [got]
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        g, r = as_array(g), nhwc(r)
+        assert g.shape == r.shape, (g.shape, r.shape)
+        scale = float(np.max(np.abs(r)))
+        np.testing.assert_allclose(g, r, rtol=RTOL32, atol=RTOL32 * max(scale, 1e-30))
+
+
+def make(nodes, x_shape, outputs, inits=None, opset=17, x_dims=None):
+    ins = [oh.make_tensor_value_info("x", TensorProto.FLOAT, x_dims or x_shape)]
+    outs = [oh.make_empty_tensor_value_info(o) for o in outputs]
+    g = oh.make_graph(nodes, "g", ins, outs, [numpy_helper.from_array(np.asarray(v), k)
+                                              for k, v in (inits or {}).items()])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
+    m.ir_version = min(m.ir_version, 10)
+    return m
+
+
+# --- torch nets, both exporters -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name, dynamo → (path, NCHW input); each net exported once per module."""
+    cache, root = {}, tmp_path_factory.mktemp("onnx_load")
+
+    def get(name, dynamo):
+        if (name, dynamo) not in cache:
+            module, shape = torch_nets.build(name)
+            x = rng(7).standard_normal(shape).astype(np.float32)
+            d = root / f"{name}_{int(dynamo)}"
+            d.mkdir()
+            cache[name, dynamo] = (str(torch_nets.export(module, d / "m.onnx", x, dynamo=dynamo)), x)
+        return cache[name, dynamo]
+    return get
+
+
+CHAINS = {"lenet", "vgg_like"}
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+@pytest.mark.parametrize("name", sorted(torch_nets.TORCH_NETS))
+def test_torch_nets_load_and_match_onnxruntime(exported, name, dynamo):
+    path, x = exported(name, dynamo)
+    model = load(path)
+    assert isinstance(model, nn.Sequential if name in CHAINS else nn.Graph)
+    assert_matches(model, x, ort_run(path, {"x": x}))
+    for n in model.names():
+        assert "." not in n and len(n) <= 40, n
+
+
+def test_flatten_before_dense_is_channels_last_without_a_transpose(exported):
+    path, x = exported("lenet", False)
+    model = load(path)
+    assert not any(isinstance(layer, nn.Transpose) for layer in model)
+    assert [type(layer).__name__ for layer in model][5:8] == ["MaxPool2D", "Flatten", "Dense"]
+    log = "\n".join(model.import_log)
+    assert "Reshape '/Reshape' flattens channels-last maps (2, 16, 5, 5)" in log
+    assert "layer 'f1''s weight rows were permuted" in log
+    assert model.names()[:2] == ["c1", "tanh"]
+
+
+def test_shape_subgraph_is_folded_for_the_given_input_shape():
+    """torch's x.view(x.size(0), -1): Shape → Gather → Unsqueeze → Concat → Reshape, with a free batch
+    and free H, W (so input_shape is needed)."""
+    r = rng(1)
+    w, fw = r.standard_normal((4, 3, 3, 3)).astype(np.float32), r.standard_normal((5, 4 * 4 * 5)).astype(np.float32)
+    nodes = [oh.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             oh.make_node("Shape", ["c"], ["s"], name="shape"),
+             oh.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+             oh.make_node("Unsqueeze", ["n", "ax"], ["n1"], name="unsq"),
+             oh.make_node("Concat", ["n1", "minus1"], ["target"], name="cat", axis=0),
+             oh.make_node("Reshape", ["c", "target"], ["flat"], name="view"),
+             oh.make_node("Gemm", ["flat", "fw"], ["y"], name="fc", transB=1)]
+    inits = {"w": w, "fw": fw, "zero": np.array(0, np.int64), "ax": np.array([0], np.int64),
+             "minus1": np.array([-1], np.int64)}
+    m = make(nodes, None, ["y"], inits, 13, x_dims=["N", 3, "H", "W"])
+    with pytest.raises(ONNXError, match=r"input 'x' has free dims \['N', 3, 'H', 'W'\].*input_shape"):
+        load(m)
+    model = load(m, input_shape=(6, 7, 3))
+    assert isinstance(model, nn.Sequential) and model.input_shape == (6, 7, 3)
+    line = next(s for s in model.import_log if s.startswith("shape subgraph"))
+    assert "Shape 'shape'" in line and "Gather 'gather'" in line and "Concat 'cat'" in line and "[1, -1]" in line
+    x = r.standard_normal((3, 3, 6, 7)).astype(np.float32)  # any batch size runs
+    assert_matches(model, x, ort_run(m, {"x": x}))
+
+
+def test_conv_then_per_channel_add_becomes_a_conv_bias():
+    r = rng(2)
+    nodes = [oh.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             oh.make_node("Add", ["c", "k"], ["y"], name="bias_add")]
+    m = make(nodes, (2, 3, 5, 6), ["y"], {"w": r.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                                          "k": r.standard_normal((1, 4, 1, 1)).astype(np.float32)})
+    model = load(m)
+    assert len(model) == 1 and model["conv"].bias is not None
+    assert any("Add 'bias_add'" in s and "bias of layer 'conv'" in s for s in model.import_log)
+    assert model.onnx_tensors == {"conv": "y"}
+    x = r.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    assert_matches(model, x, ort_run(m, {"x": x}))
+
+
+# --- onnx.helper graphs with the forms exporters never write ---------------------------------------
+def _c(*shape, seed=0, lo=None):
+    r = rng(seed)
+    return (r.uniform(lo, lo + 1, shape) if lo is not None else r.standard_normal(shape)).astype(np.float32)
+
+
+CASES = {
+    "asymmetric_pads_dilation_groups": ([oh.make_node("Conv", ["x", "w"], ["y"], pads=[0, 2, 1, 1], dilations=[2, 1],
+                                                      strides=[1, 2], group=2)], {"w": _c(4, 2, 3, 2)}, 11),
+    "same_lower_stride": ([oh.make_node("Conv", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])],
+                          {"w": _c(6, 4, 2, 3), "b": _c(6)}, 11),
+    "maxpool_big_pads": ([oh.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[1, 1, 1, 0],
+                                       strides=[2, 1])], {}, 12),
+    "avgpool_ceil_include_pad": ([oh.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                               strides=[2, 2], ceil_mode=1, count_include_pad=1)], {}, 19),
+    "bn_prelu_affines": ([oh.make_node("BatchNormalization", ["x", "s", "bb", "m", "v"], ["b1"], epsilon=1e-3),
+                          oh.make_node("PRelu", ["b1", "slope"], ["p"]),
+                          oh.make_node("Mul", ["p", "k"], ["q"]), oh.make_node("Sub", ["half", "q"], ["y"])],
+                         {"s": _c(4, lo=0.5), "bb": _c(4, seed=1), "m": _c(4, seed=2), "v": _c(4, seed=3, lo=0.5),
+                          "slope": _c(4, 1, 1, seed=4), "k": _c(4, 1, 1, seed=5), "half": np.float32(0.5)}, 13),
+    "pad_reflect_resize_lrn": ([oh.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+                                oh.make_node("Resize", ["p", "", "sc"], ["r"], mode="nearest",
+                                             coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+                                oh.make_node("LRN", ["r"], ["y"], size=3, alpha=1e-2, beta=0.7, bias=2.0)],
+                               {"pads": np.array([0, 0, 1, 2, 0, 0, 2, 0], np.int64),
+                                "sc": np.array([1, 1, 2, 1.5], np.float32)}, 13),
+    "transpose_maps_then_softmax11": ([oh.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]),
+                                       oh.make_node("Conv", ["t", "w"], ["c"]),
+                                       oh.make_node("GlobalAveragePool", ["c"], ["g"]),
+                                       oh.make_node("Flatten", ["g"], ["f"]),
+                                       oh.make_node("Softmax", ["f"], ["y"], axis=1)], {"w": _c(5, 4, 2, 2)}, 11),
+    "bilinear_concat_max": ([oh.make_node("Resize", ["x", "", "", "sz"], ["r"], mode="linear"),
+                             oh.make_node("Relu", ["r"], ["a"]), oh.make_node("Sigmoid", ["r"], ["s"]),
+                             oh.make_node("Max", ["a", "s"], ["m"]), oh.make_node("Concat", ["m", "r"], ["y"], axis=1)],
+                            {"sz": np.array([2, 4, 9, 5], np.int64)}, 13),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_attribute_forms_match_onnxruntime(name):
+    nodes, inits, opset = CASES[name]
+    x = rng(3).standard_normal((2, 4, 6, 7)).astype(np.float32)
+    m = make(nodes, x.shape, ["y"], inits, opset)
+    assert_matches(load(m), x, ort_run(m, {"x": x}))
+
+
+def test_channel_shuffle_is_reshape_transpose_reshape(exported):
+    path, x = exported("shufflenet_unit", False)
+    model = load(path)
+    kinds = [type(n.layer).__name__ for n in model.nodes()]
+    i = kinds.index("Transpose")
+    assert kinds[i - 1:i + 2] == ["Reshape", "Transpose", "Reshape"]
+    assert model.node(model.names()[i]).layer.perm == (0, 1, 3, 2)  # (h, w, g, c/g) -> (h, w, c/g, g)
+
+
+def test_ops_without_a_layer_form_are_listed_in_one_error():
+    r = rng(4)
+    nodes = [oh.make_node("ConvTranspose", ["x", "w"], ["a"], name="up1"),
+             oh.make_node("ConvTranspose", ["a", "w2"], ["b"], name="up2"),
+             oh.make_node("LogSoftmax", ["b"], ["y"], name="lsm", axis=1)]
+    m = make(nodes, (1, 4, 3, 3), ["y"], {"w": r.standard_normal((4, 4, 2, 2)).astype(np.float32),
+                                          "w2": r.standard_normal((4, 4, 2, 2)).astype(np.float32)})
+    with pytest.raises(ONNXError, match=r"ConvTranspose: nodes 'up1', 'up2'; LogSoftmax: nodes 'lsm'\. No model"):
+        load(m)
+
+
+# --- explain on an imported ResNet, checked against onnxruntime ------------------------------------
+def test_explain_on_an_imported_resnet_agrees_with_the_engine_and_onnxruntime(exported):
+    from featuremaps.inspect import activations, explain
+    path, x = exported("resnet_like", False)
+    model = load(path)
+    layer = "blocks_1_c2"
+    assert layer in model.names()
+    x1 = x[:1]
+    e = explain(model, nhwc(x1)[0], layer, 5, (2, 3))
+    assert e.difference <= 1e-5 * max(1.0, abs(e.engine_value))
+    tensor = model.onnx_tensors[layer]
+    m = onnx.load(path)
+    m.graph.output.append(oh.make_empty_tensor_value_info(tensor))
+    ref = ort_run(m, {"x": x})[-1][:1]  # (1, C, H, W): the file's batch is fixed at 2
+    act = next(a.array for a in activations(model, nhwc(x1)[0]) if a.name == layer)
+    np.testing.assert_allclose(act, nhwc(ref)[0], rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()))
+    assert abs(e.engine_value - float(ref[0, 5, 2, 3])) <= RTOL32 * float(np.abs(ref).max())
+
+
+# --- the classic zoo ------------------------------------------------------------------------------
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+ZOO = sorted(f[len("light_"):-len(".onnx")] for f in os.listdir(LIGHT) if f.endswith(".onnx"))
+
+
+def randomized(m):
+    """The graph with each ConstantOfShape fill replaced by seeded random values: weights N(0, 1/fan-in),
+    BatchNorm scales and variances in [0.5, 1.5], other vectors small."""
+    r = rng(5)
+    inits = {t.name: t for t in m.graph.initializer}
+    role = {}
+    for n in m.graph.node:
+        for k, x in enumerate(n.input):
+            role[x] = (n.op_type, k)
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type != "ConstantOfShape":
+            nodes.append(n)
+            continue
+        shape = numpy_helper.to_array(inits[n.input[0]]).tolist()
+        op, k = role.get(n.output[0], ("", 0))
+        if len(shape) > 1:
+            a = r.standard_normal(shape, dtype=np.float32) * np.float32(1 / np.sqrt(np.prod(shape[1:])))
+        elif op == "BatchNormalization" and k in (1, 4):
+            a = r.uniform(0.5, 1.5, shape)
+        else:
+            a = r.uniform(-0.1, 0.1, shape)
+        m.graph.initializer.append(numpy_helper.from_array(a.astype(np.float32), n.output[0]))
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    last = m.graph.node[-1]
+    if last.op_type == "Softmax":  # compare the logits too: a saturated softmax hides errors
+        m.graph.output.append(oh.make_empty_tensor_value_info(last.input[0]))
+    return m
+
+
+#: Their fully connected layers hold 60–140 M weights: the constant-fill file is loaded only in its
+#: randomized form (the same graph, the fills as initializers), to keep this file's time down.
+BIG_FC = {"bvlc_alexnet", "vgg19", "zfnet512"}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_classic_zoo_loads_and_with_random_weights_matches_onnxruntime(name):
+    m = onnx.load(os.path.join(LIGHT, f"light_{name}.onnx"))
+    if name not in BIG_FC:  # the file as shipped: weights computed by ConstantOfShape nodes
+        model = load(m)
+        assert len(model.names()) > 10
+    m = randomized(m)
+    model = load(m)
+    inits = {t.name for t in m.graph.initializer}
+    vi = next(i for i in m.graph.input if i.name not in inits)
+    x = rng(6).standard_normal([d.dim_value for d in vi.type.tensor_type.shape.dim]).astype(np.float32)
+    assert_matches(model, x, ort_run(m, {vi.name: x}))
