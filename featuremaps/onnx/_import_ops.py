@@ -472,7 +472,7 @@ def reshape(b, node, attrs, version, base):
     h = _dyn(b, node)
     out = relabel_reshape(b, h, b.shapes[node.output[0]], base)
     if out.src is not None and h.src is None:
-        b.log.append(f"{node.op_type} {node.name!r} flattens channels-last maps {h.shape}: no layer, the vector "
+        b.log.append(f"{node.op_type} {node.name!r} flattens channels-last maps {h.shape}: no transpose, the vector "
                      f"keeps (h, w, c) order (the Dense that reads it absorbs the order)")
     b.set(node.output[0], out)
 
