@@ -36,5 +36,22 @@ def pattern(layer, conn: np.ndarray) -> str:
     return f"grouped (groups={groups})"
 
 
+def resolve(layer, model, fn: str):
+    """`(layer, node name or None, the names it reads)` for a layer, or for the name of a node of
+    `model` (a Graph or a Sequential, whose nodes name their inputs)."""
+    if not isinstance(layer, str):
+        return layer, None, []
+    if model is None:
+        raise TypeError(f"{fn}: layer {layer!r} is a node name, so model= must be the Graph or Sequential "
+                        "that holds it; received model=None")
+    from featuremaps.nn.graph import model_nodes
+
+    nodes = {n.name: n for n in model_nodes(model)}
+    if layer not in nodes:
+        raise ValueError(f"{fn}: no node named {layer!r}; valid names: {', '.join(nodes)}")
+    node = nodes[layer]
+    return node.layer, node.name, list(node.inputs)
+
+
 def layer_name(layer, name: str | None) -> str:
     return name or getattr(layer, "name", None) or type(layer).__name__

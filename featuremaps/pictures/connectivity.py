@@ -31,15 +31,20 @@ GRAPH_PX, GAP_PX = 340.0, 60.0
 _TICK_PT, _LABEL_PT, _TITLE_PT = 6.5, 8, 9
 
 
-def connectivity_diagram(layer, path: str | Path | None = None, *, name: str | None = None):
+def connectivity_diagram(layer, path: str | Path | None = None, *, name: str | None = None, model=None):
     """Draw the connection matrix and the bipartite graph of conv `layer`.
 
+    `layer` is a conv layer, or the name of a node of `model` (a Graph or Sequential): then the title
+    names the node and the value its input maps come from (`conv ← its input`).
     Save a PNG at `path` (returns the Path) or return the Figure. `name` is used in the title. The
     figure's size depends only on the numbers of input and output maps; labels are thinned so that
     none overlap, whatever those numbers.
     """
     _mpl.require("connectivity_diagram")
+    layer, node, reads = _layers.resolve(layer, model, "connectivity_diagram")
     _layers.check_conv(layer, "connectivity_diagram")
+    if node is not None:
+        name = f"{name or node} ← {', '.join(reads)}"
     from featuremaps.inspect import connections
 
     conn = np.asarray(connections(layer), dtype=bool)  # (C_in, C_out)

@@ -30,7 +30,7 @@ _NORMALIZE = ("global", "per_filter")
 
 def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None = None,
                 name: str | None = None, max_in: int = 64, max_out: int = 64, rgb: bool | None = None,
-                highlight: int | None = None):
+                highlight: int | None = None, model=None):
     """Draw the kernels of conv `layer`; save a PNG at `path` (returns the Path) or return the Figure.
 
     normalize: 'global' (one scale for the whole layer) or 'per_filter' (each output map's filter
@@ -41,8 +41,11 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
     max_in, max_out: cap on grid rows/columns (the title says when the picture is truncated).
     name: the layer's name for the title (the CLI passes the model's name for it).
     highlight: outline column n of the grid, i.e. `w[:, :, :, n]`, the filters of output map n.
+    model: with `layer` given as a node name, the Graph or Sequential that holds it (the title names the node).
     """
     _mpl.require("kernel_grid")
+    layer, node, _ = _layers.resolve(layer, model, "kernel_grid")
+    name = name or node
     _layers.check_conv(layer, "kernel_grid")
     if normalize is not None and normalize not in _NORMALIZE:
         raise ValueError(f"kernel_grid: normalize must be one of {_NORMALIZE}; received {normalize!r}")

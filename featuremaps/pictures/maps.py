@@ -41,18 +41,21 @@ def feature_maps(model, x, path: str | Path | None = None, *, layers: list[str] 
     `max_maps` maps per row and `max_features` values per vector row are drawn; a row that shows
     fewer says so in its label. `classes` names the output units (default: their indices) on the
     strip of the model's last layer when it is a vector. `layers` picks the rows to draw by name
-    ("input" is the input; default: all). Save a PNG at `path` (returns the Path) or return the Figure.
+    ("input" is the input; in a Graph, node and input names; default: all). Save a PNG at `path`
+    (returns the Path) or return the Figure.
     """
     _mpl.require("feature_maps")
     if int(max_maps) < 1 or int(max_features) < 1:
         raise ValueError(f"feature_maps: max_maps and max_features must be ≥ 1; received {max_maps}, {max_features}")
     from featuremaps.inspect import activations, resolve_layer
+    from featuremaps.nn.graph import model_nodes
 
     rows = activations(model, x)
     last = rows[-1][0]
-    grey = {rows[0][0]}  # the input, and zero-padding of it, are drawn in grey (as in the report)
-    for prev, act in zip(rows, rows[1:]):
-        if resolve_layer(model, act[0]).spatial == "pad" and prev[0] in grey:
+    reads = {n.name: n.inputs for n in model_nodes(model)}
+    grey = {r[0] for r in rows if r[0] not in reads}  # the inputs, and zero-padding of them, in grey (as the report)
+    for act in rows:
+        if act[0] in reads and resolve_layer(model, act[0]).spatial == "pad" and reads[act[0]][0] in grey:
             grey.add(act[0])
     if layers is not None:
         known = [r[0] for r in rows]

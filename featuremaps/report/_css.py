@@ -129,4 +129,30 @@ table.grid td.win { background: #fff1e5; font-weight: 700; }
 .check.bad { background: #ffebe9; border: 1px solid #f5a39b; }
 .check.info { background: #fff; border: 1px solid var(--line); }
 .fedby { font-size: .9rem; }
+/* Graph models: the DAG overview (an inline SVG) and the folding blocks of the layer column. */
+.dagwrap { margin: 0 0 1rem; }
+.dagwrap figcaption { margin: 0 0 .3rem; }
+.dagscroll { max-height: 70vh; overflow: auto; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+#dag { display: block; font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+#dag .edge { fill: none; stroke: #8c959f; stroke-width: 1.2; }
+#dag .edge.into { stroke: var(--feed); stroke-width: 2; }
+#dag .band { fill: #f3f6fa; stroke: var(--line); }
+#dag g.node { cursor: pointer; }
+#dag g.node rect { fill: #fff; stroke: #57606a; stroke-width: 1; }
+#dag g.node text { fill: var(--fg); }
+#dag g.node.merge rect { fill: #fff4e5; stroke: var(--feed); }
+#dag g.node.input rect { fill: #eef1f4; }
+#dag g.node.folded rect { fill: #eaf1fb; stroke: var(--accent); }
+#dag g.node.feeds rect { stroke: var(--feed); stroke-width: 2.5; }
+#dag g.node.selected rect { stroke: var(--accent); stroke-width: 3; }
+#dag g.node:focus { outline: none; }
+#dag g.node:focus rect, #dag g.fold:focus rect { stroke: var(--accent); stroke-dasharray: 3 2; }
+#dag g.fold { cursor: pointer; }
+#dag g.fold rect { fill: #fff; stroke: var(--accent); }
+#dag g.fold text { text-anchor: middle; fill: var(--accent); }
+details.block { border-left: 3px solid var(--line); margin: 0 0 .6rem; padding: 0 0 0 .5rem; }
+details.block > summary { cursor: pointer; padding: .2rem 0; font-weight: 600; }
+details.block > summary .kind { color: var(--muted); font-weight: 500; }
+details.block[open] > summary { margin-bottom: .4rem; }
+.layer .inputs { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 """

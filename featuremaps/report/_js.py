@@ -40,9 +40,26 @@ function num(v, attrs) {
 function fmtShape(s) { return s.join(" × "); }
 
 // ---- layers --------------------------------------------------------------------------------
+function decodeU8(b64) {
+  const bin = atob(b64), u8 = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
+  return u8;
+}
+// a conv's (c_in, c_out) links: a "01" string, "full", or packed bits (most significant first)
+function linkTest(op, cout) {
+  if (op.connections === "full") return function () { return true; };
+  if (typeof op.connections === "string") {
+    const s = op.connections;
+    return function (i, m) { return s.charCodeAt(i * cout + m) === 49; };
+  }
+  const bits = decodeU8(op.connections_bits);
+  return function (i, m) { const j = i * cout + m; return (bits[j >> 3] >> (7 - (j & 7))) & 1; };
+}
 const L = D.layers.map(function (l) {
   const o = Object.assign({}, l);
   o.v = decode(l.values);
+  o.exact = o.v !== null;   // else only an 8-bit preview of its first maps is embedded (the value budget)
+  if (!o.exact) o.pv = decodeU8(l.preview.data);
   if (l.shape.length === 3) {
     o.isMap = true; o.H = l.shape[0]; o.W = l.shape[1]; o.C = l.shape[2];
     // 1×1×C maps (LeNet-5's C5) are drawn as one compact strip of cells, laid out as a vector of C
@@ -54,16 +71,18 @@ const L = D.layers.map(function (l) {
     o.W = F <= 32 ? F : Math.max(32, Math.ceil(Math.sqrt(2 * F)));
     o.H = Math.ceil(F / o.W);
   }
-  if (o.op && o.op.type === "conv") {
-    o.op.K = decode(o.op.kernels);
-    o.op.B = decode(o.op.bias);
-    const cin = o.op.in_maps, cout = o.C, s = o.op.connections;
+  if (o.op && (o.op.type === "conv" || (o.op.type === "omitted" && o.op.was === "conv"))) {
+    const cin = o.op.in_maps, cout = o.C, linked = linkTest(o.op, cout);
     o.op.fed = [];
     for (let m = 0; m < cout; m++) {
       const list = [];
-      for (let i = 0; i < cin; i++) if (s.charCodeAt(i * cout + m) === 49) list.push(i);
+      for (let i = 0; i < cin; i++) if (linked(i, m)) list.push(i);
       o.op.fed.push(list);
     }
+  }
+  if (o.op && o.op.type === "conv") {
+    o.op.K = decode(o.op.kernels);
+    o.op.B = decode(o.op.bias);
     let km = 0;
     for (let i = 0; i < o.op.K.length; i++) if (Number.isFinite(o.op.K[i])) km = Math.max(km, Math.abs(o.op.K[i]));
     o.op.kabs = km;
@@ -77,11 +96,14 @@ const byName = {};
 L.forEach(function (l, k) {
   byName[l.name] = l;
   // the input, and padding of it, are drawn in grey from min to max; everything else diverging around 0
-  l.grey = k === 0 || (l.op && l.op.type === "zeropad" && L[k - 1].grey);
+  l.grey = !l.ins.length || (l.op && l.op.type === "zeropad" && L[l.ins[0]].grey);
 });
 
+function IN(k) { return L[k].ins[0]; }   // the entry a layer reads (its first input)
+const GRAPH = D.graph;   // a graph model: the overview is drawn as a DAG and its blocks fold
 function unitOf(l, r, c) { return r * l.W + c; }
 function val(l, m, r, c) {
+  if (!l.exact) return NaN;
   if (l.isMap) return l.v[(r * l.W + c) * l.C + m];
   return l.v[unitOf(l, r, c)];
 }
@@ -125,9 +147,26 @@ function paint(canvas, w, h, get, colour) {
   ctx.putImageData(img, 0, 0);
   return canvas;
 }
+// An 8-bit preview value back on the layer's scale (see featuremaps/report/_values.py); 0 is non-finite.
+function previewVal(l, q) {
+  if (q === 0) return NaN;
+  return l.grey ? l.min + (q - 1) / 254 * (l.max - l.min) : (q - 128) / 127 * l.absmax;
+}
+function paintMap(cv, l, m) {
+  if (l.exact) {
+    paint(cv, l.W, l.H, function (r, c) { return inRange(l, r, c) ? val(l, m, r, c) : undefined; }, colourFn(l));
+  } else if (l.isMap) {
+    const P = l.preview, base = m * P.h * P.w;
+    paint(cv, P.w, P.h, function (r, c) { return previewVal(l, l.pv[base + r * P.w + c]); }, colourFn(l));
+  } else {
+    const n = l.preview.units;
+    paint(cv, l.W, l.H, function (r, c) { const u = unitOf(l, r, c); return u < n ? previewVal(l, l.pv[u]) : undefined; }, colourFn(l));
+  }
+}
+function shownMaps(l) { return l.isMap ? (l.exact ? l.C : l.preview.maps) : 1; }
 function mapCanvas(l, m, cssPx) {
   const cv = el("canvas", { "aria-hidden": "true" });
-  paint(cv, l.W, l.H, function (r, c) { return inRange(l, r, c) ? val(l, m, r, c) : undefined; }, colourFn(l));
+  paintMap(cv, l, m);
   const scale = cssPx / Math.max(l.W, l.H);
   cv.style.width = Math.round(l.W * scale) + "px";
   cv.style.height = Math.round(l.H * scale) + "px";
@@ -148,10 +187,11 @@ function gridCanvas(vals, kh, kw, colour, cssPx) {
 
 // ---- state ---------------------------------------------------------------------------------
 const tiles = L.map(function () { return []; });   // tiles[k][m] = {button, frame, win, cursor}
-const sections = [];
+const sections = [], mapsHosts = [], tileSize = [];
 let sel = null;   // {k, m, r, c}
 
 function argmaxOf(l, m) {
+  if (!l.exact) return [0, 0, -Infinity];
   let best = -Infinity, br = 0, bc = 0;
   for (let r = 0; r < l.H; r++) for (let c = 0; c < l.W; c++) {
     if (!inRange(l, r, c)) continue;
@@ -179,60 +219,79 @@ function opText(l) {
   if (op.type === "omitted") return "weights not embedded: " + op.reason;
   return "";
 }
+function layerSection(l, k) {
+  const nMaps = shownMaps(l);
+  const h = el("h3", { id: "layer-h-" + k },
+    el("span", { class: "lname", text: l.name }),
+    el("span", { class: "kind", text: l.kind === "input" ? "input" : l.kind }),
+    el("span", { class: "shape", text: fmtShape(l.shape) }));
+  const legend = el("span", { class: "legend" },
+    el("span", { class: "bar" + (l.grey ? " grey" : ""), "aria-hidden": "true" }),
+    el("span", { class: "num", text: l.grey ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
+  const descTxt = [l.describe, opText(l)].filter(Boolean).join(" · ");
+  const desc = el("p", { class: "desc" }, legend, descTxt ? " " + descTxt : "");
+  const maps = el("div", { class: l.strip ? "maps strip" : "maps", role: "group",
+    style: l.strip ? "grid-template-columns: repeat(" + l.cols + ", " + STRIP_CELL + "px)" : null,
+    "aria-label": l.name + ": " + (l.strip ? nMaps + " feature maps of 1 × 1, one cell each, " + l.cols +
+      " per row; arrow keys move between them" : l.isMap ? nMaps + " feature maps of " + l.H + " × " + l.W
+      : l.F + " units") });
+  mapsHosts[k] = maps;
+  const sec = el("section", { class: "layer", id: "layer-" + l.name, "data-layer": k,
+    "aria-labelledby": "layer-h-" + k }, h, desc);
+  if (GRAPH && l.ins.length) sec.append(el("p", { class: "desc inputs" }, "← reads " + l.inputs.join(", ")));
+  if (!l.exact) sec.append(el("p", { class: "hint preview-note", text: "Preview: " + (l.isMap ? "maps 0–" +
+    (nMaps - 1) + " of " + l.C + " at " + l.preview.h + " × " + l.preview.w + " pixels" : "the first " +
+    l.preview.units + " units") + ", 8-bit; exact values are not embedded (the report's value budget)." }));
+  sec.append(maps);
+  if (l.strip) sec.append(el("p", { class: "hint strip-hint",
+    text: "One cell per 1 × 1 map, " + l.cols + " per row from map 0 (as they flatten); hover for an index." }));
+  if (!l.isMap && D.prediction && k === L.length - 1) sec.append(classList(l, k));
+  return sec;
+}
+// (Re)draw the tiles of layer k at `px` css pixels a map (graph reports draw them on demand).
+function fillTiles(k, px) {
+  const l = L[k], maps = mapsHosts[k], nMaps = shownMaps(l);
+  maps.textContent = "";
+  tiles[k] = [];
+  tileSize[k] = px;
+  for (let m = 0; m < nMaps; m++) {
+    const cv = mapCanvas(l, m, px);
+    const win = el("span", { class: "overlay window", hidden: true });
+    const cur = el("span", { class: "overlay cursor", hidden: true });
+    const frame = el("span", { class: "frame" }, cv, win, cur);
+    const label = l.isMap ? l.name + " map " + m + " of " + l.C + ", " + l.H + " by " + l.W
+      : l.name + ", " + l.F + " units";
+    const b = el("button", { type: "button", class: "tile", "data-layer": k, "data-map": m,
+      "aria-pressed": "false", "aria-label": label, tabindex: l.strip && m > 0 ? "-1" : null,
+      title: l.strip ? l.name + " map " + m + " = " + fmt(val(l, m, 0, 0)) : null },
+      frame, l.isMap && !l.strip ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
+    b.addEventListener("click", function (ev) {
+      let pos = null;
+      if (ev.detail > 0) {   // a pointer click: pick the pixel under it
+        const rc = cv.getBoundingClientRect();
+        if (ev.clientX >= rc.left && ev.clientX < rc.right && ev.clientY >= rc.top && ev.clientY < rc.bottom) {
+          pos = [Math.floor((ev.clientY - rc.top) / rc.height * l.H), Math.floor((ev.clientX - rc.left) / rc.width * l.W)];
+        }
+      }
+      select(k, m, pos);
+      // on a narrow screen the panel sits below the layers: a click jumps down to it, as a new
+      // history entry with the same selection, so that Back returns to the map
+      if (ev.detail > 0 && narrow()) { record("push"); panelEl.scrollIntoView({ block: "start" }); }
+    });
+    b.addEventListener("keydown", function (ev) { arrowKey(ev, k, m); });
+    maps.append(b);
+    tiles[k].push({ button: b, frame: frame, win: win, cursor: cur });
+  }
+}
+function fullPx(l) { return l.strip ? STRIP_CELL - 2 : tilePx(l); }
 function buildLayers() {
   const host = document.getElementById("layers");
+  if (GRAPH) { buildGraphLayers(host); return; }
   L.forEach(function (l, k) {
-    const nMaps = l.isMap ? l.C : 1;
-    const h = el("h3", { id: "layer-h-" + k },
-      el("span", { class: "lname", text: l.name }),
-      el("span", { class: "kind", text: l.kind === "input" ? "input" : l.kind }),
-      el("span", { class: "shape", text: fmtShape(l.shape) }));
-    const legend = el("span", { class: "legend" },
-      el("span", { class: "bar" + (l.grey ? " grey" : ""), "aria-hidden": "true" }),
-      el("span", { class: "num", text: l.grey ? fmt(l.min) + " … " + fmt(l.max) : "±" + fmt(l.absmax) }));
-    const descTxt = [l.describe, opText(l)].filter(Boolean).join(" · ");
-    const desc = el("p", { class: "desc" }, legend, descTxt ? " " + descTxt : "");
-    const maps = el("div", { class: l.strip ? "maps strip" : "maps", role: "group",
-      style: l.strip ? "grid-template-columns: repeat(" + l.cols + ", " + STRIP_CELL + "px)" : null,
-      "aria-label": l.name + ": " + (l.strip ? nMaps + " feature maps of 1 × 1, one cell each, " + l.cols +
-        " per row; arrow keys move between them" : l.isMap ? nMaps + " feature maps of " + l.H + " × " + l.W
-        : l.F + " units") });
-    const px = l.strip ? STRIP_CELL - 2 : tilePx(l);
-    for (let m = 0; m < nMaps; m++) {
-      const cv = mapCanvas(l, m, px);
-      const win = el("span", { class: "overlay window", hidden: true });
-      const cur = el("span", { class: "overlay cursor", hidden: true });
-      const frame = el("span", { class: "frame" }, cv, win, cur);
-      const label = l.isMap ? l.name + " map " + m + " of " + nMaps + ", " + l.H + " by " + l.W
-        : l.name + ", " + l.F + " units";
-      const b = el("button", { type: "button", class: "tile", "data-layer": k, "data-map": m,
-        "aria-pressed": "false", "aria-label": label, tabindex: l.strip && m > 0 ? "-1" : null,
-        title: l.strip ? l.name + " map " + m + " = " + fmt(val(l, m, 0, 0)) : null },
-        frame, l.isMap && !l.strip ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
-      b.addEventListener("click", function (ev) {
-        let pos = null;
-        if (ev.detail > 0) {   // a pointer click: pick the pixel under it
-          const rc = cv.getBoundingClientRect();
-          if (ev.clientX >= rc.left && ev.clientX < rc.right && ev.clientY >= rc.top && ev.clientY < rc.bottom) {
-            pos = [Math.floor((ev.clientY - rc.top) / rc.height * l.H), Math.floor((ev.clientX - rc.left) / rc.width * l.W)];
-          }
-        }
-        select(k, m, pos);
-        // on a narrow screen the panel sits below the layers: a click jumps down to it, as a new
-        // history entry with the same selection, so that Back returns to the map
-        if (ev.detail > 0 && narrow()) { record("push"); panelEl.scrollIntoView({ block: "start" }); }
-      });
-      b.addEventListener("keydown", function (ev) { arrowKey(ev, k, m); });
-      maps.append(b);
-      tiles[k].push({ button: b, frame: frame, win: win, cursor: cur });
-    }
-    const sec = el("section", { class: "layer", id: "layer-" + l.name, "data-layer": k,
-      "aria-labelledby": "layer-h-" + k }, h, desc, maps);
-    if (l.strip) sec.append(el("p", { class: "hint strip-hint",
-      text: "One cell per 1 × 1 map, " + l.cols + " per row from map 0 (as they flatten); hover for an index." }));
-    if (!l.isMap && D.prediction && k === L.length - 1) sec.append(classList(l, k));
+    const sec = layerSection(l, k);
     sections.push(sec);
     host.append(sec);
+    fillTiles(k, fullPx(l));
   });
 }
 const classButtons = [];
@@ -279,7 +338,7 @@ function highlight() {
   });
   sections.forEach(function (s) { s.classList.remove("has-selection", "feeds-selection"); });
   classButtons.forEach(function (b) { b.classList.remove("selected"); });
-  const k = sel.k, l = L[k], t = tiles[k][sel.m];
+  const k = sel.k, l = L[k], t = tiles[k][sel.m] || { button: el("span"), cursor: el("span") };
   tiles.forEach(function (ts, j) {   // a strip is one Tab stop: its selected cell (else its first)
     if (L[j].strip) ts.forEach(function (tt, m) { tt.button.tabIndex = (k === j ? m === sel.m : m === 0) ? 0 : -1; });
   });
@@ -291,10 +350,13 @@ function highlight() {
     const u = unitOf(l, sel.r, sel.c);
     if (classButtons[u]) classButtons[u].classList.add("selected");
   }
-  if (k === 0) return;
-  const p = L[k - 1], pt = tiles[k - 1], op = l.op;
-  sections[k - 1].classList.add("feeds-selection");
-  if (op && op.type === "conv") {
+  if (!l.ins.length) return;
+  const p = L[IN(k)], pt = tiles[IN(k)], op = l.op;
+  l.ins.forEach(function (i) { sections[i].classList.add("feeds-selection"); });
+  if (GRAPH) markDag();
+  if (op && op.type === "merge") {
+    highlightMerge(l);
+  } else if (op && op.fed) {
     const fed = op.fed[sel.m], w = windowOf(op, sel.r, sel.c);
     pt.forEach(function (tt, i) {
       if (fed.indexOf(i) >= 0) { tt.button.classList.add("feeds"); place(tt.win, p, w[0], w[1], w[2], w[3]); }
@@ -317,7 +379,7 @@ function highlight() {
   } else if (op && op.type === "flatten" && p.isMap) {
     const u = unitOf(l, sel.r, sel.c), m = u % p.C, pix = Math.floor(u / p.C);
     pt.forEach(function (tt, i) { tt.button.classList.add(i === m ? "feeds" : "unfed"); });
-    place(pt[m].win, p, Math.floor(pix / p.W), pix % p.W, Math.floor(pix / p.W), pix % p.W);
+    if (pt[m]) place(pt[m].win, p, Math.floor(pix / p.W), pix % p.W, Math.floor(pix / p.W), pix % p.W);
   } else {
     pt.forEach(function (tt) { tt.button.classList.add("feeds"); });
   }
@@ -329,6 +391,7 @@ function highlight() {
 function select(k, m, pos, how) {
   if (how === "push") snapshot();
   const l = L[k];
+  if (GRAPH) ensureShown(k);
   let r, c;
   if (pos) { r = pos[0]; c = pos[1]; }
   else if (sel && sel.k === k) { r = sel.r; c = sel.c; }
@@ -420,7 +483,7 @@ function restore(v) {
   restoring = true;
   select(v.k, v.m, [v.r, v.c], "none");
   trail[depth] = { k: v.k, m: v.m, r: v.r, c: v.c };
-  const tile = tiles[v.k][v.m].button;
+  const tile = (tiles[v.k][v.m] || { button: sections[v.k] }).button;
   tile.focus({ preventScroll: true });
   if (v.y !== undefined) window.scrollTo(0, v.y);
   else tile.scrollIntoView({ block: "center" });   // an entry from before a reload: no scroll was kept
@@ -500,6 +563,7 @@ function renderPanel() {
   body.append(el("p", {},
     el("strong", { text: l.kind === "input" ? "input" : l.kind }), " · " + fmtShape(l.shape) +
     (l.isMap ? " · map " + m + " of " + l.C : "")));
+  if (!l.exact) { previewPanel(body, l, m); return; }
   body.append(el("div", { class: "zoomwrap" }, zoomView(l, m),
     el("div", {},
       el("p", { id: "pixel-status" },
@@ -508,7 +572,8 @@ function renderPanel() {
       el("p", { class: "hint", text: "Click a pixel, or focus the map and use the arrow keys." }))));
   document.getElementById("announce").textContent = posLabel(l, m, r, c) + " = " + fmt(v);
   const op = l.op;
-  if (sel.k === 0) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
+  if (GRAPH) body.append(inputsLine(l));
+  if (!l.ins.length) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
   else if (!op) body.append(el("p", { class: "hint",
     text: "The report shows no decomposition for " + l.kind + " layers; use `featuremaps explain` in a terminal." }));
   else if (op.type === "conv") explainConv(body);
@@ -518,25 +583,29 @@ function renderPanel() {
   else if (op.type === "elementwise") explainElementwise(body);
   else if (op.type === "flatten") explainFlatten(body);
   else if (op.type === "zeropad") explainZeroPad(body);
+  else if (op.type === "merge") explainMerge(body);
   else if (op.type === "omitted") body.append(el("p", { class: "hint", text: "No decomposition: " + op.reason + "." }));
   if (zoomHadFocus) focusZoom();
 }
 
 function goButton(k, m, pos, text, label) {
   return el("button", { type: "button", class: "linkish", text: text, "aria-label": label ? "go to " + label : null,
-    onclick: function () { select(k, m, pos, "push"); tiles[k][m].button.focus(); } });
+    onclick: function () { select(k, m, pos, "push"); if (tiles[k][m]) tiles[k][m].button.focus(); } });
 }
 
 // What happens to this unit's value in the layers right after it (activation, then pooling).
+function chained(j) {   // entry j reads only entry j - 1 and has its values
+  return j < L.length && L[j].exact && L[j].ins.length === 1 && L[j].ins[0] === j - 1;
+}
 function downstream(tbody) {
   let j = sel.k + 1;
-  while (j < L.length && L[j].op && L[j].op.type === "elementwise" && L[j].isMap === L[sel.k].isMap) {
+  while (chained(j) && L[j].op && L[j].op.type === "elementwise" && L[j].isMap === L[sel.k].isMap) {
     const a = val(L[j], sel.m, sel.r, sel.c);
     tbody.append(el("tr", { class: "after", "data-layer": L[j].name },
       el("th", { text: "after " + L[j].name + " (" + L[j].kind + ")" }), num(a, { id: "ex-activation" })));
     j++;
   }
-  if (j < L.length && L[j].op && L[j].op.type === "pool" && L[sel.k].isMap) {
+  if (chained(j) && L[j].op && L[j].op.type === "pool" && L[sel.k].isMap) {
     const q = L[j], op = q.op;
     for (let pr = 0; pr < q.H; pr++) for (let pc = 0; pc < q.W; pc++) {
       const w = windowOf(op, pr, pc);
@@ -546,7 +615,7 @@ function downstream(tbody) {
       tbody.append(el("tr", { class: "after", "data-layer": q.name },
         el("th", {}, "feeds ", goButton(j, sel.m, [pr, pc], posLabel(q, sel.m, pr, pc)), " (" + op.mode + " pool)"),
         num(pv, { id: "ex-pooled" })));
-      for (let a = j + 1; a < L.length && L[a].op && L[a].op.type === "elementwise" && L[a].isMap; a++) {
+      for (let a = j + 1; chained(a) && L[a].op && L[a].op.type === "elementwise" && L[a].isMap; a++) {
         tbody.append(el("tr", { class: "after", "data-layer": L[a].name },
           el("th", { text: "then after " + L[a].name + " (" + L[a].kind + ")" }),
           num(val(L[a], sel.m, pr, pc), { id: "ex-pooled-activation" })));
@@ -613,7 +682,7 @@ function numberGrid(caption, vals, pad, kh, kw) {
 }
 
 function explainConv(body) {
-  const l = L[sel.k], p = L[sel.k - 1], op = l.op, m = sel.m, r = sel.r, c = sel.c;
+  const l = L[sel.k], p = L[IN(sel.k)], op = l.op, m = sel.m, r = sel.r, c = sel.c;
   const kh = op.kernel[0], kw = op.kernel[1], cin = op.in_maps, cout = l.C, fed = op.fed[m];
   const unfed = [];
   for (let i = 0; i < cin; i++) if (fed.indexOf(i) < 0) unfed.push(i);
@@ -660,7 +729,7 @@ function explainConv(body) {
       toggle.setAttribute("aria-expanded", show ? "true" : "false");
     });
     tbody.append(el("tr", { class: "term", "data-input-map": i },
-      el("th", {}, goButton(sel.k - 1, i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
+      el("th", {}, goButton(IN(sel.k), i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
         Math.max(0, Math.min(p.W - 1, c * op.stride[1] - lpad))], "map " + i, p.name + " map " + i), el("br"), toggle),
       el("td", {}, gridCanvas(win, kh, kw, inColour, cellPx)),
       el("td", {}, gridCanvas(ker, kh, kw, kColour, cellPx)),
@@ -690,7 +759,7 @@ function explainConv(body) {
 }
 
 function explainDense(body) {
-  const l = L[sel.k], p = L[sel.k - 1], op = l.op, u = unitOf(l, sel.r, sel.c), n = op.in_features, out = l.F;
+  const l = L[sel.k], p = L[IN(sel.k)], op = l.op, u = unitOf(l, sel.r, sel.c), n = op.in_features, out = l.F;
   const contrib = new Array(n);
   let total = 0, scale = 0;
   for (let i = 0; i < n; i++) { const t = p.v[i] * op.Wt[i * out + u]; contrib[i] = t; total += t; scale += Math.abs(t); }
@@ -699,7 +768,7 @@ function explainDense(body) {
   const top = order.slice(0, Math.min(10, n));
   body.append(el("h3", { text: "Why " + l.name + "[" + u + "] = " + fmt(val(l, 0, sel.r, sel.c)) }));
   body.append(el("p", { class: "formula", text: "y = b[" + u + "] + Σ_i x[i] · W[i, " + u + "]   (" + n + " inputs from " + p.name + ")" }));
-  const src = p.op && p.op.type === "flatten" ? L[sel.k - 2] : null;
+  const src = p.op && p.op.type === "flatten" ? L[IN(IN(sel.k))] : null;
   const tbody = el("tbody");
   let topSum = 0;
   for (const i of top) {
@@ -732,7 +801,7 @@ function explainDense(body) {
 }
 
 function explainPool(body) {
-  const l = L[sel.k], p = L[sel.k - 1], op = l.op, m = sel.m, r = sel.r, c = sel.c;
+  const l = L[sel.k], p = L[IN(sel.k)], op = l.op, m = sel.m, r = sel.r, c = sel.c;
   const kh = op.kernel[0], kw = op.kernel[1], w = windowOf(op, r, c);
   const vals = [], pads = [];
   for (let pp = 0; pp < kh; pp++) for (let q = 0; q < kw; q++) {
@@ -758,7 +827,7 @@ function explainPool(body) {
     if (op.mode === "subsampling") { result = result * op.coef[m] + op.bias[m]; label = "mean × " + fmt(op.coef[m]) + " + " + fmt(op.bias[m]); }
   }
   body.append(el("h3", { text: "Why " + posLabel(l, m, r, c) + " = " + fmt(val(l, m, r, c)) }));
-  body.append(el("p", {}, "It reads a " + kh + "×" + kw + " window of ", goButton(sel.k - 1, m, [Math.max(0, w[0]), Math.max(0, w[1])], p.name + " map " + m),
+  body.append(el("p", {}, "It reads a " + kh + "×" + kw + " window of ", goButton(IN(sel.k), m, [Math.max(0, w[0]), Math.max(0, w[1])], p.name + " map " + m),
     " starting at row " + w[0] + ", column " + w[1] + "."));
   const grid = el("table", { class: "grid", id: "pool-window" });
   for (let pp = 0; pp < kh; pp++) {
@@ -779,14 +848,14 @@ function explainPool(body) {
 }
 
 function explainGlobal(body) {
-  const l = L[sel.k], p = L[sel.k - 1], u = unitOf(l, sel.r, sel.c);
+  const l = L[sel.k], p = L[IN(sel.k)], u = unitOf(l, sel.r, sel.c);
   let s = 0, best = -Infinity, br = 0, bc = 0;
   for (let r = 0; r < p.H; r++) for (let c = 0; c < p.W; c++) {
     const v = val(p, u, r, c); s += v;
     if (v > best) { best = v; br = r; bc = c; }
   }
   const result = l.op.mode === "max" ? best : s / (p.H * p.W);
-  body.append(el("p", {}, (l.op.mode === "max" ? "Max" : "Mean") + " of the whole ", goButton(sel.k - 1, u, [br, bc], p.name + " map " + u),
+  body.append(el("p", {}, (l.op.mode === "max" ? "Max" : "Mean") + " of the whole ", goButton(IN(sel.k), u, [br, bc], p.name + " map " + u),
     l.op.mode === "max" ? " (reached at row " + br + ", column " + bc + ")." : "."));
   const t = el("tbody");
   t.append(el("tr", { class: "total" }, el("th", { text: l.op.mode + " of the map" }), num(result, { id: "ex-pre" })));
@@ -795,28 +864,28 @@ function explainGlobal(body) {
 }
 
 function explainElementwise(body) {
-  const l = L[sel.k], p = L[sel.k - 1], m = sel.m, r = sel.r, c = sel.c;
+  const l = L[sel.k], p = L[IN(sel.k)], m = sel.m, r = sel.r, c = sel.c;
   const t = el("tbody");
-  t.append(el("tr", {}, el("th", {}, "input ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c))), num(val(p, m, r, c), { id: "ex-input" })));
+  t.append(el("tr", {}, el("th", {}, "input ", goButton(IN(sel.k), m, [r, c], posLabel(p, m, r, c))), num(val(p, m, r, c), { id: "ex-input" })));
   t.append(el("tr", { class: "engine" }, el("th", { text: "after " + l.kind + ": " + posLabel(l, m, r, c) }), num(val(l, m, r, c), { id: "ex-engine" })));
   body.append(el("p", { text: l.kind + " is applied to each value on its own." }));
   body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
 }
 
 function explainFlatten(body) {
-  const l = L[sel.k], p = L[sel.k - 1], u = unitOf(l, sel.r, sel.c);
+  const l = L[sel.k], p = L[IN(sel.k)], u = unitOf(l, sel.r, sel.c);
   if (!p.isMap) { body.append(el("p", { text: "Unit " + u + " is unit " + u + " of " + p.name + "." })); return; }
   const m = u % p.C, pix = Math.floor(u / p.C), r = Math.floor(pix / p.W), c = pix % p.W;
-  body.append(el("p", {}, "Unit " + u + " is ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c)),
+  body.append(el("p", {}, "Unit " + u + " is ", goButton(IN(sel.k), m, [r, c], posLabel(p, m, r, c)),
     " (row-major over height, width, maps)."));
 }
 
 function explainZeroPad(body) {
-  const l = L[sel.k], p = L[sel.k - 1], m = sel.m, r = sel.r - l.op.pad[0][0], c = sel.c - l.op.pad[1][0];
+  const l = L[sel.k], p = L[IN(sel.k)], m = sel.m, r = sel.r - l.op.pad[0][0], c = sel.c - l.op.pad[1][0];
   if (r < 0 || c < 0 || r >= p.H || c >= p.W) {
     body.append(el("p", { text: "This pixel is padding: it is 0, not read from " + p.name + "." }));
   } else {
-    body.append(el("p", {}, "This pixel is a copy of ", goButton(sel.k - 1, m, [r, c], posLabel(p, m, r, c)), "."));
+    body.append(el("p", {}, "This pixel is a copy of ", goButton(IN(sel.k), m, [r, c], posLabel(p, m, r, c)), "."));
   }
 }
 
@@ -845,7 +914,7 @@ function initial() {
   const linked = parseHash(location.hash);   // a link to a unit (or a reload) opens on it
   if (linked) {
     select(linked.k, linked.m, [linked.r, linked.c]);
-    tiles[linked.k][linked.m].button.scrollIntoView({ block: "center" });
+    (tiles[linked.k][linked.m] || { button: sections[linked.k] }).button.scrollIntoView({ block: "center" });
     return;
   }
   const want = D.initial;
@@ -861,6 +930,244 @@ function initial() {
   if (k < 0) k = L.length - 1;
   const m = L[k].isMap ? strongestMap(L[k]) : 0;
   select(k, m, null);
+}
+
+// ---- graph models: the DAG overview, folding blocks, maps drawn on demand --------------------
+// Blocks (featuremaps/report/_graph.py) fold in the DAG and in the layer column; a layer's tiles are
+// drawn when its block opens, as thumbnails, and at full size only for the selected layer.
+const THUMB = 28;   // css pixels of a thumbnail map
+const blockOf = {}, openBlocks = new Set(), blockEls = [];
+let fullLayer = -1;
+// the SVG namespace, as the HTML parser assigns it (so that the page holds no address at all)
+const SVGNS = (function () { const d = document.createElement("div"); d.innerHTML = "<svg></svg>"; return d.firstChild.namespaceURI; })();
+function svg(tag, attrs, ...kids) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "text") e.textContent = v; else e.setAttribute(k, String(v));
+  }
+  for (const kid of kids) if (kid) e.append(kid);
+  return e;
+}
+function consumers(k) { const out = []; L.forEach(function (l, j) { if (l.ins.indexOf(k) >= 0) out.push(j); }); return out; }
+function buildGraphLayers(host) {
+  GRAPH.blocks.forEach(function (b, bi) { b.members.forEach(function (k) { blockOf[k] = bi; }); });
+  host.append(el("figure", { class: "dagwrap", id: "dag-figure" },
+    el("figcaption", { class: "hint", text: "The graph, in execution order (top to bottom); arrows run from each " +
+      "layer to the layers that read it. Click a block to unfold it, a layer to show its maps." }),
+    el("div", { class: "dagscroll" }, svg("svg", { id: "dag", role: "img", "aria-label": "the model's graph" }))));
+  L.forEach(function (l, k) {   // sections exist for every layer; their tiles are drawn on demand
+    sections[k] = layerSection(l, k);
+    if (blockOf[k] === undefined) { host.append(sections[k]); fillTiles(k, THUMB); }
+  });
+  GRAPH.blocks.forEach(function (b, bi) {
+    const last = L[b.members[b.members.length - 1]];
+    const d = el("details", { class: "block", id: "block-" + bi, "data-block": b.name },
+      el("summary", {}, el("span", { class: "lname", text: b.name }),
+        el("span", { class: "kind", text: " · " + b.members.length + " layer" + (b.members.length > 1 ? "s" : "") +
+          " · out " + fmtShape(last.shape) })));
+    b.members.forEach(function (k) { d.append(sections[k]); });
+    d.addEventListener("toggle", function () {
+      if (d.open) { openBlocks.add(bi); b.members.forEach(function (k) { if (!tiles[k].length) fillTiles(k, THUMB); }); }
+      else openBlocks.delete(bi);
+      drawDag();
+    });
+    blockEls[bi] = d;
+    host.append(d);
+  });
+  drawDag();
+}
+function openBlock(bi) {
+  if (bi === undefined || openBlocks.has(bi)) return;
+  openBlocks.add(bi);
+  blockEls[bi].open = true;
+  GRAPH.blocks[bi].members.forEach(function (k) { if (!tiles[k].length) fillTiles(k, THUMB); });
+}
+// The selected layer, its inputs and its block are shown; its maps full size, the others' as thumbnails.
+function ensureShown(k) {
+  openBlock(blockOf[k]);
+  L[k].ins.forEach(function (i) { openBlock(blockOf[i]); if (!tiles[i].length) fillTiles(i, THUMB); });
+  if (fullLayer !== k) {
+    if (fullLayer >= 0 && tileSize[fullLayer] !== THUMB) fillTiles(fullLayer, THUMB);
+    fullLayer = k;
+  }
+  if (tileSize[k] !== fullPx(L[k]) || !tiles[k].length) fillTiles(k, fullPx(L[k]));
+  drawDag();
+}
+
+// A layered layout: a unit (a layer, or a folded block) sits one row below the lowest unit it reads,
+// in the column of its first input when that is free there; an edge spanning more rows arcs on the right.
+const BOX_W = 150, BOX_H = 20, COL_W = 172, ROW_H = 30, GUTTER = 22;
+function dagUnits() {
+  const units = [], at = {}, unitOf = {};
+  L.forEach(function (l, k) {
+    const bi = blockOf[k], folded = bi !== undefined && !openBlocks.has(bi) && GRAPH.blocks[bi].members.length > 1;
+    const id = folded ? "b" + bi : "n" + k;
+    if (!(id in at)) { at[id] = units.length; units.push({ id: id, k: folded ? -1 : k, block: folded ? bi : -1, preds: [] }); }
+    unitOf[k] = at[id];
+  });
+  L.forEach(function (l, k) {
+    l.ins.forEach(function (i) {
+      const u = unitOf[i], v = unitOf[k];
+      if (u !== v && units[v].preds.indexOf(u) < 0) units[v].preds.push(u);
+    });
+  });
+  const taken = {};
+  units.forEach(function (u) {
+    u.row = u.preds.reduce(function (r, p) { return Math.max(r, units[p].row + 1); }, 0);
+    let col = u.preds.length ? units[u.preds[0]].col : 0;
+    while (taken[u.row + "," + col]) col++;
+    taken[u.row + "," + col] = true;
+    u.col = col;
+  });
+  return { units: units, unitOf: unitOf };
+}
+function drawDag() {
+  const host = document.getElementById("dag");
+  if (!host) return;
+  const lay = dagUnits(), units = lay.units;
+  host.textContent = "";
+  let rows = 0, cols = 0;
+  units.forEach(function (u) { rows = Math.max(rows, u.row + 1); cols = Math.max(cols, u.col + 1); });
+  const W = GUTTER + cols * COL_W + 40, H = rows * ROW_H + 8;
+  host.setAttribute("width", W); host.setAttribute("height", H); host.setAttribute("viewBox", "0 0 " + W + " " + H);
+  const x = function (u) { return GUTTER + u.col * COL_W; }, y = function (u) { return 4 + u.row * ROW_H; };
+  GRAPH.blocks.forEach(function (b, bi) {   // an unfolded block: a band behind its layers, and a fold button
+    if (!openBlocks.has(bi) || b.members.length < 2) return;
+    const us = b.members.map(function (k) { return units[lay.unitOf[k]]; });
+    const top = Math.min.apply(null, us.map(y)) - 3, bottom = Math.max.apply(null, us.map(y)) + BOX_H + 3;
+    const right = Math.max.apply(null, us.map(x)) + BOX_W + 4;
+    host.append(svg("rect", { class: "band", x: GUTTER - 4, y: top, width: right - GUTTER + 8, height: bottom - top, rx: 4 }));
+    const fold = svg("g", { class: "fold", "data-block": bi, tabindex: 0, role: "button", "aria-label": "fold " + b.name },
+      svg("rect", { x: 2, y: top, width: 16, height: 16, rx: 3 }), svg("text", { x: 10, y: top + 12, text: "−" }),
+      svg("title", { text: "fold " + b.name }));
+    fold.addEventListener("click", function () { openBlocks.delete(bi); blockEls[bi].open = false; drawDag(); });
+    host.append(fold);
+  });
+  units.forEach(function (v) {
+    v.preds.forEach(function (pi) {
+      const u = units[pi];
+      let d;
+      if (v.row - u.row === 1 || u.col !== v.col) {
+        d = "M" + (x(u) + BOX_W / 2) + "," + (y(u) + BOX_H) + " L" + (x(v) + BOX_W / 2) + "," + y(v);
+        if (v.row - u.row > 1) {   // down its own column, then across
+          d = "M" + (x(u) + BOX_W / 2) + "," + (y(u) + BOX_H) + " L" + (x(u) + BOX_W / 2) + "," + (y(v) - 6) +
+            " L" + (x(v) + BOX_W / 2) + "," + y(v);
+        }
+      } else {   // a skip connection: an arc on the right of the column
+        const xr = x(u) + BOX_W, bulge = xr + 12 + 4 * Math.min(4, v.row - u.row);
+        d = "M" + xr + "," + (y(u) + BOX_H / 2) + " C" + bulge + "," + (y(u) + BOX_H / 2) + " " + bulge + "," +
+          (y(v) + BOX_H / 2) + " " + xr + "," + (y(v) + BOX_H / 2);
+      }
+      host.append(svg("path", { class: "edge", d: d, "data-from": u.id, "data-to": v.id }));
+    });
+  });
+  units.forEach(function (u) {
+    const folded = u.block >= 0, l = folded ? null : L[u.k];
+    const label = folded ? "▸ " + GRAPH.blocks[u.block].name + " (" + GRAPH.blocks[u.block].members.length + ")" : l.name;
+    const cls = "node" + (folded ? " folded" : "") + (l && l.ins.length > 1 ? " merge" : "") + (l && !l.ins.length ? " input" : "");
+    const g = svg("g", { class: cls, tabindex: 0, role: "button", "data-unit": u.id,
+      [folded ? "data-block" : "data-name"]: folded ? GRAPH.blocks[u.block].name : l.name, "data-inputs": u.preds.length },
+      svg("rect", { x: x(u), y: y(u), width: BOX_W, height: BOX_H, rx: folded ? 9 : 3 }),
+      svg("text", { x: x(u) + 6, y: y(u) + 14, text: label.length > 22 ? label.slice(0, 21) + "…" : label }),
+      svg("title", { text: folded ? "unfold " + GRAPH.blocks[u.block].name : l.name + " (" + l.kind + ") " +
+        fmtShape(l.shape) + (l.ins.length ? " ← " + l.inputs.join(", ") : "") }));
+    const act = function () {
+      if (folded) { openBlock(u.block); drawDag(); return; }
+      select(u.k, l.isMap ? strongestMap(l) : 0, null);
+      sections[u.k].scrollIntoView({ block: "nearest" });
+    };
+    g.addEventListener("click", act);
+    g.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); act(); } });
+    host.append(g);
+  });
+  markDag();
+}
+function markDag() {
+  const host = document.getElementById("dag");
+  if (!host || !sel) return;
+  const lay = dagUnits(), me = lay.units[lay.unitOf[sel.k]].id;
+  const feeds = L[sel.k].ins.map(function (i) { return lay.units[lay.unitOf[i]].id; });
+  host.querySelectorAll("g.node").forEach(function (g) {
+    const id = g.getAttribute("data-unit");
+    g.classList.toggle("selected", id === me);
+    g.classList.toggle("feeds", id !== me && feeds.indexOf(id) >= 0);
+  });
+  host.querySelectorAll("path.edge").forEach(function (e) {
+    e.classList.toggle("into", e.getAttribute("data-to") === me && feeds.indexOf(e.getAttribute("data-from")) >= 0);
+  });
+}
+
+// The source of map m of a merge in input j: the same map (elementwise) or its place in a concatenation.
+function mergeSource(l, j, m) {
+  if (l.op.how !== "concat") return m;
+  const off = l.op.offsets;
+  return m >= off[j] && m < off[j + 1] ? m - off[j] : -1;
+}
+function highlightMerge(l) {
+  l.ins.forEach(function (i, j) {
+    const src = mergeSource(l, j, sel.m);
+    tiles[i].forEach(function (tt, mm) {
+      if (mm === src) { tt.button.classList.add("feeds"); if (L[i].isMap) place(tt.win, L[i], sel.r, sel.c, sel.r, sel.c); }
+      else tt.button.classList.add("unfed");
+    });
+  });
+}
+function inputsLine(l) {
+  const p = el("p", { id: "node-inputs", class: "inputs", "data-inputs": l.inputs.join(",") });
+  if (!l.ins.length) p.append("A graph input.");
+  else {
+    p.append(l.ins.length > 1 ? "Reads " + l.ins.length + " inputs: " : "Reads ");
+    l.ins.forEach(function (i, j) {
+      if (j) p.append(", ");
+      const m = l.isMap && L[i].isMap ? Math.max(0, mergeSourceOr(l, j, sel.m)) : 0;
+      p.append(goButton(i, Math.min(m, shownMaps(L[i]) - 1), null, L[i].name, "input " + L[i].name));
+    });
+    p.append(".");
+  }
+  const out = consumers(sel.k);
+  if (out.length) p.append(" Read by " + out.map(function (j) { return L[j].name; }).join(", ") + ".");
+  return p;
+}
+function mergeSourceOr(l, j, m) { return l.op && l.op.type === "merge" ? mergeSource(l, j, m) : (L[l.ins[j]].C > m ? m : 0); }
+
+function explainMerge(body) {
+  const l = L[sel.k], m = sel.m, r = sel.r, c = sel.c, op = l.op;
+  const t = el("tbody");
+  if (op.how === "concat") {
+    l.ins.forEach(function (i, j) {
+      const src = mergeSource(l, j, m);
+      if (src < 0) return;
+      body.append(el("p", { id: "merge-source" }, "Map " + m + " is map " + src + " of input " + (j + 1) + ", ",
+        goButton(i, src, [r, c], L[i].name + " map " + src), " (maps " + op.offsets[j] + "–" + (op.offsets[j + 1] - 1) +
+        " of " + l.name + " come from " + L[i].name + ")."));
+      t.append(el("tr", { class: "merge-in", "data-input": L[i].name }, el("th", { text: posLabel(L[i], src, r, c) }),
+        num(val(L[i], src, r, c))));
+    });
+  } else if (op.how === "elementwise") {
+    body.append(el("p", { text: l.kind + " combines the value at the same place of each of its " + l.ins.length + " inputs." }));
+    l.ins.forEach(function (i) {
+      t.append(el("tr", { class: "merge-in", "data-input": L[i].name },
+        el("th", {}, goButton(i, m, [r, c], posLabel(L[i], m, r, c))), num(val(L[i], m, r, c))));
+    });
+  } else {
+    body.append(el("p", { class: "hint", text: "This merge broadcasts its inputs; see its inputs above." }));
+  }
+  t.append(el("tr", { class: "engine" }, el("th", { text: "engine value " + posLabel(l, m, r, c) }), num(val(l, m, r, c), { id: "ex-engine" })));
+  downstream(t);
+  body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
+}
+
+function previewPanel(body, l, m) {
+  const cv = el("canvas", { id: "zoom-preview", "aria-label": "preview of map " + m + " of " + l.name });
+  paintMap(cv, l, m);
+  const w = l.isMap ? l.preview.w : l.W, h = l.isMap ? l.preview.h : l.H, s = 240 / Math.max(w, h);
+  cv.style.width = Math.round(w * s) + "px"; cv.style.height = Math.round(h * s) + "px";
+  cv.style.imageRendering = "pixelated";
+  body.append(el("div", { class: "zoomwrap" }, cv));
+  if (GRAPH) body.append(inputsLine(l));
+  body.append(el("p", { class: "hint", id: "preview-only", text: "Only an 8-bit preview of this layer is embedded (the " +
+    "report's value budget), so the page shows no values or decomposition for it. `featuremaps report --layer " +
+    l.name + "` builds a page that embeds it exactly; `featuremaps explain` decomposes any unit." }));
 }
 
 summary();

@@ -2,9 +2,14 @@
 
 The page works offline: the script, the styles and every number are inlined. The numbers travel as
 base64 little-endian float arrays in the model's own dtype (float32 normally): every layer's output
-for the input (from `featuremaps.inspect.activations`, the engine's own forward pass) and, for conv
-and dense layers, their weights laid out as `featuremaps.inspect.filters_for_output` gives them
+for the input (from `featuremaps.inspect.activations`, the engine's own forward pass) while they fit
+the value budget, else an 8-bit preview of its first maps (see `_values`), and, for conv and dense
+layers, their weights laid out as `featuremaps.inspect.filters_for_output` gives them
 (`(kh, kw, C_in, C_out)`, zero where a map is not connected) plus `connections(layer)`.
+
+Each entry names the entries it reads (`inputs`, `ins`), so the page reads a `Sequential` (a chain)
+and an `nn.Graph` alike; for a Graph it also gets the blocks it folds into (`_graph.blocks`) and
+draws the model as a DAG, with each layer's maps drawn on demand (thumbnails; full size when selected).
 
 In the page, clicking a map highlights the input maps that feed it and shows its kernels; clicking a
 pixel shows the decomposition `y = b + Σ_i Σ_pq w·x` of that value (the conv formula is stated in
@@ -35,6 +40,7 @@ from ..inspect.activations import activations, resolve_layer
 from ..inspect.connectivity import connections, filters_for_output
 from ..inspect.receptive import window_geometry
 from ..tensor import as_array
+from . import _graph, _values
 
 __all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
 
@@ -58,21 +64,39 @@ def _finite_minmax(a: np.ndarray) -> tuple[float, float]:
     return (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
 
 
-def _conv_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
-    conn = connections(layer)  # (c_in, c_out) bool
+def _conv_shape_op(layer, x_in: np.ndarray, dtype: np.dtype) -> dict:
+    """A conv's geometry and how its maps connect, without its kernels (cheap at any size)."""
+    conn = np.asarray(connections(layer), dtype=bool)  # (c_in, c_out)
     c_in, c_out = conn.shape
-    kernels = np.stack([filters_for_output(layer, o)[0] for o in range(c_out)], axis=-1)  # (kh, kw, c_in, c_out)
+    kh, kw = as_array(layer.weight).shape[:2]
     geo = window_geometry(layer, x_in.shape[:2])
+    return {"type": "conv", "kernel": [int(kh), int(kw)], "stride": list(geo.stride), "dilation": list(geo.dilation),
+            "pad": [list(p) for p in geo.pads], "in_maps": int(c_in), **_connections_text(conn),
+            "nbytes": int(kh * kw * c_in * c_out * dtype.itemsize), "_conn": conn}
+
+
+def _connections_text(conn: np.ndarray) -> dict:
+    """`conn` (c_in, c_out) for the page: a "01" string row-major up to 4,096 links; beyond, "full"
+    when every map feeds every map, else the packed bits (row-major, most significant bit first) in base64."""
+    if conn.size <= 4096:
+        return {"connections": "".join("1" if v else "0" for v in conn.ravel())}
+    if conn.all():
+        return {"connections": "full"}
+    return {"connections": None, "connections_bits": base64.b64encode(np.packbits(conn.ravel()).tobytes()).decode()}
+
+
+def _conv_kernels(layer, op: dict, dtype: np.dtype) -> None:
+    """Add a conv's kernels `(kh, kw, c_in, c_out)` (zero where a map is not connected, as
+    `filters_for_output` gives them) and bias to its op."""
+    conn = op.pop("_conn")
+    w = as_array(layer.weight)
+    if conn.all() and w.shape[2] == conn.shape[0]:  # every map reads every map: the weight is the kernel set
+        kernels = w
+    else:
+        kernels = np.stack([filters_for_output(layer, o)[0] for o in range(conn.shape[1])], axis=-1)
     bias = getattr(layer, "bias", None)
-    return {
-        "type": "conv",
-        "kernel": list(kernels.shape[:2]), "stride": list(geo.stride), "dilation": list(geo.dilation),
-        "pad": [list(p) for p in geo.pads], "in_maps": int(c_in),
-        "connections": "".join("1" if v else "0" for v in conn.ravel()),  # (c_in, c_out) row-major
-        "kernels": _b64(kernels, dtype),
-        "bias": None if bias is None else _b64(as_array(bias), dtype),
-        "nbytes": int(kernels.size * dtype.itemsize),
-    }
+    op["kernels"] = _b64(kernels, dtype)  # (kh, kw, c_in, c_out)
+    op["bias"] = None if bias is None else _b64(as_array(bias), dtype)
 
 
 def _dense_op(layer, dtype: np.dtype) -> dict:
@@ -167,43 +191,89 @@ def _check_select(select, acts) -> tuple[str, int | None, tuple[int, int] | None
     return select[0], out_map, position
 
 
-def _layer_entries(model, acts, dtype: np.dtype) -> tuple[list[dict], list[tuple]]:
-    """One entry per activation (values, range, the layer's op) and the `(index, 'conv' | 'dense',
-    layer, input)` of the layers whose weights compete for the budget (their op is set later)."""
+def _layer_entries(model, acts, dtype: np.dtype, ins: list[list[int]]) -> tuple[list[dict], list[tuple]]:
+    """One entry per activation (its inputs, range, the layer's op; values are set later) and the
+    `(index, 'conv' | 'dense', layer, input)` of the layers whose weights compete for the budget."""
     layers, pending = [], []
     for k, act in enumerate(acts):
         arr = np.asarray(act.array)
         lo, hi = _finite_minmax(arr)
         entry = {"index": k, "name": act.name, "kind": act.kind, "shape": list(arr.shape),
-                 "values": _b64(arr, dtype), "absmax": _finite_absmax(arr), "min": lo, "max": hi,
+                 "inputs": [acts[i].name for i in ins[k]], "ins": list(ins[k]),
+                 "values": None, "preview": None, "absmax": _finite_absmax(arr), "min": lo, "max": hi,
                  "op": None, "describe": ""}
-        if k > 0:
+        if ins[k]:
             layer = resolve_layer(model, act.name)
             entry["describe"] = _describe(layer)
-            x_in = np.asarray(acts[k - 1].array)
+            x_in = np.asarray(acts[ins[k][0]].array)
             if layer.role == "conv" and x_in.ndim == 3:
                 pending.append((k, "conv", layer, x_in))
             elif layer.role == "dense" and x_in.ndim == 1:
                 pending.append((k, "dense", layer, x_in))
+            elif layer.role == "merge":
+                entry["op"] = _merge_op(layer, [np.asarray(acts[i].array) for i in ins[k]], arr)
             else:
                 entry["op"] = _layer_op(layer, x_in, arr)
         layers.append(entry)
     return layers, pending
 
 
-def _embed_weights(layers: list[dict], pending: list[tuple], dtype: np.dtype) -> None:
+def _merge_op(layer, xs: list[np.ndarray], out: np.ndarray) -> dict:
+    """A merge: the page shows each input's value at the unit (elementwise merges, equal shapes) or
+    which input map a map comes from (a channel concatenation)."""
+    if layer.elementwise and all(x.shape == out.shape for x in xs):
+        return {"type": "merge", "how": "elementwise"}
+    if layer.spatial == "same" and all(x.ndim == 3 and x.shape[:2] == out.shape[:2] for x in xs):
+        return {"type": "merge", "how": "concat", "offsets": np.cumsum([0] + [x.shape[2] for x in xs]).tolist()}
+    return {"type": "merge", "how": "other"}
+
+
+def _embed_values(layers: list[dict], acts, dtype: np.dtype, first: list[int], value_budget: int) -> set[int]:
+    """Set each entry's exact values (within `value_budget` bytes, see `_values`) or its preview;
+    returns the indices embedded exactly."""
+    nbytes = [int(np.asarray(a.array).size) * dtype.itemsize for a in acts]
+    exact = _values.choose_exact(nbytes, [e["ins"] for e in layers], first, value_budget)
+    grey = _grey(layers)
+    for k, (entry, act) in enumerate(zip(layers, acts)):
+        if k in exact:
+            entry["values"] = _b64(np.asarray(act.array), dtype)
+        else:
+            entry["preview"] = _values.preview(act.array, k in grey, entry["min"], entry["max"], entry["absmax"])
+    return exact
+
+
+def _grey(layers: list[dict]) -> set[int]:
+    """Entries drawn in grey (as the page does): the inputs, and padding of a grey entry."""
+    grey = set()
+    for k, e in enumerate(layers):
+        if not e["ins"] or (e["op"] and e["op"]["type"] == "zeropad" and e["ins"][0] in grey):
+            grey.add(k)
+    return grey
+
+
+def _embed_weights(layers: list[dict], pending: list[tuple], dtype: np.dtype, exact: set[int]) -> None:
     """Set the op of each pending layer: its weights while they fit the budget, conv layers first (they
-    are what the page is about), then dense layers; an 'omitted' op past the budget."""
+    are what the page is about), then dense layers, and only where the page has the values to use them
+    (the layer's and its input's); an 'omitted' op otherwise, which still says how a conv connects."""
     budget = WEIGHT_BUDGET
     for k, what, layer, x_in in sorted(pending, key=lambda p: (p[1] != "conv", p[0])):
-        op = _conv_op(layer, x_in, dtype) if what == "conv" else _dense_op(layer, dtype)
-        if op["nbytes"] <= budget:
+        op = _conv_shape_op(layer, x_in, dtype) if what == "conv" else _dense_op(layer, dtype)
+        usable = k in exact and layers[k]["ins"][0] in exact
+        if usable and op["nbytes"] <= budget:
             budget -= op["nbytes"]
+            if what == "conv":
+                _conv_kernels(layer, op, dtype)
             layers[k]["op"] = op
-        else:
-            layers[k]["op"] = {"type": "omitted", "was": what, "reason":
-                               f"its weights ({op['nbytes'] / 1e6:.1f} MB) do not fit the report's "
-                               f"{WEIGHT_BUDGET / 1e6:.0f} MB weight budget; run `featuremaps explain` instead"}
+            continue
+        reason = (f"its weights ({op['nbytes'] / 1e6:.1f} MB) do not fit the report's "
+                  f"{WEIGHT_BUDGET / 1e6:.0f} MB weight budget; run `featuremaps explain` instead") if usable else (
+                  "the values of this layer or its input are previews only (the report's value budget); "
+                  f"run `featuremaps report --layer {layers[k]['name']}` or `featuremaps explain` instead")
+        omitted = {"type": "omitted", "was": what, "reason": reason}
+        if what == "conv":  # how the maps connect costs little, and the page highlights it
+            keys = ("kernel", "stride", "dilation", "pad", "in_maps", "connections", "connections_bits")
+            omitted.update({key: op[key] for key in keys if key in op})
+        layers[k]["op"] = omitted
 
 
 def _prediction(model, acts) -> dict | None:
@@ -229,7 +299,7 @@ def _initial(model, x, acts, select) -> tuple[dict | None, dict | None]:
             position = _default_unit(arr, int(out_map))[1]
     elif out_map is None:
         out_map, position = _default_unit(arr)
-    ref = _reference(model, x, name, out_map, position)
+    ref = _graph_safe(_reference, model, x, name, out_map, position)
     return ref, {"layer": name, "out_map": int(out_map),
                  "position": None if position is None else [int(v) for v in position]}
 
@@ -240,8 +310,40 @@ def _references(model, x, acts, layers: list[dict], pending: list[tuple]) -> lis
     for k, _, _, _ in pending:
         if layers[k]["op"]["type"] in ("conv", "dense"):
             out_map, position = _default_unit(np.asarray(acts[k].array))
-            refs.append(_reference(model, x, acts[k].name, out_map, position))
+            ref = _graph_safe(_reference, model, x, acts[k].name, out_map, position)
+            if ref is not None:
+                refs.append(ref)
     return refs
+
+
+def _graph_safe(fn, model, *args):
+    """`fn(model, *args)`; on a Graph, None when it fails (inspection of graphs is still growing: the
+    page then checks nothing for that unit, and says so)."""
+    if not isinstance(model, nn.Graph):
+        return fn(model, *args)
+    try:
+        return fn(model, *args)
+    except (ValueError, TypeError):
+        raise
+    except Exception:  # noqa: BLE001  (an inspection tool that does not read graphs yet)
+        return None
+
+
+def _first_layers(layers: list[dict], pending: list[tuple], select, itemsize: int) -> list[int]:
+    """The entry the page opens on, as the page picks it: `select`'s layer, else the last conv layer
+    whose kernels fit the weight budget and whose maps have more than one pixel (else the last such
+    conv, the last dense layer, the last layer)."""
+    if select is not None:
+        return [next(e["index"] for e in layers if e["name"] == select[0])]
+
+    def fits(layer, x_in) -> bool:
+        kh, kw, _, c_out = as_array(layer.weight).shape
+        return kh * kw * x_in.shape[2] * c_out * itemsize <= WEIGHT_BUDGET
+
+    convs = [k for k, what, layer, x_in in pending if what == "conv" and fits(layer, x_in)]
+    wide = [k for k in convs if int(np.prod(layers[k]["shape"][:2])) > 1]
+    dense = [k for k, what, _, _ in pending if what == "dense"]
+    return [(wide or convs or dense or [len(layers) - 1])[-1]]
 
 
 def _model_config(model) -> dict | None:
@@ -252,14 +354,21 @@ def _model_config(model) -> dict | None:
 
 
 def report_data(model, x, *, title: str | None = None, label=None, meta: dict | None = None, select=None,
-                references: bool = True) -> dict:
-    """The JSON document the page is built from (see the module docstring for what it holds)."""
+                references: bool = True, value_budget: int | None = None) -> dict:
+    """The JSON document the page is built from (see the module docstring for what it holds).
+
+    `value_budget`: bytes of layer values embedded exactly (default `featuremaps.report._values.VALUE_BUDGET`);
+    the other layers get 8-bit previews."""
+    value_budget = _values.VALUE_BUDGET if value_budget is None else int(value_budget)
     meta = dict(meta or {})
     acts = activations(model, x)
     select = _check_select(select, acts)
     dtype = np.dtype(np.float64) if acts[0].array.dtype == np.float64 else np.dtype(np.float32)
-    layers, pending = _layer_entries(model, acts, dtype)
-    _embed_weights(layers, pending, dtype)
+    ins = _graph.entry_inputs(model, [a.name for a in acts])
+    layers, pending = _layer_entries(model, acts, dtype, ins)
+    exact = _embed_values(layers, acts, dtype, _first_layers(layers, pending, select, dtype.itemsize),
+                          value_budget)
+    _embed_weights(layers, pending, dtype, exact)
     prediction = _prediction(model, acts)
     first, initial = _initial(model, x, acts, select)
     refs = ([] if first is None else [first]) + (_references(model, x, acts, layers, pending) if references else [])
@@ -275,7 +384,16 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
         "dtype": dtype.name, "label": label, "classes": classes, "prediction": prediction,
         "meta": {k: meta[k] for k in ("dataset", "epoch", "normalization", "path") if k in meta},
         "layers": layers, "references": refs, "initial": initial, "weight_budget": WEIGHT_BUDGET,
+        "value_budget": value_budget, "graph": _graph_view(model, layers),
     })
+
+
+def _graph_view(model, layers: list[dict]) -> dict | None:
+    """For a Graph: the blocks the page folds it into (see `_graph.blocks`); None for a Sequential."""
+    if not isinstance(model, nn.Graph):
+        return None
+    n_inputs = sum(1 for e in layers if not e["ins"])
+    return {"blocks": _graph.blocks([e["name"] for e in layers], [e["ins"] for e in layers], n_inputs)}
 
 
 def _default_title(model, meta: dict) -> str:

@@ -1,0 +1,110 @@
+"""A graph model's report in a real headless browser (Debian's chromium driven by Playwright).
+
+The DAG renders (one box per layer or folded block, merges with several incoming edges), clicking a
+node shows its maps and its inputs by name, a merge shows the value of each input at the unit and
+those equal the engine's, a folded block unfolds, and the page logs no error and requests nothing.
+
+Skips only when /usr/bin/chromium is missing on a developer machine; with CI=true it must run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featuremaps.inspect import activations
+from featuremaps.report import build_report
+from tests.test_report_browser import ARGS, CHROMIUM, Page
+from tests.test_report_graph import small_graph
+
+if os.environ.get("CI") != "true" and not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI installs it and runs this test",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing; CI must install Debian's chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def graph_page(tmp_path_factory):
+    g = small_graph()
+    x = np.random.default_rng(0).random((12, 12, 3), dtype=np.float32)
+    path = build_report(g, x, tmp_path_factory.mktemp("graph") / "graph.html")
+    return g, x, path
+
+
+def test_dag_renders_and_a_click_shows_the_maps(browser, graph_page):
+    g, x, path = graph_page
+    pg = Page(browser, path)
+    dag = pg.page.locator("#dag")
+    assert dag.is_visible()
+    boxes = {n.get_attribute("data-name"): n for n in dag.locator("g.node").all()}
+    assert "image" in boxes and "b1_add" in boxes and "b2_cat" in boxes  # unfolded around the first selection
+    assert boxes["b1_add"].get_attribute("class").split().count("merge") == 1
+    assert int(boxes["b1_add"].get_attribute("data-inputs")) == 2
+    assert dag.locator('path.edge[data-to="n7"]').count() == 2  # b1_add (entry 7) has two incoming edges
+    folded = dag.locator("g.node.folded")
+    assert folded.count() >= 1
+    pg.page.locator('#dag g.node[data-name="b1_conv2"]').click()
+    assert pg.page.locator("#panel-h").inner_text() .startswith("b1_conv2 · map ")
+    assert pg.page.locator("#layer-b1_conv2 button.tile").count() == 6  # its maps, drawn
+    assert pg.page.locator("#node-inputs").get_attribute("data-inputs") == "b1_relu1"
+    assert "selected" in pg.page.locator('#dag g.node[data-name="b1_conv2"]').get_attribute("class")
+    assert "feeds" in pg.page.locator('#dag g.node[data-name="b1_relu1"]').get_attribute("class")
+    # grouped conv (groups=2): map 4 reads maps 3-5 of its input only, and the page highlights them
+    pg.tile("b1_conv2", 4).click()
+    fed = pg.page.locator("#layer-b1_relu1 button.tile.feeds")
+    assert sorted(int(t.get_attribute("data-map")) for t in fed.all()) == [3, 4, 5]
+    before = folded.count()
+    folded.first.click()  # unfold a block: its layers appear as boxes
+    assert pg.page.locator("#dag g.node.folded").count() == before - 1
+    pg.close()
+
+
+def test_a_merge_shows_its_inputs_with_the_engine_values(browser, graph_page):
+    g, x, path = graph_page
+    acts = {a.name: a.array for a in activations(g, x)}
+    pg = Page(browser, path)
+    pg.page.locator('#dag g.node[data-name="b1_add"]').click()
+    pg.click_pixel("b1_add", 2, 5, 7, 12, 12)
+    assert pg.page.locator("#panel-h").inner_text() == "b1_add · map 2"
+    assert pg.page.locator("#node-inputs").get_attribute("data-inputs") == "b1_conv2,b1_proj"
+    rows = pg.page.locator("#explain-table tr.merge-in")
+    assert [rows.nth(j).get_attribute("data-input") for j in range(rows.count())] == ["b1_conv2", "b1_proj"]
+    shown = [pg.value(f"#explain-table tr.merge-in >> nth={j} >> td.num") for j in range(2)]
+    np.testing.assert_allclose(shown, [acts["b1_conv2"][5, 7, 2], acts["b1_proj"][5, 7, 2]], rtol=1e-6)
+    engine = pg.value("#ex-engine")
+    np.testing.assert_allclose(engine, acts["b1_add"][5, 7, 2], rtol=1e-6)
+    assert abs(engine - sum(shown)) <= 1e-6 * max(1.0, abs(engine))  # Add: the engine's value is their sum
+    for name in ("b1_conv2", "b1_proj"):  # both inputs light up: same map, same pixel
+        assert pg.page.locator(f"#layer-{name} button.tile.feeds").get_attribute("data-map") == "2"
+    pg.page.locator('#dag g.node[data-name="b2_cat"]').click()
+    pg.tile("b2_cat", 4).click()  # maps 3..8 come from b2_right: map 4 is its map 1
+    assert "is map 1 of input 2" in pg.page.locator("#merge-source").inner_text()
+    assert pg.page.locator("#layer-b2_right button.tile.feeds").get_attribute("data-map") == "1"
+    pg.close()
+
+
+def test_a_preview_layer_says_what_is_missing(browser, tmp_path, monkeypatch):
+    import featuremaps.report._values as values
+    monkeypatch.setattr(values, "VALUE_BUDGET", 8_000)
+    g = small_graph()
+    path = build_report(g, np.random.default_rng(0).random((12, 12, 3), dtype=np.float32), tmp_path / "p.html",
+                        select="b1_conv2")
+    pg = Page(browser, path)
+    assert pg.page.locator("#panel-h").inner_text().startswith("b1_conv2 · map ")
+    pg.page.locator('#dag g.node.folded[data-block="stem"]').click()  # unfold the stem block
+    pg.page.locator('#dag g.node[data-name="stem"]').click()
+    assert "8-bit preview" in pg.page.locator("#preview-only").inner_text()
+    assert pg.page.locator("#layer-stem .preview-note").is_visible()
+    pg.close()
