@@ -11,15 +11,18 @@ Public API (everything else is an implementation detail):
 - `nn` — layers and `Sequential`; `init` — initialisers; `tables` — connection tables
 - `models` — the model zoo (`models.get("lenet5")`); `data` — MNIST/Fashion-MNIST/CIFAR-10/sample
 - `optim`, `schedules`, `train` (fit/evaluate), `checkpoint` (save/load)
+- `load_model(path)` — a checkpoint, run directory or ONNX file (chosen by content), in eval mode
 - `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`, `receptive_field`
+- `onnx` (the `onnx` extra) — `run`, `load` and `export` of ONNX files: `import featuremaps.onnx`
 - `pictures` (PNG figures; needs the `plot` extra) and `report` (the offline HTML page) are imported
   on demand: `import featuremaps.pictures`, `import featuremaps.report`.
 """
 from .tensor import Tensor, apply, is_grad_enabled, no_grad
 from . import functional, init, nn, tables, models, data, optim, schedules, inspect, train, checkpoint
 from .inspect import summary
+from ._load import load_model
 
 __version__ = "0.1.0"
 __all__ = ["Tensor", "apply", "no_grad", "is_grad_enabled", "functional", "nn", "init", "tables",
            "models", "data", "optim", "schedules", "inspect", "train", "checkpoint", "summary",
-           "__version__"]
+           "load_model", "__version__"]

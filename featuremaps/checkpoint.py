@@ -322,7 +322,8 @@ def load_checkpoint(path: str | os.PathLike | Checkpoint):
 
 
 def load_model(path: str | os.PathLike):
-    """The model stored in a checkpoint (file or run directory), in eval mode, ready for inference."""
+    """The model stored in a checkpoint (file or run directory), in eval mode, ready for inference.
+    `featuremaps.load_model` also opens ONNX files, telling the kinds apart by content."""
     model, _, _ = load_checkpoint(path)
     return model.eval()
 

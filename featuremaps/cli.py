@@ -3,11 +3,17 @@
     featuremaps train [MODEL] [--dataset NAME] [--epochs N] ... [--out RUN_DIR] [--resume RUN_DIR] [--json]
     featuremaps evaluate RUN_DIR|CHECKPOINT [--dataset NAME] [--split test] [--json]
     featuremaps predict CHECKPOINT IMAGE... [--top K] [--index N | --limit N] [--json]
-    featuremaps summary MODEL|CHECKPOINT [--input-shape H,W,C] [--json]
+    featuremaps summary MODEL|CHECKPOINT|ONNX [--input-shape H,W,C] [--json]
     featuremaps models [--json]
-    featuremaps explain CHECKPOINT --layer NAME --map O [--at ROW,COL] (--image FILE | --index N)
-    featuremaps report CHECKPOINT [--index N | --image FILE] [-o report.html]
+    featuremaps explain CHECKPOINT|ONNX --layer NAME --map O [--at ROW,COL] (--image FILE | --index N)
+    featuremaps report CHECKPOINT|ONNX [--index N | --image FILE] [-o report.html]
     featuremaps show {kernels,maps,connections,receptive,curves} CHECKPOINT_OR_RUN -o OUT.png
+    featuremaps convert IN.onnx OUT.npz [--input-shape H,W,C]
+    featuremaps export RUN_OR_CHECKPOINT OUT.onnx [--opset 17]
+
+Model files are recognised by content (`featuremaps.load_model`): a checkpoint .npz, a run
+directory or an ONNX file; explain, show and report take `--input-shape`, `--mean`/`--std` and
+`--layout` for ONNX models (see `featuremaps.commands.inputs`).
 
 Conventions shared by every subcommand: figures go to stdout (with `--json`: exactly one JSON
 document), progress and notes to stderr. A user error (bad argument, missing file, unknown name)
@@ -36,7 +42,7 @@ from .commands._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, CLIError
 __all__ = ["main", "command", "build_parser", "CLIError", "BUILTIN"]
 
 # The subcommands, in the order `featuremaps --help` lists them: modules of featuremaps.commands.
-BUILTIN = ("train", "evaluate", "predict", "summary", "models", "explain", "report", "show")
+BUILTIN = ("train", "evaluate", "predict", "summary", "models", "explain", "report", "show", "convert", "export")
 
 
 @dataclass

@@ -123,6 +123,23 @@ def position(text: str) -> tuple[int, int]:
     return r, c
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").replace("×", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 28,28,1); received {text!r}") from None
+    if not shape or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"expected positive sizes H,W,C (e.g. 28,28,1); received {text!r}")
+    return shape
+
+
+def add_input_shape_arg(p, help=None) -> None:
+    """`--input-shape H,W,C`, the same in every command that takes a model."""
+    p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W,C", help=help or (
+        "per-example input shape, channels last (default: the model's own); needed for an ONNX file whose "
+        "input has free dimensions"))
+
+
 def dataset_names():
     from ..data import DATASETS
     return list(DATASETS)
@@ -174,13 +191,65 @@ def check_input_shape(model, ds, model_name: str) -> None:
                        f"{shape_text(ds.image_shape)} images; pick a model made for this dataset (featuremaps models)")
 
 
-def open_checkpoint(path):
-    """`(model, meta, optimizer_state)` of a run directory or checkpoint file (`load_checkpoint`)."""
+def open_model(path, *, input_shape=None, shape_flag: bool = True, reshape_ok: bool = False) -> tuple:
+    """`(model, meta)` of a checkpoint file, run directory or ONNX file, chosen by content
+    (`featuremaps._load.open_model`), the model in eval mode. `meta` is the checkpoint's meta document,
+    or for an ONNX file `{"path", "source": "onnx", "model_name", "import_log", "onnx_tensors"}`.
+
+    `input_shape` (H, W, C, from --input-shape) goes to the ONNX import; an ONNX graph whose input
+    has free dimensions without it gets an error asking for `--input-shape` (or, for a command
+    without that flag (`shape_flag` False), for a checkpoint made by `featuremaps convert`). A
+    checkpoint has its own input shape: another one is refused unless the command uses it itself
+    (`reshape_ok`, as `summary` does)."""
     from .. import checkpoint as ckpt
+    from .._load import open_model as open_any, sniff
+    if not Path(path).exists():
+        raise CLIError(f"model file {path} does not exist")
+    kind = sniff(path)
     try:
-        return ckpt.load_checkpoint(path)
+        model, meta, kind = open_any(path, input_shape=input_shape)
     except ckpt.CheckpointError as e:
         raise CLIError(str(e)) from None
+    except ValueError:
+        if kind == "onnx" and input_shape is None:
+            _ask_for_shape(path, shape_flag)  # a free dimension is the likely cause: say what to pass
+        raise
+    shape = getattr(model, "input_shape", None)
+    if kind == "onnx" and (not shape or any(d is None for d in shape)):
+        _ask_for_shape(path, shape_flag, always=True)
+    if kind != "onnx" and input_shape is not None and not reshape_ok and tuple(input_shape) != tuple(shape or ()):
+        raise CLIError(f"--input-shape is for ONNX files whose input has free dimensions; {path} holds a model "
+                       f"with input {shape_text(shape) if shape else 'of no fixed shape'}, so drop --input-shape")
+    return model, meta
+
+
+def _onnx_input_dims(path) -> list[tuple[str, list]]:
+    """(name, dims) of the ONNX graph's inputs that are not initializers; a free dim is its name or '?'."""
+    from ..onnx._loader import parse
+    g = parse(str(path))[0].graph
+    inits = {t.name for t in g.initializer}
+    out = []
+    for i in g.input:
+        if i.name in inits or not i.type.tensor_type.HasField("shape"):
+            continue
+        out.append((i.name, [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                             for d in i.type.tensor_type.shape.dim]))
+    return out
+
+
+def _ask_for_shape(path, shape_flag: bool, always: bool = False) -> None:
+    """Raise the CLI's request for --input-shape when an input of `path` has free non-batch dims."""
+    for name, dims in _onnx_input_dims(path):
+        free = [d for d in dims[1:] if not isinstance(d, int) or d < 1]
+        if not free and not always:
+            continue
+        shown = "(" + ", ".join(str(d) for d in dims) + ")"
+        c = dims[1] if len(dims) == 4 and isinstance(dims[1], int) and dims[1] > 0 else 3
+        how = (f"pass --input-shape H,W,C (e.g. 224,224,{c})" if shape_flag else
+               f"this command takes no --input-shape: make a checkpoint with 'featuremaps convert {path} OUT.npz "
+               f"--input-shape H,W,C' and give OUT.npz")
+        raise CLIError(f"{path}: the ONNX graph's input {name!r} has free dimensions {shown} (NCHW), so featuremaps "
+                       f"needs the per-example input shape; {how}")
 
 
 def model_input_shape(model) -> tuple:

@@ -1,4 +1,4 @@
-"""`featuremaps explain CHECKPOINT --layer NAME --map O [--at ROW,COL] (--image FILE | --index N) [--json]`.
+"""`featuremaps explain CHECKPOINT|ONNX --layer NAME --map O [--at ROW,COL] (--image FILE | --index N) [--json]`.
 
 Prints how one value of a trained model is computed (`featuremaps.inspect.explain`): for a conv
 layer, one row per input map that feeds output map O — the window of that map the kernel sees at
@@ -9,12 +9,17 @@ The input is an image file (`--image`: PNG/JPEG or IDX, prepared exactly as `fea
 prepares it, with the checkpoint's normalisation) or the N-th image of the evaluation set
 (`--index N`): the official test set of the checkpoint's dataset when it can be found without
 downloading, else (MNIST models) the embedded sample's validation split; the output says which.
+An ONNX file (recognised by content) is imported first (`featuremaps.onnx.load`; `--input-shape`
+when its input has free dimensions); `--mean`/`--std` and `--layout` prepare its input (see
+`featuremaps.commands.inputs`).
 """
 from __future__ import annotations
 
 import sys
 
-from ._common import CLIError, add_index_arg, check_unit, nonneg_int, open_checkpoint, position, print_json
+from ._common import (CLIError, add_index_arg, add_input_shape_arg, check_unit, nonneg_int, open_model, position,
+                      print_json)
+from .inputs import add_preprocess_args
 
 __all__ = ["add_arguments", "run"]
 
@@ -27,16 +32,20 @@ DESCRIPTION = ("Decompose one value of a trained model: for output map O of a co
 
 def add_arguments(p) -> None:
     """Declare the options of `explain` on an argparse parser."""
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT|ONNX",
+                   help="a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+    add_input_shape_arg(p)
     p.add_argument("--layer", required=True, metavar="NAME", help="the layer's name (see 'featuremaps summary')")
     p.add_argument("--map", required=True, type=nonneg_int, metavar="O", dest="out_map",
                    help="the output map (conv/pool layers) or output unit (dense layers)")
     p.add_argument("--at", type=position, metavar="ROW,COL", default=None,
                    help="the position in the map (conv/pool layers; omit for dense layers)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", metavar="FILE", help="a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does")
+    src.add_argument("--image", metavar="FILE", help="a PNG/JPEG or IDX image, prepared as 'featuremaps predict' "
+                     "does, or a .npy array (see --layout); never resized: a wrong size is an error")
     add_index_arg(p, "the N-th image of the official test set (else the embedded sample's val split)", group=src)
     p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as in predict)")
+    add_preprocess_args(p)
     p.add_argument("--data", metavar="DIR", default=None, help="with --index: folder with the dataset's files")
     p.add_argument("--windows", action="store_true", help="also print every window and kernel as numbers")
     p.add_argument("--top", type=int, metavar="K", default=None,
@@ -47,18 +56,18 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    """Load the checkpoint, prepare the input, explain the value and print it."""
+    """Load the model, prepare the input, explain the value and print it."""
     from ..inspect import explain
     from . import inputs
 
-    model, meta, _ = open_checkpoint(args.checkpoint)
-    model.eval()
+    model, meta = open_model(args.checkpoint, input_shape=args.input_shape)
     check_unit(model, args.layer, args.out_map, args.at, op="explain")  # fails before any data is read
+    meta = inputs.preprocessing(model, meta, args.mean, args.std)
     if args.image is not None:
-        x, source = inputs.image_file(model, meta, args.image, invert=args.invert)[::3]
+        x, source = inputs.image_file(model, meta, args.image, invert=args.invert, layout=args.layout)[::3]
     else:
-        if args.invert:
-            raise CLIError("--invert applies to --image only")
+        if args.invert or args.layout:
+            raise CLIError(f"{'--invert' if args.invert else '--layout'} applies to --image only")
         x, source = inputs.dataset_image(model, meta, args.index, data_dir=args.data)[::3]
     e = explain(model, x, args.layer, args.out_map, args.at)
     if args.json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import (EXIT_USAGE, CLIError, dark_on_light_note, error_line, model_input_shape, nonneg_int,
-                      note, open_checkpoint, positive_int, print_json, read_images)
+                      note, open_model, positive_int, print_json, read_images)
 
 __all__ = ["add_arguments", "run"]
 
@@ -89,7 +89,7 @@ def _predictions(model, meta, images, names, top: int) -> list[dict]:
 
 
 def run(args) -> int:
-    model, meta, _ = open_checkpoint(args.checkpoint)
+    model, meta = open_model(args.checkpoint, shape_flag=False)
     batches, names, errors = _read_all(args, model_input_shape(model), meta)
     preds = _predictions(model, meta, np.concatenate(batches), names, args.top) if batches else []
     if args.json:

@@ -1,10 +1,12 @@
-"""`featuremaps report CHECKPOINT [--index N | --image FILE] [-o report.html | --force]`.
+"""`featuremaps report CHECKPOINT|ONNX [--index N | --image FILE] [-o report.html | --force]`.
 
 Writes one self-contained HTML page (`featuremaps.report.build_report`) of the model's feature maps
 for one input: the N-th image of the evaluation split (`--index`, default 0; the test split of the
 checkpoint's dataset unless `--dataset/--split` say otherwise) or an image file (`--image`, read and
 normalised exactly as `featuremaps predict` does; with an IDX file of many images `--index` picks one).
 Without `-o` the page goes to ./report.html, which is never replaced unless `--force` is given.
+An ONNX file (recognised by content) is imported first; `--input-shape`, `--mean`/`--std` and
+`--layout` are as in `featuremaps explain`.
 
 `add_parser` also registers it on any argparse `subparsers` object (the CLI itself lists it in its registry).
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._common import (CLIError, add_data_args, add_index_arg, check_default_output, check_parent, check_unit,
-                      nonneg_int, open_checkpoint, position)
+from ._common import (CLIError, add_data_args, add_index_arg, add_input_shape_arg, check_default_output,
+                      check_parent, check_unit, nonneg_int, open_model, position)
+from .inputs import add_preprocess_args
 
 __all__ = ["add_parser", "add_arguments", "run"]
 
@@ -26,11 +29,15 @@ DESCRIPTION = ("Write ONE self-contained HTML file (works offline, nothing exter
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a run directory or a checkpoint .npz file")
+    p.add_argument("checkpoint", metavar="CHECKPOINT|ONNX",
+                   help="a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+    add_input_shape_arg(p)
     add_index_arg(p, "the N-th image of the evaluation split (default: 0), or of the --image IDX file")
     p.add_argument("--image", metavar="FILE", default=None,
-                   help="a PNG/JPEG (needs Pillow) or IDX image file instead of the dataset")
+                   help="a PNG/JPEG (needs Pillow) or IDX image file, or a .npy array (see --layout), instead of "
+                        "the dataset; never resized: a wrong size is an error")
     p.add_argument("--invert", action="store_true", help="with --image: invert the pixels first (as predict)")
+    add_preprocess_args(p)
     add_data_args(p, default_hint="the dataset the model was trained on")
     p.add_argument("--split", metavar="NAME", default=None,
                    help="the split --index reads: test, train, or val (the embedded sample's, offline); default: "
@@ -70,15 +77,16 @@ def _input(args, model, meta):
     """The page's input, read and normalised as `featuremaps predict` does (see commands.inputs)."""
     from . import inputs
     if args.image is not None:
-        return inputs.image_file(model, meta, args.image, invert=args.invert, index=args.index)
-    if args.invert:
-        raise CLIError("--invert applies to --image only")
+        return inputs.image_file(model, meta, args.image, invert=args.invert, index=args.index, layout=args.layout)
+    if args.invert or args.layout:
+        raise CLIError(f"{'--invert' if args.invert else '--layout'} applies to --image only")
     return inputs.dataset_image(model, meta, args.index or 0, data_dir=args.data, dataset=args.dataset,
                                 split=args.split)
 
 
 def run(args) -> int:
     from ..report import build_report
+    from . import inputs
     t0 = time.perf_counter()
     select = _select(args)
     out = Path(args.output or DEFAULT_OUTPUT)
@@ -87,10 +95,10 @@ def run(args) -> int:
     check_parent(out, "-o")
     if args.output is None:
         check_default_output(out, "-o", args.force)
-    model, meta, _ = open_checkpoint(args.checkpoint)
-    model.eval()
+    model, meta = open_model(args.checkpoint, input_shape=args.input_shape)
     if args.layer is not None:
         check_unit(model, args.layer, args.map, args.position, op="report", at_flag="--position", at_required=False)
+    meta = inputs.preprocessing(model, meta, args.mean, args.std)
     inp = _input(args, model, meta)
     if inp.classes is not None and not meta.get("classes"):
         meta = dict(meta, classes=inp.classes)

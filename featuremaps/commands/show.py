@@ -16,7 +16,9 @@ pictures are still accepted by the parser but hidden from the help, so that pass
 one-line reason (`show curves takes no --layer`) instead of argparse's "unrecognized arguments".
 
 Inputs are prepared exactly as `featuremaps explain` and `featuremaps predict` prepare them (same
-reader, the checkpoint's normalisation).
+reader, the checkpoint's normalisation, or `--mean`/`--std`; `--layout` for a .npy array). An ONNX
+file (recognised by content) is imported first, with `--input-shape` when its input has free
+dimensions.
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (CLIError, add_index_arg, check_parent, check_unit, open_checkpoint, output_shape, position,
-                      positive_int)
+from ._common import (CLIError, add_index_arg, add_input_shape_arg, check_parent, check_unit, open_model,
+                      output_shape, position, positive_int)
+from .inputs import add_preprocess_args
 
 __all__ = ["add_arguments", "run", "WHATS"]
 
@@ -46,11 +49,13 @@ _WHAT_HELP = {
     "curves": "loss and accuracy per epoch of a run (from its metrics.json)",
 }
 # The option groups each picture takes; the rest are hidden in its help and rejected with a reason.
-_TAKES = {"kernels": {"layer", "normalize"}, "maps": {"input", "max_maps"}, "connections": {"layer"},
-          "receptive": {"layer", "input", "at"}, "curves": set()}
+_TAKES = {"kernels": {"layer", "normalize", "shape"}, "maps": {"input", "max_maps", "shape"},
+          "connections": {"layer", "shape"}, "receptive": {"layer", "input", "at", "shape"}, "curves": set()}
 _FLAGS = {"layer": (("layer", "--layer"),), "normalize": (("normalize", "--normalize"),),
           "max_maps": (("max_maps", "--max-maps"),), "at": (("at", "--at"),),
-          "input": (("image", "--image"), ("index", "--index"), ("invert", "--invert"), ("data", "--data"))}
+          "shape": (("input_shape", "--input-shape"),),
+          "input": (("image", "--image"), ("index", "--index"), ("invert", "--invert"), ("data", "--data"),
+                    ("mean", "--mean"), ("std", "--std"), ("layout", "--layout"))}
 DEFAULT_MAX_MAPS = 16
 
 
@@ -72,20 +77,24 @@ def _what_arguments(q, what: str) -> None:
 
     q.add_argument("source", metavar="RUN_DIR" if what == "curves" else "CHECKPOINT_OR_RUN",
                    help="a run directory or its metrics.json" if what == "curves" else
-                        "a run directory or a checkpoint .npz file")
+                        "a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+    add_input_shape_arg(q, help=shown("shape", "per-example input shape H,W,C of an ONNX file whose input has "
+                                               "free dimensions"))
     q.add_argument("-o", "--out", required=True, metavar="OUT.png", help="where to write the PNG")
     q.add_argument("--layer", metavar="NAME", default=None,
                    help=shown("layer", "the layer's name (see 'featuremaps summary')"))
     # hidden members of a mutually exclusive group trip argparse's usage formatter: group only shown ones
     src = q.add_mutually_exclusive_group() if "input" in takes else q
     src.add_argument("--image", metavar="FILE",
-                     help=shown("input", "a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does"))
+                     help=shown("input", "a PNG/JPEG or IDX image, prepared as 'featuremaps predict' does, or a "
+                                         ".npy array (see --layout); never resized: a wrong size is an error"))
     add_index_arg(q, shown("input", "the N-th image of the official test set (else the embedded sample's val "
                                     "split)"), group=src)
     q.add_argument("--invert", action="store_true", default=None,
                    help=shown("input", "with --image: invert the pixels first (as in predict)"))
     q.add_argument("--data", metavar="DIR", default=None,
                    help=shown("input", "with --index: folder with the dataset's files"))
+    add_preprocess_args(q, shown=lambda text: shown("input", text))
     q.add_argument("--at", type=position, metavar="ROW,COL", default=None,
                    help=shown("at", "the unit's position in the layer's maps (default: the centre)"))
     q.add_argument("--normalize", choices=("global", "per_filter"), default=None,
@@ -142,11 +151,12 @@ def _pick_conv(model, name, what: str, prefer_partial: bool = False):
 def _input(model, meta, args, what: str):
     from . import inputs
 
+    meta = inputs.preprocessing(model, meta, args.mean, args.std)
     if args.image is not None:
-        inp = inputs.image_file(model, meta, args.image, invert=args.invert)
+        inp = inputs.image_file(model, meta, args.image, invert=args.invert, layout=args.layout)
         return inp.x, inp.label, inp.source
-    if args.invert:
-        raise CLIError("--invert applies to --image only")
+    if args.invert or args.layout:
+        raise CLIError(f"{'--invert' if args.invert else '--layout'} applies to --image only")
     if args.index is None:
         raise CLIError(f"show {what} needs an input: pass --image FILE or --index N")
     inp = inputs.dataset_image(model, meta, args.index, data_dir=args.data)
@@ -160,7 +170,7 @@ def _draw_kernels(pictures, model, meta, args, out: Path) -> None:
 
 def _draw_connections(pictures, model, meta, args, out: Path) -> None:
     name, layer = _pick_conv(model, args.layer, "connections", prefer_partial=True)
-    pictures.connectivity_diagram(layer, out, name=name)
+    pictures.connectivity_diagram(name, out, name=name, model=model)
 
 
 def _draw_maps(pictures, model, meta, args, out: Path) -> None:
@@ -173,7 +183,8 @@ def _draw_receptive(pictures, model, meta, args, out: Path) -> None:
     from ..inspect import activations, resolve_layer
 
     x, source = None, None  # without --image/--index: the field on a blank canvas
-    if args.image is not None or args.index is not None or args.invert:
+    if any(v is not None and v is not False for v in (args.image, args.index, args.invert, args.mean, args.std,
+                                                        args.layout)):
         x, _, source = _input(model, meta, args, "receptive")
     if args.layer is None:
         convs = _conv_layers(model)
@@ -213,8 +224,7 @@ def run(args) -> int:
     if args.what == "curves":
         pictures.curves(args.source, out, title=f"training curves: {args.source}")
     else:
-        model, meta, _ = open_checkpoint(args.source)
-        model.eval()
+        model, meta = open_model(args.source, input_shape=args.input_shape)
         _DRAW[args.what](pictures, model, meta, args, out)
     print(out)
     return 0
