@@ -18,14 +18,16 @@ def test_example_runs(path, capsys):
     assert "64 maps, not 32 × 64" in out or path.name != "quickstart.py"
 
 
-def test_readme_python_block_runs(capsys):
-    """The README's library example is real code: run it as written."""
+def test_readme_python_block_runs(capsys, tmp_path, monkeypatch):
+    """The README's library examples are real code: run them as written (in a scratch folder)."""
+    monkeypatch.chdir(tmp_path)
     text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     blocks = text.split("```python\n")[1:]
     assert blocks, "README.md should hold a ```python example"
     for block in blocks:
         exec(compile(block.split("```")[0], "README.md", "exec"), {"__name__": "__readme__"})
-    assert "C3 (Conv2D)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "C3 (Conv2D)" in out and "add (Add)" in out
 
 
 def test_readme_first_lines_are_the_two_setup_commands():
