@@ -1,17 +1,15 @@
 """featuremaps.onnx.run against onnxruntime, on ONNX files these tests build themselves:
 one- and few-node graphs from onnx.helper (with the attribute forms exporters never write) and
-small torch modules exported with the legacy TorchScript exporter."""
+the small torch modules of tests/torch_nets.py exported with both torch exporters."""
 from __future__ import annotations
 
-import io
-import warnings
 
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 from onnx import TensorProto, helper as oh, numpy_helper  # noqa: E402
 
 from featuremaps.onnx import ONNXError, run  # noqa: E402
@@ -165,6 +163,184 @@ def test_pool_attributes_match_onnxruntime(case, op, seed):
     check(make([oh.make_node(op, ["x"], outputs, **attrs)], {"x": x}, outputs, opset=19), {"x": x})
 
 
+# --- the same attributes in float64, and SAME_* with dilation, against loops of the spec ----------
+def _out_len(n, k, s, d, lo, hi, ceil=False):
+    """ONNX's output length; with ceil_mode the last window must start inside the input or its
+    leading pad (the rule onnxruntime and PyTorch apply)."""
+    span = d * (k - 1) + 1
+    out = -(-(n + lo + hi - span) // s) + 1 if ceil else (n + lo + hi - span) // s + 1
+    return out - 1 if ceil and (out - 1) * s >= n + lo else out
+
+
+def _same_pads(n, k, s, d, auto):
+    """auto_pad SAME_*: output ceil(n / s), total pad from the dilated kernel (the spec's formula)."""
+    total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+    return (total // 2, total - total // 2) if auto == "SAME_UPPER" else (total - total // 2, total // 2)
+
+
+def loop_conv(x, w, b, pads, strides, dils, group):
+    """ONNX Conv by its definition (NCHW, OIHW), one output cell and kernel tap at a time."""
+    (t, bt), (l, r) = pads
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.zeros((n, c, h + t + bt, wd + l + r), x.dtype)
+    xp[:, :, t:t + h, l:l + wd] = x
+    oh = _out_len(h, kh, strides[0], dils[0], t, bt)
+    ow = _out_len(wd, kw, strides[1], dils[1], l, r)
+    y = np.zeros((n, o, oh, ow), x.dtype) + (0 if b is None else b[:, None, None])
+    for oc in range(o):
+        g = oc // (o // group)
+        for i, j, p, q in np.ndindex(oh, ow, kh, kw):
+            y[:, oc, i, j] += xp[:, g * cg:(g + 1) * cg, i * strides[0] + p * dils[0],
+                                 j * strides[1] + q * dils[1]] @ w[oc, :, p, q]
+    return y
+
+
+def loop_pool(x, kind, kernel, pads, strides, dils, ceil=False, include_pad=False):
+    """ONNX MaxPool / AveragePool by their definition: each window's cells inside the input (or,
+    with count_include_pad, inside the padded extent) reduced; cells past the pads never count. A
+    dilated window that meets no input cell gives −inf (max, as padding with −inf does) or NaN
+    (average, 0 / 0 counted cells): the spec leaves it open, featuremaps gives these."""
+    n, c, h, w = x.shape
+    (t, b), (l, r) = pads
+    oh = _out_len(h, kernel[0], strides[0], dils[0], t, b, ceil)
+    ow = _out_len(w, kernel[1], strides[1], dils[1], l, r, ceil)
+    y = np.empty((n, c, oh, ow), x.dtype)
+    for i, j in np.ndindex(oh, ow):
+        rows = i * strides[0] + np.arange(kernel[0]) * dils[0] - t
+        cols = j * strides[1] + np.arange(kernel[1]) * dils[1] - l
+        ri, ci = rows[(rows >= 0) & (rows < h)], cols[(cols >= 0) & (cols < w)]
+        cells = x[:, :, ri][:, :, :, ci]  # (n, c, rows in the input, cols in the input)
+        if kind == "max":
+            y[:, :, i, j] = cells.max(axis=(2, 3)) if cells.size else -np.inf
+            continue
+        if include_pad:
+            count = np.sum((rows >= -t) & (rows < h + b)) * np.sum((cols >= -l) & (cols < w + r))
+        else:
+            count = ri.size * ci.size
+        y[:, :, i, j] = cells.sum(axis=(2, 3)) / count if count else np.nan
+    return y
+
+
+def _pairs_from(attrs, x_hw, kernel):
+    """(pads as ((top, bottom), (left, right)), strides, dilations) from ONNX attributes."""
+    strides, dils = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto.startswith("SAME"):
+        pads = tuple(_same_pads(n, k, s, d, auto) for n, k, s, d in zip(x_hw, kernel, strides, dils))
+    elif auto == "VALID":
+        pads = ((0, 0), (0, 0))
+    else:
+        p = attrs.get("pads", [0, 0, 0, 0])
+        pads = ((p[0], p[2]), (p[1], p[3]))
+    return pads, strides, dils
+
+
+@st.composite
+def same_dilated_case(draw):
+    """SAME_UPPER / SAME_LOWER with a dilation > 1: onnxruntime refuses it for Conv and sizes its
+    pools without the dilation, so the oracle is the spec's loop."""
+    k = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    d = [draw(st.integers(1, 3)), draw(st.integers(2, 3))]
+    s = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    auto = draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER"]))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    return h, w, dict(kernel_shape=k, strides=s, dilations=d, auto_pad=auto)
+
+
+def _loop_oracle(op, x, attrs, r):
+    """(model inputs/initializers, loop result) for one Conv / MaxPool / AveragePool node."""
+    kernel = attrs["kernel_shape"]
+    pads, strides, dils = _pairs_from(attrs, x.shape[2:], kernel)
+    if op == "Conv":
+        g = attrs.get("group", 1)
+        w = r.standard_normal((3 * g, x.shape[1] // g) + tuple(kernel))
+        b = r.standard_normal(3 * g)
+        return {"w": w, "b": b}, loop_conv(x, w, b, pads, strides, dils, g)
+    ceil, inc = bool(attrs.get("ceil_mode", 0)), bool(attrs.get("count_include_pad", 0))
+    return {}, loop_pool(x, "max" if op == "MaxPool" else "avg", kernel, pads, strides, dils, ceil, inc)
+
+
+_EMPTY_WINDOWS = (3, 1, dict(kernel_shape=[1, 2], strides=[1, 1], dilations=[1, 2], auto_pad="SAME_UPPER"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(same_dilated_case(), st.sampled_from(["Conv", "MaxPool", "AveragePool"]), st.integers(0, 2**16))
+@example(_EMPTY_WINDOWS, "MaxPool", 0)  # every window's two taps fall in the padding: −inf
+@example(_EMPTY_WINDOWS, "AveragePool", 0)  # and NaN (0 / 0)
+def test_same_pads_with_dilation_match_a_loop_of_the_spec(case, op, seed):
+    h, w, attrs = case
+    r = rng(seed)
+    x = r.standard_normal((2, 2, h, w))
+    inits, want = _loop_oracle(op, x, attrs, r)
+    node = oh.make_node(op, ["x"] + list(inits), ["y"], **attrs)
+    got = run(make([node], {"x": x}, ["y"], inits, opset=19), {"x": x})
+    assert got[0].shape == want.shape, (got[0].shape, want.shape)  # ceil(n / stride) per axis
+    assert want.shape[2:] == (-(-h // attrs["strides"][0]), -(-w // attrs["strides"][1]))
+    assert_close(got, [want], np.float64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(conv_case().map(lambda c: ("Conv", c[3], c[4], dict(c[5]), c[0])),
+                 pool_case().map(lambda c: ("Pool", c[0], c[1], dict(c[2]), 3))),
+       st.sampled_from(["MaxPool", "AveragePool0", "AveragePool1"]), st.integers(0, 2**16))
+def test_conv_and_pool_attributes_in_float64_match_a_loop(case, pool, seed):
+    """The attributes the onnxruntime tests above draw, in float64 (onnxruntime has no float64
+    Conv), at a float64 tolerance."""
+    op, h, w, attrs, cin = case
+    if op == "Pool":
+        op = "AveragePool" if pool.startswith("Average") else "MaxPool"
+        if op == "AveragePool":
+            attrs["count_include_pad"] = int(pool[-1])
+    r = rng(seed)
+    x = r.standard_normal((2, cin, h, w))
+    inits, want = _loop_oracle(op, x, attrs, r)
+    node = oh.make_node(op, ["x"] + list(inits), ["y"], **attrs)
+    assert_close(run(make([node], {"x": x}, ["y"], inits, opset=19), {"x": x}), [want], np.float64)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("Conv", dict(kernel_shape=[3, 2], pads=[2, 0, 1, 1], strides=[2, 1], dilations=[1, 2], group=2)),
+    ("MaxPool", dict(kernel_shape=[3, 3], pads=[2, 1, 0, 2], strides=[2, 3], ceil_mode=1)),
+    ("AveragePool", dict(kernel_shape=[3, 2], pads=[1, 1, 2, 0], strides=[3, 2], ceil_mode=1, count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[2, 3], pads=[1, 2, 1, 0], strides=[2, 2], dilations=[2, 1], ceil_mode=1)),
+])
+def test_the_loop_oracles_agree_with_onnxruntime(op, attrs):
+    """The loops above are themselves checked against onnxruntime where it has the kernels."""
+    r = rng(15)
+    x = r.standard_normal((2, 4, 8, 7)).astype(np.float32)
+    inits, want = _loop_oracle(op, x.astype(np.float64), attrs, r)
+    inits = {k: v.astype(np.float32) for k, v in inits.items()}
+    model = make([oh.make_node(op, ["x"] + list(inits), ["y"], **attrs)], {"x": x}, ["y"], inits, opset=19)
+    assert_close(ort_run(model, {"x": x}), [want.astype(np.float32)])
+
+
+@st.composite
+def conv1d_case(draw):
+    g = draw(st.sampled_from([1, 2]))
+    k, s, d = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    attrs = dict(kernel_shape=[k], strides=[s], dilations=[d], group=g, pads=[draw(st.integers(0, 3)),
+                                                                              draw(st.integers(0, 3))])
+    return g, draw(st.integers(d * (k - 1) + 1, 12)), attrs
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv1d_case(), st.sampled_from(["Conv", "MaxPool", "AveragePool"]), st.integers(0, 2**16))
+def test_1d_conv_and_pool_attributes_match_onnxruntime(case, op, seed):
+    """(N, C, L) inputs: run as 2-D with H = 1 inside, NCL again at the output."""
+    g, length, attrs = case
+    r = rng(seed)
+    x = r.standard_normal((2, 2 * g, length)).astype(np.float32)
+    inits = {}
+    if op == "Conv":
+        inits["w"] = r.standard_normal((3 * g, 2) + tuple(attrs["kernel_shape"])).astype(np.float32)
+    else:
+        k = attrs["kernel_shape"][0]
+        attrs = dict(attrs, pads=[min(p, k - 1) for p in attrs["pads"]], ceil_mode=seed % 2)
+        del attrs["group"]
+    check(make([oh.make_node(op, ["x"] + list(inits), ["y"], **attrs)], {"x": x}, ["y"], inits, opset=19), {"x": x})
+
+
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pools(op):  # onnxruntime has float32 kernels only
     x = x4()
@@ -210,6 +386,10 @@ CASES = {
     "batchnorm15": ([oh.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["y"], epsilon=1e-3)],
                     {"g": rng(6).uniform(0.5, 2, 4).astype(np.float32), "b": C1.ravel(),
                      "m": C1.ravel() * 0.3, "v": rng(7).uniform(0.5, 2, 4).astype(np.float32)}),
+    "batchnorm_params_from_nodes": ([oh.make_node("Identity", ["g"], ["g2"]), oh.make_node("Identity", ["m"], ["m2"]),
+                                     oh.make_node("BatchNormalization", ["c", "g2", "b", "m2", "v"], ["y"])],
+                                    {"g": rng(6).uniform(0.5, 2, 4).astype(np.float32), "b": C1.ravel(),
+                                     "m": C1.ravel() * 3, "v": rng(7).uniform(0.5, 2, 4).astype(np.float32)}),
     "instance_norm": ([oh.make_node("InstanceNormalization", ["c", "g", "b"], ["y"], epsilon=1e-4)],
                       {"g": rng(6).uniform(0.5, 2, 4).astype(np.float32), "b": C1.ravel()}),
     "lrn_odd": ([oh.make_node("LRN", ["c"], ["y"], size=3, alpha=0.1, beta=0.6, bias=2.0)], {}),
@@ -249,6 +429,11 @@ CASES = {
                        oh.make_node("Identity", ["d"], ["y"])], {}),
     "dropout12_mask": ([oh.make_node("Dropout", ["c"], ["y", "mask"])], {}),
     "matmul": ([oh.make_node("MatMul", ["c", "k"], ["y"])], {"k": rng(9).standard_normal((5, 3)).astype(np.float32)}),
+    "reduce_mean17_hw": ([oh.make_node("ReduceMean", ["c"], ["y"], axes=[2, 3])], {}),
+    "reduce_max17_c_drop": ([oh.make_node("ReduceMax", ["c"], ["y"], axes=[1], keepdims=0)], {}),
+    "reduce_sum13_all": ([oh.make_node("ReduceSum", ["c"], ["y"])], {}),
+    "reduce_sum13_axes_input": ([oh.make_node("ReduceSum", ["c", "ax"], ["y"], keepdims=1)],
+                                {"ax": np.array([-1, 1], np.int64)}),
 }
 
 
@@ -288,6 +473,33 @@ def test_channels_last_chain_does_not_transpose_weights_twice():
     assert list(prog._cache) == [("w", "hwio")]
 
 
+def test_tensors_dropped_after_their_last_reader_stay_when_they_are_outputs():
+    """run frees each tensor after its last reader, except graph outputs; one node reading a
+    tensor twice, and a tensor read again after another output was taken, still see it."""
+    from featuremaps.onnx import prepare
+    nodes = [oh.make_node("Relu", ["c"], ["r"]), oh.make_node("Add", ["r", "r"], ["s"]),
+             oh.make_node("Mul", ["s", "c"], ["y"]), oh.make_node("Sigmoid", ["r"], ["z"])]
+    model, feeds = conv_then(nodes, outputs=["r", "y", "z"])
+    prog = prepare(model)
+    assert "c" in prog._dead[[n.output[0] for n, _, _ in prog.plan].index("y")]  # freed after Mul, its last reader
+    assert not any("r" in dead for dead in prog._dead)  # an output: never freed
+    r, y, z = check(model, feeds)
+    c = ort_run(conv_then([], outputs=["c"])[0], feeds)[0]
+    assert_close([y, z], [2 * np.maximum(c, 0) * c, 1 / (1 + np.exp(-np.maximum(c, 0)))])
+    again = prog.run(feeds)
+    for a, b in zip(again, prog.run(feeds)):  # one path against itself: bit-identical
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_affine_is_cached_per_node_and_dtype():
+    from featuremaps.onnx import prepare
+    model, feeds = conv_then(*CASES["batchnorm15"])
+    prog = prepare(model)
+    prog.run(feeds)
+    prog.run(feeds)
+    assert sorted(k[1].split(":")[0] for k in prog._cache) == ["bn_affine", "hwio"]
+
+
 # --- old opsets' attribute forms ----------------------------------------------------------------
 OLD = {
     "softmax11_coerce2d": (11, [oh.make_node("Softmax", ["c"], ["y"], axis=1)], {}),
@@ -312,6 +524,10 @@ OLD = {
     "reshape14_allowzero": (14, [oh.make_node("Reshape", ["c", "s"], ["y"], allowzero=1)],
                             {"s": np.array([2, 4, 30], np.int64)}),
     "shape15_start_end": (15, [oh.make_node("Shape", ["c"], ["y"], start=1, end=-1)], {}),
+    "reduce_mean18_axes_input": (18, [oh.make_node("ReduceMean", ["c", "ax"], ["y"])],
+                                 {"ax": np.array([3, 2], np.int64)}),
+    "reduce_min18_noop": (18, [oh.make_node("ReduceMin", ["c"], ["y"], noop_with_empty_axes=1)], {}),
+    "reduce_max18_all_drop": (18, [oh.make_node("ReduceMax", ["c"], ["y"], keepdims=0)], {}),
 }
 
 
@@ -366,151 +582,29 @@ def test_integer_div_truncates_toward_zero():
 
 # --- torch exports ------------------------------------------------------------------------------
 torch = pytest.importorskip("torch")
-nn = torch.nn
 
 
-def _bn(c):
-    bn = nn.BatchNorm2d(c)
-    with torch.no_grad():  # non-trivial running statistics and affine parameters
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.5, 0.5)
-    return bn
+from tests.torch_nets import TORCH_NETS, ResNetLike, build, export  # noqa: E402
 
 
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
-        self.f1, self.f2, self.f3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = nn.functional.avg_pool2d(torch.tanh(self.c1(x)), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.c2(x)), 2)
-        x = x.view(x.size(0), -1)
-        return self.f3(torch.relu(self.f2(torch.relu(self.f1(x)))))
+def ort_run_path(path, feeds):
+    """onnxruntime on a file (it reads the file's external data itself)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), _bn(cout)
-        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), _bn(cout)
-        self.down = None if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), _bn(cout))
-
-    def forward(self, x):
-        y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
-        return torch.relu(y + (x if self.down is None else self.down(x)))
-
-
-class ResNetLike(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3, bias=False), _bn(8), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
-        self.blocks = nn.Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 16, 2), BasicBlock(16, 16, 1))
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1)
-        return self.fc(torch.flatten(x, 1))
-
-
-class MobileNetV2Block(nn.Module):
-    def __init__(self, c=8, t=4):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(c, c * t, 1, bias=False), _bn(c * t), nn.ReLU6(),
-            nn.Conv2d(c * t, c * t, 3, 1, 1, groups=c * t, bias=False), _bn(c * t), nn.ReLU6(),
-            nn.Conv2d(c * t, c, 1, bias=False), _bn(c))
-        self.head = nn.Sequential(nn.Conv2d(c, 12, 3, 2, 1, groups=4), nn.Hardswish(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5), nn.Softmax(dim=1))
-
-    def forward(self, x):
-        return self.head(x + self.body(x))
-
-
-class DenseBlock(nn.Module):
-    def __init__(self, c=6, growth=4, layers=3):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            nn.Sequential(_bn(c + i * growth), nn.ReLU(), nn.Conv2d(c + i * growth, growth, 3, padding=1, bias=False))
-            for i in range(layers))
-        self.trans = nn.Sequential(_bn(c + layers * growth), nn.Conv2d(c + layers * growth, 8, 1), nn.AvgPool2d(2))
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = torch.cat([x, layer(x)], 1)
-        return self.trans(x)
-
-
-class ShuffleUnit(nn.Module):
-    def __init__(self, c=12, groups=3):
-        super().__init__()
-        self.g = groups
-        self.a = nn.Sequential(nn.Conv2d(c, c, 1, groups=groups, bias=False), _bn(c), nn.ReLU())
-        self.dw = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), _bn(c))
-        self.b = nn.Sequential(nn.Conv2d(c, c, 1, groups=groups, bias=False), _bn(c))
-
-    def forward(self, x):
-        y = self.a(x)
-        n, c, h, w = y.shape
-        y = y.view(n, self.g, c // self.g, h, w).transpose(1, 2).reshape(n, c, h, w)  # channel shuffle
-        return torch.relu(x + self.b(self.dw(y)))
-
-
-class Fire(nn.Module):
-    def __init__(self, cin=8, s=4, e=6):
-        super().__init__()
-        self.sq = nn.Conv2d(cin, s, 1)
-        self.e1, self.e3 = nn.Conv2d(s, e, 1), nn.Conv2d(s, e, 3, padding=1)
-        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
-
-    def forward(self, x):
-        s = torch.relu(self.sq(x))
-        return self.pool(torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1))
-
-
-class Inception(nn.Module):
-    def __init__(self, cin=6):
-        super().__init__()
-        self.b1 = nn.Conv2d(cin, 4, 1)
-        self.b3 = nn.Sequential(nn.Conv2d(cin, 3, 1), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1))
-        self.b5 = nn.Sequential(nn.Conv2d(cin, 2, 1), nn.ReLU(), nn.Conv2d(2, 3, 5, padding=2))
-        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), nn.Conv2d(cin, 3, 1))
-        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.avg = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
-
-    def forward(self, x):
-        y = torch.cat([torch.relu(b(x)) for b in (self.b1, self.b3, self.b5, self.bp)], 1)
-        return self.avg(self.pool(y))  # (torch exports LRN as If/Pow ops, not LRN)
-
-
-TORCH_NETS = {"lenet": (LeNet, (2, 1, 28, 28)), "resnet_like": (ResNetLike, (2, 3, 32, 32)),
-              "mobilenetv2_block": (MobileNetV2Block, (2, 8, 9, 9)), "densenet_block": (DenseBlock, (2, 6, 8, 8)),
-              "shufflenet_unit": (ShuffleUnit, (2, 12, 7, 7)), "squeezenet_fire": (Fire, (2, 8, 11, 11)),
-              "inception_block": (Inception, (2, 6, 12, 13))}
-
-
-def export(module, x, opset=17):
-    buf = io.BytesIO()
-    with warnings.catch_warnings():  # the legacy exporter's deprecation notices
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (torch.from_numpy(x),), buf, dynamo=False, opset_version=opset,
-                          input_names=["x"], output_names=["y"])
-    return onnx.load_from_string(buf.getvalue())
-
-
-@pytest.mark.parametrize("opset", [11, 17])
+@pytest.mark.parametrize("dynamo,opset", [(False, 11), (False, 17), (True, 18)])
 @pytest.mark.parametrize("name", sorted(TORCH_NETS))
-def test_torch_exported_nets_match_onnxruntime(name, opset):
-    torch.manual_seed(0)
-    cls, shape = TORCH_NETS[name]
-    module = cls().eval()
+def test_torch_exported_nets_match_onnxruntime(name, dynamo, opset, tmp_path):
+    """Both exporters: the legacy one (BatchNorm folded) and dynamo (local functions, BatchNorm
+    nodes, weights in an external `.onnx.data` file that `run` reads from the path)."""
+    module, shape = build(name)
     x = rng(12).standard_normal(shape).astype(np.float32)
-    model = export(module, x, opset)
-    got = check(model, {"x": x})
+    path = export(module, tmp_path / f"{name}.onnx", x, dynamo=dynamo, opset=opset)
+    assert (tmp_path / f"{name}.onnx.data").exists() == dynamo
+    got = run(path, {"x": x})
+    assert_close(got, ort_run_path(path, {"x": x}))
     with torch.no_grad():  # and torch itself agrees (a second, independent oracle)
         assert_close(got, [module(torch.from_numpy(x)).numpy()])
 
@@ -538,7 +632,7 @@ def test_local_functions_are_inlined():
     check(model, feeds)
 
 
-def test_a_conv_net_stays_channels_last_between_its_ends(monkeypatch):
+def test_a_conv_net_stays_channels_last_between_its_ends(monkeypatch, tmp_path):
     """ResNet-like export: one NCHW → NHWC conversion (the input) and one NHWC → NCHW (before
     Flatten), although it has 8 convs (BatchNorm folded in by the exporter), residual Adds and pools
     in between."""
@@ -558,21 +652,21 @@ def test_a_conv_net_stays_channels_last_between_its_ends(monkeypatch):
     monkeypatch.setattr(_layout.Value, "nchw", nchw)
     torch.manual_seed(0)
     x = rng(13).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    model = export(ResNetLike().eval(), x)
+    model = onnx.load(export(ResNetLike().eval(), tmp_path / "r.onnx", x, dynamo=False))
     assert sum(n.op_type == "Conv" for n in model.graph.node) == 8
     run(model, {"x": x})
     assert counts == {"to_nhwc": 1, "to_nchw": 1}, counts
 
 
-@pytest.mark.parametrize("name", sorted(TORCH_NETS))
-def test_torch_exported_nets_in_float64_match_torch(name):
+@pytest.mark.parametrize("name,dynamo", [(n, False) for n in sorted(TORCH_NETS)] + [
+    (n, True) for n in ("densenet_block", "mobilenetv2_block", "resnet_like")])  # BatchNorm nodes, ReduceMean
+def test_torch_exported_nets_in_float64_match_torch(name, dynamo, tmp_path):
     """The same nets exported in float64: onnxruntime lacks float64 Conv kernels, so the oracle is
-    torch in float64, at a float64 tolerance."""
-    torch.manual_seed(0)
-    cls, shape = TORCH_NETS[name]
-    module = cls().double().eval()
+    torch in float64, at a float64 tolerance. (Every net by the legacy exporter; by dynamo, the
+    nets whose dynamo graphs differ in kind from the legacy ones.)"""
+    module, shape = build(name, dtype=torch.float64)
     x = rng(14).standard_normal(shape)
-    got = run(export(module, x), {"x": x})
+    got = run(export(module, tmp_path / "m.onnx", x, dynamo=dynamo), {"x": x})
     with torch.no_grad():
         assert_close(got, [module(torch.from_numpy(x)).numpy()], np.float64)
 

@@ -5,8 +5,11 @@ inside, spatial tensors are kept channels-last (NHWC) and OIHW weights become HW
 initializer, so a chain of Conv / pool / norm / activation ops never transposes. The `onnx`
 package only parses the file (imported lazily); every number is computed by
 `featuremaps.functional` or NumPy. Opsets 7–21 of the ops CNNs use are supported (later opsets
-too where those ops only gained element types); see `supported_ops()`. Local functions (the
-dynamo exporter's) are inlined first. Not supported: 3-D convolution and pooling, training
+too where those ops only gained element types); see `supported_ops()`, which also has the
+ReduceMean/Sum/Max/Min that torch's dynamo exporter writes for a global average pool. Local
+functions (the dynamo exporter's) are inlined first. Each intermediate tensor is dropped after its
+last reader, so its memory is reused; inference BatchNorm runs as one multiply-add with its scale
+and shift computed once per node. Not supported: 3-D convolution and pooling, training
 mode, MaxPool's Indices output, Resize's cubic mode, antialias and tf_crop_and_resize.
 
 Safety: nothing in a file is executed or unpickled; external data is read only from files inside
@@ -22,10 +25,11 @@ from . import _ops, _ops_nn  # noqa: F401 - registers the converters
 from ._layout import Value
 from ._loader import DEFAULT_MAX_BYTES, ONNXError, node_label, parse, to_array, topo_order
 from ._registry import lookup, supported_ops
-from ._import import load
+from ._import import importable_ops, load
 from ._export import export
 
-__all__ = ["run", "prepare", "load", "export", "Program", "ONNXError", "supported_ops", "DEFAULT_MAX_BYTES"]
+__all__ = ["run", "prepare", "load", "export", "importable_ops", "Program", "ONNXError", "supported_ops",
+           "DEFAULT_MAX_BYTES"]
 
 MIN_OPSET = 7
 
@@ -98,6 +102,11 @@ class Program:
         known = set(self.inits) | {i.name for i in g.input}
         order = topo_order(g, known)
         self.plan = _plan(order.nodes, opset, onnx)
+        keep = set(self.outputs)
+        self._dead = [[] for _ in order.nodes]  # tensors whose last reader is node k, dropped after it runs
+        for name, k in order.last_use.items():
+            if name and name not in keep:
+                self._dead[k].append(name)
         self.attrs = [_attrs(n, node_label(n, i), onnx) for i, (n, _, _) in enumerate(self.plan)]
         total, self.arrays = 0, {}
         for name, t in self.inits.items():  # every initializer checked against the budget first
@@ -157,6 +166,8 @@ class Program:
             for name, v in zip(node.output, outs):
                 if name:
                     env[name] = v
+            for name in self._dead[i]:  # so its memory is reused by the next arrays of its size
+                env.pop(name, None)
         return [_contiguous(env[o].nchw()) for o in self.outputs]
 
 

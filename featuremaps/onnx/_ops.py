@@ -1,4 +1,4 @@
-"""Converters for element-wise, activation, dense and data-movement ops.
+"""Converters for element-wise, activation, reduction, dense and data-movement ops.
 
 Element-wise ops and activations keep a channels-last input channels-last (see `_layout`); the
 data-movement ops (Reshape, Flatten, Transpose, Slice, Gather, ...) work on the NCHW tensor with
@@ -112,6 +112,46 @@ def _softmax(fn):
 
 converter("Softmax", 1)(_softmax(lambda a, axis: F.softmax(a, axis)))
 converter("LogSoftmax", 1)(_softmax(lambda a, axis: F.log_softmax(a, axis)))
+
+
+# --- reductions ---------------------------------------------------------------------------------
+def _reduce(fn, axes_input_since: int):
+    """ReduceX: axes from the attribute (before `axes_input_since`) or the optional second input.
+    A channels-last 4-D input with keepdims stays channels-last (the axes remapped)."""
+    def run(ctx, node, ins, attrs, version):
+        v = ins[0]
+        nd = len(v.shape)
+        axes = attrs.get("axes") if version < axes_input_since else _ints(_optional(ins, 1))
+        if not axes:
+            if version >= axes_input_since and int(attrs.get("noop_with_empty_axes", 0)):
+                return [v]
+            axes = range(nd)
+        axes = tuple(sorted({int(a) % max(nd, 1) for a in axes}))
+        keep = bool(int(attrs.get("keepdims", 1)))
+        if v.nhwc and keep:
+            return [Value(np.asarray(fn(v.a, axis=tuple(NCHW_TO_NHWC[a] for a in axes), keepdims=True)), True)]
+        return [Value(np.asarray(fn(v.nchw(), axis=axes, keepdims=keep)))]
+    return run
+
+
+def _extreme(fn, low: bool):
+    """np.max / np.min with ONNX's value for an empty set: the dtype's lowest (max) or highest (min)."""
+    def reduce(a, axis, keepdims):
+        if a.size:
+            return fn(a, axis=axis, keepdims=keepdims)
+        if a.dtype == bool:
+            init = not low
+        elif a.dtype.kind == "f":
+            init = -np.inf if low else np.inf
+        else:
+            init = np.iinfo(a.dtype).min if low else np.iinfo(a.dtype).max
+        return fn(a, axis=axis, keepdims=keepdims, initial=init)
+    return reduce
+
+
+for _name, _fn, _since in (("ReduceMean", np.mean, 18), ("ReduceSum", np.sum, 13),
+                           ("ReduceMax", _extreme(np.max, True), 18), ("ReduceMin", _extreme(np.min, False), 18)):
+    converter(_name, 1)(_reduce(_fn, _since))
 
 
 # --- dense --------------------------------------------------------------------------------------

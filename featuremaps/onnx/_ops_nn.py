@@ -169,7 +169,8 @@ def _fallback_pool(x, kernel, stride, dil, pads, ceil, kind, include_pad=False):
     else:
         mask[:, t:t + h, l:l + w] = 1
     count = geo.windows(mask).sum(axis=(3, 4))  # (1, oh, ow, 1)
-    return v.sum(axis=(3, 4)) / count
+    with np.errstate(invalid="ignore"):  # a dilated window that meets no counted cell: 0 / 0 = NaN
+        return v.sum(axis=(3, 4)) / count
 
 
 def _max_indices(x, kernel, stride, dil, pads, ceil, column_major: bool) -> np.ndarray:
@@ -249,9 +250,24 @@ def batch_norm(ctx, node, ins, attrs, version):
     if len([o for o in node.output if o]) > 1:
         raise Unsupported("BatchNormalization: the training outputs (running mean/var) are not supported")
     x, back = _channels_last_any(ins[0])
-    g, b, m, v = (_float_like(np.array(i.a, copy=True), x) for i in ins[1:5])
     eps = float(attrs.get("epsilon", 1e-5))
-    return [back(F.batch_norm(x, g, b, m, v, training=False, eps=eps))]
+    scale, shift = _bn_affine(ctx, node, ins, eps, x.dtype)
+    y = np.multiply(x, scale)  # (..., c) · (c,): one pass and one new array, then the shift in place
+    y += shift
+    return [back(y)]
+
+
+def _bn_affine(ctx, node, ins, eps: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BatchNorm as y = x·scale + shift, scale = γ / √(var + ε), shift = β − mean·scale,
+    computed in float64 and cast to x's dtype, once per set of initializers (cached on the scale's)."""
+    def affine(_):
+        g, b, m, v = (np.asarray(i.a, np.float64).reshape(-1) for i in ins[1:5])
+        scale = g / np.sqrt(v + eps)
+        return scale.astype(dtype), (b - m * scale).astype(dtype)
+    if not all(name in ctx.arrays for name in node.input[1:5]):
+        return affine(None)
+    return ctx.cached(node.input[1], f"bn_affine:{','.join(node.input[2:5])}:{eps!r}:{np.dtype(dtype).name}",
+                      None, affine)
 
 
 @converter("InstanceNormalization", 6)

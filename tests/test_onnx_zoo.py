@@ -1,0 +1,174 @@
+"""The classic zoo: the CNN graphs of the ONNX package's backend model tests
+(`onnx/backend/test/data/light/light_*.onnx`: AlexNet, VGG19, ResNet50, SqueezeNet, Inception
+v1/v2, DenseNet121, ShuffleNet, ZFNet512) through `featuremaps.onnx.run`, against onnxruntime and
+against the outputs the ONNX project stored with them.
+
+Their weights are constant fills (ConstantOfShape nodes), which make every channel of a layer
+identical and the softmax output uniform, so a layout bug would pass unseen. Each graph therefore
+also runs with every fill and every float initializer replaced by seeded random values scaled for
+a sane signal (He fan-in scaling for Conv/Gemm weights, positive BatchNorm variances), and with
+the logits (the final Softmax's input) exposed as an extra output, since a saturated softmax hides
+errors too. The max abs / max relative error per graph is printed (`pytest -s` shows the table).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import helper as oh, numpy_helper  # noqa: E402
+
+from featuremaps.onnx import run  # noqa: E402
+
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+ZOO = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
+       "vgg19", "zfnet512"]
+RTOL = 1e-4  # the issue's float32 tolerance; atol = RTOL × the output's largest magnitude
+ERRORS: dict[tuple[str, str], tuple[float, float]] = {}  # (graph, weights) → (max abs, max abs / max |ref|)
+
+
+def zoo_path(name: str) -> str:
+    return os.path.join(LIGHT, f"light_{name}.onnx")
+
+
+def dummy_feeds(model) -> dict:
+    """The input the ONNX backend runner feeds these graphs (its stored outputs are for it):
+    arange(n) / n in the input's shape, free dimensions taken as 1."""
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for i in model.graph.input:
+        if i.name not in inits:
+            shape = tuple(d.dim_value or 1 for d in i.type.tensor_type.shape.dim)
+            n = int(np.prod(shape))
+            feeds[i.name] = (np.arange(n).reshape(shape) / n).astype(np.float32)
+    return feeds
+
+
+def ort_run(model_or_path, feeds) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
+    so.log_severity_level = 3  # (it warns about the unused initializers some of these graphs carry)
+    src = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# --- random weights -----------------------------------------------------------------------------
+def _readers(graph) -> dict:
+    """tensor name → [(node, input index)], looking through the Unsqueeze / Reshape / Identity
+    nodes that some graphs put between a parameter and the op that uses it."""
+    direct = {}
+    for n in graph.node:
+        for k, x in enumerate(n.input):
+            direct.setdefault(x, []).append((n, k))
+
+    def readers(name, depth=0):
+        out = []
+        for n, k in direct.get(name, ()):
+            if n.op_type in ("Unsqueeze", "Reshape", "Identity") and k == 0 and depth < 4:
+                out += readers(n.output[0], depth + 1)
+            else:
+                out.append((n, k))
+        return out
+    return {name: readers(name) for name in direct}
+
+
+def _random_like(shape, uses, rng, into_sum=frozenset()) -> np.ndarray:
+    """Values for a parameter of `shape`, by what reads it (the first reader decides). A BatchNorm
+    whose output goes straight into a residual Sum/Add gets a small scale (the "zero-γ" init of
+    residual branches), or the signal would grow ~√3× per block over ResNet50's 16 blocks."""
+    node, k = uses[0] if uses else (None, -1)
+    op = node.op_type if node is not None else ""
+    if op == "Conv" and k == 1:  # (O, I/g, KH, KW): He scaling over the fan-in
+        return rng.standard_normal(shape) * np.sqrt(2.0 / int(np.prod(shape[1:])))
+    if op == "Gemm" and k == 1:
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return rng.standard_normal(shape) * np.sqrt(2.0 / shape[1 if trans_b else 0])
+    if op == "BatchNormalization" and k == 1 and node.output[0] in into_sum:
+        return rng.uniform(0.1, 0.3, shape)
+    if op == "BatchNormalization" and k in (1, 4):  # scale, variance: positive
+        return rng.uniform(0.5, 1.5, shape)
+    if op in ("Mul", "PRelu"):  # a scale
+        return rng.uniform(0.5, 1.5, shape)
+    return rng.normal(0.0, 0.1, shape)  # biases, shifts, means
+
+
+def randomized(model, seed: int = 0):
+    """A copy of `model` whose constant-filled weights (ConstantOfShape of an initializer shape)
+    and float initializers hold seeded random values, with the logits exposed as an extra output."""
+    rng = np.random.default_rng(seed)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    readers = _readers(g)
+    into_sum = frozenset(x for n in g.node if n.op_type in ("Sum", "Add") for x in n.input)
+    inits = {t.name: t for t in g.initializer}
+    keep, fills = [], []
+    for n in g.node:
+        if n.op_type == "ConstantOfShape" and n.input[0] in inits:
+            fills.append((n.output[0], tuple(int(s) for s in numpy_helper.to_array(inits[n.input[0]]))))
+        else:
+            keep.append(n)
+    del g.node[:]
+    g.node.extend(keep)
+    for t in g.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            a = _random_like(tuple(t.dims), readers.get(t.name, []), rng, into_sum).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    for name, shape in fills:
+        g.initializer.append(numpy_helper.from_array(
+            _random_like(shape, readers.get(name, []), rng, into_sum).astype(np.float32), name))
+    last = g.node[-1]
+    if last.op_type == "Softmax":
+        g.output.append(oh.make_empty_tensor_value_info(last.input[0]))
+    return m
+
+
+# --- comparison ---------------------------------------------------------------------------------
+def compare(got, ref, key) -> None:
+    """Assert each output within RTOL (atol = RTOL × max |ref|) and record the worst errors."""
+    assert len(got) == len(ref)
+    worst_abs, worst_rel = 0.0, 0.0
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape and g.dtype == r.dtype, (g.shape, r.shape, g.dtype, r.dtype)
+        scale = float(np.max(np.abs(r)))
+        np.testing.assert_allclose(g, r, rtol=RTOL, atol=RTOL * scale, err_msg=str(key))
+        err = float(np.max(np.abs(g.astype(np.float64) - r)))
+        worst_abs, worst_rel = max(worst_abs, err), max(worst_rel, err / scale)
+    ERRORS[key] = (worst_abs, worst_rel)
+    print(f"\n{key[0]:>14} {key[1]:>8} weights: max abs error {worst_abs:.3g}, max abs / max |ref| {worst_rel:.3g}")
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_with_its_constant_fills_matches_onnxruntime_and_the_stored_output(name):
+    path = zoo_path(name)
+    model = onnx.load(path)
+    feeds = dummy_feeds(model)
+    got = run(path, feeds)
+    compare(got, ort_run(path, feeds), (name, "constant"))
+    stored = numpy_helper.to_array(onnx.load_tensor(os.path.join(LIGHT, f"light_{name}_output_0.pb")))
+    np.testing.assert_allclose(got[0], stored, rtol=RTOL, atol=RTOL * float(np.max(np.abs(stored))))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_with_random_weights_matches_onnxruntime(name):
+    model = randomized(onnx.load(zoo_path(name)), seed=ZOO.index(name))
+    feeds = {k: np.random.default_rng(1).standard_normal(v.shape).astype(np.float32)
+             for k, v in dummy_feeds(model).items()}
+    got = run(model, feeds)
+    ref = ort_run(model, feeds)
+    logits = ref[-1]
+    assert float(np.std(logits)) > 1e-3 * float(np.max(np.abs(logits)))  # the maps differ: not constant fills
+    compare(got, ref, (name, "random"))
+
+
+def test_randomized_weights_differ_per_channel():
+    """The random copy really replaces the fills: a conv weight's output channels differ."""
+    model = randomized(onnx.load(zoo_path("resnet50")))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    w = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == conv.input[1]))
+    assert w.ndim == 4 and not np.allclose(w[0], w[1])
+    assert not any(n.op_type == "ConstantOfShape" for n in model.graph.node)
+    assert len(model.graph.output) == 2  # the softmax and its logits
