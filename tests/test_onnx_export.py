@@ -431,10 +431,8 @@ def _fwd(model, xs: dict) -> list[np.ndarray]:
     return forward(model, {"input": next(iter(xs.values()))} if isinstance(model, nn.Sequential) else xs)
 
 
-#: every zoo model and graph example but `two_inputs`, whose Average exports as ONNX Mean, an op
-#: featuremaps.onnx.run (and so load) does not read yet
-ROUND_TRIP = {**{n: (lambda n=n: fm.models.get(n, rng=0)) for n in fm.models.names()},
-              **{k: v for k, v in GRAPHS.items() if k != "two_inputs"}}
+#: every zoo model and graph example (`two_inputs`'s Average exports as ONNX Mean)
+ROUND_TRIP = {**{n: (lambda n=n: fm.models.get(n, rng=0)) for n in fm.models.names()}, **GRAPHS}
 
 
 @pytest.mark.parametrize("build", ROUND_TRIP.values(), ids=ROUND_TRIP.keys())

@@ -46,6 +46,16 @@ for _name, _fn in {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div":
     converter(_name, 6 if _name in ("Sum", "Max", "Min") else 7)(_elementwise(_fn))
 
 
+@converter("Mean", 6)
+def _mean(ctx, node, ins, attrs, version):
+    """The element-wise mean of 1 or more broadcast inputs: their sum (left to right) over their count."""
+    arrays, is_nhwc = broadcast_operands(ins)
+    out = arrays[0]
+    for a in arrays[1:]:
+        out = np.add(out, a)
+    return [Value(np.asarray(out / np.asarray(len(arrays), out.dtype)), is_nhwc)]
+
+
 def _unary(fn):
     def run(ctx, node, ins, attrs, version):
         return [Value(fn(ins[0].a, attrs), ins[0].nhwc)]
