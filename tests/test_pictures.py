@@ -334,7 +334,7 @@ SHOWN = {
     "kernels-C3": (["kernels", "--layer", "C3", "--normalize", "per_filter"],
                    lambda m, x, run, p: kernel_grid(m["C3"], p, normalize="per_filter", name="C3")),
     # the first conv layer that is not fully connected
-    "connections": (["connections"], lambda m, x, run, p: connectivity_diagram(m["C3"], p, name="C3")),
+    "connections": (["connections"], lambda m, x, run, p: connectivity_diagram("C3", p, name="C3", model=m)),
     "maps": (["maps", "--image", "{run}/digit.png"], lambda m, x, run, p: feature_maps(m, x, p)),
     # the last conv layer, at the centre of its 1×1 maps
     "receptive": (["receptive", "--image", "{run}/digit.png"],
