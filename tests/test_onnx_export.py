@@ -14,6 +14,7 @@ from featuremaps import nn, tables  # noqa: E402
 from featuremaps.nn.module import layer_classes  # noqa: E402
 from featuremaps.onnx import ONNXError, export  # noqa: E402
 from featuremaps.onnx._export_layers import CONVERTERS, NO_ONNX_FORM  # noqa: E402
+from tests.onnx_oracle import ort_run  # noqa: E402
 
 RTOL32 = 1e-4  # the float32 tolerance; the sums here have ≤ ~1,200 terms, K·2**-24 < 1e-4
 RTOL64 = 1e-10  # float64: K·2**-53 for K ≤ 10⁴ terms is ~1e-12
@@ -62,13 +63,6 @@ def inputs_for(model, n: int = 2, seed: int = 1, dtype=np.float32, input_shape=N
 
 def to_onnx_layout(a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a  # (n, h, w, c) → (n, c, h, w)
-
-
-def ort_run(path, feeds: dict) -> list[np.ndarray]:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
 
 
 def assert_close(got, ref, rtol):

@@ -1,9 +1,7 @@
 """featuremaps.onnx.load against onnxruntime: torch nets (both exporters), onnx.helper graphs with
-attribute forms exporters never write, and the classic zoo graphs with random weights. The loaded
-model is fed NHWC, onnxruntime the same input as NCHW."""
+attribute forms exporters never write (the classic zoo graphs are loaded in test_onnx_zoo.py, next to
+`run`). The loaded model is fed NHWC, onnxruntime the same input as NCHW."""
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -17,19 +15,13 @@ from featuremaps import nn  # noqa: E402
 from featuremaps.onnx import ONNXError, load  # noqa: E402
 from featuremaps.tensor import as_array  # noqa: E402
 from tests import torch_nets  # noqa: E402
+from tests.onnx_oracle import ort_run  # noqa: E402
 
 RTOL32 = 1e-4  # the issue's float32 tolerance
 
 
 def rng(seed=0):
     return np.random.default_rng(seed)
-
-
-def ort_run(model, feeds):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    data = model if isinstance(model, str) else model.SerializeToString()
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 def nhwc(a):
@@ -222,58 +214,3 @@ def test_explain_on_an_imported_resnet_agrees_with_the_engine_and_onnxruntime(ex
     act = next(a.array for a in activations(model, nhwc(x1)[0]) if a.name == layer)
     np.testing.assert_allclose(act, nhwc(ref)[0], rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()))
     assert abs(e.engine_value - float(ref[0, 5, 2, 3])) <= RTOL32 * float(np.abs(ref).max())
-
-
-# --- the classic zoo ------------------------------------------------------------------------------
-LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-ZOO = sorted(f[len("light_"):-len(".onnx")] for f in os.listdir(LIGHT) if f.endswith(".onnx"))
-
-
-def randomized(m):
-    """The graph with each ConstantOfShape fill replaced by seeded random values: weights N(0, 1/fan-in),
-    BatchNorm scales and variances in [0.5, 1.5], other vectors small."""
-    r = rng(5)
-    inits = {t.name: t for t in m.graph.initializer}
-    role = {}
-    for n in m.graph.node:
-        for k, x in enumerate(n.input):
-            role[x] = (n.op_type, k)
-    nodes = []
-    for n in m.graph.node:
-        if n.op_type != "ConstantOfShape":
-            nodes.append(n)
-            continue
-        shape = numpy_helper.to_array(inits[n.input[0]]).tolist()
-        op, k = role.get(n.output[0], ("", 0))
-        if len(shape) > 1:
-            a = r.standard_normal(shape, dtype=np.float32) * np.float32(1 / np.sqrt(np.prod(shape[1:])))
-        elif op == "BatchNormalization" and k in (1, 4):
-            a = r.uniform(0.5, 1.5, shape)
-        else:
-            a = r.uniform(-0.1, 0.1, shape)
-        m.graph.initializer.append(numpy_helper.from_array(a.astype(np.float32), n.output[0]))
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    last = m.graph.node[-1]
-    if last.op_type == "Softmax":  # compare the logits too: a saturated softmax hides errors
-        m.graph.output.append(oh.make_empty_tensor_value_info(last.input[0]))
-    return m
-
-
-#: Their fully connected layers hold 60–140 M weights: the constant-fill file is loaded only in its
-#: randomized form (the same graph, the fills as initializers), to keep this file's time down.
-BIG_FC = {"bvlc_alexnet", "vgg19", "zfnet512"}
-
-
-@pytest.mark.parametrize("name", ZOO)
-def test_classic_zoo_loads_and_with_random_weights_matches_onnxruntime(name):
-    m = onnx.load(os.path.join(LIGHT, f"light_{name}.onnx"))
-    if name not in BIG_FC:  # the file as shipped: weights computed by ConstantOfShape nodes
-        model = load(m)
-        assert len(model.names()) > 10
-    m = randomized(m)
-    model = load(m)
-    inits = {t.name for t in m.graph.initializer}
-    vi = next(i for i in m.graph.input if i.name not in inits)
-    x = rng(6).standard_normal([d.dim_value for d in vi.type.tensor_type.shape.dim]).astype(np.float32)
-    assert_matches(model, x, ort_run(m, {vi.name: x}))

@@ -35,13 +35,6 @@ def make(nodes, inputs: dict, outputs, inits: dict | None = None, opset: int = 1
     return m
 
 
-def ort_run(model, feeds):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
 def assert_close(got, ref, dtype=np.float32, rtol=None):
     """rtol from the dtype; atol = rtol × the output's largest magnitude (values near 0 in a sum of
     large terms carry the terms' rounding, not their own)."""
@@ -585,13 +578,7 @@ torch = pytest.importorskip("torch")
 
 
 from tests.torch_nets import TORCH_NETS, ResNetLike, build, export  # noqa: E402
-
-
-def ort_run_path(path, feeds):
-    """onnxruntime on a file (it reads the file's external data itself)."""
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+from tests.onnx_oracle import ort_run  # noqa: E402
 
 
 @pytest.mark.parametrize("dynamo,opset", [(False, 11), (False, 17), (True, 18)])
@@ -604,7 +591,7 @@ def test_torch_exported_nets_match_onnxruntime(name, dynamo, opset, tmp_path):
     path = export(module, tmp_path / f"{name}.onnx", x, dynamo=dynamo, opset=opset)
     assert (tmp_path / f"{name}.onnx.data").exists() == dynamo
     got = run(path, {"x": x})
-    assert_close(got, ort_run_path(path, {"x": x}))
+    assert_close(got, ort_run(path, {"x": x}))
     with torch.no_grad():  # and torch itself agrees (a second, independent oracle)
         assert_close(got, [module(torch.from_numpy(x)).numpy()])
 
