@@ -114,10 +114,15 @@ def randomized(model, seed: int = 0):
     for name, shape in fills:
         g.initializer.append(numpy_helper.from_array(
             _random_like(shape, readers.get(name, []), rng, into_sum).astype(np.float32), name))
-    last = g.node[-1]
+    return with_logits(m)
+
+
+def with_logits(model):
+    """`model` with the final Softmax's input (the logits) exposed as an extra output, in place."""
+    last = model.graph.node[-1]
     if last.op_type == "Softmax":
-        g.output.append(oh.make_empty_tensor_value_info(last.input[0]))
-    return m
+        model.graph.output.append(oh.make_empty_tensor_value_info(last.input[0]))
+    return model
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -147,18 +152,27 @@ def loaded_outputs(model, feeds) -> list[np.ndarray]:
 BIG_FC = {"bvlc_alexnet", "vgg19", "zfnet512"}
 
 
+def well_conditioned(logits) -> bool:
+    """Whether a softmax of these float32 logits is determined by them to within RTOL: a change of
+    RTOL·max|z| in a logit moves the softmax by up to that factor, so it must stay well below 1.
+    (SqueezeNet's constant fills give logits near 1e10, where one ulp is 1024: the softmax of its
+    1000 "equal" logits then depends on the summation order of each channel, i.e. on the BLAS kernel.)"""
+    return RTOL * float(np.max(np.abs(logits))) <= 1e-3
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_with_its_constant_fills_matches_onnxruntime_and_the_stored_output(name):
-    path = zoo_path(name)
-    model = onnx.load(path)
+    model = with_logits(onnx.load(zoo_path(name)))  # the file as shipped: weights made by ConstantOfShape
     feeds = dummy_feeds(model)
-    got = run(path, feeds)
-    ref = ort_run(path, feeds)
-    compare(got, ref, (name, "constant"))
+    got, ref = run(model, feeds), ort_run(model, feeds)
+    loaded = loaded_outputs(model, feeds) if name not in BIG_FC else None
+    keep = slice(0 if well_conditioned(ref[-1]) else 1, None)  # the softmax, where it is determined
+    compare(got[keep], ref[keep], (name, "constant"))
+    if loaded is not None:
+        compare(loaded[keep], ref[keep], (name, "constant, load"))
     stored = numpy_helper.to_array(onnx.load_tensor(os.path.join(LIGHT, f"light_{name}_output_0.pb")))
-    np.testing.assert_allclose(got[0], stored, rtol=RTOL, atol=RTOL * float(np.max(np.abs(stored))))
-    if name not in BIG_FC:  # the file as shipped: its weights computed by ConstantOfShape nodes
-        compare(loaded_outputs(model, feeds), ref, (name, "constant, load"))
+    if keep.start == 0:
+        np.testing.assert_allclose(got[0], stored, rtol=RTOL, atol=RTOL * float(np.max(np.abs(stored))))
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -16,23 +16,12 @@ import pytest
 
 from featuremaps.inspect import activations
 from featuremaps.report import build_report
-from tests.test_report_browser import ARGS, CHROMIUM, Page
+from tests.test_report_browser import CHROMIUM, Page, browser  # noqa: F401 - browser is a fixture
 from tests.test_report_graph import small_graph
 
 if os.environ.get("CI") != "true" and not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); CI installs it and runs this test",
                 allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing; CI must install Debian's chromium"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

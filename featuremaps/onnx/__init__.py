@@ -151,21 +151,28 @@ class Program:
                 env[name] = Value(a)
         return env
 
+    def step(self, i: int, env: dict) -> tuple:
+        """Run node `i` on the values in `env` and store its outputs there; returns (node, outputs).
+        A failing node raises one ONNXError naming it and its input shapes."""
+        (node, fn, version), attrs = self.plan[i], self.attrs[i]
+        ins = [env[x] if x else None for x in node.input]
+        try:
+            outs = fn(self, node, ins, attrs, version)
+        except ONNXError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+            shapes = ", ".join(str(v.shape) if v is not None else "-" for v in ins)
+            raise ONNXError(f"{node_label(node, i)} failed on inputs of shape {shapes}: {e}") from e
+        for name, v in zip(node.output, outs):
+            if name:
+                env[name] = v
+        return node, outs
+
     def run(self, feeds: dict) -> list[np.ndarray]:
         """Execute the graph on `feeds` (name → NCHW array); returns the outputs in graph order."""
         env = self._feeds(feeds)
-        for i, ((node, fn, version), attrs) in enumerate(zip(self.plan, self.attrs)):
-            ins = [env[x] if x else None for x in node.input]
-            try:
-                outs = fn(self, node, ins, attrs, version)
-            except ONNXError:
-                raise
-            except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-                shapes = ", ".join(str(v.shape) if v is not None else "-" for v in ins)
-                raise ONNXError(f"{node_label(node, i)} failed on inputs of shape {shapes}: {e}") from e
-            for name, v in zip(node.output, outs):
-                if name:
-                    env[name] = v
+        for i in range(len(self.plan)):
+            self.step(i, env)
             for name in self._dead[i]:  # so its memory is reused by the next arrays of its size
                 env.pop(name, None)
         return [_contiguous(env[o].nchw()) for o in self.outputs]

@@ -111,18 +111,11 @@ def _evaluate(prog, feeds: dict, dyn: set):
     for n, _, _ in prog.plan:
         for x in n.input:
             left[x] = left.get(x, 0) + 1
-    for i, ((node, fn, version), attrs) in enumerate(zip(prog.plan, prog.attrs)):
-        ins = [env[x] if x else None for x in node.input]
-        try:
-            outs = fn(prog, node, ins, attrs, version)
-        except ONNXError:
-            raise
-        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-            sh = ", ".join(str(v.shape) if v is not None else "-" for v in ins)
-            raise ONNXError(f"{node_label(node, i)} failed on inputs of shape {sh}: {e}") from e
+    for i in range(len(prog.plan)):
+        node, outs = prog.step(i, env)
         for name, v in zip(node.output, outs):
             if name:
-                env[name], shapes[name] = v, tuple(v.shape)
+                shapes[name] = tuple(v.shape)
                 if name not in dyn:
                     consts[name] = np.ascontiguousarray(v.nchw())
         for x in node.input:
