@@ -9,6 +9,8 @@ Hypothesis profiles (HYPOTHESIS_PROFILE=name selects one; else `ci` when CI=true
 import os
 from pathlib import Path
 
+os.environ.setdefault("KERAS_BACKEND", "torch")  # the Keras oracle runs on torch (its numpy backend needs jax)
+
 import pytest
 from hypothesis import settings
 
