@@ -3,7 +3,9 @@
 Checks the page's data for a small residual graph (each entry's inputs by name, the blocks it folds
 into, every embedded value equal to the engine's, merges described), the value budget and its 8-bit
 previews (decoded and compared with the engine's values), the size of a ResNet-50-shaped report at
-224 × 224 (under 20 MB: the size is deterministic), and the pictures drawn from node names.
+224 × 224 (under 20 MB: the size is deterministic), the pictures drawn from node names, and the map
+sources the page embeds (every map of the concatenations, the shuffle and the grouped convs of a
+DenseNet block + ShuffleNet unit equals `map_sources`; big layers are not measured, and say so).
 `resnet50` builds that graph (bottleneck blocks 3-4-6-3); `bench/report_size.py` times it.
 """
 from __future__ import annotations
@@ -270,3 +272,100 @@ def test_receptive_overlay_on_a_graph_node(small):
     np.testing.assert_array_equal(np.asarray(mask, dtype=bool), want)
     fig = pictures.receptive_field_overlay(small, _image((12, 12, 3)), "b1_add", (5, 5))
     assert fig.axes
+
+
+# --- map sources in the page: every traced map equals map_sources ---------------------------------
+
+def dense_shuffle_graph(rng=None) -> nn.Graph:
+    """A DenseNet block (two conv layers, each concatenated to what came before), a grouped 1×1
+    transition to 6 maps, then a ShuffleNet unit (grouped 1×1, channel shuffle of 3 groups by
+    Reshape → Transpose → Reshape, depthwise 3×3, grouped 1×1, residual Add), pooling and a dense head."""
+    rng = np.random.default_rng(7) if rng is None else rng
+    hw = 6
+    nodes = [("c0", nn.Conv2D(3, 4, 3, padding=1, rng=rng), "image"),
+             ("t1", nn.ReLU(), "c0"), ("c1", nn.Conv2D(4, 3, 3, padding=1, rng=rng), "t1"),
+             ("cat1", nn.Concatenate(), ["c0", "c1"]),
+             ("t2", nn.ReLU(), "cat1"), ("c2", nn.Conv2D(7, 2, 3, padding=1, rng=rng), "t2"),
+             ("cat2", nn.Concatenate(), ["cat1", "c2"]),
+             ("bn", _bn(9, rng), "cat2"), ("t3", nn.ReLU(), "bn"),
+             ("trans", nn.Conv2D(9, 6, 1, groups=3, rng=rng), "t3"),
+             ("g1", nn.Conv2D(6, 6, 1, groups=3, rng=rng), "trans"), ("r1", nn.ReLU(), "g1"),
+             ("split", nn.Reshape((hw, hw, 3, 2)), "r1"), ("swap", nn.Transpose((0, 1, 3, 2)), "split"),
+             ("shuffle", nn.Reshape((hw, hw, 6)), "swap"),
+             ("dw", nn.Conv2D(6, 6, 3, padding=1, groups=6, rng=rng), "shuffle"), ("b2", _bn(6, rng), "dw"),
+             ("g2", nn.Conv2D(6, 6, 1, groups=3, rng=rng), "b2"),
+             ("add", nn.Add(), ["trans", "g2"]), ("out", nn.ReLU(), "add"),
+             ("gap", nn.GlobalAvgPool2D(), "out"), ("fc", nn.Dense(6, 4, rng=rng), "gap")]
+    return nn.Graph({"image": (hw, hw, 3)}, nodes, "fc")
+
+
+def _embedded_sources(data: dict, name: str, out_map: int) -> tuple[dict, list]:
+    """Decode the page's record of one map: ({source name: maps}, [(hop name, rule)])."""
+    names = [e["name"] for e in data["layers"]]
+    path_id, flat = data["graph"]["nodes"][name]["maps"][out_map]
+    got = {}
+    for k, runs in zip(flat[::2], flat[1::2]):
+        got[names[k]] = [m for a, b in zip(runs[::2], runs[1::2]) for m in range(a, b + 1)]
+    return got, [(names[k], rule) for k, rule in data["graph"]["paths"][path_id]]
+
+
+def test_embedded_sources_equal_map_sources_for_every_traced_map():
+    from featuremaps.inspect import map_sources
+    from featuremaps.inspect.sources import node_wiring
+
+    g = dense_shuffle_graph()
+    data = report_data(g, _image((6, 6, 3)), references=False)
+    traced = data["graph"]["nodes"]
+    assert set(traced) == {"cat1", "cat2", "trans", "g1", "shuffle", "dw", "g2"}
+    for name, node in traced.items():
+        assert len(node["maps"]) == g.node_shapes()[name][-1]
+        for j in range(len(node["maps"])):
+            want = map_sources(g, name, j)
+            got, path = _embedded_sources(data, name, j)
+            assert got == {s.layer: s.maps for s in want.sources}, f"{name} map {j}"
+            assert node["rule"] == want.hops[0].rule and node["perm"] == want.hops[0].permutation
+            structural = [(h.node, h.rule) for h in want.hops[1:] if h.rule not in ("same map",
+                                                                                    "the same map of each input")]
+            assert path == structural, f"{name} map {j}: {want.to_text()}"
+    # a concatenation: maps 4-6 of cat1 are c1's maps 0-2, and cat2 passes them on at the same place
+    assert _embedded_sources(data, "cat2", 5) == ({"c1": [1]}, [("cat1", traced["cat1"]["rule"])])
+    assert _embedded_sources(data, "cat2", 8)[0] == {"c2": [1]}
+    # the channel shuffle: map j ← map π(j) of r1, π as ShuffleNet's channels-last shuffle (3 groups of 2)
+    want_perm = [(j % 3) * 2 + j // 3 for j in range(6)]
+    assert traced["shuffle"]["perm"] == want_perm
+    assert data["layers"][traced["shuffle"]["from"]]["name"] == "r1"
+    assert [_embedded_sources(data, "shuffle", j)[0] for j in range(6)] == [{"g1": [p]} for p in want_perm]
+    # the depthwise conv after it reads through the shuffle, and says so
+    assert _embedded_sources(data, "dw", 1) == ({"g1": [want_perm[1]]}, [("shuffle", traced["shuffle"]["rule"])])
+    # grouped: a map of trans reads its group's 3 maps of cat2, that is, of c0/c1/c2
+    assert _embedded_sources(data, "trans", 5)[0] == {"c1": [2], "c2": [0, 1]}
+    # the layer headers' wiring is node_wiring's text
+    shapes = {e["name"]: tuple(e["shape"]) for e in data["layers"]}
+    assert data["graph"]["wiring"] == node_wiring(g, shapes)
+    assert "π = [0, 2, 4, 1, 3, 5]" in data["graph"]["wiring"]["shuffle"]
+
+
+def test_big_layers_are_not_measured_and_the_page_says_so():
+    from featuremaps.inspect import map_sources
+    from featuremaps.report import _sources
+
+    rng = np.random.default_rng(3)
+    c = _sources.MEASURE_MAPS + 6
+    g = nn.Graph({"image": (4, 4, 2)}, [
+        ("a", nn.Conv2D(2, c, 1, rng=rng), "image"), ("lrn", nn.LocalResponseNorm(3), "a"),
+        ("b", nn.Conv2D(2, 2, 1, rng=rng), "image"), ("cat", nn.Concatenate(), ["lrn", "b"])], "cat")
+    data = report_data(g, _image((4, 4, 2)), references=False)
+    got, path = _embedded_sources(data, "cat", 10)
+    assert got == {"a": list(range(c))}  # assumed full: not measured
+    assert path == [("lrn", f"not measured (more than {_sources.MEASURE_MAPS} maps): every map assumed")]
+    assert {s.layer: s.maps for s in map_sources(g, "cat", 10).sources} == {"a": [9, 10, 11]}  # measured
+    assert _embedded_sources(data, "cat", c + 1) == ({"b": [1]}, [])
+
+
+def test_sequential_and_resnet_reports_embed_no_traces():
+    from featuremaps import models
+    model = models.get("lenet5", rng=np.random.default_rng(3))  # a tabled conv, but a Sequential: unchanged
+    assert report_data(model, _image((28, 28, 1)), references=False)["graph"] is None
+    g = resnet50(size=32, classes=10)
+    view = report_data(g, _image((32, 32, 3)), references=False)["graph"]
+    assert view["nodes"] == {} and view["wiring"] == {} and view["paths"] == []

@@ -2,7 +2,8 @@
 
 The DAG renders (one box per layer or folded block, merges with several incoming edges), clicking a
 node shows its maps and its inputs by name, a merge shows the value of each input at the unit and
-those equal the engine's, a folded block unfolds, and the page logs no error and requests nothing.
+those equal the engine's, a folded block unfolds, a concatenation's map names its source map and a
+click there selects it, a shuffle shows its permutation, and the page logs no error and requests nothing.
 
 Skips only when /usr/bin/chromium is missing on a developer machine; with CI=true it must run.
 """
@@ -96,4 +97,54 @@ def test_a_preview_layer_says_what_is_missing(browser, tmp_path, monkeypatch):
     pg.page.locator('#dag g.node[data-name="stem"]').click()
     assert "8-bit preview" in pg.page.locator("#preview-only").inner_text()
     assert pg.page.locator("#layer-stem .preview-note").is_visible()
+    pg.close()
+
+
+@pytest.fixture(scope="module")
+def sources_page(tmp_path_factory):
+    from tests.test_report_graph import dense_shuffle_graph
+    g = dense_shuffle_graph()
+    x = np.random.default_rng(0).random((6, 6, 3), dtype=np.float32)
+    return g, build_report(g, x, tmp_path_factory.mktemp("sources") / "sources.html", select="cat2")
+
+
+def test_a_concat_map_shows_its_source_and_clicking_it_goes_there(browser, sources_page):
+    from featuremaps.inspect import map_sources
+
+    g, path = sources_page
+    pg = Page(browser, path)
+    p = pg.page
+    assert p.locator("#wiring-" + str(1 + g.names().index("cat2"))).inner_text() == \
+        "wiring: concatenation: cat1 at 0–6, c2 at 7–8"
+    pg.tile("cat2", 5).click()  # map 5 of cat2 is map 5 of cat1, which is map 1 of c1
+    assert p.locator("#panel-h").inner_text() == "cat2 · map 5"
+    assert p.locator("#map-sources").get_attribute("data-sources") == "c1[1]"
+    assert {s.layer: s.maps for s in map_sources(g, "cat2", 5).sources} == {"c1": [1]}
+    assert p.locator("#sources-equal").inner_text() == "Map 5 of cat2 = map 1 of c1 (Conv2D)."
+    assert "cat1 (concatenation: c0 at 0–3, c1 at 4–6)" in p.locator("#sources-via").inner_text()
+    p.locator("#sources-equal button.src-go").click()  # the source: selects c1's map 1
+    assert p.locator("#panel-h").inner_text() == "c1 · map 1"
+    assert "selected" in pg.tile("c1", 1).get_attribute("class")
+    assert p.locator("#back").is_visible()
+    pg.close()
+
+
+def test_a_shuffle_shows_its_permutation_and_a_grouped_conv_its_sources(browser, sources_page):
+    g, path = sources_page
+    pg = Page(browser, path)
+    p = pg.page
+    p.locator('#dag g.node.folded').first.wait_for()
+    p.evaluate("""() => document.querySelectorAll('details.block').forEach(d => { d.open = true; })""")
+    pg.tile("shuffle", 1).click()  # 3 groups of 2 maps: map 1 ← map 2 of r1
+    assert p.locator("#sources-step").inner_text() == "Channel shuffle of r1: map j ← map π(j); map 1 ← r1 map 2."
+    assert p.locator("#sources-perm").inner_text() == "π = [0, 2, 4, 1, 3, 5]"
+    assert p.locator("#sources-perm strong").inner_text() == "2"
+    assert p.locator("#map-sources").get_attribute("data-sources") == "g1[2]"
+    pg.tile("trans", 5).click()  # groups=3: its group's maps 6-8 of cat2, which are c1's map 2 and c2's maps 0-1
+    assert p.locator("#map-sources").get_attribute("data-sources") == "c1[2] c2[0,1]"
+    assert "groups=3" in p.locator("#sources-step").inner_text()
+    fed = p.locator("#layer-t3 button.tile.feeds")  # the group's input maps stay highlighted
+    assert sorted(int(t.get_attribute("data-map")) for t in fed.all()) == [6, 7, 8]
+    p.locator('#sources-list li[data-layer="c2"] button.src-go[data-map="1"]').click()
+    assert p.locator("#panel-h").inner_text() == "c2 · map 1"
     pg.close()

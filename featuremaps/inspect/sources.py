@@ -230,11 +230,11 @@ def _index_matrix(layers, shape_in, shape_out):
     return m, perm
 
 
-def _probe(layer, shape_in, shape_out) -> np.ndarray | None:
+def _probe(layer, shape_in, shape_out, limit: int = PROBE_LIMIT) -> np.ndarray | None:
     """Measure which output maps each input map feeds: perturb input map i (float64) and see which
-    output maps change. None when the layer is too large to measure."""
+    output maps change. None when the layer is too large to measure (input size × maps > `limit`)."""
     c_in, c_out = shape_in[-1], shape_out[-1]
-    if int(np.prod(shape_in)) * c_in > PROBE_LIMIT or len(shape_out) < 1:
+    if int(np.prod(shape_in)) * c_in > limit or len(shape_out) < 1:
         return None
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1,) + tuple(shape_in))  # (1, *shape_in)
@@ -276,10 +276,11 @@ class _Wiring:
     """Each node's channel wiring: a list of (value read, bool matrix (C_value, C_node) or None for
     'every map'), a rule text and, for a shuffle, its permutation. Computed once per node."""
 
-    def __init__(self, model, shapes: dict):
+    def __init__(self, model, shapes: dict, probe_limit: int = PROBE_LIMIT):
         self.nodes = model_nodes(model)
         self.by_name = {n.name: n for n in self.nodes}
         self.shapes = shapes
+        self.probe_limit = probe_limit  # layers larger than this are not measured (see `_probe`)
         self._cache: dict = {}
 
     def __call__(self, node):
@@ -323,7 +324,7 @@ class _Wiring:
                 return [(start, m)], text, perm
         if len(node.inputs) == 1:
             try:
-                m = _probe(layer, in_shape, out_shape)
+                m = _probe(layer, in_shape, out_shape, self.probe_limit)
             except (ValueError, TypeError):  # a layer that cannot run on a float64 probe: assume full wiring
                 m = None
             if m is not None:

@@ -155,4 +155,8 @@ details.block > summary { cursor: pointer; padding: .2rem 0; font-weight: 600; }
 details.block > summary .kind { color: var(--muted); font-weight: 500; }
 details.block[open] > summary { margin-bottom: .4rem; }
 .layer .inputs { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.layer .desc.wiring { color: var(--fg); }
+#panel .sources { border-top: 1px solid var(--line); margin-top: .6rem; }
+#panel .sources ul { margin: .2rem 0; padding-left: 1.2rem; }
+#panel .sources .perm { overflow-wrap: anywhere; }
 """

@@ -238,6 +238,8 @@ function layerSection(l, k) {
   mapsHosts[k] = maps;
   const sec = el("section", { class: "layer", id: "layer-" + l.name, "data-layer": k,
     "aria-labelledby": "layer-h-" + k }, h, desc);
+  if (GRAPH && GRAPH.wiring && GRAPH.wiring[l.name]) sec.append(el("p", { class: "desc wiring",
+    id: "wiring-" + k, text: "wiring: " + GRAPH.wiring[l.name] }));
   if (GRAPH && l.ins.length) sec.append(el("p", { class: "desc inputs" }, "← reads " + l.inputs.join(", ")));
   if (!l.exact) sec.append(el("p", { class: "hint preview-note", text: "Preview: " + (l.isMap ? "maps 0–" +
     (nMaps - 1) + " of " + l.C + " at " + l.preview.h + " × " + l.preview.w + " pixels" : "the first " +
@@ -572,7 +574,7 @@ function renderPanel() {
       el("p", { class: "hint", text: "Click a pixel, or focus the map and use the arrow keys." }))));
   document.getElementById("announce").textContent = posLabel(l, m, r, c) + " = " + fmt(v);
   const op = l.op;
-  if (GRAPH) body.append(inputsLine(l));
+  if (GRAPH) { body.append(inputsLine(l)); sourcesBlock(body, l); }
   if (!l.ins.length) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
   else if (!op) body.append(el("p", { class: "hint",
     text: "The report shows no decomposition for " + l.kind + " layers; use `featuremaps explain` in a terminal." }));
@@ -1157,6 +1159,80 @@ function explainMerge(body) {
   body.append(el("div", { class: "scrollx" }, el("table", { class: "ex", id: "explain-table" }, t)));
 }
 
+// ---- map sources (featuremaps/report/_sources.py): which maps of which earlier layers feed the
+// selected map of a concatenation, a channel shuffle or a grouped conv, as map_sources() answers
+function runsOf(flat) {   // [first, last, first, last, ...] -> every map
+  const out = [];
+  for (let i = 0; i < flat.length; i += 2) for (let m = flat[i]; m <= flat[i + 1]; m++) out.push(m);
+  return out;
+}
+function runsText(flat) {
+  const parts = [];
+  for (let i = 0; i < flat.length && parts.length < 12; i += 2) {
+    parts.push(flat[i] === flat[i + 1] ? String(flat[i]) : flat[i] + "–" + flat[i + 1]);
+  }
+  return parts.join(", ") + (flat.length > 24 ? ", …" : "");
+}
+function srcPos(k) {   // the selected pixel, when the source has the same map size
+  const s = L[k], l = L[sel.k];
+  return s.isMap && l.isMap && s.H === l.H && s.W === l.W ? [sel.r, sel.c] : null;
+}
+function srcButton(k, m, text) {
+  const b = goButton(k, Math.min(m, shownMaps(L[k]) - 1), srcPos(k), text, L[k].name + " map " + m);
+  b.classList.add("src-go"); b.setAttribute("data-layer", L[k].name); b.setAttribute("data-map", m);
+  return b;
+}
+function sourcesBlock(body, l) {
+  const S = GRAPH.nodes && GRAPH.nodes[l.name], rec = S && S.maps[sel.m];
+  if (!rec) return;
+  const flat = rec[1], path = GRAPH.paths[rec[0]], srcs = [];
+  for (let i = 0; i < flat.length; i += 2) srcs.push({ k: flat[i], runs: flat[i + 1], maps: runsOf(flat[i + 1]) });
+  const box = el("div", { class: "sources", id: "map-sources", "data-sources": srcs.map(function (s) {
+    return L[s.k].name + "[" + s.maps.join(",") + "]"; }).join(" ") });
+  box.append(el("h3", { text: "Where map " + sel.m + " of " + l.name + " comes from" }));
+  if (S.perm) {   // a channel shuffle: the permutation, with this map's entry marked
+    const from = L[S.from], pm = S.perm[sel.m];
+    box.append(el("p", { id: "sources-step" }, "Channel shuffle of " + from.name + ": map j ← map π(j); map " +
+      sel.m + " ← ", srcButton(S.from, pm, from.name + " map " + pm), "."));
+    const pi = el("p", { class: "mono perm", id: "sources-perm" }, "π = [");
+    S.perm.forEach(function (v, j) {
+      if (j) pi.append(", ");
+      pi.append(j === sel.m ? el("strong", { text: String(v) }) : String(v));
+    });
+    pi.append("]");
+    box.append(pi);
+  } else {
+    box.append(el("p", { id: "sources-step", text: "Its step: " + S.rule + "." }));
+  }
+  if (srcs.length === 1 && srcs[0].maps.length === 1) {
+    const s = srcs[0];
+    box.append(el("p", { id: "sources-equal" }, "Map " + sel.m + " of " + l.name + " = ",
+      srcButton(s.k, s.maps[0], "map " + s.maps[0] + " of " + L[s.k].name),
+      " (" + L[s.k].kind + ")."));
+  } else {
+    const ul = el("ul", { id: "sources-list" });
+    srcs.forEach(function (s) {
+      const li = el("li", { "data-layer": L[s.k].name }, srcButton(s.k, s.maps[0], L[s.k].name), " (" + L[s.k].kind + "): ");
+      if (s.maps.length <= 16) {
+        li.append(s.maps.length === 1 ? "map " : "maps ");
+        s.maps.forEach(function (m, j) { if (j) li.append(", "); li.append(srcButton(s.k, m, String(m))); });
+      } else li.append("maps " + runsText(s.runs));
+      li.append(" (" + s.maps.length + " of " + L[s.k].C + ")");
+      ul.append(li);
+    });
+    box.append(el("p", { text: "Map " + sel.m + " reads, from the nearest conv/dense layers and inputs:" }), ul);
+  }
+  if (path.length) {
+    const via = el("p", { class: "hint", id: "sources-via" }, "Through ");
+    path.forEach(function (h, j) {
+      if (j) via.append(" → ");
+      via.append(el("span", { class: "mono", title: h[1], text: L[h[0]].name }), " (" + h[1] + ")");
+    });
+    box.append(via);
+  }
+  body.append(box);
+}
+
 function previewPanel(body, l, m) {
   const cv = el("canvas", { id: "zoom-preview", "aria-label": "preview of map " + m + " of " + l.name });
   paintMap(cv, l, m);
@@ -1164,7 +1240,7 @@ function previewPanel(body, l, m) {
   cv.style.width = Math.round(w * s) + "px"; cv.style.height = Math.round(h * s) + "px";
   cv.style.imageRendering = "pixelated";
   body.append(el("div", { class: "zoomwrap" }, cv));
-  if (GRAPH) body.append(inputsLine(l));
+  if (GRAPH) { body.append(inputsLine(l)); sourcesBlock(body, l); }
   body.append(el("p", { class: "hint", id: "preview-only", text: "Only an 8-bit preview of this layer is embedded (the " +
     "report's value budget), so the page shows no values or decomposition for it. `featuremaps report --layer " +
     l.name + "` builds a page that embeds it exactly; `featuremaps explain` decomposes any unit." }));

@@ -9,7 +9,10 @@ layers, their weights laid out as `featuremaps.inspect.filters_for_output` gives
 
 Each entry names the entries it reads (`inputs`, `ins`), so the page reads a `Sequential` (a chain)
 and an `nn.Graph` alike; for a Graph it also gets the blocks it folds into (`_graph.blocks`) and
-draws the model as a DAG, with each layer's maps drawn on demand (thumbnails; full size when selected).
+draws the model as a DAG, with each layer's maps drawn on demand (thumbnails; full size when selected),
+and its map sources (`_sources`): each layer header states the layer's structural channel wiring, and
+the panel says which maps of which earlier layers feed the selected map of a concatenation, a
+channel shuffle or a grouped conv (`featuremaps.inspect.map_sources`' answer).
 
 In the page, clicking a map highlights the input maps that feed it and shows its kernels; clicking a
 pixel shows the decomposition `y = b + Σ_i Σ_pq w·x` of that value (the conv formula is stated in
@@ -40,7 +43,7 @@ from ..inspect.activations import activations, resolve_layer
 from ..inspect.connectivity import connections, filters_for_output
 from ..inspect.receptive import window_geometry
 from ..tensor import as_array
-from . import _graph, _values
+from . import _graph, _sources, _values
 
 __all__ = ["build_report", "report_html", "report_data", "WEIGHT_BUDGET"]
 
@@ -389,11 +392,14 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
 
 
 def _graph_view(model, layers: list[dict]) -> dict | None:
-    """For a Graph: the blocks the page folds it into (see `_graph.blocks`); None for a Sequential."""
+    """For a Graph: the blocks the page folds it into (see `_graph.blocks`) and its map sources (see
+    `_sources.sources_view`: `wiring`, `nodes`, `paths`); None for a Sequential."""
     if not isinstance(model, nn.Graph):
         return None
     n_inputs = sum(1 for e in layers if not e["ins"])
-    return {"blocks": _graph.blocks([e["name"] for e in layers], [e["ins"] for e in layers], n_inputs)}
+    view = {"blocks": _graph.blocks([e["name"] for e in layers], [e["ins"] for e in layers], n_inputs)}
+    view.update(_sources.sources_view(model, {e["name"]: tuple(e["shape"]) for e in layers}))
+    return view
 
 
 def _default_title(model, meta: dict) -> str:
