@@ -36,7 +36,8 @@ C, HW, C_IN = 4, 6, 2  # the layer under test receives C maps of HW×HW (or C fe
 #: Values for constructor arguments without a default, by name. A new layer whose constructor needs
 #: another one fails `test_every_layer_class_can_be_built` until it is added here.
 SIZES = {"in_channels": C, "out_channels": C, "channels": C, "num_features": C, "in_features": C,
-         "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1, "target_shape": (-1,), "perm": (1, 0, 2)}
+         "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1, "target_shape": (-1,), "perm": (1, 0, 2),
+         "scale": 0.5}
 CONTAINERS = {"Sequential", "Graph"}  # hold layers; not layers themselves
 SPATIAL = (None, "same", "window", "pad", "flatten", "all")
 DECOMPOSITIONS = (None, "weighted_sum", "window_max", "window_mean")
@@ -454,9 +455,10 @@ if layer.role == "conv" and layer.decomposition in ("window_max", "window_mean")
     assert class_name_tests(fine) == []
 
 
-#: Packages whose string constants are a file format's vocabulary, not layer kinds: ONNX op types
-#: (Add, Reshape, Transpose, Pad, Clip, …) share names with layer classes.
-FORMAT_VOCABULARY = ("onnx",)
+#: Packages whose string constants are another framework's vocabulary, not featuremaps layer kinds:
+#: ONNX op types and Keras/torch class names (Add, Reshape, Conv2D, Sequential, …) share names with
+#: featuremaps' layer classes.
+FORMAT_VOCABULARY = ("onnx", "keras", "torch")
 
 
 def test_no_class_name_lists_of_layer_kinds_remain():

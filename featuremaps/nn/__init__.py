@@ -15,7 +15,9 @@ from .activation import (ELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, Re
 from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
 from .shape import Identity, Pad, Reshape, Transpose, Upsample
 from .merge import Add, Average, Concatenate, Maximum, Multiply
-from .affine import Affine
+from .affine import Affine, Rescaling
+from .transpose_conv import Conv2DTranspose
+from .crop import Cropping2D
 from .container import Sequential
 from .graph import Graph, Node
 
@@ -24,4 +26,4 @@ __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPoo
            "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
            "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
            "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node",
-           "Affine"]
+           "Affine", "Rescaling", "Conv2DTranspose", "Cropping2D"]

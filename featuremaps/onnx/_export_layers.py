@@ -72,6 +72,38 @@ def _conv(e, name, layer, ins, shapes, out_shape):
                   strides=list(layer.stride), dilations=list(layer.dilation), pads=[t, le, b, r], group=layer.groups)
 
 
+def _convt_pads(layer, in_hw) -> tuple:
+    """((top, bottom), (left, right)) and output_padding of ConvTranspose for `layer` on `in_hw`:
+    padding='same' as the explicit pads (and, where the kernel spans less than the stride, the
+    output_padding) of its H·s output, so that ONNX's output-size rule gives that size."""
+    if layer.padding != "same":
+        pads = window.resolve_padding(layer.padding, (1, 1), layer.kernel_size, layer.stride, layer.dilation,
+                                      op="Conv2DTranspose")
+        return pads, tuple(layer.output_padding)
+    size = (in_hw[0] * layer.stride[0], in_hw[1] * layer.stride[1])
+    pads = window.Geometry.of(size, layer.kernel_size, layer.stride, "same", layer.dilation).pads
+    geometry = zip(size, in_hw, layer.stride, layer.kernel_size, layer.dilation, pads)
+    extra = tuple(n - ((i - 1) * s + window.dilated_span(k, d) - lo - hi) for n, i, s, k, d, (lo, hi) in geometry)
+    return pads, extra
+
+
+@converts(nn.Conv2DTranspose)
+def _conv_transpose(e, name, layer, ins, shapes, out_shape):
+    x = e.as_nchw(ins[0], name, "for ConvTranspose")
+    ((t, b), (le, r)), out_pad = _convt_pads(layer, shapes[0][:2])
+    w = layer.weight.data
+    w_iohw = np.transpose(w, (3, 2, 0, 1))  # (kh, kw, out/g, in) → (in, out/g, kh, kw)
+    e.log.append(f"{name}: ConvTranspose weight (kh, kw, out/groups, in) {w.shape} → (in, out/groups, kh, kw) "
+                 f"{w_iohw.shape}" + (f"; padding 'same' written as pads {[t, le, b, r]}, output_padding "
+                                      f"{list(out_pad)}" if layer.padding == "same" else ""))
+    inputs = [x, e.const(f"{name}.weight", w_iohw)]
+    if layer.bias is not None:
+        inputs.append(e.const(f"{name}.bias", layer.bias.data))
+    return e.node("ConvTranspose", inputs, name, layout="nchw", rank=4, kernel_shape=list(layer.kernel_size),
+                  strides=list(layer.stride), dilations=list(layer.dilation), pads=[t, le, b, r],
+                  output_padding=list(out_pad), group=layer.groups)
+
+
 @converts(nn.Dense)
 def _dense(e, name, layer, ins, shapes, out_shape):
     inputs = [ins[0], e.const(f"{name}.weight", layer.weight.data)]  # (in, out): Gemm's B, not transposed
@@ -256,6 +288,20 @@ def _affine(e, name, layer, ins, shapes, out_shape):
     return x
 
 
+@converts(nn.Rescaling)
+def _rescaling(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    steps = [(op, f"{name}.{p}", v) for op, p, v, neutral in (("Mul", "scale", layer.scale, 1.0),
+                                                               ("Add", "offset", layer.offset, 0.0))
+             if np.any(np.asarray(v) != neutral)]
+    if not steps:
+        return e.node("Identity", [x], name, **kw)
+    for k, (op, const, v) in enumerate(steps):
+        inputs = [x, e.const(const, _channel_shape(e, x, np.asarray(v, np.float64)))]
+        x = e.node(op, inputs, name, **kw) if k == len(steps) - 1 else e.step(op, inputs, name, "scaled", **kw)
+    return x
+
+
 @converts(nn.Dropout)
 def _dropout(e, name, layer, ins, shapes, out_shape):
     e.log.append(f"{name}: Dropout left out (inference: the identity)")
@@ -280,6 +326,16 @@ def _zero_pad(e, name, layer, ins, shapes, out_shape):
 @converts(nn.Pad)
 def _pad_layer(e, name, layer, ins, shapes, out_shape):
     return _pad(e, name, ins[0], layer._pads, layer.mode, layer.value)
+
+
+@converts(nn.Cropping2D)
+def _cropping(e, name, layer, ins, shapes, out_shape):
+    x = e.as_nchw(ins[0], name, "for Slice")
+    (t, b), (le, r) = layer.cropping
+    h, w = shapes[0][:2]
+    inputs = [x, e.ints(f"{name}.starts", [t, le]), e.ints(f"{name}.ends", [h - b, w - r]),
+              e.ints(f"{name}.axes", [2, 3])]
+    return e.node("Slice", inputs, name, layout="nchw", rank=4)
 
 
 @converts(nn.Reshape)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ._import_build import Builder, _clean, readable_name
+from ._import_build import Builder, _clean, own_copies, readable_name
 from ._import_layout import NHWC, Held, Unsupported
 from ._import_ops import IMPORTERS
 from ._loader import DEFAULT_MAX_BYTES, ONNXError, node_label
@@ -218,6 +218,7 @@ def load(model_or_path, *, input_shape=None, max_bytes=DEFAULT_MAX_BYTES):
     _log_shape_folds(b, nodes, dyn, shaped, feeds_shape)
     _convert(b, prog, nodes, attrs, dyn)
     model = _assemble(b, prog, input_names, shapes, input_shape_of)
+    own_copies(model)
     model.import_log = list(b.log)
     model.onnx_tensors = {k: v for k, v in b.onnx_tensors.items() if k in b.layers}
     return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import numpy as np
+
 from .. import nn
 from ._import_layout import NHWC, Held, Unsupported, same_order, vector_order
 
@@ -117,3 +119,14 @@ class Builder:
             order = None
         h = self.reshape(h, (int(h.shape[1]),), h.via or base)
         return h, order
+
+
+def own_copies(model) -> None:
+    """Make every parameter and buffer its own writable array: the importer's weights may be read-only
+    views of the file's buffers, which training and `load_state_dict` must be able to write."""
+    for m in model.modules():
+        for p in m._parameters.values():
+            if p is not None:
+                p.data = np.array(p.data)
+        for k, v in m._buffers.items():
+            m._buffers[k] = np.array(v)

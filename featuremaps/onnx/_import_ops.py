@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import nn
 from ._import_layout import NHWC, Held, Unsupported, factor_groups, grouped_perm, reshape_order, with_ones
-from ._ops_nn import _pads
+from ._ops import _slice_index
+from ._ops_nn import _convt_pads, _pads
 
 IMPORTERS: dict[str, object] = {}
 
@@ -95,6 +96,34 @@ def conv(b, node, attrs, version, base):
     _set(layer, weight=w.transpose(2, 3, 1, 0))  # (O, I, KH, KW) -> (KH, KW, I, O)
     if bias is not None:
         _set(layer, bias=bias)
+    _maps_out(b, node, base, layer, x, h)
+
+
+@importer("ConvTranspose")
+def conv_transpose(b, node, attrs, version, base):
+    h = _dyn(b, node)
+    x = b.maps(h, base)
+    w = _const(b, node, 1, "the weight")
+    bias = _const(b, node, 2, "the bias")
+    if w.ndim != 4:
+        raise Unsupported(f"only 2-D transposed convolution has a featuremaps layer; the weight has shape {w.shape}")
+    cin, cout_g, kh, kw = w.shape
+    g = int(attrs.get("group", 1))
+    stride, dil = tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
+    out_pad = tuple(attrs.get("output_padding", (0, 0)))
+    pads = _convt_pads(attrs, h.shape[2:], (kh, kw), stride, dil, out_pad, False)
+    if any(lo < 0 for lo, _ in pads):
+        raise Unsupported(f"output_shape {list(attrs.get('output_shape', []))} would need negative padding at "
+                          "the start")
+    out_pad = tuple(a + max(-hi, 0) for a, (_, hi) in zip(out_pad, pads))  # a larger output_shape: extend the end
+    pads = tuple((lo, max(hi, 0)) for lo, hi in pads)
+    layer = _cheap(nn.Conv2DTranspose, cin, cout_g * g, (kh, kw), stride, _pad_arg(pads), out_pad, dil, groups=g,
+                   bias=bias is not None)
+    _set(layer, weight=w.transpose(2, 3, 1, 0))  # (in, out/g, kh, kw) -> (kh, kw, out/g, in)
+    if bias is not None:
+        _set(layer, bias=bias)
+    b.log.append(f"{base}: ConvTranspose weight (in, out/groups, kh, kw) {w.shape} → (kh, kw, out/groups, in) "
+                 f"{layer.weight.shape}")
     _maps_out(b, node, base, layer, x, h)
 
 
@@ -194,7 +223,7 @@ def gemm(b, node, attrs, version, base):
     if c is not None:
         if c.size not in (1, w.shape[1]):
             raise Unsupported(f"C of shape {c.shape} is not a bias of {w.shape[1]} outputs")
-        bias = np.broadcast_to(c.reshape(-1) * np.asarray(beta, c.dtype), (w.shape[1],))
+        bias = np.array(np.broadcast_to(c.reshape(-1) * np.asarray(beta, c.dtype), (w.shape[1],)))  # writable
     _dense(b, node, base, h, w * np.asarray(alpha, w.dtype) if alpha != 1.0 else w, bias)
 
 
@@ -583,4 +612,30 @@ def resize(b, node, attrs, version, base):
         raise Unsupported(f"mode {mode!r} with coordinate_transformation_mode {coord!r} and nearest_mode {nearest!r} "
                           f"has no featuremaps layer (Upsample: nearest + asymmetric + floor, or linear + "
                           f"half_pixel / align_corners)")
+    _maps_out(b, node, base, layer, b.maps(h, base), h)
+
+
+@importer("Slice")
+def slice_maps(b, node, attrs, version, base):
+    """A Slice of H and W with step 1 (what torch writes for `x[:, :, a:b, c:d]`) as a Cropping2D."""
+    h = _dyn(b, node)
+    if version < 10:
+        starts, ends, axes, steps = list(attrs["starts"]), list(attrs["ends"]), attrs.get("axes"), None
+    else:
+        starts, ends = _const(b, node, 1, "starts").tolist(), _const(b, node, 2, "ends").tolist()
+        axes, steps = _const(b, node, 3, "axes"), _const(b, node, 4, "steps")
+    rank = len(h.shape)
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+    crops = {2: (0, 0), 3: (0, 0)}
+    for a, lo, hi, st in zip(axes, starts, ends, steps):
+        n = int(h.shape[a])
+        cut = _slice_index(n, int(lo), int(hi), st) if st == 1 else None
+        if cut is not None and (cut.start, cut.stop) == (0, n):
+            continue  # the whole axis
+        if rank != 4 or a not in crops or cut is None or cut.stop <= cut.start:
+            raise Unsupported(f"only a Slice of H and W with step 1 (a cropping) has a featuremaps layer; received "
+                              f"axes {axes}, starts {starts}, ends {ends}, steps {steps} on shape {list(h.shape)}")
+        crops[a] = (cut.start, n - cut.stop)
+    layer = nn.Cropping2D((crops[2], crops[3]))
     _maps_out(b, node, base, layer, b.maps(h, base), h)
