@@ -3,32 +3,47 @@
     model = featuremaps.load_model("runs/l5")            # a run directory (its checkpoint.npz)
     model = featuremaps.load_model("weights.bin")        # a checkpoint, whatever its name
     model = featuremaps.load_model("resnet18.onnx", input_shape=(224, 224, 3))
+    model = featuremaps.load_model("model.keras")         # Keras 3, or a legacy Keras .h5
+    model = featuremaps.load_model("lenet.safetensors", arch="lenet")   # weights only: name the zoo model
 
-What a file is comes from its first bytes: a zip archive holding a `meta.npy` entry is a featuremaps
-checkpoint (`featuremaps.checkpoint`); a protobuf message whose top-level fields are those of an
-ONNX `ModelProto`, with a graph, is an ONNX model (`featuremaps.onnx.load`, which needs the `onnx`
-extra). Keras files (HDF5 `.h5`, or a `.keras` zip holding `config.json`) are recognised and refused
-with a message saying so (they come later). Anything else is refused with an error naming the path
-and what its first bytes look like. Nothing in a file is executed or unpickled.
+What a file is comes from its first bytes:
+- a zip archive holding a `meta.npy` entry is a featuremaps checkpoint (`featuremaps.checkpoint`);
+- a zip archive holding `config.json` and a weights file (`model.weights.h5` or `.npz`) is a Keras 3
+  `.keras` file, and an HDF5 file whose root has a `model_config` attribute is a legacy Keras `.h5`
+  model (both through `featuremaps.keras.load`, extra `keras`: h5py, no Keras needed);
+- an 8-byte little-endian length followed by a JSON header of that length is a safetensors file
+  (`featuremaps.torch.load_state_dict`, extra `torch`): it holds weights only, so `arch=` names the
+  zoo model (`featuremaps models`) they belong to;
+- a protobuf message whose top-level fields are those of an ONNX `ModelProto`, with a graph, is an
+  ONNX model (`featuremaps.onnx.load`, extra `onnx`).
+Anything else is refused with an error naming the path and what its first bytes look like. Nothing
+in a file is executed or unpickled.
 
 `sniff(path)` is the decision alone; `open_model(path)` also returns the description (meta) the
-command line shows: a checkpoint's meta document, or for an ONNX file its path, import log and
-`onnx_tensors`. A checkpoint written by `featuremaps convert` keeps those two in its meta, and the
-model loaded from it gets them back as `model.import_log` and `model.onnx_tensors`.
+command line shows: a checkpoint's meta document, or for an imported file its path, `source`
+("onnx", "keras" or "safetensors"), import log and (ONNX) `onnx_tensors`. A checkpoint written by
+`featuremaps convert` keeps the log and the tensor names in its meta, and the model loaded from it
+gets them back as `model.import_log` and `model.onnx_tensors`.
 """
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
 
-__all__ = ["load_model", "open_model", "sniff", "ModelFileError", "KINDS"]
+__all__ = ["load_model", "open_model", "sniff", "ModelFileError", "KINDS", "IMPORTED"]
 
-KINDS = ("run", "checkpoint", "onnx")
+KINDS = ("run", "checkpoint", "onnx", "keras", "safetensors")
+IMPORTED = ("onnx", "keras", "safetensors")  # the kinds that are imported from another framework's file
 _ZIP, _HDF5, _NPY = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n", b"\x93NUMPY"
 _EMPTY_ZIP = b"PK\x05\x06"
 _CHECKPOINT = "checkpoint.npz"
-_HOW = "featuremaps opens checkpoints (.npz), run directories and ONNX files"
+_HOW = ("featuremaps opens checkpoints (.npz), run directories, ONNX files, Keras files (.keras, .h5) and "
+        "safetensors weights (with the zoo model they belong to)")
+_SAFETENSORS_HEADER_MAX = 100_000_000  # safetensors' own limit on the JSON header
+_NAMED = {".keras": "a Keras .keras file (a zip archive)", ".h5": "a Keras .h5 file (HDF5)",
+          ".hdf5": "a Keras .h5 file (HDF5)", ".safetensors": "a safetensors file", ".onnx": "an ONNX model"}
 
 
 class ModelFileError(ValueError):
@@ -100,21 +115,70 @@ def _zip_kind(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError):
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        if path.suffix.lower() == ".keras":
+            raise ModelFileError(f"{path}: starts like a zip archive (a Keras .keras file) but is damaged or "
+                                 f"truncated ({e}); save or copy the model again") from None
         return "checkpoint"  # a damaged zip: the checkpoint reader explains and names the .prev copy
     if "meta.npy" in names:
         return "checkpoint"
-    if "config.json" in names and any(n.endswith(".h5") for n in names):
+    if "config.json" in names and any(n.startswith("model.weights.") or n.endswith(".h5") for n in names):
         return "keras"
+    if "config.json" in names:
+        raise ModelFileError(f"{path}: a zip archive with a config.json but no weights file (model.weights.h5 or "
+                             f"model.weights.npz), so not a whole Keras .keras file; save the model again")
     listed = ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else "")
     raise ModelFileError(f"{path}: a zip archive, but neither a featuremaps checkpoint (no 'meta.npy' entry) nor a "
                          f"model file of any other kind; its entries: {listed or 'none'}. {_HOW}")
 
 
+def _hdf5_kind(path: Path) -> str:
+    """"keras" for an HDF5 file with a root `model_config` attribute (a legacy Keras model); without
+    h5py, "keras" too (the Keras reader then says which extra to install)."""
+    try:
+        import h5py
+    except ImportError:
+        return "keras"
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = set(f.attrs.keys())
+            groups = set(f.keys())
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: starts like an HDF5 file (a Keras .h5 model?) but h5py cannot read it "
+                             f"({e}); it is damaged or truncated: save or copy it again") from None
+    if "model_config" in attrs:
+        return "keras"
+    what = ("Keras weights alone (save_weights)" if {"layer_names", "layers"} & (attrs | groups)
+            else "no Keras model")
+    raise ModelFileError(f"{path}: an HDF5 file without a 'model_config' attribute, so {what}, not a model with "
+                         f"its architecture; save the whole model (model.save('m.keras') or 'm.h5'). {_HOW}")
+
+
+def _safetensors_kind(path: Path, head: bytes, size: int) -> str | None:
+    """"safetensors" when the file starts with an 8-byte little-endian header length followed by a
+    JSON object of that length; None when it does not look like one; an error when it is cut short."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    n = int.from_bytes(head[:8], "little")
+    if n < 2 or n > _SAFETENSORS_HEADER_MAX:
+        return None
+    if 8 + n > size:
+        raise ModelFileError(f"{path}: starts like a safetensors file but is truncated (its header needs {n:,} "
+                             f"bytes after the first 8, the file has {size:,} in all); copy or save it again")
+    with open(path, "rb") as f:
+        f.seek(8)
+        text = f.read(n)
+    try:
+        header = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return "safetensors" if isinstance(header, dict) else None
+
+
 def sniff(path: str | os.PathLike) -> str:
-    """What `path` holds, by its content: "run" (a directory with checkpoint.npz), "checkpoint" or
-    "onnx". Raises ModelFileError naming the path and what it saw for anything else (Keras files
-    included: they are recognised and said to come later)."""
+    """What `path` holds, by its content: "run" (a directory with checkpoint.npz), "checkpoint",
+    "onnx", "keras" (a .keras zip or a legacy .h5 model) or "safetensors". Raises ModelFileError
+    naming the path and what it saw for anything else."""
     p = Path(path)
     if p.is_dir():
         if (p / _CHECKPOINT).is_file():
@@ -128,7 +192,9 @@ def sniff(path: str | os.PathLike) -> str:
     if head.startswith(_ZIP):
         kind = _zip_kind(p)
     elif head.startswith(_HDF5):
-        kind = "keras"
+        kind = _hdf5_kind(p)
+    elif (st := _safetensors_kind(p, head, size)) is not None:
+        kind = st
     elif head.startswith(_NPY):
         raise ModelFileError(f"{p}: a single NumPy array (.npy), not a model. {_HOW}")
     elif head.startswith(_EMPTY_ZIP):
@@ -138,13 +204,12 @@ def sniff(path: str | os.PathLike) -> str:
         if kind == "onnx-truncated":
             raise ModelFileError(f"{p}: starts like an ONNX model but is truncated (a field runs past the end of "
                                  f"its {size:,} bytes); copy or export the file again")
-    if kind == "keras":
-        what = "an HDF5 file (a Keras .h5 model?)" if head.startswith(_HDF5) else "a Keras .keras archive"
-        raise ModelFileError(f"{p}: {what}; Keras files are not supported yet (they come in a later version). "
-                             f"Export the model to ONNX (e.g. with tf2onnx) and open the .onnx file")
     if kind is None:
-        raise ModelFileError(f"{p}: not a featuremaps checkpoint (a zip archive), a run directory, or an ONNX model "
-                             f"(a protobuf ModelProto with a graph); {_describe_bytes(head)}")
+        named = _NAMED.get(p.suffix.lower())
+        said = f"its name says {named}, but " if named else ""
+        raise ModelFileError(f"{p}: {said}not a featuremaps checkpoint (a zip archive), a run directory, a Keras "
+                             f"file (.keras zip or .h5 HDF5), a safetensors file or an ONNX model (a protobuf "
+                             f"ModelProto with a graph); {_describe_bytes(head)}")
     return kind
 
 
@@ -165,6 +230,44 @@ def _open_onnx(path: Path, input_shape, max_bytes) -> tuple:
     return model, meta
 
 
+def _log_of(model) -> list[str]:
+    return [str(line) for line in getattr(model, "import_log", None) or []]
+
+
+def _open_keras(path: Path, max_bytes) -> tuple:
+    from . import keras as fm_keras
+    from .keras._read import KerasFileError
+    kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+    try:
+        model = fm_keras.load(str(path), **kwargs)
+    except ImportError as e:
+        raise ModelFileError(f"{path} is a Keras model file, and reading it needs h5py: "
+                             f"pip install 'featuremaps[keras]' ({e})") from None
+    except KerasFileError as e:  # its message names the file and what is wrong with it
+        raise ModelFileError(str(e)) from None
+    return model, {"path": str(path), "source": "keras", "model_name": path.stem, "import_log": _log_of(model)}
+
+
+def _open_safetensors(path: Path, arch) -> tuple:
+    from . import models
+    if arch is None:
+        raise ModelFileError(f"{path}: a safetensors file holds weights only, not the layers they belong to; name "
+                             f"the zoo model with arch= (one of {', '.join(models.names())})")
+    name = str(arch).lower()
+    if name not in models.names():
+        raise ModelFileError(f"arch must name a zoo model ({', '.join(models.names())}); received {arch!r}")
+    model = models.get(name)
+    try:
+        from .torch import load_state_dict
+        log = load_state_dict(model, str(path))
+    except ImportError as e:
+        raise ModelFileError(f"{path} is a safetensors file, and reading it needs the safetensors package: "
+                             f"pip install 'featuremaps[torch]' ({e})") from None
+    lines = _log_of(model) or [str(line) for line in log or []]
+    return model, {"path": str(path), "source": "safetensors", "model_name": name, "arch": name,
+                   "import_log": lines}
+
+
 def _restore_import(model, meta: dict) -> None:
     """A checkpoint `featuremaps convert` wrote keeps the import's log and tensor names in its meta:
     put them back on the model, as `featuremaps.onnx.load` left them."""
@@ -174,17 +277,25 @@ def _restore_import(model, meta: dict) -> None:
         model.onnx_tensors = dict(meta["onnx_tensors"])
 
 
-def open_model(path: str | os.PathLike, *, input_shape=None, max_bytes: int | None = None) -> tuple:
+def open_model(path: str | os.PathLike, *, input_shape=None, max_bytes: int | None = None, arch=None) -> tuple:
     """`(model, meta, kind)` for any model file (see the module docstring), the model in eval mode.
 
-    `meta` is the checkpoint's meta document (with "path"), or for an ONNX file
-    `{"path", "source": "onnx", "model_name", "import_log"}`. `input_shape` (per-example H, W, C)
-    and `max_bytes` go to `featuremaps.onnx.load`; a checkpoint knows its own input shape and
-    ignores them."""
+    `meta` is the checkpoint's meta document (with "path"), or for an imported file
+    `{"path", "source", "model_name", "import_log"}` (and "onnx_tensors" for ONNX, "arch" for
+    safetensors). `input_shape` (per-example H, W, C) goes to `featuremaps.onnx.load`, `max_bytes`
+    to the ONNX and Keras readers; a checkpoint knows its own input shape and ignores them. `arch`
+    (a zoo model name) is needed for a safetensors file and refused for any other kind."""
     p = Path(path)
     kind = sniff(p)
+    if arch is not None and kind != "safetensors":
+        raise ModelFileError(f"arch is for safetensors files (weights without their layers); {p} is a {kind} file "
+                             f"that holds its own architecture, so drop arch (received {arch!r})")
     if kind == "onnx":
         model, meta = _open_onnx(p, input_shape, max_bytes)
+    elif kind == "keras":
+        model, meta = _open_keras(p, max_bytes)
+    elif kind == "safetensors":
+        model, meta = _open_safetensors(p, arch)
     else:
         from .checkpoint import load_checkpoint
         model, meta, _ = load_checkpoint(p)
@@ -192,11 +303,13 @@ def open_model(path: str | os.PathLike, *, input_shape=None, max_bytes: int | No
     return model.eval(), meta, kind
 
 
-def load_model(path: str | os.PathLike, *, input_shape=None, max_bytes: int | None = None):
-    """The model in a featuremaps checkpoint (.npz), a run directory or an ONNX file, in eval mode.
+def load_model(path: str | os.PathLike, *, input_shape=None, max_bytes: int | None = None, arch=None):
+    """The model in a featuremaps checkpoint (.npz), a run directory, an ONNX file, a Keras file
+    (.keras or legacy .h5) or a safetensors file (with `arch`, the zoo model name), in eval mode.
 
     The kind is read from the file's content, so a misnamed file still opens; an unknown file
     raises `ModelFileError` naming the path and what its first bytes are. `input_shape`
-    (per-example `(H, W, C)`) and `max_bytes` pass through to `featuremaps.onnx.load` for an ONNX
-    file whose input has free dimensions (a checkpoint knows its own shape and ignores them)."""
-    return open_model(path, input_shape=input_shape, max_bytes=max_bytes)[0]
+    (per-example `(H, W, C)`) passes through to `featuremaps.onnx.load` for an ONNX file whose
+    input has free dimensions (a checkpoint knows its own shape and ignores it); `max_bytes` caps
+    what the ONNX and Keras readers accept."""
+    return open_model(path, input_shape=input_shape, max_bytes=max_bytes, arch=arch)[0]

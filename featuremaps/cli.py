@@ -3,17 +3,18 @@
     featuremaps train [MODEL] [--dataset NAME] [--epochs N] ... [--out RUN_DIR] [--resume RUN_DIR] [--json]
     featuremaps evaluate RUN_DIR|CHECKPOINT [--dataset NAME] [--split test] [--json]
     featuremaps predict CHECKPOINT IMAGE... [--top K] [--index N | --limit N] [--json]
-    featuremaps summary MODEL|CHECKPOINT|ONNX [--input-shape H,W,C] [--json]
+    featuremaps summary MODEL|FILE [--input-shape H,W,C] [--arch NAME] [--json]
     featuremaps models [--json]
-    featuremaps explain CHECKPOINT|ONNX --layer NAME --map O [--at ROW,COL] (--image FILE | --index N)
-    featuremaps report CHECKPOINT|ONNX [--index N | --image FILE] [-o report.html]
-    featuremaps show {kernels,maps,connections,receptive,curves} CHECKPOINT_OR_RUN -o OUT.png
-    featuremaps convert IN.onnx OUT.npz [--input-shape H,W,C]
+    featuremaps explain FILE --layer NAME --map O [--at ROW,COL] (--image FILE | --index N)
+    featuremaps report FILE [--index N | --image FILE] [-o report.html]
+    featuremaps show {kernels,maps,connections,receptive,curves} FILE -o OUT.png
+    featuremaps convert IN OUT [--arch NAME] [--input-shape H,W,C] [--seed N]   # .npz .onnx .keras .safetensors
     featuremaps export RUN_OR_CHECKPOINT OUT.onnx [--opset 17]
 
-Model files are recognised by content (`featuremaps.load_model`): a checkpoint .npz, a run
-directory or an ONNX file; explain, show and report take `--input-shape`, `--mean`/`--std` and
-`--layout` for ONNX models (see `featuremaps.commands.inputs`).
+Model files (FILE) are recognised by content (`featuremaps.load_model`): a checkpoint .npz, a run
+directory, an ONNX file, a Keras .keras or legacy .h5 file, or a .safetensors file with `--arch NAME`
+(the zoo model its weights belong to); explain, show and report take `--input-shape`, `--mean`/`--std`
+and `--layout` for imported models (see `featuremaps.commands.inputs`).
 
 Conventions shared by every subcommand: figures go to stdout (with `--json`: exactly one JSON
 document), progress and notes to stderr. A user error (bad argument, missing file, unknown name)

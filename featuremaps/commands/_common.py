@@ -191,23 +191,35 @@ def check_input_shape(model, ds, model_name: str) -> None:
                        f"{shape_text(ds.image_shape)} images; pick a model made for this dataset (featuremaps models)")
 
 
-def open_model(path, *, input_shape=None, shape_flag: bool = True, reshape_ok: bool = False) -> tuple:
-    """`(model, meta)` of a checkpoint file, run directory or ONNX file, chosen by content
-    (`featuremaps._load.open_model`), the model in eval mode. `meta` is the checkpoint's meta document,
-    or for an ONNX file `{"path", "source": "onnx", "model_name", "import_log", "onnx_tensors"}`.
+MODEL_FILES = ("a run directory, a checkpoint .npz file, an ONNX file, a Keras .keras/.h5 file or a .safetensors "
+               "file (with --arch); recognised by content")
+
+
+def add_arch_arg(p) -> None:
+    """`--arch NAME`, the zoo model whose layers a safetensors file's weights belong to."""
+    p.add_argument("--arch", metavar="NAME", default=None, help=(
+        "for a .safetensors file (weights only): the zoo model they belong to (see 'featuremaps models')"))
+
+
+def open_model(path, *, input_shape=None, shape_flag: bool = True, reshape_ok: bool = False, arch=None) -> tuple:
+    """`(model, meta)` of a checkpoint file, run directory, ONNX file, Keras file (.keras, .h5) or,
+    with `arch` (--arch, a zoo model name), safetensors file, chosen by content
+    (`featuremaps._load.open_model`), the model in eval mode. `meta` is the checkpoint's meta
+    document, or for an imported file `{"path", "source", "model_name", "import_log", ...}`.
 
     `input_shape` (H, W, C, from --input-shape) goes to the ONNX import; an ONNX graph whose input
     has free dimensions without it gets an error asking for `--input-shape` (or, for a command
-    without that flag (`shape_flag` False), for a checkpoint made by `featuremaps convert`). A
-    checkpoint has its own input shape: another one is refused unless the command uses it itself
+    without that flag (`shape_flag` False), for a checkpoint made by `featuremaps convert`). Any
+    other kind has its own input shape: another one is refused unless the command uses it itself
     (`reshape_ok`, as `summary` does)."""
     from .. import checkpoint as ckpt
     from .._load import open_model as open_any, sniff
     if not Path(path).exists():
         raise CLIError(f"model file {path} does not exist")
     kind = sniff(path)
+    _check_arch(path, kind, arch)
     try:
-        model, meta, kind = open_any(path, input_shape=input_shape)
+        model, meta, kind = open_any(path, input_shape=input_shape, arch=arch)
     except ckpt.CheckpointError as e:
         raise CLIError(str(e)) from None
     except ValueError:
@@ -221,6 +233,20 @@ def open_model(path, *, input_shape=None, shape_flag: bool = True, reshape_ok: b
         raise CLIError(f"--input-shape is for ONNX files whose input has free dimensions; {path} holds a model "
                        f"with input {shape_text(shape) if shape else 'of no fixed shape'}, so drop --input-shape")
     return model, meta
+
+
+def _check_arch(path, kind: str, arch) -> None:
+    """--arch is needed for a safetensors file and refused for every other kind, in the CLI's words."""
+    from .. import models
+    if kind == "safetensors" and arch is None:
+        raise CLIError(f"{path} is a safetensors file: weights only, without the layers they belong to; pass "
+                       f"--arch NAME with the zoo model they are for ({', '.join(models.names())})")
+    if kind == "safetensors" and str(arch).lower() not in models.names():
+        raise CLIError(f"--arch must name a zoo model ({', '.join(models.names())}); received {arch!r}")
+    if kind != "safetensors" and arch is not None:
+        what = {"run": "a run directory", "checkpoint": "a featuremaps checkpoint"}.get(kind, f"a {kind} model file")
+        raise CLIError(f"--arch is for .safetensors files (weights without their layers); {path} is {what}, which "
+                       f"holds its own layers, so drop --arch")
 
 
 def _onnx_input_dims(path) -> list[tuple[str, list]]:

@@ -5,7 +5,7 @@ of its dataset, normalised with the checkpoint's stored normalisation.
 """
 from __future__ import annotations
 
-from ._common import (CLIError, add_data_args, check_input_shape, limit, load, open_model, pct,
+from ._common import (CLIError, add_arch_arg, add_data_args, check_input_shape, limit, load, open_model, pct,
                       positive_int, print_json, source_name)
 
 __all__ = ["add_arguments", "run"]
@@ -15,7 +15,9 @@ DESCRIPTION = None
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a checkpoint .npz file")
+    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT", help="a run directory or a checkpoint .npz file (or "
+                   "any model file featuremaps reads: ONNX, Keras, safetensors with --arch)")
+    add_arch_arg(p)
     add_data_args(p, default_hint="the dataset the model was trained on")
     p.add_argument("--split", metavar="NAME", default="test",
                    help="which split to evaluate: test (default; for MNIST the official 10,000 t10k images), "
@@ -26,7 +28,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import train
-    model, meta = open_model(args.checkpoint, shape_flag=False)
+    model, meta = open_model(args.checkpoint, shape_flag=False, arch=args.arch)
     ds_name = args.dataset or meta.get("dataset")
     if ds_name is None:
         raise CLIError("the checkpoint does not say which dataset it was trained on; give --dataset")

@@ -10,15 +10,16 @@ prepares it, with the checkpoint's normalisation) or the N-th image of the evalu
 (`--index N`): the official test set of the checkpoint's dataset when it can be found without
 downloading, else (MNIST models) the embedded sample's validation split; the output says which.
 An ONNX file (recognised by content) is imported first (`featuremaps.onnx.load`; `--input-shape`
-when its input has free dimensions); `--mean`/`--std` and `--layout` prepare its input (see
+when its input has free dimensions), and so are Keras `.keras`/`.h5` files and, with `--arch NAME`,
+`.safetensors` weights; `--mean`/`--std` and `--layout` prepare its input (see
 `featuremaps.commands.inputs`).
 """
 from __future__ import annotations
 
 import sys
 
-from ._common import (CLIError, add_index_arg, add_input_shape_arg, check_unit, nonneg_int, open_model, position,
-                      print_json)
+from ._common import (MODEL_FILES, CLIError, add_arch_arg, add_index_arg, add_input_shape_arg, check_unit,
+                      nonneg_int, open_model, position, print_json)
 from .inputs import add_preprocess_args
 
 __all__ = ["add_arguments", "run"]
@@ -33,8 +34,9 @@ DESCRIPTION = ("Decompose one value of a trained model: for output map O of a co
 def add_arguments(p) -> None:
     """Declare the options of `explain` on an argparse parser."""
     p.add_argument("checkpoint", metavar="CHECKPOINT|ONNX",
-                   help="a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+                   help=MODEL_FILES)
     add_input_shape_arg(p)
+    add_arch_arg(p)
     p.add_argument("--layer", required=True, metavar="NAME", help="the layer's name (see 'featuremaps summary')")
     p.add_argument("--map", required=True, type=nonneg_int, metavar="O", dest="out_map",
                    help="the output map (conv/pool layers) or output unit (dense layers)")
@@ -60,7 +62,7 @@ def run(args) -> int:
     from ..inspect import explain
     from . import inputs
 
-    model, meta = open_model(args.checkpoint, input_shape=args.input_shape)
+    model, meta = open_model(args.checkpoint, input_shape=args.input_shape, arch=args.arch)
     check_unit(model, args.layer, args.out_map, args.at, op="explain")  # fails before any data is read
     meta = inputs.preprocessing(model, meta, args.mean, args.std)
     if args.image is not None:

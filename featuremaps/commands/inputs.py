@@ -6,8 +6,8 @@ resized (resizing changes every value `explain` shows). A dataset image is the N
 evaluation split. Both are normalised with the checkpoint's stored normalisation, exactly as in
 training and `predict`, or with `--mean`/`--std` when given: pixels are scaled to [0, 1], then
 `(x − mean) / std` per channel (`imagenet`: mean 0.485,0.456,0.406, std 0.229,0.224,0.225, the
-preprocessing torchvision's ImageNet models expect). An ONNX model has no stored normalisation,
-so without the flags its input is the pixels scaled to [0, 1].
+preprocessing torchvision's ImageNet models expect). An ONNX or Keras model has no stored
+normalisation, so without the flags its input is the pixels scaled to [0, 1].
 
 A `.npy` file (recognised by its content) holds one array or a batch: `--layout` says its axes
 (NHWC by default, a 3-D array HWC; NCHW and CHW for arrays saved from PyTorch). A uint8 array is
@@ -193,8 +193,9 @@ def dataset_image(model, meta, index: int, *, data_dir=None, dataset: str | None
     source's "note" says so)."""
     from .. import data
     note = None
-    if dataset is None and meta.get("source") == "onnx":
-        raise CLIError("--index reads a dataset, but an ONNX model does not say which one it was trained on; "
+    if dataset is None and meta.get("source") in ("onnx", "keras"):
+        what = {"onnx": "an ONNX model", "keras": "a Keras model"}[meta["source"]]
+        raise CLIError(f"--index reads a dataset, but {what} does not say which one it was trained on; "
                        "pass --image FILE")
     if dataset is not None or split is not None:
         name = dataset or meta.get("dataset") or "sample"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (EXIT_USAGE, CLIError, dark_on_light_note, error_line, model_input_shape, nonneg_int,
+from ._common import (EXIT_USAGE, CLIError, add_arch_arg, dark_on_light_note, error_line, model_input_shape, nonneg_int,
                       note, open_model, positive_int, print_json, read_images)
 
 __all__ = ["add_arguments", "run"]
@@ -21,7 +21,9 @@ _MANY = 100  # an IDX file with more images than this gets a note about --limit/
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint .npz file or a run directory")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint .npz file or a run directory (or any model "
+                   "file featuremaps reads: ONNX, Keras, safetensors with --arch)")
+    add_arch_arg(p)
     p.add_argument("images", metavar="IMAGE", nargs="+",
                    help="PNG/JPEG files (needs Pillow; colour is converted to the model's channels) or IDX "
                         "files (e.g. t10k-images-idx3-ubyte[.gz]); each image must already have the model's "
@@ -89,7 +91,7 @@ def _predictions(model, meta, images, names, top: int) -> list[dict]:
 
 
 def run(args) -> int:
-    model, meta = open_model(args.checkpoint, shape_flag=False)
+    model, meta = open_model(args.checkpoint, shape_flag=False, arch=args.arch)
     batches, names, errors = _read_all(args, model_input_shape(model), meta)
     preds = _predictions(model, meta, np.concatenate(batches), names, args.top) if batches else []
     if args.json:

@@ -5,7 +5,8 @@ for one input: the N-th image of the evaluation split (`--index`, default 0; the
 checkpoint's dataset unless `--dataset/--split` say otherwise) or an image file (`--image`, read and
 normalised exactly as `featuremaps predict` does; with an IDX file of many images `--index` picks one).
 Without `-o` the page goes to ./report.html, which is never replaced unless `--force` is given.
-An ONNX file (recognised by content) is imported first; `--input-shape`, `--mean`/`--std` and
+An ONNX or Keras file (recognised by content) is imported first (a `.safetensors` file with
+`--arch NAME`); `--input-shape`, `--mean`/`--std` and
 `--layout` are as in `featuremaps explain`.
 
 `add_parser` also registers it on any argparse `subparsers` object (the CLI itself lists it in its registry).
@@ -15,8 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ._common import (CLIError, add_data_args, add_index_arg, add_input_shape_arg, check_default_output,
-                      check_parent, check_unit, nonneg_int, open_model, position)
+from ._common import (MODEL_FILES, CLIError, add_arch_arg, add_data_args, add_index_arg, add_input_shape_arg,
+                      check_default_output, check_parent, check_unit, nonneg_int, open_model, position)
 from .inputs import add_preprocess_args
 
 __all__ = ["add_parser", "add_arguments", "run"]
@@ -30,8 +31,9 @@ DESCRIPTION = ("Write ONE self-contained HTML file (works offline, nothing exter
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT|ONNX",
-                   help="a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+                   help=MODEL_FILES)
     add_input_shape_arg(p)
+    add_arch_arg(p)
     add_index_arg(p, "the N-th image of the evaluation split (default: 0), or of the --image IDX file")
     p.add_argument("--image", metavar="FILE", default=None,
                    help="a PNG/JPEG (needs Pillow) or IDX image file, or a .npy array (see --layout), instead of "
@@ -95,7 +97,7 @@ def run(args) -> int:
     check_parent(out, "-o")
     if args.output is None:
         check_default_output(out, "-o", args.force)
-    model, meta = open_model(args.checkpoint, input_shape=args.input_shape)
+    model, meta = open_model(args.checkpoint, input_shape=args.input_shape, arch=args.arch)
     if args.layer is not None:
         check_unit(model, args.layer, args.map, args.position, op="report", at_flag="--position", at_required=False)
     meta = inputs.preprocessing(model, meta, args.mean, args.std)

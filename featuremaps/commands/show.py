@@ -18,7 +18,7 @@ one-line reason (`show curves takes no --layer`) instead of argparse's "unrecogn
 Inputs are prepared exactly as `featuremaps explain` and `featuremaps predict` prepare them (same
 reader, the checkpoint's normalisation, or `--mean`/`--std`; `--layout` for a .npy array). An ONNX
 file (recognised by content) is imported first, with `--input-shape` when its input has free
-dimensions.
+dimensions; so are Keras `.keras`/`.h5` files and, with `--arch NAME`, `.safetensors` weights.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import (CLIError, add_index_arg, add_input_shape_arg, check_parent, check_unit, open_model,
+from ._common import (MODEL_FILES, CLIError, add_index_arg, add_input_shape_arg, check_parent, check_unit, open_model,
                       output_shape, position, positive_int)
 from .inputs import add_preprocess_args
 
@@ -49,11 +49,12 @@ _WHAT_HELP = {
     "curves": "loss and accuracy per epoch of a run (from its metrics.json)",
 }
 # The option groups each picture takes; the rest are hidden in its help and rejected with a reason.
-_TAKES = {"kernels": {"layer", "normalize", "shape"}, "maps": {"input", "max_maps", "shape"},
-          "connections": {"layer", "shape"}, "receptive": {"layer", "input", "at", "shape"}, "curves": set()}
+_TAKES = {"kernels": {"layer", "normalize", "shape", "arch"}, "maps": {"input", "max_maps", "shape", "arch"},
+          "connections": {"layer", "shape", "arch"}, "receptive": {"layer", "input", "at", "shape", "arch"},
+          "curves": set()}
 _FLAGS = {"layer": (("layer", "--layer"),), "normalize": (("normalize", "--normalize"),),
           "max_maps": (("max_maps", "--max-maps"),), "at": (("at", "--at"),),
-          "shape": (("input_shape", "--input-shape"),),
+          "shape": (("input_shape", "--input-shape"),), "arch": (("arch", "--arch"),),
           "input": (("image", "--image"), ("index", "--index"), ("invert", "--invert"), ("data", "--data"),
                     ("mean", "--mean"), ("std", "--std"), ("layout", "--layout"))}
 DEFAULT_MAX_MAPS = 16
@@ -77,9 +78,11 @@ def _what_arguments(q, what: str) -> None:
 
     q.add_argument("source", metavar="RUN_DIR" if what == "curves" else "CHECKPOINT_OR_RUN",
                    help="a run directory or its metrics.json" if what == "curves" else
-                        "a run directory, a checkpoint .npz file or an ONNX file (recognised by content)")
+                        MODEL_FILES)
     add_input_shape_arg(q, help=shown("shape", "per-example input shape H,W,C of an ONNX file whose input has "
                                                "free dimensions"))
+    q.add_argument("--arch", metavar="NAME", default=None, help=shown("arch", "for a .safetensors file (weights "
+                   "only): the zoo model they belong to (see 'featuremaps models')"))
     q.add_argument("-o", "--out", required=True, metavar="OUT.png", help="where to write the PNG")
     q.add_argument("--layer", metavar="NAME", default=None,
                    help=shown("layer", "the layer's name (see 'featuremaps summary')"))
@@ -224,7 +227,7 @@ def run(args) -> int:
     if args.what == "curves":
         pictures.curves(args.source, out, title=f"training curves: {args.source}")
     else:
-        model, meta = open_model(args.source, input_shape=args.input_shape)
+        model, meta = open_model(args.source, input_shape=args.input_shape, arch=args.arch)
         _DRAW[args.what](pictures, model, meta, args, out)
     print(out)
     return 0
