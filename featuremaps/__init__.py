@@ -8,12 +8,17 @@ Public API (everything else is an implementation detail):
 - `Tensor`, `no_grad`, `is_grad_enabled`, `apply` — autograd (`featuremaps.tensor`)
 - `functional` — stateless ops: conv2d, conv_transpose2d, pooling, linear, activations, norms, losses;
   `functional.use_numba(flag)` switches the optional compiled kernels (the `fast` extra)
-- `nn` — layers and `Sequential`; `init` — initialisers; `tables` — connection tables
+- `nn` — layers, `Sequential` and `Graph`; `init` — initialisers; `tables` — connection tables
 - `models` — the model zoo (`models.get("lenet5")`); `data` — MNIST/Fashion-MNIST/CIFAR-10/sample
 - `optim`, `schedules`, `train` (fit/evaluate), `checkpoint` (save/load)
-- `load_model(path)` — a checkpoint, run directory or ONNX file (chosen by content), in eval mode
-- `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`, `receptive_field`
-- `onnx` (the `onnx` extra) — `run`, `load` and `export` of ONNX files: `import featuremaps.onnx`
+- `load_model(path, arch=None)` — a checkpoint, run directory, ONNX, Keras (.keras, legacy .h5) or
+  safetensors file (with `arch`, a zoo model name), chosen by content, in eval mode
+- `inspect` — `summary`, `connections`, `filters_for_output`, `explain`, `activations`,
+  `receptive_field`, `map_sources`
+- `layouts` — the weight conventions of other frameworks and `verify_conversion`: `import featuremaps.layouts`
+- imported on demand, each with its extra: `featuremaps.onnx` (`run`, `load`, `export`; extra `onnx`),
+  `featuremaps.keras` (`load`, `export`; extra `keras`), `featuremaps.torch` (`from_module`,
+  `load_state_dict`, `export_state_dict`; extra `torch`), `featuremaps.theano` (`lenet_from_params`)
 - `pictures` (PNG figures; needs the `plot` extra) and `report` (the offline HTML page) are imported
   on demand: `import featuremaps.pictures`, `import featuremaps.report`.
 """

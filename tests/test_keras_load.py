@@ -145,6 +145,20 @@ def test_every_other_layer_kind(tmp_path):
         assert kinds <= {type(n.layer).__name__ for n in m.nodes()}
 
 
+def test_permute_and_identity(tmp_path):
+    """Keras's Permute (1-based `dims`) becomes a Transpose, and Identity an Identity; both are what
+    featuremaps.keras.export writes for a Transpose and an Identity."""
+    inp = keras.Input((4, 6, 3))
+    h = layers.Conv2D(5, 3, padding="same")(inp)
+    h = layers.Permute((2, 1, 3))(h)  # (6, 4, 5): rows and columns swapped
+    h = layers.Identity()(h)
+    km = keras.Model(inp, layers.Flatten()(layers.Permute((3, 1, 2))(h)))  # (5, 6, 4): channels first
+    _randomize(km)
+    for m in _both(km, tmp_path, RNG.standard_normal((2, 4, 6, 3)).astype(np.float32)):
+        perms = [n.layer.perm for n in m.nodes() if type(n.layer).__name__ == "Transpose"]
+        assert perms == [(1, 0, 2), (2, 0, 1)]
+
+
 def test_shared_layer_becomes_one_node_per_call(tmp_path):
     inp = keras.Input((5, 5, 2))
     conv = layers.Conv2D(2, 3, padding="same", name="shared")

@@ -5,6 +5,7 @@
 and nothing in a file is ever executed (a Lambda layer or a custom object is refused).
 """
 from ._load import load
-from ._export import export
+from ._export import KerasExportError, export
+from ._read import KerasFileError
 
-__all__ = ["load", "export"]
+__all__ = ["load", "export", "KerasFileError", "KerasExportError"]

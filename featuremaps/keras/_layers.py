@@ -404,6 +404,11 @@ def identity(layer: Layer) -> list:
     return [("", nn.Identity(), {})]
 
 
+def permute(layer: Layer) -> list:
+    """Keras's `dims` are 1-based axes of each example (output axis i is input axis dims[i])."""
+    return [("", nn.Transpose(tuple(int(d) - 1 for d in layer.cfg["dims"])), {})]
+
+
 CONVERTERS = {
     "Conv2D": conv2d, "Convolution2D": conv2d, "DepthwiseConv2D": depthwise_conv2d,
     "SeparableConv2D": separable_conv2d, "SeparableConvolution2D": separable_conv2d,
@@ -419,7 +424,7 @@ CONVERTERS = {
     "GlobalMaxPool2D": lambda layer: _global(layer, nn.GlobalMaxPool2D),
     "ZeroPadding2D": zero_padding, "Cropping2D": cropping, "Rescaling": rescaling,
     "Add": _merge(nn.Add), "Multiply": _merge(nn.Multiply), "Average": _merge(nn.Average),
-    "Maximum": _merge(nn.Maximum), "Concatenate": concatenate,
+    "Maximum": _merge(nn.Maximum), "Concatenate": concatenate, "Identity": identity, "Permute": permute,
 }
 
 

@@ -408,7 +408,7 @@ if _optional("Conv2DTranspose") is not None:
         (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
         size = (h * sh, w * sw) if layer.padding == "same" else (1, 1)
         pads = window.resolve_padding(layer.padding, size, layer.kernel_size, layer.stride, layer.dilation, op=name)
-        full = ((h - 1) * sh + dh * (kh - 1) + 1, (w - 1) * sw + dw * (kw - 1) + 1)  # no padding, no output_padding
+        full = ((h - 1) * sh + window.dilated_span(kh, dh), (w - 1) * sw + window.dilated_span(kw, dw))  # no pads
         # featuremaps' output: rows [top, top + out) of the full output, extended by bias-only rows past its end
         extra = [max(p[0] + o - f, 0) for p, o, f in zip(pads, out_shape[:2], full)]
         if any(e >= s for e, s in zip(extra, layer.stride)):

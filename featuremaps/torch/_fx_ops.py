@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import nn
+from ..functional.window import dilated_span
 from ..onnx._import_build import _clean
 from ..onnx._import_layout import NHWC, Unsupported
 from ..onnx._import_ops import IMPORTERS
@@ -82,7 +83,7 @@ def _rank(cx, n) -> int:
 # --- conv, dense, norm --------------------------------------------------------------------------
 def _same_pads(k, d) -> list:
     """torch's padding='same': total d·(k − 1), the odd one extra at the bottom/right."""
-    total = [dd * (kk - 1) for kk, dd in zip(k, d)]
+    total = [dilated_span(kk, dd) - 1 for kk, dd in zip(k, d)]
     return [(t // 2, t - t // 2) for t in total]
 
 
