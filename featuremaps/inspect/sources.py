@@ -137,21 +137,12 @@ def span_text(maps, limit: int = 12) -> str:
 # --------------------------------------------------------------------------------------------------
 def value_shapes(model, input_shape=None, op: str = "map_sources") -> dict:
     """Per-example shape of every value of `model` (inputs and nodes), without running it."""
-    if hasattr(model, "node_shapes"):
-        try:
-            return model.node_shapes(input_shape)
-        except ShapeError as e:
-            raise ValueError(f"{op}: {e}") from None
-    shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
-    if shape is None:
-        raise ValueError(f"{op}: the model has no input_shape; pass input_shape=(H, W, C) (one example)")
-    shapes = {input_names(model)[0]: tuple(int(s) for s in shape)}
-    for n in model_nodes(model):
-        try:
-            shapes[n.name] = tuple(n.layer.compute_output_shape(shapes[n.inputs[0]]))
-        except ShapeError as e:
-            raise ValueError(f"{op}: {e.within(n.name)}") from None
-    return shapes
+    try:
+        return model.node_shapes(input_shape)
+    except ShapeError as e:
+        raise ValueError(f"{op}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{op}: {e}; pass input_shape=(H, W, C) (one example)") from None
 
 
 def _is_source(layer) -> bool:

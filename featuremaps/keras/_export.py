@@ -32,21 +32,6 @@ class KerasExportError(ValueError):
     """A model (or a layer of it) that cannot be written as a Keras file; the message says which and why."""
 
 
-def _is_container(layer) -> bool:
-    return isinstance(layer, (nn.Sequential, nn.Graph))
-
-
-def _shapes(model, inputs: dict) -> dict:
-    """Per-example shape of every value of `model` (its inputs and nodes) by name."""
-    shapes = dict(inputs)
-    for n in nn.graph.model_nodes(model):
-        try:
-            shapes[n.name] = tuple(n.layer.compute_output_shape(*[shapes[i] for i in n.inputs]))
-        except nn.ShapeError as err:
-            raise err.within(n.name) from None
-    return shapes
-
-
 def _input_shapes(model) -> dict:
     names = nn.graph.input_names(model)
     given = dict(model.input_shapes) if isinstance(model, nn.Graph) else {"input": model.input_shape}
@@ -61,12 +46,12 @@ def _input_shapes(model) -> dict:
 def _emit(k: KerasBuilder, model, env: dict, shapes_in: dict, prefix: str, bad: list) -> dict:
     """Convert `model`'s nodes reading `env` (featuremaps name → Keras name); returns every value's Keras
     name. Layers without a Keras form are appended to `bad` as (name, kind, reason)."""
-    shapes = _shapes(model, shapes_in)
+    shapes = nn.graph.value_shapes(model, shapes_in)
     env = dict(env)
     for n in nn.graph.model_nodes(model):
         name = f"{prefix}{n.name}"
         ins = [env[i] for i in n.inputs]
-        if _is_container(n.layer):
+        if nn.graph.is_container(n.layer):
             inner = nn.graph.input_names(n.layer)
             outs = n.layer.output_names if isinstance(n.layer, nn.Graph) else [n.layer.nodes()[-1].name]
             if len(outs) != 1:

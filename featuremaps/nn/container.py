@@ -121,6 +121,14 @@ class Sequential(Module):
                 raise e.within(name) from None
         return shape
 
+    def node_shapes(self, input_shape=None) -> dict:
+        """Per-example shape of every value: "input", then each layer's output (see `Graph.node_shapes`)."""
+        from .graph import value_shapes
+        shape = self.input_shape if input_shape is None else input_shape
+        if shape is None:
+            raise ValueError("Sequential.node_shapes: input_shape not given and the model has none")
+        return value_shapes(self, {"input": tuple(int(s) for s in shape)})
+
     def get_config(self) -> dict:
         return {"class": "Sequential", "input_shape": jsonable(self.input_shape),
                 "layers": [{"name": name, "config": layer.get_config()} for name, layer in self._modules.items()]}

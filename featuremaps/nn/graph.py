@@ -26,7 +26,7 @@ from typing import Iterator, NamedTuple
 from .._json import jsonable
 from .module import Module, ShapeError, from_config, register
 
-__all__ = ["Graph", "Node", "model_nodes", "input_names"]
+__all__ = ["Graph", "Node", "model_nodes", "input_names", "value_shapes", "is_container"]
 
 
 class Node(NamedTuple):
@@ -273,13 +273,7 @@ class Graph(Module):
         `input_shape` is the only input's shape, a list in input order or a dict name → shape; it
         defaults to the shapes the graph was built with. A node that cannot take its input raises
         `ShapeError` naming it."""
-        shapes = self._given_shapes(input_shape)
-        for n in self._nodes:
-            try:
-                shapes[n.name] = tuple(n.layer.compute_output_shape(*[shapes[i] for i in n.inputs]))
-            except ShapeError as e:
-                raise e.within(n.name) from None
-        return shapes
+        return value_shapes(self, self._given_shapes(input_shape))
 
     def compute_output_shape(self, input_shape=None):
         """The output's per-example shape (a tuple of them with several outputs)."""
@@ -324,6 +318,24 @@ def model_nodes(model) -> list[Node]:
     if callable(nodes):
         return nodes()
     raise TypeError(f"model must be a featuremaps.nn.Sequential or Graph; received a {type(model).__name__}")
+
+
+def value_shapes(model, input_shapes: dict) -> dict:
+    """Per-example shape of every value of a Graph or Sequential (its inputs, then each node's output),
+    from the shapes of its inputs (name → shape), without running it. A node that cannot take its
+    input raises `ShapeError` naming it."""
+    shapes = {n: tuple(s) for n, s in input_shapes.items()}
+    for n in model_nodes(model):
+        try:
+            shapes[n.name] = tuple(n.layer.compute_output_shape(*[shapes[i] for i in n.inputs]))
+        except ShapeError as e:
+            raise e.within(n.name) from None
+    return shapes
+
+
+def is_container(layer) -> bool:
+    """Whether `layer` holds other layers (a Sequential or a Graph) rather than computing itself."""
+    return callable(getattr(layer, "nodes", None))
 
 
 def input_names(model) -> list[str]:

@@ -44,15 +44,11 @@ def _onnx():
     return onnx
 
 
-def _is_container(layer) -> bool:
-    return isinstance(layer, (nn.Sequential, nn.Graph))
-
-
 def _walk(model, prefix: str = ""):
     """(dotted name, layer) of every non-container layer, nested containers included."""
     for n in nn.graph.model_nodes(model):
         name = f"{prefix}{n.name}"
-        if _is_container(n.layer):
+        if nn.graph.is_container(n.layer):
             yield from _walk(n.layer, name + ".")
         else:
             yield name, n.layer
@@ -89,25 +85,14 @@ def _input_shapes(model, input_shape) -> dict:
     return out
 
 
-def _shapes(model, inputs: dict) -> dict:
-    """Per-example shape of every value of `model` (its inputs and nodes) by name."""
-    shapes = dict(inputs)
-    for n in nn.graph.model_nodes(model):
-        try:
-            shapes[n.name] = tuple(n.layer.compute_output_shape(*[shapes[i] for i in n.inputs]))
-        except nn.ShapeError as err:
-            raise err.within(n.name) from None
-    return shapes
-
-
 def _emit(e: Emitter, model, env: dict, shapes_in: dict, prefix: str) -> dict:
     """Emit `model`'s nodes, reading `env` (featuremaps name → tensor); returns every value's tensor."""
-    shapes = _shapes(model, shapes_in)
+    shapes = nn.graph.value_shapes(model, shapes_in)
     env = dict(env)
     for n in nn.graph.model_nodes(model):
         name = f"{prefix}{n.name}"
         ins = [env[i] for i in n.inputs]
-        if _is_container(n.layer):
+        if nn.graph.is_container(n.layer):
             inner = nn.graph.input_names(n.layer)
             sub = _emit(e, n.layer, dict(zip(inner, ins)), {k: shapes[i] for k, i in zip(inner, n.inputs)},
                         name + ".")
@@ -191,7 +176,7 @@ def build(model, *, opset: int = 17, batch=None, input_shape=None):
         if len(shape) == 3:
             e.log.append(f"input {name!r}: NHWC {shape} read as ONNX NCHW (N, {shape[2]}, {shape[0]}, {shape[1]})")
     env = _emit(e, model, env, inputs, "")
-    out_infos = _outputs(e, model, env, _shapes(model, inputs), elem, batch)
+    out_infos = _outputs(e, model, env, nn.graph.value_shapes(model, inputs), elem, batch)
     graph = onnx.helper.make_graph(e.nodes, "featuremaps", in_infos, out_infos, e.inits)
     opsets = [onnx.helper.make_opsetid("", int(opset))]
     proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="featuremaps",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn.graph import model_nodes
+from ..nn.module import ShapeError
 
 __all__ = ["from_torch", "to_torch", "dense_flatten_inputs"]
 
@@ -53,13 +54,13 @@ def to_torch(layer, kind: str, a: np.ndarray, maps) -> tuple[np.ndarray, str]:
 
 
 def _shapes(model) -> dict:
-    if hasattr(model, "node_shapes"):
+    """Every value's per-example shape; {} for a model built without an input shape."""
+    try:
         return model.node_shapes()
-    shapes = {"input": getattr(model, "input_shape", None)}
-    for n in model_nodes(model):
-        s = shapes.get(n.inputs[0])
-        shapes[n.name] = None if s is None else tuple(n.layer.compute_output_shape(s))
-    return shapes
+    except ShapeError:
+        raise
+    except ValueError:  # no input shape
+        return {}
 
 
 def dense_flatten_inputs(model) -> dict:
