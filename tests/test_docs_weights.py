@@ -2,23 +2,15 @@
 exactly what the script produces now (a trained featuremaps LeNet saved as ONNX, .keras, legacy .h5,
 safetensors and Theano arrays; map n's kernel by each framework's own indexing, checked equal to
 `filters_for_output`, and each framework's logits checked against featuremaps)."""
-import importlib.util
-from pathlib import Path
-
 import keras  # noqa: F401 - imported once here, before the page's snippets import it (torch backend: conftest)
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "docs" / "build_weights.py"
+from tests.doc_pages import build_page
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("build_weights", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    page, drawn = mod.generate(tmp_path_factory.mktemp("fresh"))
-    return mod, page, drawn
+    return build_page("build_weights.py", tmp_path_factory.mktemp("fresh"))
 
 
 def test_committed_page_is_up_to_date(built):
