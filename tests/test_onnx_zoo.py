@@ -148,7 +148,8 @@ def loaded_outputs(model, feeds) -> list[np.ndarray]:
     return [g.transpose(0, 3, 1, 2) if g.ndim == 4 else g for g in got]  # (n, h, w, c) -> (n, c, h, w)
 
 
-#: Their fully connected layers hold 60–140 M weights: `load` sees them in their random form only.
+#: Their fully connected layers hold 60–140 M weights (10–16 s each to load and run again): `run` checks
+#: them; `load` is checked on the six other graphs, which hold every op kind these three have.
 BIG_FC = {"bvlc_alexnet", "vgg19", "zfnet512"}
 
 
@@ -184,7 +185,8 @@ def test_zoo_with_random_weights_matches_onnxruntime_in_run_and_load(name):
     logits = ref[-1]
     assert float(np.std(logits)) > 1e-3 * float(np.max(np.abs(logits)))  # the maps differ: not constant fills
     compare(run(model, feeds), ref, (name, "random"))
-    compare(loaded_outputs(model, feeds), ref, (name, "random, load"))
+    if name not in BIG_FC:
+        compare(loaded_outputs(model, feeds), ref, (name, "random, load"))
 
 
 def test_randomized_weights_differ_per_channel():
