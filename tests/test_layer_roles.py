@@ -42,7 +42,7 @@ CONTAINERS = {"Sequential", "Graph"}  # hold layers; not layers themselves
 SPATIAL = (None, "same", "window", "pad", "flatten", "all")
 DECOMPOSITIONS = (None, "weighted_sum", "window_max", "window_mean")
 #: Names an old class-name list used although no such class exists.
-PHANTOMS = {"GELU", "Softplus", "BatchNorm1D", "DepthwiseConv2D"}
+PHANTOMS = {"BatchNorm1D", "DepthwiseConv2D"}
 #: The largest slope of any layer here on `_model`'s weights (|weight| ≤ 1.5): BatchNorm's γ/√(1 + eps) and
 #: Subsampling2D's coefficient; ScaledTanh's is 1.7159·2/3 ≈ 1.14.
 STEEPEST = 2.0

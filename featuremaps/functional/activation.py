@@ -6,6 +6,10 @@ gradient at a kink follows PyTorch: `relu'(0) = 0`, `leaky_relu'(0) = negative_s
 `elu'(0) = alpha`, `clip` passes the gradient at its bounds (`torch.clamp`), while `relu6`,
 `hard_sigmoid` and `hard_swish` pass none at their kinks (`F.relu6`, `F.hardsigmoid`, `F.hardswish`);
 `prelu'(0) = slope`. At a NaN input their gradients are PyTorch's too.
+
+The smooth activations of newer nets follow PyTorch's definitions too: `gelu` (exact, with the erf of
+`functional._erf`, or `approximate="tanh"`), `silu` (swish), `softplus` (with `beta` and `threshold`),
+`softsign` and `mish`. Each is computed without overflow for any finite input.
 """
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ import numpy as np
 
 from ..tensor import apply
 from . import accel
+from ._erf import erfc
 from .arith import unbroadcast
 from ._checks import floating
 
 __all__ = ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "softmax", "log_softmax", "clip", "relu6",
-           "hard_sigmoid", "hard_swish", "prelu"]
+           "hard_sigmoid", "hard_swish", "prelu", "gelu", "silu", "softplus", "softsign", "mish"]
 
 
 def _floating(x, op: str):
@@ -276,3 +281,126 @@ def prelu(x, slope):
         raise ValueError(f"{op}: slope must broadcast to x's shape {xs} (e.g. ({xs[-1] if xs else 1},) for one "
                          f"slope per channel, or (1,)); received slope of shape {ss}")
     return apply(_prelu_forward, _prelu_backward, x, slope)
+
+
+# --- gelu, silu, softplus, softsign, mish -------------------------------------------------------------
+_SQRT_HALF = 0.7071067811865476  # 1/√2
+_INV_SQRT_2PI = 0.3989422804014327  # 1/√(2π)
+_TANH_K, _TANH_C = 0.7978845608028654, 0.044715  # √(2/π) and the cubic coefficient of GELU's tanh form
+
+
+def _stable_softplus(z):
+    """log(1 + eᶻ) = max(z, 0) + log1p(e^(−|z|)): no overflow for any finite z."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _gelu_forward(x, needs, approximate):
+    if approximate == "tanh":
+        with np.errstate(over="ignore", invalid="ignore"):  # x³ may overflow to ±inf: tanh(±inf) = ±1
+            t = np.tanh(_TANH_K * (x + _TANH_C * x * x * x))
+            out = 0.5 * x * (1 + t)
+        return out.astype(x.dtype, copy=False), (x, t, approximate)
+    cdf = 0.5 * erfc(-np.asarray(x, np.float64) * _SQRT_HALF)  # Φ(x) in float64 (no 1 + erf cancellation)
+    with np.errstate(invalid="ignore"):  # −inf · 0 is NaN, as in PyTorch
+        return (x * cdf).astype(x.dtype, copy=False), (x, cdf, approximate)
+
+
+def _gelu_backward(ctx, g, needs):
+    x, aux, approximate = ctx
+    x64 = np.asarray(x, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if approximate == "tanh":  # d/dx ½x(1 + t) = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3c·x²)
+            t = np.asarray(aux, np.float64)
+            inner = _TANH_K * (1 + 3 * _TANH_C * x64 * x64)
+            slope = 0.5 * (1 + t) + np.where(t * t == 1, 0.0, 0.5 * x64 * (1 - t * t) * inner)
+        else:  # d/dx x·Φ(x) = Φ(x) + x·φ(x)
+            pdf = _INV_SQRT_2PI * np.exp(-0.5 * x64 * x64)
+            slope = aux + np.where(pdf == 0, 0.0, x64 * pdf)
+    return ((g * slope).astype(g.dtype, copy=False),)
+
+
+def gelu(x, approximate: str = "none"):
+    """x·Φ(x), Φ the standard normal CDF (PyTorch's `gelu`); `approximate="tanh"` is
+    ½x(1 + tanh(√(2/π)(x + 0.044715x³))), PyTorch's and ONNX's tanh form."""
+    x = _floating(x, "gelu")
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh'; received {approximate!r}")
+    return apply(_gelu_forward, _gelu_backward, x, approximate=approximate)
+
+
+def _silu_forward(x, needs):
+    s = _sigmoid_forward(x, needs)[1]
+    with np.errstate(invalid="ignore"):  # −inf · 0 is NaN, as in PyTorch
+        return (x * s).astype(x.dtype, copy=False), (x, s)
+
+
+def _silu_backward(ctx, g, needs):
+    x, s = ctx
+    with np.errstate(invalid="ignore"):  # d/dx x·σ(x) = σ(x)(1 + x(1 − σ(x)))
+        return ((g * (s * (1 + x * (1 - s)))).astype(g.dtype, copy=False),)
+
+
+def silu(x):
+    """x·σ(x) (SiLU, also called swish; PyTorch's `silu`, Keras's `silu`/`swish`)."""
+    return apply(_silu_forward, _silu_backward, _floating(x, "silu"))
+
+
+def _softplus_forward(x, needs, beta, threshold):
+    with np.errstate(over="ignore"):  # β·x may overflow to ±inf; then e^(−|z|) = 0 and z > threshold still hold
+        z = x * x.dtype.type(beta)
+    # (max(z, 0) + log1p(e^(−|z|)))/β, with max(z, 0)/β written as max(x, 0): no overflow even if z does
+    soft = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(z))) / x.dtype.type(beta)
+    out = soft if threshold is None else np.where(z > threshold, x, soft)
+    return out.astype(x.dtype, copy=False), (z, threshold)
+
+
+def _softplus_backward(ctx, g, needs):
+    z, threshold = ctx
+    s = _sigmoid_forward(z, None)[1]  # d/dx log(1 + e^(βx))/β = σ(βx)
+    slope = s if threshold is None else np.where(z > threshold, 1, s)
+    return ((g * slope).astype(g.dtype, copy=False),)
+
+
+def softplus(x, beta: float = 1.0, threshold: float | None = 20.0):
+    """log(1 + e^(βx))/β, and x itself where βx > threshold (PyTorch's `softplus`); `threshold=None`
+    never switches (ONNX Softplus, β = 1). Computed as max(z, 0) + log1p(e^(−|z|)), z = βx: no overflow."""
+    x = _floating(x, "softplus")
+    beta = _number(beta, "beta", "softplus")
+    if not beta > 0:
+        raise ValueError(f"softplus: beta must be > 0; received {beta:g}")
+    threshold = _bound(threshold, "threshold", "softplus")
+    return apply(_softplus_forward, _softplus_backward, x, beta=beta, threshold=threshold)
+
+
+def _softsign_forward(x, needs):
+    d = 1 + np.abs(x)
+    with np.errstate(invalid="ignore"):  # ±inf / inf is NaN, as in PyTorch
+        return (x / d).astype(x.dtype, copy=False), d
+
+
+def _softsign_backward(d, g, needs):
+    return ((g / (d * d)).astype(g.dtype, copy=False),)
+
+
+def softsign(x):
+    """x / (1 + |x|)."""
+    return apply(_softsign_forward, _softsign_backward, _floating(x, "softsign"))
+
+
+def _mish_forward(x, needs):
+    t = np.tanh(_stable_softplus(x))
+    with np.errstate(invalid="ignore"):  # −inf · 0 is NaN, as in PyTorch
+        return (x * t).astype(x.dtype, copy=False), (x, t)
+
+
+def _mish_backward(ctx, g, needs):
+    x, t = ctx
+    s = _sigmoid_forward(x, None)[1]
+    with np.errstate(invalid="ignore"):  # d/dx x·tanh(sp(x)) = tanh(sp(x)) + x·(1 − tanh²)·σ(x)
+        slope = t + np.where(t * t == 1, 0, x * (1 - t * t) * s)
+    return ((g * slope).astype(g.dtype, copy=False),)
+
+
+def mish(x):
+    """x·tanh(softplus(x)) (Misra 2019; PyTorch's `mish`, ONNX Mish)."""
+    return apply(_mish_forward, _mish_backward, _floating(x, "mish"))

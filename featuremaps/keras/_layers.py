@@ -96,6 +96,21 @@ _ACTIVATIONS = {
     "hard_sigmoid": lambda: [("hard_sigmoid", nn.HardSigmoid(1 / 6, 0.5), {})],
     "hard_swish": lambda: [("hard_swish", nn.HardSwish(), {})],
     "hard_silu": lambda: [("hard_silu", nn.HardSwish(), {})],
+    "gelu": lambda: [("gelu", nn.GELU("none"), {})],
+    "silu": lambda: [("silu", nn.SiLU(), {})],
+    "swish": lambda: [("swish", nn.SiLU(), {})],
+    "softplus": lambda: [("softplus", nn.Softplus(1.0, 20.0), {})],
+    "softsign": lambda: [("softsign", nn.Softsign(), {})],
+    "mish": lambda: [("mish", nn.Mish(), {})],
+    "exponential": lambda: [("exponential", nn.Exponential(), {})],
+    "log_softmax": lambda: [("log_softmax", nn.LogSoftmax(-1), {})],
+}
+_NOTES = {  # the convention behind a name, logged when it is not just "the same function"
+    "gelu": "Keras's gelu (approximate=False) is the exact x·Φ(x) → GELU('none')",
+    "swish": "swish is Keras's other name for silu, x·σ(x) → SiLU",
+    "softplus": "Keras's softplus log(1 + eˣ) → Softplus(beta=1, threshold=20) (PyTorch's switch to x above 20, "
+                "a change below e^-20)",
+    "log_softmax": "log_softmax over the last axis → LogSoftmax(-1)",
 }
 
 
@@ -112,6 +127,8 @@ def activation_nodes(act, layer: Layer) -> list:
     if act == "selu":
         layer.log.append(f"{layer.name} ({layer.kind}): activation 'selu' → ELU(alpha={_SELU_ALPHA:.7f}) then "
                          f"Affine scale {_SELU_SCALE:.7f} (selu = scale · elu)")
+    if act in _NOTES:
+        layer.log.append(f"{layer.name} ({layer.kind}): {_NOTES[act]}")
     if act in ("hard_sigmoid",):
         layer.log.append(f"{layer.name} ({layer.kind}): hard_sigmoid is Keras 3's relu6(x + 3) / 6 → "
                          "HardSigmoid(alpha=1/6, beta=0.5)")

@@ -225,7 +225,8 @@ def _subsampling(k, name, layer, ins, shapes, out_shape):
 
 
 # --- activations ----------------------------------------------------------------------------------
-_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.HardSwish: "hard_silu"}
+_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.HardSwish: "hard_silu", nn.SiLU: "silu",
+                nn.Softsign: "softsign", nn.Mish: "mish", nn.Exponential: "exponential"}
 
 
 @converts(*_ACTIVATIONS)
@@ -239,6 +240,28 @@ def _hard_sigmoid(k, name, layer, ins, shapes, out_shape):
         raise NoKerasForm(f"alpha={layer.alpha:g}, beta={layer.beta:g}: Keras's hard_sigmoid is "
                           "clip(x/6 + 1/2, 0, 1) only")
     return k.add(name, "Activation", {"activation": "hard_sigmoid"}, ins, shapes)
+
+
+@converts(nn.GELU)
+def _gelu(k, name, layer, ins, shapes, out_shape):
+    if layer.approximate != "none":
+        raise NoKerasForm("approximate='tanh': Keras's Activation 'gelu' is the exact form only")
+    return k.add(name, "Activation", {"activation": "gelu"}, ins, shapes)
+
+
+@converts(nn.Softplus)
+def _softplus(k, name, layer, ins, shapes, out_shape):
+    if layer.beta != 1.0 or layer.threshold not in (None, 20.0):
+        raise NoKerasForm(f"beta={layer.beta:g}, threshold={layer.threshold}: Keras's softplus is log(1 + eˣ) "
+                          "(beta 1, threshold 20 or none)")
+    return k.add(name, "Activation", {"activation": "softplus"}, ins, shapes)
+
+
+@converts(nn.LogSoftmax)
+def _log_softmax(k, name, layer, ins, shapes, out_shape):
+    if layer.axis != -1:
+        raise NoKerasForm(f"axis={layer.axis}: Keras's Activation 'log_softmax' reads the last axis only")
+    return k.add(name, "Activation", {"activation": "log_softmax"}, ins, shapes)
 
 
 @converts(nn.Identity)

@@ -10,8 +10,8 @@ from .module import Module, ShapeError, from_config
 from .conv import Conv2D, ZeroPad2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D, Subsampling2D
 from .dense import Dense, Flatten
-from .activation import (ELU, Clip, HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU, ReLU6, ScaledTanh, Sigmoid, Softmax,
-                         Tanh)
+from .activation import (ELU, GELU, Clip, Exponential, HardSigmoid, HardSwish, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
+                         ReLU6, ScaledTanh, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
 from .shape import Identity, Pad, Reshape, Transpose, Upsample
 from .merge import Add, Average, Concatenate, Maximum, Multiply
@@ -26,4 +26,5 @@ __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPoo
            "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "BatchNorm2D", "Dropout", "LocalResponseNorm",
            "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
            "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node",
-           "Affine", "Rescaling", "Conv2DTranspose", "Cropping2D"]
+           "Affine", "Rescaling", "Conv2DTranspose", "Cropping2D", "GELU", "SiLU", "Softplus", "Softsign", "Mish",
+           "Exponential", "LogSoftmax"]

@@ -1,7 +1,9 @@
 """Activation layers: thin wrappers over `featuremaps.functional.activation`; shapes pass through.
 
 The gradient at a kink follows the functional op (and PyTorch): `Clip` passes it at its bounds
-(`torch.clamp`), `ReLU6`, `HardSigmoid` and `HardSwish` do not.
+(`torch.clamp`), `ReLU6`, `HardSigmoid` and `HardSwish` do not. The smooth ones of newer nets (`GELU`,
+`SiLU`, `Softplus`, `Softsign`, `Mish`, `Exponential`) are element-wise too; `LogSoftmax`, like
+`Softmax`, is not.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .module import Module, kwarg_repr, register
 _INIT_SLOPE = 0.25  # PyTorch's PReLU init
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "PReLU", "Clip", "ReLU6",
-           "HardSigmoid", "HardSwish"]
+           "HardSigmoid", "HardSwish", "GELU", "SiLU", "Softplus", "Softsign", "Mish", "Exponential", "LogSoftmax"]
 
 
 class _Elementwise(Module):
@@ -110,7 +112,7 @@ class Softmax(_Elementwise):
     def __init__(self, axis: int = -1):
         super().__init__()
         if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"Softmax: axis must be an int; received {axis!r}")
+            raise TypeError(f"{type(self).__name__}: axis must be an int; received {axis!r}")
         self.axis = int(axis)
         if self.axis != -1:
             self.spatial = None  # along another axis than the channels, positions mix
@@ -119,7 +121,7 @@ class Softmax(_Elementwise):
         return F.softmax(x, axis=self.axis)
 
     def get_config(self):
-        return {"class": "Softmax", "axis": self.axis}
+        return {"class": type(self).__name__, "axis": self.axis}
 
     def _repr_args(self):
         return kwarg_repr("axis", self.axis, -1)
@@ -210,3 +212,86 @@ class HardSwish(_Elementwise):
 
     def forward(self, x):
         return F.hard_swish(x)
+
+
+@register
+class LogSoftmax(Softmax):
+    """log(softmax(x)) along `axis` (the last by default), as log-sum-exp (`F.log_softmax`); like
+    Softmax, each output depends on every value along `axis`."""
+
+    def forward(self, x):
+        return F.log_softmax(x, axis=self.axis)
+
+
+@register
+class GELU(_Elementwise):
+    """x·Φ(x) (`F.gelu`); `approximate="tanh"` is the tanh form (PyTorch's `nn.GELU(approximate)`)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh'; received {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def get_config(self):
+        return {"class": "GELU", "approximate": self.approximate}
+
+    def _repr_args(self):
+        return kwarg_repr("approximate", self.approximate, "none")
+
+
+@register
+class SiLU(_Elementwise):
+    """x·σ(x) (`F.silu`; also called swish)."""
+
+    def forward(self, x):
+        return F.silu(x)
+
+
+@register
+class Softplus(_Elementwise):
+    """log(1 + e^(βx))/β, x where βx > threshold (`F.softplus`, PyTorch's `nn.Softplus`); threshold None never
+    switches (ONNX Softplus)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float | None = 20.0):
+        super().__init__()
+        self.beta = _number(beta, "beta", "Softplus")
+        if not self.beta > 0:
+            raise ValueError(f"Softplus: beta must be > 0; received {self.beta:g}")
+        self.threshold = None if threshold is None else _number(threshold, "threshold", "Softplus")
+
+    def forward(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def get_config(self):
+        return {"class": "Softplus", "beta": self.beta, "threshold": self.threshold}
+
+    def _repr_args(self):
+        return kwarg_repr("beta", self.beta, 1.0) + kwarg_repr("threshold", self.threshold, 20.0)
+
+
+@register
+class Softsign(_Elementwise):
+    """x / (1 + |x|) (`F.softsign`)."""
+
+    def forward(self, x):
+        return F.softsign(x)
+
+
+@register
+class Mish(_Elementwise):
+    """x·tanh(softplus(x)) (`F.mish`)."""
+
+    def forward(self, x):
+        return F.mish(x)
+
+
+@register
+class Exponential(_Elementwise):
+    """eˣ (`F.exp`; Keras's `exponential` activation, ONNX Exp)."""
+
+    def forward(self, x):
+        return F.exp(x)

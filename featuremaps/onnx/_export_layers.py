@@ -234,6 +234,79 @@ def _hard_swish(e, name, layer, ins, shapes, out_shape):
     return e.node("Mul", [ins[0], gate], name, **_keep(e, ins[0]))
 
 
+@converts(nn.LogSoftmax)
+def _log_softmax(e, name, layer, ins, shapes, out_shape):
+    x, rank = ins[0], len(shapes[0]) + 1
+    axis = layer.axis % rank
+    if e.layout[x] == "nchw":
+        axis = NHWC_TO_NCHW[axis]
+    return e.node("LogSoftmax", [x], name, axis=axis, **_keep(e, x))
+
+
+_SMOOTH = {nn.Softsign: "Softsign", nn.Exponential: "Exp"}
+
+
+@converts(*_SMOOTH)
+def _smooth(e, name, layer, ins, shapes, out_shape):
+    return e.node(_SMOOTH[type(layer)], [ins[0]], name, **_keep(e, ins[0]))
+
+
+@converts(nn.SiLU)
+def _silu(e, name, layer, ins, shapes, out_shape):
+    if e.opset >= 24:
+        return e.node("Swish", [ins[0]], name, **_keep(e, ins[0]))
+    gate = e.step("Sigmoid", [ins[0]], name, "gate", **_keep(e, ins[0]))
+    e.log.append(f"{name}: SiLU written as x · Sigmoid(x) (opset {e.opset} < 24 has no Swish)")
+    return e.node("Mul", [ins[0], gate], name, **_keep(e, ins[0]))
+
+
+@converts(nn.GELU)
+def _gelu(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    if e.opset >= 20:
+        return e.node("Gelu", [x], name, approximate=layer.approximate, **kw)
+    if layer.approximate == "tanh":  # ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+        cube = e.step("Mul", [e.step("Mul", [x, x], name, "x2", **kw), x], name, "x3", **kw)
+        inner = e.step("Add", [x, e.step("Mul", [cube, e.scalar(f"{name}.c", 0.044715)], name, "cx3", **kw)],
+                       name, "inner", **kw)
+        scaled = e.step("Mul", [inner, e.scalar(f"{name}.k", float(np.sqrt(2 / np.pi)))], name, "scaled", **kw)
+        gate = e.step("Tanh", [scaled], name, "tanh", **kw)
+        form = "½x(1 + Tanh(√(2/π)(x + 0.044715x³)))"
+    else:  # ½x(1 + erf(x/√2))
+        scaled = e.step("Mul", [x, e.scalar(f"{name}.k", float(np.sqrt(0.5)))], name, "scaled", **kw)
+        gate = e.step("Erf", [scaled], name, "erf", **kw)
+        form = "½x(1 + Erf(x/√2))"
+    one = e.step("Add", [gate, e.scalar(f"{name}.one", 1.0)], name, "one_plus", **kw)
+    half = e.step("Mul", [x, e.scalar(f"{name}.half", 0.5)], name, "half_x", **kw)
+    e.log.append(f"{name}: GELU(approximate={layer.approximate!r}) written as {form} "
+                 f"(opset {e.opset} < 20 has no Gelu)")
+    return e.node("Mul", [half, one], name, **kw)
+
+
+@converts(nn.Softplus)
+def _softplus(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    if layer.threshold is not None:
+        e.log.append(f"{name}: Softplus threshold {layer.threshold:g} dropped (ONNX Softplus has none; the two "
+                     f"differ by at most e^-{layer.threshold:g}/beta where beta·x > threshold)")
+    if layer.beta == 1.0:
+        return e.node("Softplus", [x], name, **kw)
+    scaled = e.step("Mul", [x, e.scalar(f"{name}.beta", layer.beta)], name, "beta_x", **kw)
+    soft = e.step("Softplus", [scaled], name, "softplus", **kw)
+    e.log.append(f"{name}: Softplus(beta={layer.beta:g}) written as Softplus(beta·x) / beta")
+    return e.node("Div", [soft, e.scalar(f"{name}.div", layer.beta)], name, **kw)
+
+
+@converts(nn.Mish)
+def _mish(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    if e.opset >= 18:
+        return e.node("Mish", [x], name, **kw)
+    gate = e.step("Tanh", [e.step("Softplus", [x], name, "softplus", **kw)], name, "tanh", **kw)
+    e.log.append(f"{name}: Mish written as x · Tanh(Softplus(x)) (opset {e.opset} < 18 has no Mish)")
+    return e.node("Mul", [x, gate], name, **kw)
+
+
 # --- normalisation --------------------------------------------------------------------------------
 @converts(nn.BatchNorm2D)
 def _batch_norm(e, name, layer, ins, shapes, out_shape):

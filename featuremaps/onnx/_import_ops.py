@@ -327,6 +327,29 @@ def unary(b, node, attrs, version, base):
     _same_form(b, node, base, layer)
 
 
+@importer("Gelu", "Softplus", "Softsign", "Mish", "Exp", "Swish")
+def smooth(b, node, attrs, version, base):
+    """The smooth activations. Softplus's `beta` and `threshold` are not ONNX attributes: only the torch
+    route (`featuremaps.torch`) sets them, for `nn.Softplus(beta, threshold)`; ONNX's own Softplus has
+    beta 1 and no threshold."""
+    op = node.op_type
+    if op == "Gelu":
+        mode = _text(attrs, "approximate", "none")
+        if mode not in ("none", "tanh"):
+            raise Unsupported(f"Gelu's approximate must be 'none' or 'tanh'; received {mode!r}")
+        layer = nn.GELU(mode)
+    elif op == "Softplus":
+        threshold = attrs.get("threshold")
+        layer = nn.Softplus(float(attrs.get("beta", 1.0)), None if threshold is None else float(threshold))
+    elif op == "Swish":
+        if float(attrs.get("alpha", 1.0)) != 1.0:
+            raise Unsupported(f"Swish with alpha {float(attrs['alpha']):g}: featuremaps's SiLU is x·σ(x) (alpha 1)")
+        layer = nn.SiLU()
+    else:
+        layer = {"Softsign": nn.Softsign, "Mish": nn.Mish, "Exp": nn.Exponential}[op]()
+    _same_form(b, node, base, layer)
+
+
 def _channel_vector(c: np.ndarray, shape: tuple):
     """A constant operand as (None, scalar) or (ONNX axis 1, per-channel vector); None otherwise."""
     c = np.asarray(c)
@@ -530,8 +553,9 @@ def passthrough(b, node, attrs, version, base):
     b.set(node.output[0], h)
 
 
-@importer("Softmax")
+@importer("Softmax", "LogSoftmax")
 def softmax(b, node, attrs, version, base):
+    kind = nn.LogSoftmax if node.op_type == "LogSoftmax" else nn.Softmax
     h = _dyn(b, node)
     shape = h.shape
     rank = len(shape)
@@ -539,15 +563,15 @@ def softmax(b, node, attrs, version, base):
     if version < 13:  # the input is coerced to 2-D at `axis`: one softmax over axes axis … rank − 1
         big = [a for a in range(axis, rank) if shape[a] != 1]
         if len(big) > 1:
-            raise Unsupported(f"pre-13 Softmax over the flattened axes {list(range(axis, rank))} of {shape}")
+            raise Unsupported(f"pre-13 {node.op_type} over the flattened axes {list(range(axis, rank))} of {shape}")
         axis = big[0] if big else axis
     if rank == 2 and axis == 1:
-        _same_form(b, node, base, nn.Softmax(-1))
+        _same_form(b, node, base, kind(-1))
         return
     h = b.canonical(h, base)
     perm = h.perm
     k = perm.index(axis)
-    name = b.add(base, nn.Softmax(-1 if k == rank - 1 else k), [h.name])
+    name = b.add(base, kind(-1 if k == rank - 1 else k), [h.name])
     b.origin[name] = node.output[0]
     b.set(node.output[0], replace(h, name=name))
 

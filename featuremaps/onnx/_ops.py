@@ -69,8 +69,31 @@ for _name, _fn in {
         "LeakyRelu": lambda a, at: F.leaky_relu(a, float(at.get("alpha", 0.01))),
         "HardSigmoid": lambda a, at: F.hard_sigmoid(a, float(at.get("alpha", 0.2)), float(at.get("beta", 0.5))),
         "HardSwish": lambda a, at: F.hard_swish(a),
+        "Softplus": lambda a, at: F.softplus(a, threshold=None),  # ONNX: log(exp(x) + 1), no threshold
+        "Softsign": lambda a, at: F.softsign(a),
         "Identity": lambda a, at: a}.items():
     converter(_name, 1)(_unary(_fn))
+converter("Exp", 6)(_unary(lambda a, at: F.exp(a)))
+converter("Mish", 18)(_unary(lambda a, at: F.mish(a)))
+
+
+def _gelu_mode(attrs) -> str:
+    mode = attrs.get("approximate", "none")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode not in ("none", "tanh"):
+        raise Unsupported(f"Gelu: approximate must be 'none' or 'tanh'; received {mode!r}")
+    return mode
+
+
+converter("Gelu", 20)(_unary(lambda a, at: F.gelu(a, _gelu_mode(at))))
+
+
+def _swish(a, attrs):
+    alpha = float(attrs.get("alpha", 1.0))
+    return F.silu(a) if alpha == 1.0 else F.mul(a, F.sigmoid(F.mul(a, a.dtype.type(alpha))))
+
+
+converter("Swish", 24)(_unary(_swish))  # x·σ(alpha·x)
 
 
 @converter("Clip", 6)

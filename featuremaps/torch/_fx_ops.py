@@ -16,7 +16,7 @@ from .. import nn
 from ..functional.window import dilated_span
 from ..onnx._import_build import _clean
 from ..onnx._import_layout import NHWC, Unsupported
-from ..onnx._import_ops import IMPORTERS
+from ..onnx._import_ops import IMPORTERS, _same_form
 
 __all__ = ["converter_for"]
 
@@ -283,6 +283,33 @@ def softmax(cx, n):
     _onnx(cx, "Softmax", n, [n.args[0].name], {"axis": int(dim)}, version=13)
 
 
+def log_softmax(cx, n):
+    dim = _module(cx, n).dim if n.op == "call_module" else _value(cx, _arg(n, 1, "dim"))
+    if dim is None:
+        raise Unsupported("log_softmax without dim (torch's implicit dim is deprecated); give dim")
+    _onnx(cx, "LogSoftmax", n, [n.args[0].name], {"axis": int(dim)}, version=13)
+
+
+def gelu(cx, n):
+    mode = _module(cx, n).approximate if n.op == "call_module" else _value(cx, _arg(n, 1, "approximate", "none"))
+    _onnx(cx, "Gelu", n, [n.args[0].name], {"approximate": str(mode)}, version=20)
+
+
+def softplus(cx, n):
+    """torch's beta and threshold ride on the Softplus node as extra attributes (the importer reads them)."""
+    if n.op == "call_module":
+        beta, threshold = _module(cx, n).beta, _module(cx, n).threshold
+    else:
+        beta, threshold = _value(cx, _arg(n, 1, "beta", 1.0)), _value(cx, _arg(n, 2, "threshold", 20.0))
+    _onnx(cx, "Softplus", n, [n.args[0].name], {"beta": float(beta), "threshold": float(threshold)})
+
+
+def silu(cx, n):
+    """SiLU has no ONNX op (torch exports Sigmoid · Mul): the layer is added directly, held as its input."""
+    node = SimpleNamespace(op_type="SiLU", name=n.name, input=[n.args[0].name], output=[n.name])
+    _same_form(cx.b, node, _base(n), nn.SiLU())
+
+
 def prelu_module(cx, n):
     m = _module(cx, n)
     key = _param(cx, n, m.weight, "weight")
@@ -353,7 +380,9 @@ def _tables(torch):
                tnn.Tanh: unary("Tanh"), tnn.Hardswish: unary("HardSwish"),
                tnn.Hardsigmoid: unary("HardSigmoid", alpha=1 / 6, beta=0.5), tnn.ReLU6: unary("Clip", min=0.0, max=6.0),
                tnn.Hardtanh: hardtanh, tnn.LeakyReLU: leaky_relu, tnn.ELU: elu, tnn.Softmax: softmax,
-               tnn.PReLU: prelu_module, tnn.Dropout: passthrough, tnn.Dropout2d: passthrough,
+               tnn.PReLU: prelu_module, tnn.GELU: gelu, tnn.SiLU: silu, tnn.Softplus: softplus,
+               tnn.Softsign: unary("Softsign"), tnn.Mish: unary("Mish"), tnn.LogSoftmax: log_softmax,
+               tnn.Dropout: passthrough, tnn.Dropout2d: passthrough,
                tnn.AlphaDropout: passthrough, tnn.Identity: passthrough, tnn.Flatten: reshape}
     relu, sig, tanh = unary("Relu"), unary("Sigmoid"), unary("Tanh")
     add, mul, sub, div = binary("Add"), binary("Mul"), binary("Sub"), binary("Div")
@@ -361,7 +390,10 @@ def _tables(torch):
                  F.sigmoid: sig, torch.tanh: tanh, F.tanh: tanh, F.hardswish: unary("HardSwish"),
                  F.hardsigmoid: unary("HardSigmoid", alpha=1 / 6, beta=0.5), F.relu6: unary("Clip", min=0.0, max=6.0),
                  F.hardtanh: hardtanh, F.leaky_relu: leaky_relu, F.elu: elu, F.softmax: softmax,
-                 torch.softmax: softmax, F.dropout: passthrough, F.dropout2d: passthrough,
+                 torch.softmax: softmax, F.gelu: gelu, F.silu: silu, F.softplus: softplus,
+                 F.softsign: unary("Softsign"), F.mish: unary("Mish"), F.log_softmax: log_softmax,
+                 torch.log_softmax: log_softmax, torch.exp: unary("Exp"),
+                 F.dropout: passthrough, F.dropout2d: passthrough,
                  F.max_pool2d: max_pool_fn, F.avg_pool2d: avg_pool_fn, torch.max_pool2d: max_pool_fn,
                  F.adaptive_avg_pool2d: adaptive_fn("avg"), F.adaptive_max_pool2d: adaptive_fn("max"),
                  torch.flatten: reshape, torch.reshape: reshape, torch.squeeze: reshape, torch.unsqueeze: reshape,
@@ -370,7 +402,8 @@ def _tables(torch):
                  operator.imul: mul, torch.sub: sub, operator.sub: sub, operator.truediv: div, torch.div: div,
                  torch.mean: mean}
     methods = {"relu": relu, "relu_": relu, "sigmoid": sig, "sigmoid_": sig, "tanh": tanh, "tanh_": tanh,
-               "softmax": softmax, "flatten": reshape, "view": reshape, "reshape": reshape, "squeeze": reshape,
+               "softmax": softmax, "log_softmax": log_softmax, "exp": unary("Exp"), "flatten": reshape, "view": reshape,
+               "reshape": reshape, "squeeze": reshape,
                "unsqueeze": reshape, "permute": permute, "transpose": transpose, "contiguous": passthrough,
                "add": add, "add_": add, "mul": mul, "mul_": mul, "sub": sub, "div": div, "mean": mean}
     return modules, functions, methods
