@@ -188,13 +188,18 @@ def _scaled_tanh(e, name, layer, ins, shapes, out_shape):
     return e.node("Mul", [t, e.scalar(f"{name}.A", layer.A)], name, **kw)
 
 
-@converts(nn.Softmax)
-def _softmax(e, name, layer, ins, shapes, out_shape):
+def _along_axis(e, op: str, name, layer, ins, shapes):
+    """Softmax / LogSoftmax along the layer's axis, renumbered when the tensor is held NCHW."""
     x, rank = ins[0], len(shapes[0]) + 1
     axis = layer.axis % rank
     if e.layout[x] == "nchw":
         axis = NHWC_TO_NCHW[axis]
-    return e.node("Softmax", [x], name, axis=axis, **_keep(e, x))
+    return e.node(op, [x], name, axis=axis, **_keep(e, x))
+
+
+@converts(nn.Softmax)
+def _softmax(e, name, layer, ins, shapes, out_shape):
+    return _along_axis(e, "Softmax", name, layer, ins, shapes)
 
 
 @converts(nn.PReLU)
@@ -236,11 +241,7 @@ def _hard_swish(e, name, layer, ins, shapes, out_shape):
 
 @converts(nn.LogSoftmax)
 def _log_softmax(e, name, layer, ins, shapes, out_shape):
-    x, rank = ins[0], len(shapes[0]) + 1
-    axis = layer.axis % rank
-    if e.layout[x] == "nchw":
-        axis = NHWC_TO_NCHW[axis]
-    return e.node("LogSoftmax", [x], name, axis=axis, **_keep(e, x))
+    return _along_axis(e, "LogSoftmax", name, layer, ins, shapes)
 
 
 _SMOOTH = {nn.Softsign: "Softsign", nn.Exponential: "Exp"}
