@@ -145,6 +145,21 @@ def test_every_other_layer_kind(tmp_path):
         assert kinds <= {type(n.layer).__name__ for n in m.nodes()}
 
 
+def test_hard_tanh_and_log_sigmoid_by_composition(tmp_path):
+    """Two Keras activation names with no featuremaps layer of their own, written exactly with others:
+    hard_tanh as Clip(−1, 1), log_sigmoid as −softplus(−x) (large |x| included)."""
+    inp = keras.Input((4, 4, 3))
+    h = layers.Conv2D(6, 3, padding="same")(inp)
+    acts = [layers.Activation("hard_tanh")(h), layers.Activation("log_sigmoid")(h)]
+    km = keras.Model(inp, layers.Concatenate()(acts))
+    _randomize(km)
+    x = (RNG.standard_normal((2, 4, 4, 3)) * 30).astype(np.float32)  # |pre-activations| up to ~100
+    for m in _both(km, tmp_path, x):
+        kinds = [type(n.layer).__name__ for n in m.nodes()]
+        assert "Clip" in kinds and kinds.count("Rescaling") == 2 and "Softplus" in kinds
+        assert any("log σ(x) = −softplus(−x)" in line for line in m.import_log)
+
+
 def test_permute_and_identity(tmp_path):
     """Keras's Permute (1-based `dims`) becomes a Transpose, and Identity an Identity; both are what
     featuremaps.keras.export writes for a Transpose and an Identity."""

@@ -84,8 +84,16 @@ def _selu() -> list:
     return [("elu", nn.ELU(_SELU_ALPHA), {}), ("scale", scale, {"weight": np.array([_SELU_SCALE], np.float32)})]
 
 
+def _log_sigmoid() -> list:
+    """log σ(x) = −softplus(−x), exactly, in three parameter-free layers."""
+    return [("negate", nn.Rescaling(-1.0), {}), ("softplus", nn.Softplus(1.0, None), {}),
+            ("negate_back", nn.Rescaling(-1.0), {})]
+
+
 _ACTIVATIONS = {
     "relu": lambda: [("relu", nn.ReLU(), {})],
+    "hard_tanh": lambda: [("hard_tanh", nn.Clip(-1.0, 1.0), {})],
+    "log_sigmoid": _log_sigmoid,
     "relu6": lambda: [("relu6", nn.ReLU6(), {})],
     "sigmoid": lambda: [("sigmoid", nn.Sigmoid(), {})],
     "tanh": lambda: [("tanh", nn.Tanh(), {})],
@@ -129,6 +137,9 @@ def activation_nodes(act, layer: Layer) -> list:
                          f"Affine scale {_SELU_SCALE:.7f} (selu = scale · elu)")
     if act in _NOTES:
         layer.log.append(f"{layer.name} ({layer.kind}): {_NOTES[act]}")
+    if act == "log_sigmoid":
+        layer.log.append(f"{layer.name} ({layer.kind}): activation 'log_sigmoid' → Rescaling(-1), Softplus, "
+                         "Rescaling(-1) (log σ(x) = −softplus(−x))")
     if act in ("hard_sigmoid",):
         layer.log.append(f"{layer.name} ({layer.kind}): hard_sigmoid is Keras 3's relu6(x + 3) / 6 → "
                          "HardSigmoid(alpha=1/6, beta=0.5)")
