@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from .. import nn
 from .._atomic import atomic_write
@@ -73,20 +72,12 @@ def _emit(k: KerasBuilder, model, env: dict, shapes_in: dict, prefix: str, bad: 
     return env
 
 
-def _dtype(model) -> np.dtype:
-    kinds = {p.data.dtype for p in model.parameters()}
-    if len(kinds) > 1:
-        raise KerasExportError(f"export: the model mixes parameter dtypes {sorted(map(str, kinds))}; convert it "
-                               "with model.astype(np.float32) first")
-    return kinds.pop() if kinds else np.dtype(np.float32)
-
-
 def build(model) -> tuple[str, bytes, list[str]]:
     """(config.json text, model.weights.h5 bytes, log) of `model`; see the module docstring."""
     if not isinstance(model, (nn.Sequential, nn.Graph)):
         raise TypeError(f"export: model must be a featuremaps.nn.Sequential or Graph; received {type(model).__name__}")
     inputs = _input_shapes(model)
-    dtype = _dtype(model)
+    dtype = model.parameter_dtype("export")
     k = KerasBuilder(dtype)
     for name, shape in inputs.items():
         k.add(name, "InputLayer", {"shape": shape}, [], [])

@@ -251,6 +251,15 @@ class Module:
                     m._buffers[k] = b.astype(dtype)
         return self
 
+    def parameter_dtype(self, op: str = "parameter_dtype") -> np.dtype:
+        """The one floating dtype of every parameter (float32 when there are none); a model that mixes
+        dtypes raises a ValueError naming them (`op` names the caller)."""
+        kinds = {p.data.dtype for p in self.parameters()}
+        if len(kinds) > 1:
+            raise ValueError(f"{op}: the model mixes parameter dtypes {sorted(map(str, kinds))}; convert it with "
+                             "model.astype(np.float32) first")
+        return kinds.pop() if kinds else np.dtype(np.float32)
+
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer by dotted name."""

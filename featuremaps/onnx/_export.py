@@ -140,14 +140,6 @@ def _outputs(e: Emitter, model, env: dict, shapes: dict, elem: int, batch) -> li
     return infos
 
 
-def _dtype(model) -> np.dtype:
-    kinds = {p.data.dtype for p in model.parameters()}
-    if len(kinds) > 1:
-        raise ValueError(f"export: the model mixes parameter dtypes {sorted(map(str, kinds))}; convert it with "
-                         "model.astype(np.float32) first")
-    return kinds.pop() if kinds else np.dtype(np.float32)
-
-
 def _check_args(model, opset, batch, onnx) -> None:
     if not isinstance(model, (nn.Sequential, nn.Graph)):
         raise TypeError(f"export: model must be a featuremaps.nn.Sequential or Graph; received {type(model).__name__}")
@@ -166,7 +158,7 @@ def build(model, *, opset: int = 17, batch=None, input_shape=None):
     _check_args(model, opset, batch, onnx)
     _check_layers(model)
     inputs = _input_shapes(model, input_shape)
-    dtype = _dtype(model)
+    dtype = model.parameter_dtype("export")
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     e = Emitter(onnx, int(opset), dtype)
     env, in_infos = {}, []
