@@ -60,6 +60,25 @@ def _square(value):
         and not isinstance(value[0], tuple) else value
 
 
+def set_conv_arguments(layer, op: str, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                       bias) -> None:
+    """Check and set the arguments Conv2D and Conv2DTranspose share: `in_channels`, `out_channels`,
+    `kernel_size`, `stride`, `padding`, `dilation`, `groups` (dividing both channel counts) and `use_bias`."""
+    layer.in_channels = _positive_int(in_channels, "in_channels", op)
+    layer.out_channels = _positive_int(out_channels, "out_channels", op)
+    layer.kernel_size = as_pair(kernel_size, "kernel_size", op)
+    layer.stride = as_pair(stride, "stride", op)
+    layer.dilation = as_pair(dilation, "dilation", op)
+    layer.padding = normalize_padding(padding, op)
+    layer.groups = _positive_int(groups, "groups", op)
+    if layer.in_channels % layer.groups or layer.out_channels % layer.groups:
+        raise ValueError(f"{op}: groups must divide in_channels ({layer.in_channels}) and out_channels "
+                         f"({layer.out_channels}); received groups={layer.groups}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"{op}: bias must be True or False; received {bias!r}")
+    layer.use_bias = bool(bias)
+
+
 @register
 class Conv2D(Module):
     """2-D convolution over NHWC input: `F.conv2d(x, weight, bias, ...)`.
@@ -91,25 +110,13 @@ class Conv2D(Module):
                  groups: int = 1, connections=None, bias: bool = True, rng=None, init: str = "lecun_uniform"):
         super().__init__()
         op = "Conv2D"
-        self.in_channels = _positive_int(in_channels, "in_channels", op)
-        self.out_channels = _positive_int(out_channels, "out_channels", op)
-        self.kernel_size = as_pair(kernel_size, "kernel_size", op)
-        self.stride = as_pair(stride, "stride", op)
-        self.dilation = as_pair(dilation, "dilation", op)
-        self.padding = normalize_padding(padding, op)
-        self.groups = _positive_int(groups, "groups", op)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{op}: groups must divide in_channels ({self.in_channels}) and out_channels "
-                             f"({self.out_channels}); received groups={self.groups}")
+        set_conv_arguments(self, op, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         if connections is not None:
             if self.groups != 1:
                 raise ValueError(f"{op}: give either groups or connections, not both; received groups={self.groups} "
                                  "and a connections table (express the groups as tables.groups(...) instead)")
             connections = tables.check(connections, self.in_channels, self.out_channels, op=f"{op}: connections")
         self.connections = connections
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"{op}: bias must be True or False; received {bias!r}")
-        self.use_bias = bool(bias)
         self.init = init
         initializer = initializers.get(init)
         rng = as_rng(rng, op)

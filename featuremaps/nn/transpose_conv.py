@@ -18,7 +18,7 @@ from .. import functional as F
 from .. import init as initializers
 from .._json import jsonable
 from ..functional import window
-from .conv import _positive_int, _square, as_pair, normalize_padding
+from .conv import _square, set_conv_arguments
 from .module import Module, as_rng, kwarg_repr, register, tupled
 
 __all__ = ["Conv2DTranspose"]
@@ -52,12 +52,7 @@ class Conv2DTranspose(Module):
                  dilation=1, groups: int = 1, bias: bool = True, rng=None, init: str = "lecun_uniform"):
         super().__init__()
         op = "Conv2DTranspose"
-        self.in_channels = _positive_int(in_channels, "in_channels", op)
-        self.out_channels = _positive_int(out_channels, "out_channels", op)
-        self.kernel_size = as_pair(kernel_size, "kernel_size", op)
-        self.stride = as_pair(stride, "stride", op)
-        self.dilation = as_pair(dilation, "dilation", op)
-        self.padding = normalize_padding(padding, op)
+        set_conv_arguments(self, op, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         self.output_padding = window.pair(tupled(output_padding), "output_padding", minimum=0, op=op)
         for a, s, d, axis in zip(self.output_padding, self.stride, self.dilation, "HW"):
             if a >= max(s, d):
@@ -66,13 +61,6 @@ class Conv2DTranspose(Module):
                                  f"dilation={dilation!r}")
         if self.padding == "same" and self.output_padding != (0, 0):
             raise ValueError(f"{op}: output_padding must be 0 with padding='same'; received {output_padding!r}")
-        self.groups = _positive_int(groups, "groups", op)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{op}: groups must divide in_channels ({self.in_channels}) and out_channels "
-                             f"({self.out_channels}); received groups={self.groups}")
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"{op}: bias must be True or False; received {bias!r}")
-        self.use_bias = bool(bias)
         self.init = init
         initializer = initializers.get(init)
         kh, kw = self.kernel_size
