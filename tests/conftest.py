@@ -27,9 +27,22 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "default")
 settings.load_profile(PROFILE)
 
 
+# Modules whose subject is behaviour (the CLI, files and their safety, messages, pictures, the browser),
+# not float arithmetic: their float checks are either exact by construction or repeat what the op and
+# model tests check. CI's second run (the other BLAS kernel, NumPy path: `.ci/run` passes
+# `-m "not one_run"`) leaves them out to stay within its time budget; the first run runs everything.
+ONE_RUN_MODULES = frozenset({
+    "test_cli", "test_cli_options", "test_cli_messages", "test_cli_structure", "test_cli_formats",
+    "test_pictures", "test_pictures_layout", "test_examples", "test_repr", "test_report_browser",
+    "test_report_graph_browser", "test_data_download", "test_json", "test_atomic", "test_progress",
+    "test_tables", "test_onnx_safety", "test_checkpoint_recovery",
+})
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_mnist: needs the official MNIST files in ../shared/data/mnist "
                                        "(skipped where absent, a failure in CI)")
+    config.addinivalue_line("markers", "one_run: run by CI's first run only (see ONE_RUN_MODULES)")
 
 
 def pytest_report_header(config):
@@ -37,8 +50,11 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The `thorough` profile multiplies each test's own max_examples (an explicit @settings count
-    would otherwise win over the profile's)."""
+    """Marks the ONE_RUN_MODULES tests `one_run`. The `thorough` profile multiplies each test's own
+    max_examples (an explicit @settings count would otherwise win over the profile's)."""
+    for item in items:
+        if item.path.stem in ONE_RUN_MODULES:
+            item.add_marker(pytest.mark.one_run)
     if PROFILE != "thorough":
         return
     done = set()  # the parametrized items of one test share its function: multiply it once
