@@ -1,6 +1,6 @@
 """featuremaps.keras.load against Keras 3 itself (torch backend): models built and saved in Keras, as a
 `.keras` file and a legacy `.h5` file, loaded without Keras, and `predict` compared at rtol 1e-4 (float32).
-Then the refusals: code in the config, unmapped layer kinds, pickled npz stores, broken files, budgets."""
+Then the refusals: code in the config, unmapped layer kinds, npz stores, broken files, budgets."""
 from __future__ import annotations
 
 import io
@@ -240,12 +240,12 @@ def test_unmapped_kinds_listed_in_one_error(tmp_path):
     assert "2 layer(s) of a kind with no featuremaps mapping: 'up' (UpSampling2D), 'sub' (Subtract)" in str(e.value)
 
 
-def test_npz_store_pickled_refused_plain_loaded(small, tmp_path):
+def test_npz_store_keras_and_plain_loaded(small, tmp_path):
     from keras.src.saving import saving_lib
     km = keras.models.load_model(small / "m.keras")
     saving_lib.save_model(km, tmp_path / "n.keras", weights_format="npz")
-    with pytest.raises(KerasFileError, match="pickled object array.*allow_pickle=False"):
-        load(tmp_path / "n.keras")
+    x0 = RNG.standard_normal((2, 4, 4, 1)).astype(np.float32)
+    _close(load(tmp_path / "n.keras")(x0), km.predict(x0, verbose=0))  # Keras's pickled store, read as data
     buf = io.BytesIO()  # the same store with plain arrays: <layer path>/vars/<i>
     np.savez(buf, **{"layers/conv2d/vars/0": km.get_layer("c").kernel.numpy(),
                      "layers/conv2d/vars/1": km.get_layer("c").bias.numpy(),

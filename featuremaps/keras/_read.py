@@ -6,15 +6,17 @@ Two containers:
   `model.weights.h5` (HDF5: each layer's variables under `layers/<snake_case class>[_k]/vars/<i>`,
   `k` counting repeats of a class in the model's layer list, nested models under their own `layers`
   group; Keras 3.x records the layer's name in the `vars` group's `name` attribute) or
-  `model.weights.npz` (the same paths as npz members);
+  `model.weights.npz` (Keras writes one member per layer path, `<path>.npy`, holding a pickled dict
+  `{"0": variable, ...}`; plain arrays named `<path>/vars/<i>` are read too);
 - a legacy `.h5`/`.hdf5` file (tf.keras, Keras 2, and Keras 3 saving to `.h5`): the config in the
   root attribute `model_config`, the weights in group `model_weights/<layer name>`, listed in order
   by its `weight_names` attribute (`<layer>/<variable>`, with a `:0` suffix in TensorFlow files; a
   nested model's group lists the weights of all of its layers).
 
 Nothing is extracted to disk (zip members are read into memory by their exact name), nothing is
-unpickled (`np.load(allow_pickle=False)`: Keras's own npz store pickles a dict per layer, and is
-refused), and sizes are checked against a byte budget before anything is read.
+unpickled (Keras's own npz store pickles a dict of variables per layer: `_npz` parses those streams as
+data, accepting only the few numpy/torch/Keras records Keras writes, and runs nothing), and sizes are
+checked against a byte budget before anything is read.
 """
 from __future__ import annotations
 
@@ -162,31 +164,29 @@ def _v3_h5(data: bytes, limit: int, path) -> Weights:
     return store
 
 
-def _v3_npz(data: bytes, path) -> Weights:
-    try:
-        store = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise KerasFileError(f"{path}: model.weights.npz is not a readable npz archive ({e})") from None
-    arrays = {}
-    for key in store.files:
-        try:
-            arrays[key] = store[key]
-        except ValueError as e:
-            if "allow_pickle" not in str(e):
-                raise KerasFileError(f"{path}: model.weights.npz member {key!r} is corrupt ({e})") from None
-            raise KerasFileError(f"{path}: model.weights.npz member {key!r} is a pickled object array, and "
-                                 "featuremaps never unpickles (allow_pickle=False): Keras's npz store pickles a "
-                                 "dict per layer. Save the model with the default HDF5 weights "
-                                 "(model.save('m.keras')) and load that") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
-            raise KerasFileError(f"{path}: model.weights.npz member {key!r} is corrupt or truncated ({e})") from None
+def _v3_npz(data: bytes, path, limit: int = DEFAULT_MAX_BYTES) -> Weights:
+    """Keras's own store (one pickled dict of variables per layer path, read as data by `_npz`, never
+    unpickled), or plain arrays named `<layer path>/vars/<i>`."""
+    from ._npz import read_npz  # here, not at the top: _npz imports KerasFileError from this module
+    members = read_npz(data, path, limit)
+    stores = {k: v for k, v in members.items() if isinstance(v, dict)}
 
     def read_vars(inner):
+        if (inner or "__root__") in stores:
+            found = stores[inner or "__root__"]
+            return [found[k].array for k in sorted(found, key=lambda k: int(k) if str(k).isdigit() else -1)]
         prefix = f"{inner}/vars/" if inner else "vars/"
-        found = sorted((int(k[len(prefix):]), k) for k in arrays if k.startswith(prefix) and k[len(prefix):].isdigit())
-        return [arrays[k] for _, k in found]
+        found = sorted((int(k[len(prefix):]), k) for k in members
+                       if k.startswith(prefix) and k[len(prefix):].isdigit() and not isinstance(members[k], dict))
+        return [members[k] for _, k in found]
 
-    return _StoreWeights(path, read_vars, lambda inner: None)
+    def name_of(inner):
+        """The layer name in the variables' recorded paths (`<layer>/<variable>`), when they all agree."""
+        paths = [v.path.split("/") for v in stores.get(inner or "__root__", {}).values() if v.path]
+        names = {p[-2] for p in paths if len(p) >= 2}
+        return names.pop() if len(names) == 1 else None
+
+    return _StoreWeights(path, read_vars, name_of)
 
 
 class _LegacyWeights(Weights):
@@ -231,7 +231,7 @@ def _read_zip(p: Path, limit: int):
         if "model.weights.h5" in names:
             return config, _v3_h5(_member(zf, "model.weights.h5", limit, p), limit, p), "keras-h5"
         if "model.weights.npz" in names:
-            return config, _v3_npz(_member(zf, "model.weights.npz", limit, p), p), "keras-npz"
+            return config, _v3_npz(_member(zf, "model.weights.npz", limit, p), p, limit), "keras-npz"
         raise KerasFileError(f"{p}: the archive has no model.weights.h5 or model.weights.npz: no weights to load")
 
 
