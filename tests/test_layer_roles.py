@@ -37,7 +37,7 @@ C, HW, C_IN = 4, 6, 2  # the layer under test receives C maps of HW×HW (or C fe
 #: another one fails `test_every_layer_class_can_be_built` until it is added here.
 SIZES = {"in_channels": C, "out_channels": C, "channels": C, "num_features": C, "in_features": C,
          "out_features": 3, "kernel_size": 3, "size": 3, "padding": 1, "target_shape": (-1,), "perm": (1, 0, 2),
-         "scale": 0.5}
+         "scale": 0.5, "threshold": -0.5, "value": -1.0}
 CONTAINERS = {"Sequential", "Graph"}  # hold layers; not layers themselves
 SPATIAL = (None, "same", "window", "pad", "flatten", "all")
 DECOMPOSITIONS = (None, "weighted_sum", "window_max", "window_mean")
@@ -295,7 +295,9 @@ def test_explain_follows_a_value_through_it(cls, placement):
     model, layer, x, out = _model(cls, placement)
     before = "pre" if placement == "maps" else "vec"
     e = explain(model, x, before, 0, None if placement == "vector" else (HW // 2, HW // 2))
-    through = layer_role(layer) in ("activation", "elementwise", "pool", "global_pool")
+    kept = tuple(out) == tuple(summary(model)[before]["output_shape"])  # GLU halves the maps: not kept
+    through = layer_role(layer) in ("pool", "global_pool") or \
+        (layer_role(layer) in ("activation", "elementwise") and kept)
     assert [s.layer for s in e.after][:1] == (["L"] if through else [])
     if through and e.after[0].value is not None:  # None: a pool window count other than one
         step = e.after[0]

@@ -14,8 +14,10 @@ from .conv import (conv2d, conv_output_size, conv_transpose2d, get_max_workspace
                    set_max_workspace_bytes, workspace_limit)
 from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 from .linear import linear
-from .activation import (clip, elu, gelu, hard_sigmoid, hard_swish, leaky_relu, log_softmax, mish, prelu, relu, relu6,
-                         sigmoid, silu, softmax, softplus, softsign, tanh)
+from .activation import (celu, clip, elu, gelu, glu, hard_sigmoid, hard_swish, leaky_relu, log_softmax, mish, prelu,
+                         relu, relu6, sigmoid, silu, softmax, softplus, softsign, squareplus, tanh)
+from .shrink import hard_shrink, soft_shrink, tanh_shrink, threshold
+from .sparse import sparse_plus, sparse_sigmoid, sparsemax
 from .norm import batch_norm, dropout, instance_norm, local_response_norm
 from .resize import resize
 from .loss import cross_entropy, mse_loss, nll_loss

@@ -9,7 +9,11 @@ gradient at a kink follows PyTorch: `relu'(0) = 0`, `leaky_relu'(0) = negative_s
 
 The smooth activations of newer nets follow PyTorch's definitions too: `gelu` (exact, with the erf of
 `functional._erf`, or `approximate="tanh"`), `silu` (swish), `softplus` (with `beta` and `threshold`),
-`softsign` and `mish`. Each is computed without overflow for any finite input.
+`softsign` and `mish`. Each is computed without overflow for any finite input. `celu` (PyTorch's and
+Keras's) and `squareplus` (Keras's, b = 4) are smooth too; `glu` halves one axis (PyTorch's `glu`, Keras's
+`glu`). The shrinkage and piecewise-linear ones (`hard_shrink`, `soft_shrink`, `tanh_shrink`, `threshold`)
+are in `functional.shrink`, the sparse ones (`sparse_plus`, `sparse_sigmoid`, `sparsemax`) in
+`functional.sparse`.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from .arith import unbroadcast
 from ._checks import floating
 
 __all__ = ["relu", "leaky_relu", "elu", "tanh", "sigmoid", "softmax", "log_softmax", "clip", "relu6",
-           "hard_sigmoid", "hard_swish", "prelu", "gelu", "silu", "softplus", "softsign", "mish"]
+           "hard_sigmoid", "hard_swish", "prelu", "gelu", "silu", "softplus", "softsign", "mish", "celu",
+           "squareplus", "glu"]
 
 
 def _floating(x, op: str):
@@ -404,3 +409,75 @@ def _mish_backward(ctx, g, needs):
 def mish(x):
     """x·tanh(softplus(x)) (Misra 2019; PyTorch's `mish`, ONNX Mish)."""
     return apply(_mish_forward, _mish_backward, _floating(x, "mish"))
+
+
+# --- celu, squareplus, glu -----------------------------------------------------------------------------
+def _celu_forward(x, needs, alpha):
+    with np.errstate(over="ignore"):  # x/α may overflow to −inf for α < 1: e^(−inf) − 1 = −1 is right
+        neg = np.minimum(x, 0) / x.dtype.type(alpha)  # exp only of the non-positive part: no overflow
+    out = np.where(x > 0, x, alpha * np.expm1(neg)).astype(x.dtype, copy=False)
+    return out, (neg, x)
+
+
+def _celu_backward(ctx, g, needs):
+    neg, x = ctx  # d/dx α(e^(x/α) − 1) = e^(x/α); 1 at 0 from both sides
+    return (np.where(x <= 0, g * np.exp(neg), g).astype(g.dtype, copy=False),)
+
+
+def celu(x, alpha: float = 1.0):
+    """x where x > 0, else alpha · (e^(x/alpha) − 1) (Barron 2017; PyTorch's `celu`, Keras's `celu`,
+    ONNX Celu); alpha > 0. Its gradient is continuous: 1 at 0."""
+    x = _floating(x, "celu")
+    alpha = _number(alpha, "alpha", "celu")
+    if not alpha > 0:
+        raise ValueError(f"celu: alpha must be > 0; received {alpha:g}")
+    return apply(_celu_forward, _celu_backward, x, alpha=alpha)
+
+
+def _squareplus_forward(x, needs, b):
+    t = x.dtype.type
+    h = np.hypot(x, t(np.sqrt(b)))  # √(x² + b) without overflowing x²
+    with np.errstate(invalid="ignore", divide="ignore"):  # only in the branch np.where drops
+        # (x + h)/2, and b / (2(h − x)) for x < 0, the same value without the cancellation of x + h
+        out = np.where(x < 0, t(b) / (2 * (h - x)), x / 2 + h / 2)
+    return out.astype(x.dtype, copy=False), (x, h, b)
+
+
+def _squareplus_backward(ctx, g, needs):
+    x, h, b = ctx
+    with np.errstate(invalid="ignore", divide="ignore"):  # d/dx = (1 + x/h)/2 = b / (2h(h − x)) for x < 0
+        slope = np.where(x < 0, b / (2 * h * (h - x)), np.where(np.isinf(x), 1, (1 + x / h) / 2))
+    return ((g * slope).astype(g.dtype, copy=False),)
+
+
+def squareplus(x, b: float = 4.0):
+    """(x + √(x² + b)) / 2 (Barron 2021; Keras's `squareplus`, b = 4 by default); b > 0. Written as
+    b / (2(√(x² + b) − x)) for x < 0, so it keeps its relative accuracy far left, and with `hypot`,
+    so nothing overflows."""
+    x = _floating(x, "squareplus")
+    b = _number(b, "b", "squareplus")
+    if not b > 0:
+        raise ValueError(f"squareplus: b must be > 0 (b = 0 is relu); received {b:g}")
+    return apply(_squareplus_forward, _squareplus_backward, x, b=b)
+
+
+def _glu_forward(x, needs, axis):
+    a, gate = np.split(x, 2, axis=axis)  # each half of `axis`: (..., c/2, ...)
+    s = _sigmoid_forward(gate, needs)[1]
+    return (a * s).astype(x.dtype, copy=False), (a, s, axis)
+
+
+def _glu_backward(ctx, g, needs):
+    a, s, axis = ctx  # d/da = σ(b), d/db = a·σ(b)(1 − σ(b))
+    return (np.concatenate([g * s, g * a * s * (1 - s)], axis=axis).astype(g.dtype, copy=False),)
+
+
+def glu(x, axis: int = -1):
+    """a · σ(b), where a and b are the first and second halves of `x` along `axis` (Dauphin et al. 2017;
+    PyTorch's `glu`, Keras's `glu`): the output has half of x's size along `axis`, which must be even."""
+    x = _floating(x, "glu")
+    axis = _axis(axis, x.ndim, "glu")
+    if x.shape[axis] % 2:
+        raise ValueError(f"glu: the size of axis {axis} must be even (it is split into two halves); "
+                         f"received shape {x.shape}")
+    return apply(_glu_forward, _glu_backward, x, axis=axis)

@@ -878,6 +878,8 @@ def _follow(nodes: list, chain: list[int], start: str, env: dict, unit: tuple, v
         role = layer_role(node.layer)
         if role in ("activation", "elementwise"):
             out = _apply(node.layer, current)
+            if out.shape != current.shape:  # a layer that drops indices (GLU halves the maps)
+                break
             steps.append(Step(node.name, type(node.layer).__name__, role, unit, float(out[unit]),
                               float(env[node.name][unit])))
             current = out

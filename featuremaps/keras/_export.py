@@ -68,7 +68,7 @@ def _emit(k: KerasBuilder, model, env: dict, shapes_in: dict, prefix: str, bad: 
             env[n.name] = convert(k, name, n.layer, ins, [shapes[i] for i in n.inputs], shapes[n.name])
         except NoKerasForm as why:
             bad.append((name, type(n.layer).__name__, str(why)))
-            env[n.name] = ins[0]
+            env[n.name] = f"<{name}: not written>"  # no Keras layer: nothing may be proved from its input
     return env
 
 

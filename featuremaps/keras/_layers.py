@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import nn
+from ..functional.window import dilated_span
 from ._read import KerasFileError
 
 __all__ = ["Layer", "CONVERTERS", "convert"]
@@ -112,13 +113,34 @@ _ACTIVATIONS = {
     "mish": lambda: [("mish", nn.Mish(), {})],
     "exponential": lambda: [("exponential", nn.Exponential(), {})],
     "log_softmax": lambda: [("log_softmax", nn.LogSoftmax(-1), {})],
+    "celu": lambda: [("celu", nn.CELU(1.0), {})],
+    "glu": lambda: [("glu", nn.GLU(-1), {})],
+    "hard_shrink": lambda: [("hard_shrink", nn.HardShrink(0.5), {})],
+    "soft_shrink": lambda: [("soft_shrink", nn.SoftShrink(0.5), {})],
+    "tanh_shrink": lambda: [("tanh_shrink", nn.TanhShrink(), {})],
+    "sparse_plus": lambda: [("sparse_plus", nn.SparsePlus(), {})],
+    "sparse_sigmoid": lambda: [("sparse_sigmoid", nn.SparseSigmoid(), {})],
+    "sparsemax": lambda: [("sparsemax", nn.Sparsemax(-1), {})],
+    "squareplus": lambda: [("squareplus", nn.Squareplus(4.0), {})],
 }
+#: Standard names that a file can hold but that no layer can run, with the reason.
+_UNRUNNABLE = {"threshold": "Keras's threshold(x, threshold, default_value) has no default arguments, and an "
+                            "Activation layer passes none, so Keras itself fails on this layer when it runs; use "
+                            "ReLU(threshold=...) or a layer that takes the two values"}
 _NOTES = {  # the convention behind a name, logged when it is not just "the same function"
     "gelu": "Keras's gelu (approximate=False) is the exact x·Φ(x) → GELU('none')",
     "swish": "swish is Keras's other name for silu, x·σ(x) → SiLU",
     "softplus": "Keras's softplus log(1 + eˣ) → Softplus(beta=1, threshold=20) (PyTorch's switch to x above 20, "
                 "a change below e^-20)",
     "log_softmax": "log_softmax over the last axis → LogSoftmax(-1)",
+    "celu": "Keras's celu (alpha 1) → CELU(alpha=1)",
+    "glu": "Keras's glu splits the last axis in halves a, b → GLU(-1), a·σ(b): the maps halve",
+    "hard_shrink": "Keras's hard_shrink (threshold 0.5) → HardShrink(0.5)",
+    "soft_shrink": "Keras's soft_shrink (threshold 0.5) → SoftShrink(0.5)",
+    "squareplus": "Keras's squareplus (b 4) → Squareplus(4)",
+    "sparsemax": "sparsemax over the last axis → Sparsemax(-1), the simplex projection; Keras up to 3.15 computes "
+                 "a wrong threshold when two or more values are in the support (keras-team/keras#23425), so its "
+                 "own predict differs there",
 }
 
 
@@ -129,6 +151,8 @@ def activation_nodes(act, layer: Layer) -> list:
         act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
     if act in (None, "linear"):
         return []
+    if act in _UNRUNNABLE:
+        layer.fail(f"activation {act!r}: {_UNRUNNABLE[act]}")
     if act not in _ACTIVATIONS:
         layer.fail(f"activation {act!r} has no featuremaps layer; supported: linear, {', '.join(sorted(_ACTIVATIONS))}")
     nodes = _ACTIVATIONS[act]()
@@ -228,18 +252,43 @@ def separable_conv2d(layer: Layer) -> list:
     return _fused(layer, [("depthwise", depth, {"weight": _depthwise_weight(dk)}), ("pointwise", point, pparams)])
 
 
+def _keras_transpose_crops(k: int, s: int, d: int, pad: str, a) -> tuple[int, int]:
+    """(rows kept off the top, rows kept off the bottom) of the full transposed-conv output, length
+    (i − 1)·s + K with K = d·(k − 1) + 1, that Keras's Conv2DTranspose returns along one axis; a negative
+    bottom crop is that many bias-only rows added past the end. Keras's rule: 'valid' gives
+    (i − 1)·s + K + a, with a = max(K, s) − K when output_padding is None; 'same' gives i·s when it is
+    None, else (i − 1)·s + K mod 2 + a; 'same' centres the window, the odd row at the bottom."""
+    span = dilated_span(k, d)
+    if pad == "valid":
+        return 0, -(max(span, s) - span if a is None else a)
+    kept = span - s if a is None else span - span % 2 - a  # full length − Keras's length
+    top = max(kept, 0) // 2
+    return top, kept - top
+
+
 def conv2d_transpose(layer: Layer) -> list:
     k, s, d, pad = _conv_common(layer)
-    if layer.cfg.get("output_padding") is not None:
-        layer.fail(f"output_padding {layer.cfg['output_padding']!r} is not supported; re-save without it")
+    given = layer.cfg.get("output_padding")
+    extra = (None, None) if given is None else _pair(given, "output_padding", layer)
+    crops = [_keras_transpose_crops(*args, pad, a) for args, a in zip(zip(k, s, d), extra)]
+    pads = tuple((top, max(bottom, 0)) for top, bottom in crops)  # ((top, bottom), (left, right))
+    out_pad = tuple(max(-bottom, 0) for _, bottom in crops)
+    if any(a >= max(ss, dd) for a, ss, dd in zip(out_pad, s, d)):
+        layer.fail(f"output_padding {given!r} with strides {s}: Keras's output would add {out_pad} bias-only rows "
+                   "and columns, and featuremaps's output_padding must be smaller than the stride or the dilation")
     kernel = layer.var(0, "kernel", 4)
     use_bias = bool(layer.cfg.get("use_bias", True))
-    conv = nn.Conv2DTranspose(kernel.shape[3], kernel.shape[2], k, stride=s, padding=pad, dilation=d, bias=use_bias)
+    fm_pad = "same" if pad == "same" and given is None else pads
+    conv = nn.Conv2DTranspose(kernel.shape[3], kernel.shape[2], k, stride=s, padding=fm_pad, dilation=d,
+                              output_padding=0 if fm_pad == "same" else out_pad, bias=use_bias)
     params = {"weight": kernel}
     if use_bias:
         params["bias"] = layer.var(1, "bias", 1)
     layer.log.append(f"{layer.name} (Conv2DTranspose): kernel {kernel.shape} is (kh, kw, out, in), as featuremaps's "
-                     f"Conv2DTranspose: no transpose; padding {pad!r} as Keras (output size·stride for 'same')")
+                     "Conv2DTranspose: no transpose")
+    if fm_pad != "same":
+        layer.log.append(f"{layer.name} (Conv2DTranspose): padding {pad!r}, output_padding {given!r} → padding "
+                         f"{pads} and output_padding {out_pad} (Keras's output-size rule, made explicit)")
     return _fused(layer, [("", conv, params)])
 
 
@@ -273,9 +322,15 @@ def activation(layer: Layer) -> list:
 def relu(layer: Layer) -> list:
     cfg = layer.cfg
     top, slope, th = cfg.get("max_value"), float(cfg.get("negative_slope") or 0.0), float(cfg.get("threshold") or 0.0)
-    if th != 0.0:
-        layer.fail(f"threshold={th:g} (zero below a non-zero threshold) has no featuremaps layer; only threshold 0 "
-                   "is expressible")
+    if th != 0.0:  # Keras: clip(x if x > t else 0, 0, max_value) − slope·relu(t − x)
+        nodes = [("", nn.Threshold(th, 0.0, slope), {})]
+        shown = f"Threshold({th:g}, value=0, negative_slope={slope:g})"
+        if top is not None:  # the slope part is ≤ 0 (slope ≥ 0), below max_value ≥ 0: the clip leaves it
+            nodes.append(("clip", nn.Clip(None, float(top)), {}))
+            shown += f" then Clip(hi={float(top):g}) ({layer.name}_clip)"
+        layer.log.append(f"{layer.name} (ReLU): threshold {th:g} (x above it, else negative_slope·(x − threshold)) "
+                         f"→ {shown}")
+        return nodes
     if slope == 0.0:
         if top is None:
             return [("", nn.ReLU(), {})]
@@ -309,8 +364,9 @@ def prelu(layer: Layer) -> list:
     alpha = np.asarray(layer.vars[0] if layer.vars else layer.fail("no alpha variable in the weights file"), np.float32)
     per_channel = alpha.reshape(-1, alpha.shape[-1]) if alpha.ndim else alpha.reshape(1, 1)
     if not np.all(per_channel == per_channel[:1]):
-        layer.fail(f"alpha of shape {alpha.shape} varies over positions; featuremaps's PReLU has one slope per "
-                   "channel (Keras shared_axes=[1, 2])")
+        layer.log.append(f"{layer.name} (PReLU): alpha {alpha.shape} (shared_axes {layer.cfg.get('shared_axes')}) "
+                         f"varies over positions → PReLU(shape={alpha.shape}), a slope per position and channel")
+        return [("", nn.PReLU(shape=alpha.shape), {"weight": alpha})]
     slopes = per_channel[0]
     layer.log.append(f"{layer.name} (PReLU): alpha {alpha.shape} is the same at every position → {slopes.size} "
                      f"slope{'s' if slopes.size > 1 else ''} (one per channel)")
@@ -405,7 +461,8 @@ def cropping(layer: Layer) -> list:
 
 
 def flatten(layer: Layer) -> list:
-    if layer.shape is not None and len(layer.shape) == 3:
+    channels_last = layer.cfg.get("data_format", "channels_last") == "channels_last"  # (a channels_first one: _load)
+    if channels_last and layer.shape is not None and len(layer.shape) == 3:
         layer.log.append(f"{layer.name} (Flatten): Keras flattens NHWC maps in (h, w, c) order, as featuremaps: "
                          "the next Dense keeps its rows (no permutation)")
     return [("", nn.Flatten(), {})]

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .. import nn
+from ..layouts import flatten_permutation
 from ..nn.module import ShapeError
 from ._layers import CONVERTERS, Layer, convert
 from ._read import DEFAULT_MAX_BYTES, KerasFileError, read, snake_case
@@ -141,10 +144,164 @@ def _batch_shape(cfg: dict):
     return None if any(s is None for s in per) else tuple(int(s) for s in per)
 
 
+
+# --- channels_first models: converted at the edge to channels-last ----------------------------------------
+# A value's layout: None (as Keras holds it), NCHW (Keras holds (C, H, W) maps; featuremaps holds them as
+# (H, W, C)), or ("chw", h, w, c) (a flat vector in featuremaps's (h, w, c) order where Keras's is (c, h, w)).
+NCHW = "nchw"
+_SPATIAL = {"Conv2D", "Convolution2D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D",
+            "Conv2DTranspose", "Convolution2DTranspose", "MaxPooling2D", "MaxPool2D", "AveragePooling2D",
+            "AvgPool2D", "ZeroPadding2D", "Cropping2D"}
+_GLOBAL = {"GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D"}
+_POINTWISE = {"ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout", "Identity", "Rescaling", "Activation",
+              "Add", "Multiply", "Average", "Maximum"}
+_ALONG_AXIS = {"softmax", "log_softmax", "glu", "sparsemax"}  # activations that read Keras's last axis whole
+_REORDER_SAFE = {"softmax", "log_softmax", "sparsemax"}  # ... and give the same values on a permuted vector
+
+
+def _is_channels_first(model_cfg: dict) -> bool:
+    for entry in _layers_of(model_cfg):
+        if entry.get("class_name") in _MODELS and _is_channels_first(entry):
+            return True
+        if entry.get("config", {}).get("data_format") == "channels_first":
+            return True
+    return False
+
+
+def _axis(value):
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _act_name(act):
+    if isinstance(act, dict):
+        return act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
+    return act
+
+
+class _Layouts:
+    """Which values of a channels_first model featuremaps holds in another order than Keras, and the
+    rewrite of each layer call that reads them (`relayout`); every rewrite is a line of `log`."""
+
+    def __init__(self, log: list):
+        self.of, self.log = {}, log
+
+    def relayout(self, kind, name, cfg, variables, inputs, shapes):
+        """(config, variables, the output's layout) of a layer call on `inputs`."""
+        states = [self.of.get(v) for v in inputs]
+        first = cfg.get("data_format") == "channels_first"
+        if not any(states) and not first:
+            return cfg, variables, None
+
+        def refuse(why):
+            raise KerasFileError(f"layer {name!r} ({kind}): {why}; featuremaps converts channels_first models to "
+                                 "channels-last only where the result is exact")
+
+        state, cfg = states[0], dict(cfg)
+        if any(s != state for s in states):
+            refuse(f"its inputs are held in different layouts ({states})")
+        if first and state != NCHW:
+            refuse("data_format 'channels_first' on a tensor that is not a (C, H, W) map of the model's input")
+        if state == NCHW:
+            return self._maps(kind, name, cfg, variables, shapes[0], first, refuse)
+        return self._flat(kind, name, cfg, variables, state, refuse)
+
+    def _maps(self, kind, name, cfg, variables, shape, first, refuse):
+        """A layer reading (C, H, W) maps that featuremaps holds as (H, W, C)."""
+        act = _act_name(cfg.get("activation"))
+        if act in _ALONG_AXIS:
+            refuse(f"activation {act!r} on (C, H, W) maps reads the W axis whole, and featuremaps's reads channels")
+        if kind in _SPATIAL or kind in _GLOBAL:
+            if not first:
+                refuse(f"data_format {cfg.get('data_format')!r} in a channels_first model")
+            cfg["data_format"] = "channels_last"
+            same = "; its kernel unchanged (Keras stores (kh, kw, ...) in both formats)" if variables else ""
+            self.log.append(f"{name} ({kind}): data_format 'channels_first' → channels-last{same}")
+            flat = kind in _GLOBAL and not cfg.get("keepdims")
+            return cfg, variables, None if flat else NCHW
+        if kind == "BatchNormalization":
+            if _axis(cfg.get("axis", -1)) not in (1, -3):
+                refuse(f"axis {cfg.get('axis')!r} on (C, H, W) maps; only the channel axis 1 has a featuremaps form")
+            cfg["axis"] = -1
+            self.log.append(f"{name} (BatchNormalization): axis 1 (the channels of NCHW) → the last axis of NHWC")
+            return cfg, variables, NCHW
+        if kind == "Softmax":
+            if _axis(cfg.get("axis", -1)) not in (1, -3):
+                refuse(f"axis {cfg.get('axis')!r} on (C, H, W) maps; only the channel axis 1 has a featuremaps form")
+            cfg["axis"] = -1
+            return cfg, variables, NCHW
+        if kind == "Concatenate":
+            axis = int(cfg.get("axis", -1)) % 4
+            cfg["axis"] = (0, 3, 1, 2)[axis]  # NCHW axis → the same axis of NHWC
+            return cfg, variables, NCHW
+        if kind == "Flatten":
+            return self._flatten(name, cfg, variables, shape, first, refuse)
+        if kind == "PReLU":
+            variables = [np.transpose(a, (1, 2, 0)) if np.ndim(a) == 3 else a for a in variables]  # (C, H, W) → HWC
+            self.log.append(f"{name} (PReLU): alpha (C, H, W) → (H, W, C)")
+        if kind == "Rescaling" and any(np.ndim(cfg.get(k, 0.0)) for k in ("scale", "offset")):
+            refuse("a per-axis scale or offset on (C, H, W) maps broadcasts along W")
+        if kind in _POINTWISE:
+            return cfg, variables, NCHW
+        refuse("it reads (C, H, W) maps by position (featuremaps holds them as (H, W, C))")
+
+    def _flatten(self, name, cfg, variables, shape, first, refuse):
+        cfg["data_format"] = None  # the order is logged here, not by the converter
+        if first:
+            self.log.append(f"{name} (Flatten): data_format 'channels_first' flattens in (h, w, c) order, as "
+                            "featuremaps: no permutation")
+            return cfg, variables, None
+        if shape is None:
+            refuse("flattening (C, H, W) maps of unknown size; give the Keras Input a fixed shape")
+        h, w, c = shape
+        self.log.append(f"{name} (Flatten): Keras flattens these (C, H, W) maps in (c, h, w) order, featuremaps in "
+                        "(h, w, c): the Dense reading it gets its rows permuted")
+        return cfg, variables, ("chw", h, w, c)
+
+    def _flat(self, kind, name, cfg, variables, state, refuse):
+        """A layer reading a vector that featuremaps holds in (h, w, c) order where Keras's is (c, h, w)."""
+        _, h, w, c = state
+        act = _act_name(cfg.get("activation"))
+        if kind == "Dense":
+            order = flatten_permutation(h, w, c, source="CHW", target="HWC")
+            if not variables or np.shape(variables[0])[0] != order.size:
+                refuse(f"its kernel does not have {order.size} rows, the flattened {h}×{w}×{c} maps")
+            variables = [np.asarray(variables[0])[order], *variables[1:]]  # (in, out): W_hwc = W_chw[perm]
+            self.log.append(f"{name} (Dense): kernel rows permuted from the (c, h, w) flatten order to (h, w, c) "
+                            f"(flatten_permutation({h}, {w}, {c}, source='CHW', target='HWC'))")
+            return cfg, variables, None
+        if act in _ALONG_AXIS - _REORDER_SAFE or (kind == "Rescaling" and any(
+                np.ndim(cfg.get(k, 0.0)) for k in ("scale", "offset"))):
+            refuse("it reads the flattened vector by position, which featuremaps holds in (h, w, c) order")
+        if kind in _POINTWISE or kind == "Softmax":
+            return cfg, variables, state
+        refuse("it reads the flattened vector by position, which featuremaps holds in (h, w, c) order, not "
+               "Keras's (c, h, w); only a Dense (its rows permuted) or an elementwise layer may read it")
+
+    def restore(self, b, value: str) -> str:
+        """A model output held in another order than Keras's, put back (flat) or logged (maps)."""
+        state = self.of.get(value)
+        if state == NCHW:
+            self.log.append(f"output {value!r}: (H, W, C) maps, channels-last; Keras's predict gives them as "
+                            "(C, H, W)")
+        if not isinstance(state, tuple):
+            return value
+        _, h, w, c = state
+        for suffix, module in (("as_maps", nn.Reshape((h, w, c))), ("chw", nn.Transpose((2, 0, 1))),
+                               ("chw_flat", nn.Flatten())):
+            name = b.unique(f"{value}_{suffix}")
+            b.shapes[name] = tuple(module.compute_output_shape(b.shapes[value]))
+            b.nodes.append((name, module.eval(), value))
+            value = name
+        self.log.append(f"output {value!r}: Reshape, Transpose (2, 0, 1) and Flatten put the output back in Keras's "
+                        "(c, h, w) order")
+        return value
+
+
 class _Builder:
     def __init__(self, weights, path):
         self.weights, self.path = weights, path
         self.nodes, self.shapes, self.log, self.used = [], {}, [], set()
+        self.layouts = _Layouts(self.log)
 
     def unique(self, name: str) -> str:
         base, k = name, 1
@@ -155,7 +312,9 @@ class _Builder:
 
     def emit_layer(self, entry, kind, name, inputs, names, keys) -> str:
         variables = [a for _, a in self.weights.get(names, keys)]
-        layer = Layer(kind, name, entry.get("config", {}), [self.shapes.get(v) for v in inputs], variables, self.log)
+        shapes = [self.shapes.get(v) for v in inputs]
+        cfg, variables, layout = self.layouts.relayout(kind, name, entry.get("config", {}), variables, inputs, shapes)
+        layer = Layer(kind, name, cfg, shapes, variables, self.log)
         value, reads = None, list(inputs)
         for node_name, module in convert(layer):
             value = self.unique(node_name)
@@ -168,6 +327,8 @@ class _Builder:
                 self.shapes[value] = tuple(out)
             self.nodes.append((value, module, reads if module.role == "merge" else reads[0]))
             reads = [value]
+        if layout is not None:
+            self.layouts.of[value] = layout
         return value
 
     def emit(self, entry, kind, name, inputs, names, keys) -> list:
@@ -235,15 +396,41 @@ def _sequential_shape(config: dict):
     return _batch_shape({"batch_shape": built}) if built else None
 
 
+def _rank(cfg: dict):
+    """The per-example rank of an input config's shape (None dims allowed), or None when it has none."""
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    return len(cfg["input_shape"]) if shape is None and cfg.get("input_shape") is not None else (
+        None if shape is None else len(shape) - 1)
+
+
+def _sequential_rank(config: dict):
+    first = _layers_of(config)[:1]
+    rank = _rank(first[0].get("config", {})) if first else None
+    built = config.get("config", {}).get("build_input_shape") if isinstance(config.get("config"), dict) else None
+    return rank if rank is not None or not built else len(built) - 1
+
+
+def _input(b, value: str, shape, rank, channels_first: bool):
+    """The featuremaps shape of a model input: a channels_first model's (C, H, W) input is held as (H, W, C)."""
+    if not channels_first or rank != 3:
+        return shape
+    b.layouts.of[value] = NCHW
+    nhwc = None if shape is None else (shape[1], shape[2], shape[0])
+    b.log.append(f"input {value!r}: a channels_first model, converted at the edge to channels-last: the input is "
+                 f"NHWC {nhwc or '(H, W, C)'}, Keras's is NCHW {shape or '(C, H, W)'} (feed x.transpose(0, 2, 3, 1))")
+    return nhwc
+
+
 def _build(config: dict, weights, path):
     b = _Builder(weights, path)
     kind = config.get("class_name")
+    first = _is_channels_first(config)
     if kind == "Sequential":
-        shape = _sequential_shape(config)
+        shape = _input(b, "input", _sequential_shape(config), _sequential_rank(config), first)
         if shape is not None:
             b.shapes["input"] = shape
         b.used.add("input")
-        out = b.sequential(config, "input", "", (), ())
+        out = b.layouts.restore(b, b.sequential(config, "input", "", (), ()))
         return nn.Sequential([(n, m) for n, m, _ in b.nodes], input_shape=shape), b.log, out
     if kind not in _MODELS:
         raise KerasFileError(f"{path}: the top-level object is a {kind!r}, not a Keras model (Sequential or "
@@ -251,12 +438,13 @@ def _build(config: dict, weights, path):
     inputs = {}
     by_name = {_layer_name(e): e for e in config.get("config", {}).get("layers", [])}
     for iname, _, _ in _endpoints(config["config"].get("input_layers")):
-        shape = _batch_shape(by_name.get(iname, {}).get("config", {}))
+        icfg = by_name.get(iname, {}).get("config", {})
+        shape = _input(b, iname, _batch_shape(icfg), _rank(icfg), first)
         inputs[iname] = shape
         b.used.add(iname)
         if shape is not None:
             b.shapes[iname] = shape
-    outs = b.functional(config, list(inputs), "", (), ())
+    outs = [b.layouts.restore(b, v) for v in b.functional(config, list(inputs), "", (), ())]
     return nn.Graph(inputs, b.nodes, outs), b.log, outs
 
 
@@ -281,6 +469,8 @@ def load(path, *, max_bytes=DEFAULT_MAX_BYTES):
         weights.close()
     what = {"keras-h5": "Keras 3 .keras file (model.weights.h5)", "keras-npz": "Keras 3 .keras file (npz weights)",
             "h5": "legacy HDF5 Keras file (model_config + model_weights)"}[fmt]
-    model.import_log = [f"read {p.name}: a {what}; kernels stay HWIO and activations NHWC (Keras is channels-last, "
-                        "as featuremaps)"] + log
+    how = ("a channels_first model: kernels stay HWIO (Keras stores them so in both formats), activations become NHWC"
+           if _is_channels_first(config) else "kernels stay HWIO and activations NHWC (Keras is channels-last, as "
+           "featuremaps)")
+    model.import_log = [f"read {p.name}: a {what}; {how}"] + log
     return model.eval()

@@ -165,6 +165,31 @@ def _pool_pads(layer, shape):
     return (t, b), (le, r)
 
 
+_NONNEGATIVE = {"relu", "relu6", "sigmoid", "softmax", "hard_sigmoid"}  # Keras activations whose values are ≥ 0
+_KEEPS_NONNEGATIVE = {"MaxPooling2D", "Dropout", "Identity", "ZeroPadding2D"}  # ≥ 0 in, ≥ 0 out (at inference)
+
+
+def _nonnegative(k, keras_name: str) -> str | None:
+    """Which Keras layer makes the value `keras_name` ≥ 0 everywhere, or None when that is not provable from
+    the layers written so far: ReLU (slope 0), relu, relu6, sigmoid, hard_sigmoid, softmax, possibly through
+    max pools, dropouts, identities, zero paddings and Rescalings with scale and offset ≥ 0."""
+    layers = {kl.name: kl for kl in k.layers}
+    kl = layers.get(keras_name)
+    while kl is not None:
+        cfg = kl.config
+        if kl.class_name == "Activation" and cfg.get("activation") in _NONNEGATIVE:
+            return f"{kl.name!r} is {cfg['activation']}"
+        if kl.class_name == "Softmax" or (kl.class_name == "ReLU" and not cfg.get("negative_slope")
+                                          and (cfg.get("threshold") or 0.0) >= 0.0):
+            return f"{kl.name!r} is a {kl.class_name}"
+        scaled = kl.class_name == "Rescaling" and all(np.ndim(cfg.get(a, 0.0)) == 0 and cfg.get(a, 0.0) >= 0
+                                                      for a in ("scale", "offset"))
+        if not (scaled or kl.class_name in _KEEPS_NONNEGATIVE) or len(kl.inputs) != 1:
+            return None
+        kl = layers.get(kl.inputs[0])
+    return None
+
+
 @converts(nn.MaxPool2D, nn.AvgPool2D)
 def _pool(k, name, layer, ins, shapes, out_shape):
     is_max = isinstance(layer, nn.MaxPool2D)
@@ -190,6 +215,14 @@ def _pool(k, name, layer, ins, shapes, out_shape):
         padded = k.helper(name, "pad", "ZeroPadding2D", {"padding": [[t, b], [le, r]]}, ins, shapes)
         k.log.append(f"{name}: pads {_pads_text(pads)} counted in the mean written as a ZeroPadding2D layer "
                      f"{padded!r} before a 'valid' AveragePooling2D")
+        return k.add(name, cls, {**cfg, "padding": "valid"}, [padded], [(h + t + b, w + le + r, c)])
+    why = _nonnegative(k, ins[0]) if is_max else None
+    if why:  # max(window with zeros) = max(real cells) when they are ≥ 0; every window holds one (pads ≤ k // 2)
+        h, w, c = shapes[0]
+        (t, b), (le, r) = pads
+        padded = k.helper(name, "pad", "ZeroPadding2D", {"padding": [[t, b], [le, r]]}, ins, shapes)
+        k.log.append(f"{name}: pads {_pads_text(pads)} written as a ZeroPadding2D layer {padded!r} before a 'valid' "
+                     f"MaxPooling2D: exact, since its input is ≥ 0 ({why})")
         return k.add(name, cls, {**cfg, "padding": "valid"}, [padded], [(h + t + b, w + le + r, c)])
     how = "ignored (-inf)" if is_max else ("counted" if layer.count_include_pad else "left out of the mean")
     raise NoKerasForm(f"pads {_pads_text(pads)} (padded cells {how}) on a {shapes[0][0]}×{shapes[0][1]} input: "
@@ -226,7 +259,8 @@ def _subsampling(k, name, layer, ins, shapes, out_shape):
 
 # --- activations ----------------------------------------------------------------------------------
 _ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.HardSwish: "hard_silu", nn.SiLU: "silu",
-                nn.Softsign: "softsign", nn.Mish: "mish", nn.Exponential: "exponential"}
+                nn.Softsign: "softsign", nn.Mish: "mish", nn.Exponential: "exponential", nn.TanhShrink: "tanh_shrink",
+                nn.SparsePlus: "sparse_plus", nn.SparseSigmoid: "sparse_sigmoid"}
 
 
 @converts(*_ACTIVATIONS)
@@ -242,19 +276,122 @@ def _hard_sigmoid(k, name, layer, ins, shapes, out_shape):
     return k.add(name, "Activation", {"activation": "hard_sigmoid"}, ins, shapes)
 
 
+def _scaled_activation(k, name, act: str, c: float, ins, shapes, why: str) -> str:
+    """c · act(x / c) as Rescaling(1/c), Activation act, Rescaling(c) (logged): the form of an activation
+    whose argument Keras's Activation layer cannot pass, for the ones with c·f(x/c) = f with that argument."""
+    if c == 1.0:
+        return k.add(name, "Activation", {"activation": act}, ins, shapes)
+    inner = k.helper(name, "in", "Rescaling", {"scale": 1.0 / c, "offset": 0.0}, ins, shapes)
+    a = k.helper(name, act, "Activation", {"activation": act}, [inner], shapes)
+    k.log.append(f"{name}: {why} written as {c:.8g}·{act}(x/{c:.8g}): Rescaling {inner!r}, Activation {act} {a!r}, "
+                 f"Rescaling {name!r} (Keras's Activation layer takes no arguments)")
+    return k.add(name, "Rescaling", {"scale": c, "offset": 0.0}, [a], shapes)
+
+
+def _gelu_tanh(k, name, ins, shapes) -> str:
+    """½x(1 + tanh(√(2/π)(x + 0.044715x³))) from Multiply, Add, Rescaling and Activation tanh (logged)."""
+    x = ins[0]
+    x2 = k.helper(name, "x2", "Multiply", {}, [x, x], shapes * 2)
+    x3 = k.helper(name, "x3", "Multiply", {}, [x2, x], shapes * 2)
+    cx3 = k.helper(name, "cx3", "Rescaling", {"scale": 0.044715, "offset": 0.0}, [x3], shapes)
+    inner = k.helper(name, "inner", "Add", {}, [x, cx3], shapes * 2)
+    scaled = k.helper(name, "scaled", "Rescaling", {"scale": float(np.sqrt(2 / np.pi)), "offset": 0.0}, [inner],
+                      shapes)
+    t = k.helper(name, "tanh", "Activation", {"activation": "tanh"}, [scaled], shapes)
+    one = k.helper(name, "one_plus", "Rescaling", {"scale": 1.0, "offset": 1.0}, [t], shapes)
+    half = k.helper(name, "half_x", "Rescaling", {"scale": 0.5, "offset": 0.0}, [x], shapes)
+    k.log.append(f"{name}: GELU(approximate='tanh') written as ½x(1 + tanh(√(2/π)(x + 0.044715x³))) in Multiply, "
+                 "Add, Rescaling and Activation tanh layers (Keras's Activation 'gelu' is the exact form only)")
+    return k.add(name, "Multiply", {}, [half, one], shapes * 2)
+
+
 @converts(nn.GELU)
 def _gelu(k, name, layer, ins, shapes, out_shape):
-    if layer.approximate != "none":
-        raise NoKerasForm("approximate='tanh': Keras's Activation 'gelu' is the exact form only")
+    if layer.approximate == "tanh":
+        return _gelu_tanh(k, name, ins, shapes)
     return k.add(name, "Activation", {"activation": "gelu"}, ins, shapes)
 
 
 @converts(nn.Softplus)
 def _softplus(k, name, layer, ins, shapes, out_shape):
-    if layer.beta != 1.0 or layer.threshold not in (None, 20.0):
-        raise NoKerasForm(f"beta={layer.beta:g}, threshold={layer.threshold}: Keras's softplus is log(1 + eˣ) "
-                          "(beta 1, threshold 20 or none)")
-    return k.add(name, "Activation", {"activation": "softplus"}, ins, shapes)
+    if layer.threshold not in (None, 20.0):
+        raise NoKerasForm(f"threshold={layer.threshold}: Keras's softplus is log(1 + eˣ), x above 20 on the torch "
+                          "backend, so only threshold 20 (or none) is written")
+    # softplus(βx)/β switches to x where βx > 20: Softplus(β, threshold=20)'s rule, PyTorch's
+    return _scaled_activation(k, name, "softplus", 1.0 / layer.beta, ins, shapes, f"Softplus(beta={layer.beta:g})")
+
+
+@converts(nn.CELU)
+def _celu(k, name, layer, ins, shapes, out_shape):
+    return _scaled_activation(k, name, "celu", layer.alpha, ins, shapes, f"CELU(alpha={layer.alpha:g})")
+
+
+@converts(nn.Squareplus)
+def _squareplus(k, name, layer, ins, shapes, out_shape):  # c·sq₄(x/c) = sq_b(x) for c = √b / 2
+    return _scaled_activation(k, name, "squareplus", float(np.sqrt(layer.b)) / 2, ins, shapes,
+                              f"Squareplus(b={layer.b:g})")
+
+
+@converts(nn.HardShrink, nn.SoftShrink)
+def _shrink(k, name, layer, ins, shapes, out_shape):  # c·shrink_{½}(x/c) = shrink_λ(x) for c = 2λ
+    act = "hard_shrink" if isinstance(layer, nn.HardShrink) else "soft_shrink"
+    if layer.threshold == 0.0:
+        return k.add(name, "Identity", {}, ins, shapes)
+    return _scaled_activation(k, name, act, 2 * layer.threshold, ins, shapes,
+                              f"{type(layer).__name__}({layer.threshold:g})")
+
+
+@converts(nn.Threshold)
+def _threshold(k, name, layer, ins, shapes, out_shape):
+    t, v, s = layer.threshold, layer.value, layer.negative_slope
+    if t < v or s < 0:
+        raise NoKerasForm(f"threshold={t:g}, value={v:g}, negative_slope={s:g}: written as Keras's ReLU(threshold="
+                          "threshold − value, negative_slope) between shifts by value, which needs threshold ≥ value "
+                          "and negative_slope ≥ 0")
+    cfg = {"max_value": None, "negative_slope": s, "threshold": t - v}
+    if v == 0.0:
+        return k.add(name, "ReLU", cfg, ins, shapes)
+    shift = k.helper(name, "shift", "Rescaling", {"scale": 1.0, "offset": -v}, ins, shapes)
+    r = k.helper(name, "relu", "ReLU", cfg, [shift], shapes)
+    k.log.append(f"{name}: Threshold({t:g}, value={v:g}) written as ReLU(threshold={t - v:g}) of x − value, plus "
+                 f"value: Rescaling {shift!r}, ReLU {r!r}, Rescaling {name!r}")
+    return k.add(name, "Rescaling", {"scale": 1.0, "offset": v}, [r], shapes)
+
+
+@converts(nn.GLU)
+def _glu(k, name, layer, ins, shapes, out_shape):
+    """a·σ(b) with each half picked by a bias-free 1×1 Conv2D (or Dense) of 0/1 weights, exact for finite
+    values: Keras's Activation 'glu' reports its input's shape as its output's, so the layers after it
+    would be built for twice the maps."""
+    if layer.axis not in (-1, len(shapes[0])):
+        raise NoKerasForm(f"axis={layer.axis}: only the last axis (the maps) is written")
+    c = shapes[0][-1]
+    eye = np.eye(c)
+    conv = len(shapes[0]) == 3
+    cls = "Conv2D" if conv else "Dense"
+    halves = []
+    for suffix, cols in (("a", eye[:, : c // 2]), ("b", eye[:, c // 2:])):
+        cfg = {"units": c // 2, "activation": "linear", "use_bias": False}
+        if conv:
+            cfg = {"filters": c // 2, "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
+                   "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1, "activation": "linear",
+                   "use_bias": False}
+        kernel = cols.reshape(1, 1, c, c // 2) if conv else cols  # (1, 1, c, c/2) HWIO or (c, c/2)
+        halves.append(k.helper(name, suffix, cls, cfg, ins, shapes, [kernel]))
+    half_shape = tuple(shapes[0][:-1]) + (c // 2,)
+    gate = k.helper(name, "gate", "Activation", {"activation": "sigmoid"}, [halves[1]], [half_shape])
+    k.log.append(f"{name}: GLU written as {halves[0]!r} · sigmoid({halves[1]!r}), each half picked by a bias-free "
+                 f"1×1 {cls} of 0/1 weights (Keras's Activation 'glu' would report {c} maps, not {c // 2})")
+    return k.add(name, "Multiply", {}, [halves[0], gate], [half_shape, half_shape])
+
+
+@converts(nn.Sparsemax)
+def _sparsemax(k, name, layer, ins, shapes, out_shape):
+    if layer.axis != -1:
+        raise NoKerasForm(f"axis={layer.axis}: Keras's Activation 'sparsemax' reads the last axis only")
+    k.log.append(f"{name}: Sparsemax written as Activation 'sparsemax'; Keras up to 3.15 computes a wrong threshold "
+                 "when two or more values are in the support (keras-team/keras#23425), so its predict differs there")
+    return k.add(name, "Activation", {"activation": "sparsemax"}, ins, shapes)
 
 
 @converts(nn.LogSoftmax)
@@ -297,6 +434,10 @@ def _scaled_tanh(k, name, layer, ins, shapes, out_shape):
 def _prelu(k, name, layer, ins, shapes, out_shape):
     shape = shapes[0]
     rank = len(shape)
+    if layer.shape is not None:  # a slope per position: Keras's alpha has this shape, 1 on the shared axes
+        shared = [i + 1 for i, n in enumerate(layer.shape) if n == 1] or None
+        k.log.append(f"{name}: PReLU slopes {layer.shape} written as Keras alpha {layer.shape} (shared_axes {shared})")
+        return k.add(name, "PReLU", {"shared_axes": shared}, ins, shapes, [layer.weight.data])
     if layer.slopes == 1:
         shared, alpha = list(range(1, rank + 1)), layer.weight.data.reshape((1,) * rank)
     else:  # one slope per channel: Keras's alpha has the input's shape, shared over the positions
@@ -439,7 +580,7 @@ if _optional("Conv2DTranspose") is not None:
                               "be smaller than the stride")
         crops = [(p[0], f + e - p[0] - o) for p, o, f, e in zip(pads, out_shape[:2], full, extra)]
         cfg = {"filters": layer.out_channels, "kernel_size": [kh, kw], "strides": [sh, sw], "padding": "valid",
-               "output_padding": extra if any(extra) else None, "data_format": "channels_last",
+               "output_padding": extra, "data_format": "channels_last",  # None would add max(K, s) − K rows
                "dilation_rate": [dh, dw], "activation": "linear", "use_bias": layer.bias is not None}
         weights = [layer.weight.data] + ([layer.bias.data] if layer.bias is not None else [])  # (kh, kw, out, in)
         k.log.append(f"{name}: kernel (kh, kw, out, in) {tuple(layer.weight.shape)} written as is (Keras's "

@@ -10,8 +10,9 @@ from .module import Module, ShapeError, from_config
 from .conv import Conv2D, ZeroPad2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D, Subsampling2D
 from .dense import Dense, Flatten
-from .activation import (ELU, GELU, Clip, Exponential, HardSigmoid, HardSwish, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
-                         ReLU6, ScaledTanh, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
+from .activation import (CELU, ELU, GELU, GLU, Clip, Exponential, HardShrink, HardSigmoid, HardSwish, LeakyReLU,
+                         LogSoftmax, Mish, PReLU, ReLU, ReLU6, ScaledTanh, Sigmoid, SiLU, Softmax, Softplus, Softsign,
+                         SoftShrink, SparsePlus, SparseSigmoid, Sparsemax, Squareplus, Tanh, TanhShrink, Threshold)
 from .norm import BatchNorm2D, Dropout, InstanceNorm, LocalResponseNorm
 from .shape import Identity, Pad, Reshape, Transpose, Upsample
 from .merge import Add, Average, Concatenate, Maximum, Multiply
@@ -27,4 +28,5 @@ __all__ = ["Module", "ShapeError", "from_config", "Conv2D", "ZeroPad2D", "MaxPoo
            "Sequential", "PReLU", "Clip", "ReLU6", "HardSigmoid", "HardSwish", "InstanceNorm", "Reshape", "Transpose",
            "Pad", "Identity", "Upsample", "Add", "Multiply", "Average", "Maximum", "Concatenate", "Graph", "Node",
            "Affine", "Rescaling", "Conv2DTranspose", "Cropping2D", "GELU", "SiLU", "Softplus", "Softsign", "Mish",
-           "Exponential", "LogSoftmax"]
+           "Exponential", "LogSoftmax", "CELU", "Squareplus", "GLU", "HardShrink", "SoftShrink", "TanhShrink",
+           "Threshold", "SparsePlus", "SparseSigmoid", "Sparsemax"]

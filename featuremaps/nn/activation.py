@@ -2,8 +2,10 @@
 
 The gradient at a kink follows the functional op (and PyTorch): `Clip` passes it at its bounds
 (`torch.clamp`), `ReLU6`, `HardSigmoid` and `HardSwish` do not. The smooth ones of newer nets (`GELU`,
-`SiLU`, `Softplus`, `Softsign`, `Mish`, `Exponential`) are element-wise too; `LogSoftmax`, like
-`Softmax`, is not.
+`SiLU`, `Softplus`, `Softsign`, `Mish`, `Exponential`, `CELU`, `Squareplus`), the shrinks (`HardShrink`,
+`SoftShrink`, `TanhShrink`), `Threshold` and Keras's `SparsePlus` and `SparseSigmoid` are element-wise too;
+`LogSoftmax` and `Sparsemax`, like `Softmax`, are not. `GLU` halves its axis (the channels by default):
+output c is channel c gated by channel c + C/2.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from .module import Module, kwarg_repr, register
 _INIT_SLOPE = 0.25  # PyTorch's PReLU init
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "Tanh", "ScaledTanh", "Sigmoid", "Softmax", "PReLU", "Clip", "ReLU6",
-           "HardSigmoid", "HardSwish", "GELU", "SiLU", "Softplus", "Softsign", "Mish", "Exponential", "LogSoftmax"]
+           "HardSigmoid", "HardSwish", "GELU", "SiLU", "Softplus", "Softsign", "Mish", "Exponential", "LogSoftmax",
+           "CELU", "Squareplus", "GLU", "HardShrink", "SoftShrink", "TanhShrink", "Threshold", "SparsePlus",
+           "SparseSigmoid", "Sparsemax"]
 
 
 class _Elementwise(Module):
@@ -131,29 +135,46 @@ class Softmax(_Elementwise):
 class PReLU(_Elementwise):
     """x for x > 0, a·x otherwise, with a learnable slope `weight` (`F.prelu`): one per channel (the
     last axis) when `num_parameters` is the channel count, or one shared by all when it is 1
-    (PyTorch's `nn.PReLU(num_parameters, init)`). Each output still depends on its own input alone."""
+    (PyTorch's `nn.PReLU(num_parameters, init)`). With `shape` (a per-example shape that broadcasts to the
+    input's, e.g. (H, W, C) or (H, 1, C): Keras's PReLU with `shared_axes` not covering H and W) the slope
+    varies by position too, and `num_parameters` is ignored. Each output depends on its own input alone."""
 
-    def __init__(self, num_parameters: int = 1, init: float = _INIT_SLOPE):
+    def __init__(self, num_parameters: int = 1, init: float = _INIT_SLOPE, shape=None):
         super().__init__()
-        self.slopes = _positive_int(num_parameters, "num_parameters", "PReLU")  # (num_parameters() is the count method)
         self.init = _number(init, "init", "PReLU")
-        self.register_parameter("weight", np.full(self.slopes, self.init, np.float32))
+        self.shape = None if shape is None else _slope_shape(shape)
+        self.slopes = (_positive_int(num_parameters, "num_parameters", "PReLU") if shape is None
+                       else int(np.prod(self.shape)))  # (num_parameters() is the count method)
+        self.register_parameter("weight", np.full(self.shape or self.slopes, self.init, np.float32))
 
     def forward(self, x):
         return F.prelu(x, self.weight)
 
     def compute_output_shape(self, input_shape):
         shape = super().compute_output_shape(input_shape)
-        if self.slopes != 1 and shape[-1] != self.slopes:
+        if self.shape is not None:
+            if len(self.shape) != len(shape) or any(s not in (1, n) for s, n in zip(self.shape, shape)):
+                self._shape_error(shape, f"a shape the slopes {self.shape} broadcast to (each size 1 or equal)")
+        elif self.slopes != 1 and shape[-1] != self.slopes:
             self._shape_error(shape, f"{self.slopes} channels on the last axis (num_parameters); "
                                      f"it has {shape[-1]}")
         return shape
 
     def get_config(self):
-        return {"class": "PReLU", "num_parameters": self.slopes, "init": self.init}
+        cfg = {"class": "PReLU", "num_parameters": self.slopes, "init": self.init}
+        return cfg if self.shape is None else {**cfg, "shape": list(self.shape)}
 
     def _repr_args(self):
+        if self.shape is not None:
+            return [f"shape={self.shape!r}"] + kwarg_repr("init", self.init, _INIT_SLOPE)
         return kwarg_repr("num_parameters", self.slopes, 1) + kwarg_repr("init", self.init, _INIT_SLOPE)
+
+
+def _slope_shape(shape) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) not in (1, 3):
+        raise TypeError(f"PReLU: shape must be a per-example shape (H, W, C) or (F,) of the slopes; received "
+                        f"{shape!r}")
+    return tuple(_positive_int(s, "shape", "PReLU") for s in shape)
 
 
 @register
@@ -295,3 +316,166 @@ class Exponential(_Elementwise):
 
     def forward(self, x):
         return F.exp(x)
+
+
+@register
+class CELU(_Elementwise):
+    """x for x > 0, alpha·(e^(x/alpha) − 1) otherwise (`F.celu`; PyTorch's `nn.CELU`, ONNX Celu)."""
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = _number(alpha, "alpha", "CELU")
+        if not self.alpha > 0:
+            raise ValueError(f"CELU: alpha must be > 0; received {self.alpha:g}")
+
+    def forward(self, x):
+        return F.celu(x, self.alpha)
+
+    def get_config(self):
+        return {"class": "CELU", "alpha": self.alpha}
+
+    def _repr_args(self):
+        return kwarg_repr("alpha", self.alpha, 1.0)
+
+
+@register
+class Squareplus(_Elementwise):
+    """(x + √(x² + b)) / 2 (`F.squareplus`; Keras's `squareplus`)."""
+
+    def __init__(self, b: float = 4.0):
+        super().__init__()
+        self.b = _number(b, "b", "Squareplus")
+        if not self.b > 0:
+            raise ValueError(f"Squareplus: b must be > 0; received {self.b:g}")
+
+    def forward(self, x):
+        return F.squareplus(x, self.b)
+
+    def get_config(self):
+        return {"class": "Squareplus", "b": self.b}
+
+    def _repr_args(self):
+        return kwarg_repr("b", self.b, 4.0)
+
+
+class _Shrink(_Elementwise):
+    def __init__(self, threshold: float = 0.5):
+        super().__init__()
+        self.threshold = _number(threshold, "threshold", type(self).__name__)
+        if not self.threshold >= 0:
+            raise ValueError(f"{type(self).__name__}: threshold must be ≥ 0; received {self.threshold:g}")
+
+    def get_config(self):
+        return {"class": type(self).__name__, "threshold": self.threshold}
+
+    def _repr_args(self):
+        return kwarg_repr("threshold", self.threshold, 0.5)
+
+
+@register
+class HardShrink(_Shrink):
+    """x where |x| > threshold, else 0 (`F.hard_shrink`; PyTorch's `nn.Hardshrink(lambd)`)."""
+
+    def forward(self, x):
+        return F.hard_shrink(x, self.threshold)
+
+
+@register
+class SoftShrink(_Shrink):
+    """x ∓ threshold where |x| > threshold, else 0 (`F.soft_shrink`; PyTorch's `nn.Softshrink(lambd)`)."""
+
+    def forward(self, x):
+        return F.soft_shrink(x, self.threshold)
+
+
+@register
+class TanhShrink(_Elementwise):
+    """x − tanh(x) (`F.tanh_shrink`; PyTorch's `nn.Tanhshrink`)."""
+
+    def forward(self, x):
+        return F.tanh_shrink(x)
+
+
+@register
+class Threshold(_Elementwise):
+    """x where x > threshold, else value (+ negative_slope·(x − threshold)) (`F.threshold`; PyTorch's
+    `nn.Threshold(threshold, value)`, and Keras's ReLU with a non-zero threshold)."""
+
+    def __init__(self, threshold: float, value: float, negative_slope: float = 0.0):
+        super().__init__()
+        self.threshold = _number(threshold, "threshold", "Threshold")
+        self.value = _number(value, "value", "Threshold")
+        self.negative_slope = _number(negative_slope, "negative_slope", "Threshold")
+
+    def forward(self, x):
+        return F.threshold(x, self.threshold, self.value, self.negative_slope)
+
+    def get_config(self):
+        return {"class": "Threshold", "threshold": self.threshold, "value": self.value,
+                "negative_slope": self.negative_slope}
+
+    def _repr_args(self):
+        return ([f"threshold={self.threshold!r}", f"value={self.value!r}"]
+                + kwarg_repr("negative_slope", self.negative_slope, 0.0))
+
+
+@register
+class SparsePlus(_Elementwise):
+    """0, (x + 1)²/4, x on x ≤ −1, −1 < x < 1, x ≥ 1 (`F.sparse_plus`; Keras's `sparse_plus`)."""
+
+    def forward(self, x):
+        return F.sparse_plus(x)
+
+
+@register
+class SparseSigmoid(_Elementwise):
+    """0, (x + 1)/2, 1 on x ≤ −1, −1 < x < 1, x ≥ 1 (`F.sparse_sigmoid`; Keras's `sparse_sigmoid`)."""
+
+    def forward(self, x):
+        return F.sparse_sigmoid(x)
+
+
+@register
+class Sparsemax(Softmax):
+    """The projection onto the probability simplex along `axis` (the last by default; `F.sparsemax`):
+    like Softmax, each output depends on every value along `axis`, but many are exactly 0."""
+
+    def forward(self, x):
+        return F.sparsemax(x, axis=self.axis)
+
+
+@register
+class GLU(Module):
+    """a·σ(b), a and b the two halves of `axis` (`F.glu`; PyTorch's `nn.GLU(dim)`, Keras's `glu`). On the
+    default axis, the channels, output map c is map c gated by map c + C/2: the maps halve, the
+    positions stay. `axis` counts the batch axis, as Softmax's.
+
+    `spatial` is 'same' on the last axis (the channels, or a vector's features: every position is
+    kept) and None on any other axis, which mixes positions. `explain` stops at a GLU after the explained
+    value, since its output has half the maps and so does not keep the value's index."""
+
+    role, spatial, elementwise = "activation", None, False
+
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or axis == 0:
+            raise TypeError(f"GLU: axis must be a non-zero int (0 is the batch axis); received {axis!r}")
+        self.axis = int(axis)
+        self.spatial = "same" if self.axis == -1 else None
+
+    def forward(self, x):
+        return F.glu(x, axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(self._check_rank(input_shape, ranks=(1, 3)))
+        at = self.axis - 1 if self.axis > 0 else self.axis + len(shape)
+        if not 0 <= at < len(shape) or shape[at] % 2:
+            self._shape_error(shape, f"an even size on axis {self.axis} (it is split into two halves)")
+        shape[at] //= 2
+        return tuple(shape)
+
+    def get_config(self):
+        return {"class": "GLU", "axis": self.axis}
+
+    def _repr_args(self):
+        return kwarg_repr("axis", self.axis, -1)

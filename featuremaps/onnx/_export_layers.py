@@ -204,7 +204,11 @@ def _softmax(e, name, layer, ins, shapes, out_shape):
 
 @converts(nn.PReLU)
 def _prelu(e, name, layer, ins, shapes, out_shape):
-    slope = e.const(f"{name}.weight", _channel_shape(e, ins[0], layer.weight.data))
+    w = layer.weight.data
+    if layer.shape is not None and len(layer.shape) == 3:  # a slope per position: (h, w, c), on NCHW (c, h, w)
+        w = np.moveaxis(w, -1, 0) if e.layout[ins[0]] == "nchw" else w
+        return e.node("PRelu", [ins[0], e.const(f"{name}.weight", w)], name, **_keep(e, ins[0]))
+    slope = e.const(f"{name}.weight", _channel_shape(e, ins[0], w))
     return e.node("PRelu", [ins[0], slope], name, **_keep(e, ins[0]))
 
 
@@ -306,6 +310,111 @@ def _mish(e, name, layer, ins, shapes, out_shape):
     gate = e.step("Tanh", [e.step("Softplus", [x], name, "softplus", **kw)], name, "tanh", **kw)
     e.log.append(f"{name}: Mish written as x · Tanh(Softplus(x)) (opset {e.opset} < 18 has no Mish)")
     return e.node("Mul", [x, gate], name, **kw)
+
+
+@converts(nn.CELU)
+def _celu(e, name, layer, ins, shapes, out_shape):
+    return e.node("Celu", [ins[0]], name, alpha=layer.alpha, **_keep(e, ins[0]))  # opset 12
+
+
+@converts(nn.HardShrink, nn.SoftShrink)
+def _shrink(e, name, layer, ins, shapes, out_shape):  # ONNX Shrink: bias 0 is hard, bias = lambd soft
+    bias = layer.threshold if isinstance(layer, nn.SoftShrink) else 0.0
+    return e.node("Shrink", [ins[0]], name, lambd=layer.threshold, bias=bias, **_keep(e, ins[0]))
+
+
+@converts(nn.TanhShrink)
+def _tanh_shrink(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    return e.node("Sub", [x, e.step("Tanh", [x], name, "tanh", **kw)], name, **kw)
+
+
+@converts(nn.Threshold)
+def _threshold(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])
+    t, v, s = layer.threshold, layer.value, layer.negative_slope
+    if v == 0.0 and s == 0.0:
+        return e.node("ThresholdedRelu", [x], name, alpha=t, **kw)  # x > alpha ? x : 0 (opset 10)
+    low = e.scalar(f"{name}.value", v)
+    if s != 0.0:  # value + s·(x − t)
+        shifted = e.step("Sub", [x, e.scalar(f"{name}.threshold", t)], name, "minus_t", **kw)
+        low = e.step("Add", [e.step("Mul", [shifted, e.scalar(f"{name}.slope", s)], name, "slope", **kw), low],
+                     name, "low", **kw)
+    above = e.step("Greater", [x, e.scalar(f"{name}.t", t)], name, "above", **kw)
+    e.log.append(f"{name}: Threshold({t:g}, value={v:g}, negative_slope={s:g}) written as Where(x > threshold, x, "
+                 "low) (ThresholdedRelu has value 0 and no slope)")
+    return e.node("Where", [above, x, low], name, **kw)
+
+
+@converts(nn.SparsePlus)
+def _sparse_plus(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])  # ((clip(x, −1, 1) + 1)²)/4 + relu(x − 1)
+    u = e.step("Add", [_clip(e, f"{name}/clip", x, -1.0, 1.0), e.scalar(f"{name}.one", 1.0)], name, "u", **kw)
+    quad = e.step("Mul", [e.step("Mul", [u, u], name, "u2", **kw), e.scalar(f"{name}.quarter", 0.25)], name,
+                  "quad", **kw)
+    tail = e.step("Relu", [e.step("Sub", [x, e.scalar(f"{name}.one_", 1.0)], name, "x_1", **kw)], name, "tail", **kw)
+    e.log.append(f"{name}: SparsePlus written as (clip(x, −1, 1) + 1)²/4 + relu(x − 1)")
+    return e.node("Add", [quad, tail], name, **kw)
+
+
+@converts(nn.SparseSigmoid)
+def _sparse_sigmoid(e, name, layer, ins, shapes, out_shape):  # clip((x + 1)/2, 0, 1)
+    return e.node("HardSigmoid", [ins[0]], name, alpha=0.5, beta=0.5, **_keep(e, ins[0]))
+
+
+@converts(nn.Squareplus)
+def _squareplus(e, name, layer, ins, shapes, out_shape):
+    x, kw = ins[0], _keep(e, ins[0])  # (x + √(x² + b)) / 2
+    root = e.step("Sqrt", [e.step("Add", [e.step("Mul", [x, x], name, "x2", **kw), e.scalar(f"{name}.b", layer.b)],
+                                  name, "x2_b", **kw)], name, "root", **kw)
+    e.log.append(f"{name}: Squareplus(b={layer.b:g}) written as (x + Sqrt(x·x + b)) / 2 (no ONNX op; it loses "
+                 "relative accuracy far left, where featuremaps's b / (2(√(x² + b) − x)) does not)")
+    return e.node("Mul", [e.step("Add", [x, root], name, "sum", **kw), e.scalar(f"{name}.half", 0.5)], name, **kw)
+
+
+def _onnx_axis(e, x, axis: int, rank: int) -> int:
+    axis %= rank
+    return NHWC_TO_NCHW[axis] if e.layout[x] == "nchw" else axis
+
+
+@converts(nn.GLU)
+def _glu(e, name, layer, ins, shapes, out_shape):
+    x, kw, rank = ins[0], _keep(e, ins[0]), len(shapes[0]) + 1
+    n = shapes[0][layer.axis % rank - 1]
+    axis = e.ints(f"{name}.axis", [_onnx_axis(e, x, layer.axis, rank)])
+    cut = [e.ints(f"{name}.{k}", [v]) for k, v in (("start", 0), ("half", n // 2), ("end", n))]
+    a = e.step("Slice", [x, cut[0], cut[1], axis], name, "a", **kw)
+    gate = e.step("Sigmoid", [e.step("Slice", [x, cut[1], cut[2], axis], name, "b", **kw)], name, "gate", **kw)
+    e.log.append(f"{name}: GLU written as Slice a · Sigmoid(Slice b), the two halves of axis {layer.axis}")
+    return e.node("Mul", [a, gate], name, **kw)
+
+
+@converts(nn.Sparsemax)
+def _sparsemax(e, name, layer, ins, shapes, out_shape):
+    """The sort-based threshold: TopK sorts descending, a value is in the support when 1 + r·z_(r) > Σ_{j≤r}
+    z_(j), and τ = (Σ of the support's values − 1) / its size."""
+    x, kw, rank = ins[0], _keep(e, ins[0]), len(shapes[0]) + 1
+    ax = _onnx_axis(e, x, layer.axis, rank)
+    n = shapes[0][layer.axis % rank - 1]
+    ranks = np.ones(rank, np.int64)
+    ranks[ax] = n
+    r = e.const(f"{name}.r", np.arange(1, n + 1, dtype=np.float64).reshape(ranks))
+    srt = e.node("TopK", [x, e.ints(f"{name}.k", [n])], e.fresh(f"{name}/sorted"), axis=ax, largest=1, sorted=1,
+                 **kw)
+    e.nodes[-1].output.append(e.fresh(f"{name}/sorted_index"))  # TopK's second output, unused
+    csum = e.step("CumSum", [srt, e.ints(f"{name}.cum_axis", [ax])], name, "cumsum", **kw)
+    bound = e.step("Add", [e.step("Mul", [r, srt], name, "r_z", **kw), e.scalar(f"{name}.one", 1.0)], name,
+                   "bound", **kw)
+    support = e.step("Cast", [e.step("Greater", [bound, csum], name, "in_support", **kw)], name, "support",
+                     to=e.onnx.helper.np_dtype_to_tensor_dtype(e.dtype), **kw)
+    axes = e.ints(f"{name}.axes", [ax])
+    k = e.step("ReduceSum", [support, axes], name, "k", keepdims=1, **kw)
+    total = e.step("ReduceSum", [e.step("Mul", [support, srt], name, "kept", **kw), axes], name, "total",
+                   keepdims=1, **kw)
+    tau = e.step("Div", [e.step("Sub", [total, e.scalar(f"{name}.one_", 1.0)], name, "total_1", **kw), k], name,
+                 "tau", **kw)
+    e.log.append(f"{name}: Sparsemax written as TopK, CumSum, ReduceSum and Relu(x − τ) (no ONNX op)")
+    return e.node("Relu", [e.step("Sub", [x, tau], name, "x_tau", **kw)], name, **kw)
 
 
 # --- normalisation --------------------------------------------------------------------------------

@@ -350,6 +350,24 @@ def smooth(b, node, attrs, version, base):
     _same_form(b, node, base, layer)
 
 
+@importer("Celu", "Shrink", "ThresholdedRelu")
+def shrink(b, node, attrs, version, base):
+    """Celu, Shrink with bias 0 (HardShrink) or bias = lambd (SoftShrink), ThresholdedRelu (Threshold with
+    value 0). Another Shrink bias has no layer."""
+    op = node.op_type
+    if op == "Celu":
+        layer = nn.CELU(float(attrs.get("alpha", 1.0)))
+    elif op == "ThresholdedRelu":
+        layer = nn.Threshold(float(attrs.get("alpha", 1.0)), 0.0)
+    else:
+        lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+        if bias not in (0.0, lambd):
+            raise Unsupported(f"Shrink with bias {bias:g} and lambd {lambd:g}: featuremaps has bias 0 "
+                              "(HardShrink) and bias = lambd (SoftShrink)")
+        layer = nn.HardShrink(lambd) if bias == 0.0 else nn.SoftShrink(lambd)
+    _same_form(b, node, base, layer)
+
+
 def _channel_vector(c: np.ndarray, shape: tuple):
     """A constant operand as (None, scalar) or (ONNX axis 1, per-channel vector); None otherwise."""
     c = np.asarray(c)

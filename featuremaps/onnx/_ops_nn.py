@@ -378,3 +378,30 @@ def resize(ctx, node, ins, attrs, version):
     y = F.resize(ins[0].channels_last(), size, mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nmode,
                  scales=sc)
     return [nhwc(y)]
+
+
+# --- Celu, Shrink, ThresholdedRelu (element-wise: the input's layout is kept) ------------------------
+@converter("Celu", 12)
+def celu(ctx, node, ins, attrs, version):
+    return [Value(F.celu(ins[0].a, float(attrs.get("alpha", 1.0))), ins[0].nhwc)]
+
+
+@converter("Shrink", 9)
+def shrink(ctx, node, ins, attrs, version):
+    """ONNX Shrink: x + bias below −lambd, x − bias above lambd, else 0. bias 0 is `F.hard_shrink`, bias =
+    lambd is `F.soft_shrink`; any other bias has no featuremaps op."""
+    lambd, bias = float(attrs.get("lambd", 0.5)), float(attrs.get("bias", 0.0))
+    if lambd < 0:
+        raise Unsupported(f"Shrink with lambd {lambd:g} < 0")
+    if bias == 0.0:
+        return [Value(F.hard_shrink(ins[0].a, lambd), ins[0].nhwc)]
+    if bias == lambd:
+        return [Value(F.soft_shrink(ins[0].a, lambd), ins[0].nhwc)]
+    raise Unsupported(f"Shrink with bias {bias:g} and lambd {lambd:g}: featuremaps has bias 0 (hard shrink) and "
+                      "bias = lambd (soft shrink)")
+
+
+@converter("ThresholdedRelu", 10)
+def thresholded_relu(ctx, node, ins, attrs, version):
+    """x where x > alpha, else 0: `F.threshold(x, alpha, 0)` (PyTorch's threshold with value 0)."""
+    return [Value(F.threshold(ins[0].a, float(attrs.get("alpha", 1.0)), 0.0), ins[0].nhwc)]

@@ -8,6 +8,7 @@ written once; each weighted conversion also logs its layout change in `import_lo
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -310,6 +311,58 @@ def silu(cx, n):
     _same_form(cx.b, node, _base(n), nn.SiLU())
 
 
+def _option(cx, n, k: int, name: str, attr: str, default):
+    """An activation's argument: the module's attribute `attr`, or the function's argument k / `name`."""
+    if n.op == "call_module":
+        return getattr(_module(cx, n), attr)
+    return _value(cx, _arg(n, k, name, default))
+
+
+def _direct(cx, n, layer) -> None:
+    """An element-wise layer with no ONNX op of its own, added directly and held as its input."""
+    node = SimpleNamespace(op_type=type(layer).__name__, name=n.name, input=[n.args[0].name], output=[n.name])
+    _same_form(cx.b, node, _base(n), layer)
+
+
+def celu(cx, n):
+    _onnx(cx, "Celu", n, [n.args[0].name], {"alpha": float(_option(cx, n, 1, "alpha", "alpha", 1.0))}, version=12)
+
+
+def shrink(kind):
+    def convert(cx, n):  # Hardshrink / Softshrink(lambd); ONNX Shrink's bias is 0 or lambd
+        lambd = float(_option(cx, n, 1, "lambd", "lambd", 0.5))
+        _onnx(cx, "Shrink", n, [n.args[0].name], {"lambd": lambd, "bias": lambd if kind == "soft" else 0.0},
+              version=9)
+    return convert
+
+
+def tanhshrink(cx, n):
+    _direct(cx, n, nn.TanhShrink())
+
+
+def threshold(cx, n):
+    t, v = _option(cx, n, 1, "threshold", "threshold", None), _option(cx, n, 2, "value", "value", None)
+    _direct(cx, n, nn.Threshold(float(t), float(v)))
+
+
+def glu(cx, n):
+    """GLU halves torch's `dim`: renumbered to the held layout, as the Softmax importer does."""
+    b = cx.b
+    h = b.held[n.args[0].name]
+    rank = len(h.shape)
+    dim = int(_option(cx, n, 1, "dim", "dim", -1)) % rank
+    if dim == 0:
+        raise Unsupported("glu over the batch dimension (dim 0)")
+    h = b.canonical(h, _base(n))
+    k = h.perm.index(dim)  # the axis of featuremaps's array
+    layer = nn.GLU(-1 if k == rank - 1 else k)
+    fshape = list(h.fshape)
+    fshape[k - 1] //= 2
+    name = b.add(_base(n), layer, [h.name])
+    b.origin[name] = n.name
+    b.set(n.name, replace(h, name=name, fshape=tuple(fshape)))
+
+
 def prelu_module(cx, n):
     m = _module(cx, n)
     key = _param(cx, n, m.weight, "weight")
@@ -382,6 +435,8 @@ def _tables(torch):
                tnn.Hardtanh: hardtanh, tnn.LeakyReLU: leaky_relu, tnn.ELU: elu, tnn.Softmax: softmax,
                tnn.PReLU: prelu_module, tnn.GELU: gelu, tnn.SiLU: silu, tnn.Softplus: softplus,
                tnn.Softsign: unary("Softsign"), tnn.Mish: unary("Mish"), tnn.LogSoftmax: log_softmax,
+               tnn.CELU: celu, tnn.Hardshrink: shrink("hard"), tnn.Softshrink: shrink("soft"),
+               tnn.Tanhshrink: tanhshrink, tnn.Threshold: threshold, tnn.GLU: glu,
                tnn.Dropout: passthrough, tnn.Dropout2d: passthrough,
                tnn.AlphaDropout: passthrough, tnn.Identity: passthrough, tnn.Flatten: reshape}
     relu, sig, tanh = unary("Relu"), unary("Sigmoid"), unary("Tanh")
@@ -392,6 +447,9 @@ def _tables(torch):
                  F.hardtanh: hardtanh, F.leaky_relu: leaky_relu, F.elu: elu, F.softmax: softmax,
                  torch.softmax: softmax, F.gelu: gelu, F.silu: silu, F.softplus: softplus,
                  F.softsign: unary("Softsign"), F.mish: unary("Mish"), F.log_softmax: log_softmax,
+                 F.celu: celu, torch.celu: celu, F.hardshrink: shrink("hard"), torch.hardshrink: shrink("hard"),
+                 F.softshrink: shrink("soft"), F.tanhshrink: tanhshrink, F.threshold: threshold,
+                 torch.threshold: threshold, F.glu: glu,
                  torch.log_softmax: log_softmax, torch.exp: unary("Exp"),
                  F.dropout: passthrough, F.dropout2d: passthrough,
                  F.max_pool2d: max_pool_fn, F.avg_pool2d: avg_pool_fn, torch.max_pool2d: max_pool_fn,
