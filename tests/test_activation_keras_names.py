@@ -347,7 +347,7 @@ def test_keras_export_of_sparsemax_is_keras_s_activation(tmp_path):
 
 
 @pytest.mark.parametrize("layer", [nn.Threshold(0.1, 0.5), nn.Threshold(0.3, 0.0, -0.2), nn.GLU(axis=1),
-                                   nn.Softplus(2.0, 5.0), nn.Sparsemax(axis=1)], ids=repr)
+                                   nn.Softplus(2.0, 5.0), nn.Sparsemax(axis=1), nn.LogSoftmax(axis=1)], ids=repr)
 def test_keras_export_refuses_forms_keras_lacks(layer, tmp_path):
     model = nn.Sequential([("L", layer)], input_shape=(4, 4, 6))
     with pytest.raises(ValueError, match="'L' \\("):

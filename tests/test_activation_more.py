@@ -255,13 +255,6 @@ def test_keras_export_of_each_layer_loads_in_keras_equal(tmp_path):
     np.testing.assert_allclose(_arr(back(x)), ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [nn.GELU("tanh"), nn.Softplus(2.0), nn.LogSoftmax(axis=1)], ids=repr)
-def test_keras_export_refuses_forms_keras_lacks(layer, tmp_path):
-    model = nn.Sequential([("L", layer)], input_shape=(4, 4, 3))
-    with pytest.raises(ValueError, match="L"):
-        keras_export(model, tmp_path / "no.keras")
-
-
 # --- torch from_module ------------------------------------------------------------------------------------
 class Smooth(torch.nn.Module):
     def __init__(self):
