@@ -39,8 +39,43 @@ SUITE = [
     ("maxpool", 64, 28, 28, 32, 32, 2, 2, 0, "maxpool"),
     ("maxpool", 8, 56, 56, 128, 128, 2, 2, 0, "maxpool"),
 ]
-WARMUP = 5  # index of the largest conv in SUITE
+WARMUP = [5]  # index of the largest conv in CASES
 STRETCH = {"lenet C1", "lenet C3 dense", "lenet C3 table"}
+CASES = SUITE  # what this run times: the fixed suite, or --random draws
+CHANNELS = (1, 3, 8, 16, 20, 32, 64, 128, 256)
+MAX_FLOPS = 3e9  # per forward pass: keeps a 50-shape run within about 5 minutes on 2 cores
+
+
+def random_cases(count: int, seed: int) -> list:
+    """`count` conv layers from the issue-12 distribution: batch 1–128, size 5–128, channels from
+    CHANNELS, k in {1, 3, 5, 7}, stride 1–2, same or valid padding, 10% grouped or depthwise;
+    a draw over MAX_FLOPS (forward) is halved in batch, then in size, until it fits."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        n, size = int(rng.integers(1, 129)), int(rng.integers(5, 129))
+        ci, co = int(rng.choice(CHANNELS)), int(rng.choice(CHANNELS))
+        k, s = int(rng.choice([1, 3, 5, 7])), int(rng.integers(1, 3))
+        same = bool(rng.integers(0, 2))
+        kind = "dense"
+        if rng.random() < 0.1:
+            kind = "depthwise" if rng.random() < 0.5 or ci == 1 else "grouped"
+        if kind == "depthwise":
+            co = ci
+        if kind == "grouped":
+            co = max(co, 2) if co % 2 == 0 or co == 1 else co + 1
+            ci = ci if ci % 2 == 0 else ci + 1
+        if not same and size < k:
+            continue
+        p = (k - 1) // 2 if same else 0  # 'same' at stride 1 (odd k); at stride 2 the symmetric k//2 padding
+        case = [f"r{len(cases)}", n, size, size, ci, co, k, s, p, kind]
+        while flops(tuple(case), False) > MAX_FLOPS:
+            if case[1] > 1:
+                case[1] = max(1, case[1] // 2)
+            else:
+                case[2] = case[3] = max(k, case[2] // 2)
+        cases.append(tuple(case))
+    return cases
 
 
 def lenet_c3_table() -> np.ndarray:
@@ -64,7 +99,7 @@ def make_data(case, batch=None, dtype=np.float32):
     x = rng.standard_normal((n, h, w, ci)).astype(dtype)
     if kind == "maxpool":
         return {"x": x}
-    cg = 1 if kind == "depthwise" else ci
+    cg = {"depthwise": 1, "grouped": ci // 2}.get(kind, ci)
     wt = (rng.standard_normal((k, k, cg, co)) / np.sqrt(k * k * cg)).astype(dtype)
     b = rng.standard_normal(co).astype(dtype)
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
@@ -76,7 +111,8 @@ def flops(case, with_backward):
     """Useful multiply-adds ×2: forward, + dW, + dx (not for input layers)."""
     name, n, h, w, ci, co, k, s, p, kind = case
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    per_out = {"dense": k * k * ci, "depthwise": k * k, "table": k * k * lenet_c3_table().sum() / co}[kind]
+    per_out = {"dense": k * k * ci, "depthwise": k * k, "grouped": k * k * ci / 2,
+               "table": k * k * lenet_c3_table().sum() / co}[kind]
     f = 2.0 * n * oh * ow * co * per_out
     if not with_backward:
         return f
@@ -127,8 +163,8 @@ def _fm_callables(case, data):
     x = Tensor(data["x"], requires_grad=ci > 3)
     wt, b = Tensor(data["w"], requires_grad=True), Tensor(data["b"], requires_grad=True)
     opts = dict(stride=s, padding=p)
-    if kind == "depthwise":
-        opts["groups"] = ci
+    if kind in ("depthwise", "grouped"):
+        opts["groups"] = ci if kind == "depthwise" else 2
     if kind == "table":
         opts["connections"] = lenet_c3_table()
     gy = data["gy"]
@@ -162,7 +198,7 @@ def _torch_callables(case, data):
     wt = torch.tensor(np.ascontiguousarray(data["w"].transpose(3, 2, 0, 1)), requires_grad=True)
     b = torch.tensor(data["b"], requires_grad=True)
     gy = torch.tensor(np.ascontiguousarray(data["gy"].transpose(0, 3, 1, 2)))
-    groups = ci if kind == "depthwise" else 1
+    groups = {"depthwise": ci, "grouped": 2}.get(kind, 1)
     mask = torch.tensor(lenet_c3_table().T[:, :, None, None].astype(np.float32)) if kind == "table" else None
 
     def conv():
@@ -202,7 +238,7 @@ def worker(lib, cases, repeat, threads, cpu_time, stat):
         from featuremaps.functional import accel
         info["numba"] = accel.numba_enabled()
     _settle_memory()
-    fwd, fb = make(SUITE[WARMUP], make_data(SUITE[WARMUP]))
+    fwd, fb = make(CASES[WARMUP[0]], make_data(CASES[WARMUP[0]]))
     for _ in range(2):
         fb()
     rows = []
@@ -213,7 +249,21 @@ def worker(lib, cases, repeat, threads, cpu_time, stat):
         except NotImplementedError:
             rows.append(None)
     info["rows"] = rows
+    if lib == "fm":
+        from featuremaps.functional import conv_algorithm
+        algos = []
+        for name, n, h, w, ci, co, k, s, p, kind in cases:
+            if kind in ("maxpool", "table"):
+                algos.append(kind)
+                continue
+            groups = {"depthwise": ci, "grouped": 2}.get(kind, 1)
+            a = conv_algorithm((n, h, w, ci), (k, k, ci // groups, co), stride=s, padding=p, groups=groups)
+            algos.append(f"{a.forward}/{a.dw}/{a.dx}")
+        info["algos"] = algos
     print(json.dumps(info))
+
+
+RANDOM_ARGS: list = []
 
 
 def run_worker(lib, names, repeat, threads, cpu_time, stat):
@@ -221,7 +271,7 @@ def run_worker(lib, names, repeat, threads, cpu_time, stat):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env["FEATUREMAPS_NUM_THREADS"] = str(threads)  # featuremaps' own element-wise threads
     cmd = [sys.executable, __file__, "--worker", lib, "--repeat", str(repeat), "--only-index", names,
-           "--threads", str(threads), "--stat", stat] + (["--cpu-time"] if cpu_time else [])
+           "--threads", str(threads), "--stat", stat] + (["--cpu-time"] if cpu_time else []) + RANDOM_ARGS
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode:
         sys.exit(f"{lib} worker failed:\n{out.stderr}")
@@ -257,7 +307,7 @@ def check(case):
         yt.backward(torch.ones_like(yt))
         return max(rel(y.data, yt.detach().numpy().transpose(0, 2, 3, 1)),
                    rel(x.grad, xt.grad.numpy().transpose(0, 2, 3, 1)))
-    opts = dict(stride=s, padding=p, groups=ci if kind == "depthwise" else 1)
+    opts = dict(stride=s, padding=p, groups={"depthwise": ci, "grouped": 2}.get(kind, 1))
     if kind == "table":
         opts["connections"] = lenet_c3_table()
     x, wt, b = (Tensor(data[key], requires_grad=True) for key in ("x", "w", "b"))
@@ -289,6 +339,33 @@ def _best(a, b):
     return a
 
 
+def random_report(args, idx, repeat):
+    """--random: the distribution of featuremaps/torch f+b ratios and the worst five shapes."""
+    names = ",".join(map(str, idx))
+    fm = None
+    for r in range(max(1, args.rounds)):
+        print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
+        a = run_worker("fm", names, repeat, args.threads, args.cpu_time, args.stat)
+        t = run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat)
+        ratios = [x["fb"] / y["fb"] for x, y in zip(a["rows"], t["rows"])]
+        fm = a if fm is None else fm
+        fm.setdefault("per_round", []).append(ratios)
+    for b in fm["blas"]:
+        print(f"BLAS: {b['internal_api']} {b['version']}, kernel {b['architecture']}, {b['num_threads']} threads")
+    print(f"numba kernels: {'on' if fm.get('numba') else 'off'}; {args.random} layers, seed {args.seed}; "
+          f"{'process CPU time' if args.cpu_time else 'wall time'}, {args.stat} of {repeat} repeats, "
+          f"median of {max(1, args.rounds)} per-round ratio(s)")
+    per_case = np.median(np.array(fm["per_round"]), axis=0)  # (cases,)
+    print(f"featuremaps/torch f+b: median {np.median(per_case):.2f}, p90 {np.percentile(per_case, 90):.2f}, "
+          f"max {per_case.max():.2f}")
+    print("worst five:")
+    for j in np.argsort(per_case)[::-1][:5]:
+        name, n, h, w, ci, co, k, s, p, kind = CASES[idx[j]]
+        print(f"  {per_case[j]:5.2f}x  N={n} {h}x{w} {ci}->{co} k{k} s{s} p{p} {kind:<9} {fm['algos'][j]}")
+    print(f"bar (with the fast extra): median <= 1.0: {'met' if np.median(per_case) <= 1.0 else 'NOT met'}; "
+          f"max <= 1.5: {'met' if per_case.max() <= 1.5 else 'NOT met'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
@@ -302,21 +379,31 @@ def main():
                     help="diagnostic for a shared machine: time with process CPU time (use with --threads 1)")
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="statistic over the repeats (default median; min resists a busy machine better)")
+    ap.add_argument("--random", type=int, default=None, metavar="N",
+                    help="time N conv layers drawn from the issue-12 distribution instead of the fixed suite")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --random draws (default 0)")
     ap.add_argument("--worker", choices=["fm", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--only-index", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     repeat = args.repeat or (3 if args.quick else 7)
+    if args.random:
+        global CASES
+        CASES = random_cases(args.random, args.seed)
+        WARMUP[0] = int(np.argmax([flops(c, False) for c in CASES]))
+        RANDOM_ARGS.extend(["--random", str(args.random), "--seed", str(args.seed)])
     if args.worker:
         idx = [int(i) for i in args.only_index.split(",")]
-        worker(args.worker, [SUITE[i] for i in idx], repeat, args.threads, args.cpu_time, args.stat)
+        worker(args.worker, [CASES[i] for i in idx], repeat, args.threads, args.cpu_time, args.stat)
         return
-    idx = [i for i, c in enumerate(SUITE) if args.only is None or args.only in c[0]]
+    idx = [i for i, c in enumerate(CASES) if args.only is None or args.only in c[0]]
+    if args.random:
+        return random_report(args, idx, repeat)
     names = ",".join(map(str, idx))
     print("correctness (float32, batch ≤ 4, max |fm − torch| / max |torch| over output and gradients) ...",
           flush=True)
     errors = []
     for i in idx:
-        errors.append(check(SUITE[i]))
+        errors.append(check(CASES[i]))
     fm = th = None
     for r in range(max(1, args.rounds)):
         print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
@@ -336,7 +423,7 @@ def main():
     print("-" * len(head))
     bars = []
     for j, i in enumerate(idx):
-        case = SUITE[i]
+        case = CASES[i]
         name, n, h, w, ci, co, k, s, p, kind = case
         shape = f"{n},{h},{w},{ci}→{co},{k},{s},{p}" if kind != "maxpool" else f"{n},{h},{w},{ci} 2×2/2"
         a, t = fm["rows"][j], th["rows"][j]
@@ -361,9 +448,9 @@ def main():
               f"{gf:>8} {pk:>6} {ratio:6.2f} {('✓' if ok else '✗') + stretch:>5} {err:>8}")
     print("\nbars: conv f+b ≤ 1.5× torch on every shape; stretch (s) ≤ 1.0× on LeNet C1/C3 and the C3 table; "
           "max-pool f+b ≤ 1.0× torch NCHW")
-    conv_ok = all(ok for (nm, ok), i in zip(bars, idx) if SUITE[i][9] != "maxpool")
-    pool = [ok for (nm, ok), i in zip(bars, idx) if SUITE[i][9] == "maxpool"]
-    stretch_ok = all(fm["rows"][j]["fb"] <= th["rows"][j]["fb"] for j, i in enumerate(idx) if SUITE[i][0] in STRETCH)
+    conv_ok = all(ok for (nm, ok), i in zip(bars, idx) if CASES[i][9] != "maxpool")
+    pool = [ok for (nm, ok), i in zip(bars, idx) if CASES[i][9] == "maxpool"]
+    stretch_ok = all(fm["rows"][j]["fb"] <= th["rows"][j]["fb"] for j, i in enumerate(idx) if CASES[i][0] in STRETCH)
     print(f"conv ≤ 1.5×: {'met' if conv_ok else 'NOT met'}; stretch ≤ 1.0×: {'met' if stretch_ok else 'NOT met'}; "
           f"max-pool ≤ 1.0×: {'n/a' if any(p is None for p in pool) else ('met' if all(pool) else 'NOT met')}")
 

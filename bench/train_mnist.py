@@ -42,9 +42,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -122,8 +124,36 @@ def _gemm_floor_images_per_s(training: bool, repeats: int = 200) -> float:
     return BATCH / statistics.median(times)
 
 
-def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, recipe: dict) -> dict:
-    from featuremaps import Tensor, models, no_grad, optim, schedules, train
+def _time_inference(model, x) -> float:
+    """Images/s of model's forward over x at batch 64 (eval, no autograd), median of 3 passes."""
+    from featuremaps import Tensor, no_grad
+    model.eval()
+    with no_grad():
+        model(Tensor(x[:BATCH]))  # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for lo in range(0, len(x), BATCH):
+                model(Tensor(x[lo:lo + BATCH]))
+            times.append(time.perf_counter() - t0)
+    return len(x) / statistics.median(times)
+
+
+def worker_featuremaps_infer(model_name: str, weights: str) -> dict:
+    """The trained weights' forward over the whole test set in a fresh process: what a user who
+    loads a checkpoint sees (no training state in the process)."""
+    from featuremaps import models, train
+    train_ds, test_ds = _load(None)
+    model = models.get(model_name, rng=np.random.default_rng(SEED))
+    with np.load(weights) as z:
+        model.load_state_dict({k: z[k] for k in z.files})
+    x = train.normalize_images(test_ds.images, train.normalization_for(train_ds))
+    return {"infer_images_per_s": _time_inference(model, x), "peak_rss_mib": _rss_mib(), "test_n": len(x)}
+
+
+def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, recipe: dict,
+                       save_weights: str | None = None) -> dict:
+    from featuremaps import models, optim, schedules, train
     from featuremaps.functional import accel
     from featuremaps.progress import ProgressBar
 
@@ -140,21 +170,14 @@ def worker_featuremaps(model_name: str, epochs: int, test_limit: int | None, rec
     t_train = time.perf_counter() - t_start
     norm = train.normalization_for(train_ds)
     ev = train.evaluate(model, test_ds, normalization=norm)
-
+    if save_weights:
+        np.savez(save_weights, **model.state_dict())
     x = train.normalize_images(test_ds.images, norm)
-    model.eval()
-    with no_grad():
-        model(Tensor(x[:BATCH]))  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for lo in range(0, len(x), BATCH):
-                model(Tensor(x[lo:lo + BATCH]))
-            times.append(time.perf_counter() - t0)
+    infer = _time_inference(model, x)
     return {"library": "featuremaps", "model": model_name, "epochs": epochs, "recipe": recipe,
             "test_accuracy": ev["accuracy"], "test_loss": ev["loss"], "test_n": ev["n"], "wall_s": t_train,
             "train_images_per_s": _median_rate([r["images_per_s"] for r in res.history]),
-            "infer_images_per_s": len(x) / statistics.median(times), "peak_rss_mib": _rss_mib(),
+            "infer_images_per_s": infer, "peak_rss_mib": _rss_mib(),
             "numba": numba, "history": res.history,
             "gemm_floor": {"train_images_per_s": _gemm_floor_images_per_s(True),
                            "infer_images_per_s": _gemm_floor_images_per_s(False)}}
@@ -260,7 +283,8 @@ def main(argv=None) -> int:
                    "pixels; 0 = none)")
     p.add_argument("--speed-rounds", type=int, default=3,
                    help="alternating featuremaps/torch speed runs for the lenet ratios (default: 3)")
-    p.add_argument("--worker", choices=["featuremaps", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["featuremaps", "featuremaps-infer", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--save-weights", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--test-limit", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -268,7 +292,10 @@ def main(argv=None) -> int:
     recipe.update({k: getattr(args, k) for k in RECIPE if getattr(args, k) is not None})
 
     if args.worker == "featuremaps":
-        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit, recipe)))
+        print(json.dumps(worker_featuremaps(args.model, args.epochs, args.test_limit, recipe, args.save_weights)))
+        return 0
+    if args.worker == "featuremaps-infer":
+        print(json.dumps(worker_featuremaps_infer(args.model, args.save_weights)))
         return 0
     if args.worker == "torch":
         print(json.dumps(worker_torch(args.epochs, args.test_limit, recipe)))
@@ -293,10 +320,13 @@ def main(argv=None) -> int:
         quick = ["--epochs", "2", "--test-limit", "5000"] + extra[2:]
         keys = ("train_images_per_s", "infer_images_per_s")
         for i in range(max(args.speed_rounds, 0)):
-            f = _spawn(["--worker", "featuremaps", "--model", "lenet", *quick])
+            weights = os.path.join(tempfile.mkdtemp(prefix="fm-bench-"), "lenet.npz")
+            f = _spawn(["--worker", "featuremaps", "--model", "lenet", "--save-weights", weights, *quick])
+            fresh = _spawn(["--worker", "featuremaps-infer", "--model", "lenet", "--save-weights", weights])
+            shutil.rmtree(os.path.dirname(weights), ignore_errors=True)
             t = _spawn(["--worker", "torch", *quick])
             rnd = {"featuremaps": {k: f[k] for k in keys}, "torch": {k: t[k] for k in keys},
-                   "numba": f["numba"], "gemm_floor": f["gemm_floor"]}
+                   "fresh_inference": fresh, "numba": f["numba"], "gemm_floor": f["gemm_floor"]}
             if f["numba"]:  # the pure NumPy path too, to show what the fast extra is worth
                 npy = _spawn(["--worker", "featuremaps", "--model", "lenet", *quick], FEATUREMAPS_NUMBA="0")
                 rnd["numpy_only"] = {k: npy[k] for k in keys}
@@ -336,6 +366,9 @@ def main(argv=None) -> int:
                     n_ = r["numpy_only"]
                     line += (f"   NumPy only: train {n_['train_images_per_s']:,.0f}  "
                              f"inference {n_['infer_images_per_s']:,.0f}")
+                line += (f"   trained weights in a fresh process: inference "
+                         f"{r['fresh_inference']['infer_images_per_s']:,.0f} (peak RSS "
+                         f"{r['fresh_inference']['peak_rss_mib']:.0f} MiB)")
                 print(line + f"   GEMMs alone: train {fl['train_images_per_s']:,.0f}  "
                       f"inference {fl['infer_images_per_s']:,.0f}")
             floor = {k: statistics.median(r["gemm_floor"][k] / r["torch"][k] for r in rounds)
@@ -343,6 +376,10 @@ def main(argv=None) -> int:
             print(f"  lenet's GEMMs alone (no im2col, pooling, activations or Python), as a ratio to torch's "
                   f"whole step: training {floor['train_images_per_s']:.2f}×, inference "
                   f"{floor['infer_images_per_s']:.2f}× (median of {len(rounds)})")
+            fresh = statistics.median(r["fresh_inference"]["infer_images_per_s"] / r["torch"]["infer_images_per_s"]
+                                      for r in rounds)
+            print(f"  inference of the trained weights in a fresh process (what a user loading the checkpoint "
+                  f"sees) / torch's in its training process: {fresh:.2f}× (median of {len(rounds)})")
             if all("numpy_only" in r for r in rounds):
                 gain = {k: statistics.median(r["featuremaps"][k] / r["numpy_only"][k] for r in rounds)
                         for k in ("train_images_per_s", "infer_images_per_s")}

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # the Keras oracle runs on torch (its numpy backend needs jax)
+os.environ.setdefault("FEATUREMAPS_AUTOTUNE", "0")  # conv algorithms by rule: no test depends on timing
 
 import pytest
 from hypothesis import settings
@@ -74,6 +75,7 @@ def _private_data_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("featuremaps-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEATUREMAPS_DATA", str(cache))
+        mp.setenv("FEATUREMAPS_CACHE", str(cache))  # the conv autotuner's cache too
         yield cache
 
 

@@ -17,6 +17,16 @@ from tests.oracles import assert_sum_close, check_op, gradcheck, run_op, torch_g
 XWB = ("NHWC", "HWIO", "C")  # the layouts of x, w and b
 
 
+@pytest.fixture(autouse=True)
+def _rule_choices(monkeypatch):
+    """The shape rule's algorithms, not timed ones (tests/test_conv_algorithms.py covers each one)."""
+    from featuremaps.functional import conv_algos
+    monkeypatch.setenv("FEATUREMAPS_AUTOTUNE", "0")
+    conv_algos.clear()
+    yield
+    conv_algos.clear()
+
+
 # ---------------------------------------------------------------------------------------------
 # Oracles
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ compiled kernels with bit-identical results; `use_numba(False)` / `numba_disable
 from .arith import (abs, add, average, div, exp, log, matmul, max, maximum, mean, min, minimum, mul, neg, power, sqrt,
                     sub, sum)
 from .shape import concat, flatten, getitem, pad, reshape, transpose
-from .conv import (conv2d, conv_output_size, conv_transpose2d, get_max_workspace_bytes, release_workspace,
-                   set_max_workspace_bytes, workspace_limit)
+from .conv import (conv2d, conv_algorithm, conv_output_size, conv_transpose2d, get_max_workspace_bytes,
+                   release_workspace, set_max_workspace_bytes, workspace_limit)
 from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 from .linear import linear
 from .activation import (celu, clip, elu, gelu, glu, hard_sigmoid, hard_swish, leaky_relu, log_softmax, mish, prelu,

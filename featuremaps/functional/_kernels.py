@@ -1,4 +1,5 @@
-"""The numba kernels behind `featuremaps.functional.accel` (imported only when numba is installed).
+"""The bit-identical numba kernels behind `featuremaps.functional.accel` (imported only when numba is
+installed; the reordering inference kernels are `_fused`'s).
 
 Each one mirrors a NumPy step of `conv` or `pool` and must give bit-identical results: copies are
 copies, and every sum adds the same terms in the same order as the NumPy code it replaces. The

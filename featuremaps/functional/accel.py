@@ -1,18 +1,24 @@
-"""Optional compiled kernels (numba) for the work around the GEMMs; results are bit-identical.
+"""Optional compiled kernels (numba) for the work around the GEMMs, and fused inference kernels.
 
-The NumPy path is the definition. The kernels replace only two kinds of step. Some move or select
-values: max-pool over tiling windows with its gradient routing (when a backward pass follows) and
-the row windows of the conv input gradient. Others do element-wise arithmetic: the row adds and
-col2im block adds of that gradient (the twin of `window.Geometry.scatter_add`), tanh's backward and
-the plain-momentum SGD update. Each does exactly the NumPy code's operations in its order, so every
-result is bit-for-bit the same. The GEMMs stay with NumPy's BLAS either way. tests/test_accel.py
-checks that identity on random shapes, and `bench/train_mnist.py` and `bench/ops.py` measure what
-it is worth.
+The NumPy path is the definition and the default without numba. Two kinds of kernel exist:
+
+* **Bit-identical replacements** (`_kernels`): max-pool over tiling windows with its gradient
+  routing, the row windows, row adds and col2im block adds of the conv input gradient, tanh's
+  backward and the plain-momentum SGD update. Each does the NumPy code's operations in its order,
+  so training results are bit-for-bit the same (tests/test_accel.py checks that identity).
+* **Reordered sums** (`_fused`, through `_direct` and `featuremaps.nn.fused`): the direct conv and
+  the fused inference plan (conv + bias + activation + max-pool). Since issue 12 the compiled path
+  need not be bit-identical: it must agree with the NumPy path to float rounding, with a tolerance
+  derived from the dtype and the reduction length and never looser than rtol 1e-5 (float32) /
+  1e-12 (float64); tests/test_fused.py checks that, and both paths stay held to the torch oracle.
+  Bit-identity remains where it is the point: resume, and one path against itself run to run.
 
 They are used when numba is installed (`pip install 'featuremaps[fast]'`) and not switched off with
 ``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. They are compiled on first use (a few seconds, then
-cached on disk) and split the batch over two threads (`featuremaps.functional.threads`). Tried and
-dropped because NumPy was as fast or faster: the im2col copies and the channel-major row adds.
+cached on disk by numba's ``cache=True``) and split the batch over two threads
+(`featuremaps.functional.threads`). Tried and dropped because NumPy was as fast or faster: the
+im2col copies, the channel-major row adds, and (so far) the direct conv on LeNet's shapes
+(`_direct.MAX_TAPS`). `bench/train_mnist.py` and `bench/ops.py` measure what they are worth.
 """
 from __future__ import annotations
 

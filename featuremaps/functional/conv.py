@@ -78,11 +78,14 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ..tensor import Tensor, apply, as_array
-from . import accel
+from . import accel, conv_algos, winograd
+from .conv_algos import ConvAlgorithm
+from .conv_algos import is_depthwise as _is_depthwise, is_pointwise as _pointwise, use_rows as _use_rows
+from .conv_algos import rows_scratch_per_image as _rows_scratch_per_image
 from .threads import in_threads
 from .window import Axis, Geometry, check_nhwc, clip, pad_hw, pair, resolve_padding
 
-__all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "set_max_workspace_bytes",
+__all__ = ["conv2d", "conv_transpose2d", "conv_output_size", "conv_algorithm", "set_max_workspace_bytes",
            "get_max_workspace_bytes", "workspace_limit", "release_workspace"]
 
 
@@ -293,24 +296,6 @@ def workspace_limit(n: int | None) -> Iterator[None]:
             del _limit.value
 
 
-def _rows_scratch_per_image(g: _Shape) -> int:
-    """Peak scratch values per image of `_col2im_rows`: dy widened, its row windows R, the GEMM
-    result, the channel-major sum (two of them alive at a time)."""
-    gh, gw = g.geo  # the window along H and along W
-    dyw = gh.out * (gw.size + gw.span - 1) * g.o
-    r = gh.out * gw.size * gw.k * g.o
-    out = gh.out * gw.size * gh.k * g.c
-    return max(dyw + r, r + out, out + gh.size * gw.size * g.c)
-
-
-def _use_rows(g: _Shape) -> bool:
-    """The row-window input gradient: stride 1 along W, and scratch within twice the column matrix.
-    R is KW× the size of dy, about O / (KH·C) times the column matrix: larger than it with few input
-    maps and many output maps (one input map, e.g.), where col2im is used instead."""
-    gh, gw = g.geo
-    return gw.s == 1 and _rows_scratch_per_image(g) <= 2 * gh.out * gw.out * gh.k * gw.k * g.c
-
-
 def _scratch_per_image(g: _Shape) -> int:
     """Peak scratch values per image of one conv step: the padded input and the column matrix
     (forward, dW), or the input gradient's buffers (which reuse the columns' memory once dW is done)."""
@@ -406,42 +391,37 @@ def _gemm_forward(cols: np.ndarray, w: np.ndarray, y2d: np.ndarray, G: int) -> N
         np.matmul(cols, wg, out=y2d.reshape(m, G, o // G).transpose(1, 0, 2))
 
 
-def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int) -> np.ndarray:
+def _cols_t_dy(c0: np.ndarray, dy2d: np.ndarray, orient: str) -> np.ndarray:
+    """colsᵀ · dy, (K, O), in the GEMM orientation `orient` (`conv_algos`: BLAS runs the two at
+    different speeds, e.g. colsᵀ · dy slowed down 10× on LeNet's C3 with two busy threads)."""
+    if orient == "dy_t_cols":
+        return (np.ascontiguousarray(dy2d.T) @ c0).T  # (o, m)·(m, k) -> (o, k), ᵀ -> (k, o)
+    return c0.T @ dy2d  # (k, m)·(m, o) -> (k, o)
+
+
+def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int, orient: str = "cols_t_dy") -> np.ndarray:
     """dW = colsᵀ · dy, back in HWIO."""
     kh, kw, cg, o = w_shape
     if G == 1:
-        c0 = cols[0]
-        if c0.flags.c_contiguous and c0.shape[1] * o <= 8192:
-            # Small dW: as (dyᵀ copied) · cols, which stays fast with two OpenBLAS threads on a busy
-            # machine where colsᵀ · dy slows down badly (LeNet's C3; the timing is in bench/README.md).
-            return (np.ascontiguousarray(dy2d.T) @ c0).T.reshape(w_shape)  # (o, m)·(m, kh*kw*c), ᵀ -> HWIO
-        return (c0.T @ dy2d).reshape(w_shape)  # (kh*kw*c, o) -> HWIO; for large results the faster orientation
+        return _cols_t_dy(cols[0], dy2d, orient).reshape(w_shape)  # (kh*kw*c, o) -> HWIO
     m = dy2d.shape[0]
     dyg = dy2d.reshape(m, G, o // G).transpose(1, 0, 2)  # (G, m, og)
     dwg = np.matmul(cols.transpose(0, 2, 1), dyg)  # (G, kh*kw*cg, og)
     return dwg.transpose(1, 0, 2).reshape(w_shape)  # (kh*kw*cg, G, og) -> (kh, kw, cg, o)
 
 
-def _pointwise(g: _Shape) -> bool:
-    """A 1×1 kernel, stride 1, no padding, one group, and every input pixel read (h, w = oh, ow):
-    the conv is a plain matrix product over C, with x itself as the column matrix. (A transposed
-    conv's output_padding adds rows/columns that no output reads, so h > oh there.)"""
-    gh, gw = g.geo
-    return (gh.k == gw.k == gh.s == gw.s == 1 and g.groups == 1 and gh.lo == gh.hi == gw.lo == gw.hi == 0
-            and gh.size == gh.out and gw.size == gw.out)
-
-
-def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
-    """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros."""
-    if _pointwise(g):
+def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, how: str) -> None:
+    """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros,
+    by the `conv_algos` dx algorithm `how` (pointwise, rows[_numba], col2im[_numba]; not winograd)."""
+    if how == "pointwise":
         np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, o) · (o, c) -> (m, c)
-    elif _use_rows(g):
-        _col2im_rows(dy2d, w, g, dx)
+    elif how in ("rows", "rows_numba"):
+        _col2im_rows(dy2d, w, g, dx, how == "rows_numba")
     else:
-        _col2im_cols(dy2d, w, g, dx)
+        _col2im_cols(dy2d, w, g, dx, how == "col2im_numba")
 
 
-def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
+def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, compiled: bool) -> None:
     """Input gradient for stride 1 along W, from KW-wide row windows of dy.
 
     For input column x, kernel column q reads output column j = x + left − q·dw. So the windows of
@@ -456,7 +436,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> 
     # dy padded/cropped along W so that column t holds dy[..., t + j_lo, :] (zero outside [0, OW))
     j_lo, width = gw.lo - (gw.span - 1), wd + gw.span - 1
     rows_buf = _pool.take((G, n, oh, wd, kw, og), dx.dtype)
-    fast = accel.kernels(dy, dx) if G == 1 else None
+    fast = accel.kernels(dy, dx) if G == 1 and compiled else None
     if fast is not None:  # the same copy, without the widened dy
         in_threads(n, lambda i0, i1: fast.dy_row_windows(dy[i0:i1], kw, dw, j_lo, rows_buf[0, i0:i1]), rows_buf.nbytes)
     else:
@@ -521,7 +501,7 @@ def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> 
     _pool.give(out)
 
 
-def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
+def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, compiled: bool) -> None:
     """Input gradient for any stride: the column gradient dcols = dy · Wᵀ in one GEMM (per group),
     then each of its KH·KW column blocks added into its strided window of dx: col2im,
     `Geometry.scatter_add` (or its numba twin), on the unpadded dx directly, each block clipped to
@@ -543,7 +523,7 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> 
         # (G, m, kh*kw*cg) -> (n, oh, ow, kh, kw, G, cg)
         blocks = dcols.reshape(G, n, gh.out, gw.out, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)
         out = dx.reshape(n, gh.size, gw.size, G, cg)  # (n, h, w, G, cg)
-    fast = accel.kernels(dcols, dx) if G == 1 else None
+    fast = accel.kernels(dcols, dx) if G == 1 and compiled else None
     in_threads(n, lambda i0, i1: g.geo.scatter_add(out[i0:i1], blocks[i0:i1], fast),
                dcols.nbytes if fast is None else dx.nbytes)
     _pool.give(dcols)
@@ -608,10 +588,6 @@ def _dw_input_grad(dy: np.ndarray, w: np.ndarray, g: _Shape) -> np.ndarray:
     return dx
 
 
-def _is_depthwise(g: _Shape) -> bool:
-    return g.groups == g.c and g.c > 1
-
-
 # --------------------------------------------------------------------------------------------
 # The three computations every conv is made of
 # --------------------------------------------------------------------------------------------
@@ -625,16 +601,33 @@ def _bias_grad(dy2d: np.ndarray) -> np.ndarray:
     return _ones(dy2d.shape[0], dy2d.dtype) @ dy2d
 
 
-def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarray | None = None):
-    """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked and the batch fits
-    the workspace cap in one chunk."""
+def _select(g: _Shape, dtype, train: bool) -> ConvAlgorithm:
+    """The algorithms this layer runs (`conv_algos.choose`; `_trials` are what the autotuner times)."""
+    return conv_algos.choose(g, dtype, train, _trials)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarray | None = None,
+          algo: ConvAlgorithm | None = None):
+    """y = conv(x, w) + b. Returns (y, cols, cols_buffer); cols only when asked, the forward
+    algorithm builds them (im2col) and the batch fits the workspace cap in one chunk."""
+    algo = algo or _select(g, x.dtype, keep_cols)
     (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
     y = np.empty((g.n, oh, ow, g.o), x.dtype)
     kept = (None, None)
-    if _is_depthwise(g):
+    if algo.forward == "depthwise":
         xp = _pad(x, g)
         _dw_forward(xp, w, g, y)
         _pool.give(xp)  # x itself when there is no padding: the pool takes back only its own buffers
+    elif algo.forward == "winograd":
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite result is redone just below
+            winograd.conv_forward(x, w, g.geo.pads, y, _pool.take, _pool.give)
+        if not np.isfinite(y.sum()):  # NaN/inf (or overflow): its transforms turn ±inf into NaN; redo as the reference
+            return _conv(x, w, g, keep_cols, b, algo._replace(forward="im2col"))
+    elif algo.forward == "direct":
+        from . import _direct
+        xp = _pad(np.ascontiguousarray(x), g)
+        _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y)
+        _pool.give(xp)
     else:
         chunks = _batch_chunks(g, x.itemsize)
         y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
@@ -657,12 +650,25 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
     return (y, *kept)
 
 
-def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need_b: bool = False):
+def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need_b: bool = False,
+                algo: ConvAlgorithm | None = None):
     """(dx, dW, db) of y = conv(x, w) + b for the output gradient dy. `kept` is the forward's
     (cols, buffer) when it was kept: then x is not read for dW, and the buffer goes back to the pool
     right after dW, before dx needs scratch memory. db = ones · dy; None when not needed."""
+    algo = algo or _select(g, dy.dtype, need_w)
     cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
+    if algo.dx == "winograd" and need_x:  # one chunk: winograd is not offered under a workspace cap
+        dx = np.empty((g.n, *g.geo.size_hw, g.c), dy.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite result is redone just below
+            winograd.conv_input_grad(dy, w, g.geo.pads, dx, _pool.take, _pool.give)
+        if not np.isfinite(dx.sum()):  # as in `_conv`: non-finite values take the reference path
+            ref = algo._replace(dx=conv_algos.rule(g, dy.dtype).dx)
+            return _conv_grads(x, w, dy, g, True, need_w, kept, need_b, ref)
+        if not need_w:
+            _pool.give(kept_buf)
+            return dx, None, (_bias_grad(dy.reshape(-1, g.o)) if need_b else None)  # (n*oh*ow, o)
+        need_x = False
     if _is_depthwise(g):
         dx = _dw_input_grad(dy, w, g) if need_x else None
         if need_w:
@@ -670,7 +676,8 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
             dw = _dw_weight_grad(xp, dy, g)
             _pool.give(xp)
     else:
-        dx = np.zeros((g.n, *g.geo.size_hw, g.c), dy.dtype) if need_x else None
+        if need_x:
+            dx = np.zeros((g.n, *g.geo.size_hw, g.c), dy.dtype)
         dy2d = dy.reshape(g.m, g.o)  # (n*oh*ow, o)
         per = g.geo.h.out * g.geo.w.out
         chunks = [(0, g.n)] if cols is not None else _batch_chunks(g, dy.itemsize)
@@ -685,20 +692,101 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
                 else:
                     c_ = cols
                 if c_.shape[2] == w.shape[0] * w.shape[1] * g.c + 1:  # kept cols with the bias column (`_folds_bias`)
-                    both = c_[0].T @ d  # (kh*kw + 1, o)
+                    both = _cols_t_dy(c_[0], d, algo.dw)  # (kh*kw + 1, o)
                     part, db = both[:-1].reshape(w.shape), (both[-1].copy() if need_b else None)  # (kh, kw, 1, o), (o,)
                     need_b = False
                 else:
-                    part = _weight_grad(c_, d, w.shape, g.groups)
+                    part = _weight_grad(c_, d, w.shape, g.groups, algo.dw)
                 dw = part if dw is None else dw + part
                 _pool.give(buf)
             _pool.give(kept_buf)
             kept_buf = None
             if need_x:
-                _col2im(d, w, g, dx[n0:n1])
+                _col2im(d, w, g, dx[n0:n1], algo.dx)
     if need_b:
         db = _bias_grad(dy.reshape(-1, g.o))  # (n*oh*ow, o)
     return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------------
+# What the autotuner times, and the public record of the choice
+# --------------------------------------------------------------------------------------------
+def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
+    """{part: {algorithm: zero-argument run}} on seeded data of the layer's shape, for the parts
+    with more than one candidate (`conv_algos.choose`). A forward that builds no column matrix is
+    charged for building it when the weight gradient will need it (train)."""
+    rng = np.random.default_rng(0)
+    (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
+    cg = g.c // g.groups
+    x = rng.standard_normal((g.n, *g.geo.size_hw, g.c)).astype(dtype)
+    w = (rng.standard_normal((kh, kw, cg, g.o)) / np.sqrt(kh * kw * cg)).astype(dtype)
+    dy = rng.standard_normal((g.n, oh, ow, g.o)).astype(dtype)
+    base = conv_algos.rule(g, dtype)
+    runs: dict[str, dict] = {}
+
+    def forward(name: str):
+        def run() -> None:
+            _, _, buf = _conv(x, w, g, train, algo=base._replace(forward=name))
+            if train and name in ("winograd", "direct"):
+                xp = _pad(x, g)
+                buf = _im2col(xp, g)[1]
+                _pool.give(xp)
+            _pool.give(buf)
+        return run
+
+    def weight(cols: np.ndarray, name: str):
+        return lambda: _weight_grad(cols, dy.reshape(g.m, g.o), w.shape, g.groups, name)  # (n*oh*ow, o)
+
+    def input_grad(name: str):
+        return lambda: _conv_grads(x, w, dy, g, True, False, algo=base._replace(dx=name))
+    if len(allowed["forward"]) > 1:
+        runs["forward"] = {name: forward(name) for name in allowed["forward"]}
+    if train and len(allowed["dw"]) > 1:
+        xp = _pad(x, g)
+        cols = _im2col(xp, g)[0]  # its pooled buffer is dropped with it, after the timing
+        _pool.give(xp)
+        runs["dw"] = {name: weight(cols, name) for name in allowed["dw"]}
+    if len(allowed["dx"]) > 1:
+        runs["dx"] = {name: input_grad(name) for name in allowed["dx"]}
+    return runs
+
+
+def _layer_shape(x_shape, w_shape, groups, stride, padding, dilation, op: str) -> _Shape:
+    """The checked geometry of a conv2d of x (N, H, W, C_in) with w (KH, KW, C_in // groups, C_out)."""
+    n, h, wd, c = x_shape
+    kh, kw, cg, o = w_shape
+    groups = _check_groups(groups, c, o, op)
+    if c != cg * groups:
+        raise ValueError(f"{op}: input has {c} channels but the weight expects {cg * groups} "
+                         f"(w.shape[2] * groups = {cg} * {groups})" + _nchw_hint(tuple(x_shape), cg * groups))
+    s = pair(stride, "stride", op=op)
+    d = pair(dilation, "dilation", op=op)
+    pads = resolve_padding(padding, (h, wd), (kh, kw), s, d, op=op)
+    return _Shape(Geometry.from_pairs((h, wd), (kh, kw), s, pads, d).check(op), n, c, o, groups)
+
+
+def _shape4(shape, name: str, op: str) -> tuple:
+    if (not isinstance(shape, (tuple, list)) or len(shape) != 4
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise ValueError(f"{op}: {name} must be 4 positive ints; received {shape!r}")
+    return tuple(int(v) for v in shape)
+
+
+def conv_algorithm(x_shape, w_shape, *, stride=1, padding=0, dilation=1, groups=1, dtype=np.float32,
+                   train: bool = True) -> ConvAlgorithm:
+    """What `conv2d` runs for this layer, and why: a `ConvAlgorithm` record (forward, dw, dx, why).
+
+    x_shape: (N, H, W, C_in); w_shape: (KH, KW, C_in // groups, C_out); the other arguments as for
+    `conv2d`; train: whether the weight gradient is computed (an inference layer is tuned on its
+    forward alone). With autotuning on this runs the one-time tuning if the shape is new (see
+    `featuremaps.functional.conv_algos` for the candidates and how they are chosen)."""
+    op = "conv_algorithm"
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: dtype must be a floating dtype; received {dtype}")
+    g = _layer_shape(_shape4(x_shape, "x_shape", op), _shape4(w_shape, "w_shape", op), groups, stride, padding,
+                     dilation, op)
+    return _select(g, dtype, bool(train))
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,8 +818,9 @@ def _conv2d_forward(x, w, *b, needs, g, mask, blocks):
         w_eff = _diagonal_blocks(w, g.groups)
     else:
         w_eff = w if mask is None else w * mask
-    y, cols, buf = _conv(x, w_eff, g, keep_cols=needs[1], b=b[0] if b else None)
-    ctx = {"x": x, "w": w_eff, "g": g, "mask": mask, "blocks": blocks, "cols": cols, "buf": buf}
+    algo = _select(g, x.dtype, needs[1])
+    y, cols, buf = _conv(x, w_eff, g, keep_cols=needs[1], b=b[0] if b else None, algo=algo)
+    ctx = {"x": x, "w": w_eff, "g": g, "mask": mask, "blocks": blocks, "cols": cols, "buf": buf, "algo": algo}
     return y, ctx
 
 
@@ -741,7 +830,7 @@ def _conv2d_backward(ctx, dy, needs):
     need_b = len(needs) == 3 and needs[2]
     kept = (ctx["cols"], ctx["buf"]) if ctx["buf"] is not None else None
     ctx["cols"] = ctx["buf"] = None  # the kept column matrix goes back to the pool; a second backward recomputes it
-    dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], kept, need_b)
+    dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], kept, need_b, ctx["algo"])
     if dw is not None and ctx["blocks"]:  # grouped dW back into the (KH, KW, C, O) table layout
         G, (kh, kw, cg, o) = g.groups, dw.shape
         full = np.zeros((kh, kw, G, cg, G, o // G), dw.dtype)
@@ -772,12 +861,8 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
     """
     op = "conv2d"
     xa, wa, ba = _operands(x, w, b, op, "(KH, KW, C_in // groups, C_out)")
-    n, h, wd, c = xa.shape
-    kh, kw, cg, o = wa.shape
-    groups = _check_groups(groups, c, o, op)
-    if c != cg * groups:
-        raise ValueError(f"{op}: input has {c} channels but the weight expects {cg * groups} "
-                         f"(w.shape[2] * groups = {cg} * {groups})" + _nchw_hint(xa.shape, cg * groups))
+    c, o = xa.shape[3], wa.shape[3]
+    g = _layer_shape(xa.shape, wa.shape, groups, stride, padding, dilation, op)
     _check_bias(ba, o, op)
     mask, blocks = None, False
     if connections is not None:
@@ -786,10 +871,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, connectio
         blocks = groups > 1
         if not blocks and not table.all():
             mask = table.astype(wa.dtype)  # (c_in, c_out), broadcasts over (kh, kw)
-    s = pair(stride, "stride", op=op)
-    d = pair(dilation, "dilation", op=op)
-    pads = resolve_padding(padding, (h, wd), (kh, kw), s, d, op=op)
-    g = _Shape(Geometry.from_pairs((h, wd), (kh, kw), s, pads, d).check(op), n, c, o, groups)
+        g = g._replace(groups=groups)
     inputs = (x, w) if b is None else (x, w, b)
     return apply(_conv2d_forward, _conv2d_backward, *inputs, g=g, mask=mask, blocks=blocks)
 

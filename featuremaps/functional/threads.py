@@ -25,11 +25,12 @@ MIN_BYTES = 4 << 20
 _executor: list = []
 
 
-def in_threads(n: int, fn, nbytes: int) -> list:
+def in_threads(n: int, fn, nbytes: int, min_bytes: int | None = None) -> list:
     """fn(n0, n1) on up to THREADS contiguous image ranges at once, when the work writes at least
-    MIN_BYTES in all (`nbytes`); the results in order. Ranges never share an image, so their writes
-    never overlap. `fn` must not call `in_threads` itself."""
-    parts = min(THREADS, n) if nbytes >= MIN_BYTES else 1
+    `min_bytes` (default MIN_BYTES) in all (`nbytes`); the results in order. Compute-bound callers
+    (the fused kernels, `featuremaps.functional._direct`) pass their own measure and threshold.
+    Ranges never share an image, so their writes never overlap. `fn` must not call `in_threads` itself."""
+    parts = min(THREADS, n) if nbytes >= (MIN_BYTES if min_bytes is None else min_bytes) else 1
     if parts <= 1:
         return [fn(0, n)]
     if not _executor:

@@ -1,0 +1,412 @@
+"""Every conv algorithm of `conv_algos` against the NumPy reference path and torch, and the autotuner.
+
+Each algorithm is forced with `use_conv_algorithm` on hypothesis shapes and compared, output and
+every gradient, element-wise against |a − ref| ≤ rtol · Σ|terms| (Σ|terms|: the same conv on |x|,
+|w|, |dy|), with rtol = 8·eps·√K for the K-term sums of that value, capped at 1e-5 (float32) and
+1e-12 (float64). Winograd's result is held to the same rtol norm-wise (against the largest Σ|terms|
+of the tensor): its transforms add and subtract a whole 4×4 input tile, so a value whose own terms
+are small (at a zero-padded border) carries the rounding of its larger neighbours. Measured on 150
+random 3×3 layers, its worst error was 0.44·eps·√K norm-wise (im2col: 0.20), and up to 176·eps·√K
+against a value's own Σ|terms|. The autotuner is tested with a fake clock; its cache for being bounded, written
+atomically, and ignored when corrupt or from another machine.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+
+from featuremaps import Tensor
+from featuremaps.functional import autotune, conv2d, conv_algorithm, conv_algos
+from featuremaps.functional import conv as conv_mod
+from tests.oracles import gradcheck
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices(tmp_path, monkeypatch):
+    """A private cache directory, autotuning off unless a test turns it on, no remembered choices."""
+    monkeypatch.setenv("FEATUREMAPS_CACHE", str(tmp_path / "fm-cache"))
+    monkeypatch.setenv("FEATUREMAPS_AUTOTUNE", "0")
+    conv_algos.clear()
+    yield
+    conv_algos.use_autotune(None)
+    conv_algos.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------
+@st.composite
+def layers(draw, winograd=False):
+    """(x_shape, w_shape, options) of a conv2d that fits; `winograd`: 3×3, stride 1, dilation 1, one group."""
+    n = draw(st.integers(1, 3))
+    h, w = draw(st.integers(3, 11)), draw(st.integers(3, 11))
+    if winograd:
+        groups, kh, kw, s, d = 1, 3, 3, 1, 1
+        c, o = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    else:
+        groups = draw(st.sampled_from([1, 1, 2, 3]))
+        c = groups * draw(st.integers(1, 3))
+        o = groups * draw(st.integers(1, 3))
+        kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        s = draw(st.sampled_from([1, 2, (1, 2), (2, 1)]))
+        d = draw(st.sampled_from([1, 1, 2]))
+    padding = draw(st.one_of(st.sampled_from(["valid", "same"]),
+                             st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2)),
+                                       st.tuples(st.integers(0, 2), st.integers(0, 2)))))
+    dd = (d, d) if isinstance(d, int) else d
+    (t, b), (l, r) = conv_mod.resolve_padding(padding, (h, w), (kh, kw), s if not isinstance(s, int) else (s, s), dd)
+    if h + t + b < dd[0] * (kh - 1) + 1 or w + l + r < dd[1] * (kw - 1) + 1:
+        padding = "same"
+    return (n, h, w, c), (kh, kw, c // groups, o), dict(stride=s, padding=padding, dilation=d, groups=groups)
+
+
+def _data(x_shape, w_shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[3]).astype(dtype)
+    return x, w, b
+
+
+def _shape(x_shape, w_shape, opts):
+    return conv_mod._layer_shape(x_shape, w_shape, opts["groups"], opts["stride"], opts["padding"], opts["dilation"],
+                                 "test")
+
+
+def _run(x, w, b, gy, opts):
+    """(y, dx, dw, db) through the public op and autograd."""
+    xt, wt, bt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+    y = conv2d(xt, wt, bt, **opts)
+    y.backward(gy)
+    return y.data, xt.grad, wt.grad, bt.grad
+
+
+def _torch(x, w, b, gy, opts, g):
+    """torch's (y, dx, dw, db) in float64, our layouts; the pads as the library resolved them."""
+    (t, bo), (l, r) = g.geo.pads  # noqa: E741
+    def tt(a, axes, grad=True):
+        return torch.tensor(np.ascontiguousarray(a.transpose(axes), np.float64), requires_grad=grad)
+    xt, wt, bt = tt(x, (0, 3, 1, 2)), tt(w, (3, 2, 0, 1)), tt(b, (0,))
+    y = F.conv2d(F.pad(xt, (l, r, t, bo)), wt, bt, g.geo.stride, 0, g.geo.dilation, g.groups)
+    y.backward(tt(gy, (0, 3, 1, 2), False))
+    return (y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+            wt.grad.numpy().transpose(2, 3, 1, 0), bt.grad.numpy())
+
+
+def _bounds(x, w, b, gy, opts):
+    """Σ|terms| of each output and gradient value: the same computation on magnitudes, in float64."""
+    with conv_algos.use_conv_algorithm():
+        return _run(*(np.abs(a).astype(np.float64) for a in (x, w, b, gy)), opts)
+
+
+def _rtol(dtype, k_terms: int) -> float:
+    """8·eps·√K, never looser than 1e-5 (float32) / 1e-12 (float64)."""
+    ceiling = 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    return min(8 * float(np.finfo(dtype).eps) * np.sqrt(k_terms), ceiling)
+
+
+def _terms(g):
+    """K, the length of the sums behind y, dx, dW and db."""
+    (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
+    m = g.n * oh * ow
+    return kh * kw * (g.c // g.groups) + 1, kh * kw * (g.o // g.groups), m, m
+
+
+def _close(got, want, bound, dtype, k, what):
+    err = np.abs(np.asarray(got, np.float64) - want)
+    tol = _rtol(dtype, k) * bound
+    bad = ~(err <= tol)
+    assert not bad.any(), f"{what}: {int(bad.sum())} values off, worst {float(np.max(err - tol)):.3g} over the bound"
+
+
+def _forced_runs(g, dtype):
+    """(part, name) for every candidate of every part of layer g."""
+    allowed = conv_algos.candidates(g, dtype)
+    return [(part, name) for part in ("forward", "dw", "dx") for name in allowed[part]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every algorithm against the reference path and torch
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=25)
+@given(layer=st.one_of(layers(), layers(winograd=True)))
+def test_every_algorithm_matches_reference_and_torch(layer, dtype):
+    x_shape, w_shape, opts = layer
+    g = _shape(x_shape, w_shape, opts)
+    x, w, b = _data(x_shape, w_shape, dtype)
+    gy = np.random.default_rng(1).standard_normal((g.n, *g.geo.out_hw, g.o)).astype(dtype)
+    bounds = _bounds(x, w, b, gy, opts)
+    oracle = _torch(x, w, b, gy, opts, g)
+    ref = _run(*(a.astype(np.float64) for a in (x, w, b, gy)), opts)  # the reference path, in float64
+    for part, name in _forced_runs(g, dtype):
+        with conv_algos.use_conv_algorithm(**{part: name}):
+            got = _run(x, w, b, gy, opts)
+        for what, a, r, t, bd, k in zip(("y", "dx", "dW", "db"), got, ref, oracle, bounds, _terms(g)):
+            assert a.dtype == dtype
+            if name == "winograd" and what == {"forward": "y", "dx": "dx"}[part]:
+                bd = np.full_like(bd, bd.max())  # norm-wise: its transforms mix each tile's neighbours
+            _close(a, t, bd, dtype, k, f"{part}={name} {what} vs torch")
+            _close(a, r, bd, dtype, k, f"{part}={name} {what} vs the NumPy reference")
+
+
+@settings(max_examples=10)
+@given(layer=st.one_of(layers(), layers(winograd=True)))
+def test_every_algorithm_passes_gradcheck(layer):
+    x_shape, w_shape, opts = layer
+    g = _shape(x_shape, w_shape, opts)
+    x, w, b = _data(x_shape, w_shape, np.float64, seed=2)
+    for part, name in _forced_runs(g, np.float64):
+        with conv_algos.use_conv_algorithm(**{part: name}):
+            gradcheck(lambda x_, w_, b_: conv2d(x_, w_, b_, **opts), x, w, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=15)
+@given(layer=st.one_of(layers(), layers(winograd=True)), where=st.integers(0, 10 ** 6))
+def test_nan_and_inf_propagate_like_the_reference(layer, where, dtype):
+    x_shape, w_shape, opts = layer
+    g = _shape(x_shape, w_shape, opts)
+    x, w, b = _data(x_shape, w_shape, dtype)
+    gy = np.random.default_rng(1).standard_normal((g.n, *g.geo.out_hw, g.o)).astype(dtype)
+    x.reshape(-1)[where % x.size] = np.nan
+    x.reshape(-1)[(where * 7 + 3) % x.size] = np.inf
+    gy.reshape(-1)[where % gy.size] = -np.inf
+    gy.reshape(-1)[(where * 5 + 1) % gy.size] = np.nan
+    ref = _run(x, w, b, gy, opts)
+    for part, name in _forced_runs(g, dtype):
+        with conv_algos.use_conv_algorithm(**{part: name}):
+            got = _run(x, w, b, gy, opts)
+        for what, a, r in zip(("y", "dx", "dW", "db"), got, ref):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(r), err_msg=f"{part}={name} {what}: NaN")
+            np.testing.assert_array_equal(np.isposinf(a), np.isposinf(r), err_msg=f"{part}={name} {what}: +inf")
+            np.testing.assert_array_equal(np.isneginf(a), np.isneginf(r), err_msg=f"{part}={name} {what}: -inf")
+
+
+def test_winograd_is_offered_exactly_for_3x3_stride_1():
+    allowed = conv_algos.candidates(_shape((2, 9, 9, 4), (3, 3, 4, 5), dict(stride=1, padding=1, dilation=1,
+                                                                            groups=1)), np.float32)
+    assert "winograd" in allowed["forward"] and "winograd" in allowed["dx"]
+    for opts in (dict(stride=2, padding=1, dilation=1, groups=1), dict(stride=1, padding=1, dilation=2, groups=1),
+                 dict(stride=1, padding=1, dilation=1, groups=2)):
+        w_shape = (3, 3, 4 // opts["groups"], 4)
+        allowed = conv_algos.candidates(_shape((2, 9, 9, 4), w_shape, opts), np.float32)
+        assert "winograd" not in allowed["forward"] + allowed["dx"]
+    far = conv_algos.candidates(_shape((2, 9, 9, 4), (3, 3, 4, 5), dict(stride=1, padding=3, dilation=1, groups=1)),
+                                np.float32)
+    assert "winograd" in far["forward"] and "winograd" not in far["dx"]  # dx needs every pad ≤ 2
+    with conv_mod.workspace_limit(1 << 20):
+        capped = conv_algos.candidates(_shape((2, 9, 9, 4), (3, 3, 4, 5), dict(stride=1, padding=1, dilation=1,
+                                                                               groups=1)), np.float32)
+    assert "winograd" not in capped["forward"]
+
+
+def test_winograd_transposed_conv_matches_torch():
+    """conv_transpose2d's forward is conv2d's dx: the winograd dx serves it too."""
+    x, w, _ = _data((2, 6, 7, 5), (3, 3, 4, 5), np.float64)
+    want = F.conv_transpose2d(torch.tensor(x.transpose(0, 3, 1, 2)), torch.tensor(w.transpose(3, 2, 0, 1)),
+                              padding=1).numpy().transpose(0, 2, 3, 1)
+    with conv_algos.use_conv_algorithm(dx="winograd"):
+        got = conv_mod.conv_transpose2d(x, w, padding=1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_algorithm, the rule and forcing
+# ---------------------------------------------------------------------------------------------
+def test_conv_algorithm_reports_the_rule_without_autotuning():
+    a = conv_algorithm((32, 28, 28, 256), (1, 1, 256, 64))
+    assert (a.forward, a.dx) == ("pointwise", "pointwise") and a.why.startswith("rule: 1x1")
+    d = conv_algorithm((2, 9, 9, 8), (3, 3, 1, 8), groups=8, padding=1)
+    assert (d.forward, d.dw, d.dx) == ("depthwise",) * 3
+    c = conv_algorithm((8, 24, 24, 16), (3, 3, 16, 16), padding=1)
+    assert c.forward == "im2col" and "rule" in c.why
+
+
+def test_conv_algorithm_errors_name_the_argument():
+    with pytest.raises(ValueError, match="x_shape must be 4 positive ints"):
+        conv_algorithm((2, 9, 9), (3, 3, 1, 8))
+    with pytest.raises(ValueError, match="input has 4 channels but the weight expects 3"):
+        conv_algorithm((2, 9, 9, 4), (3, 3, 3, 8))
+    with pytest.raises(TypeError, match="dtype must be a floating dtype"):
+        conv_algorithm((2, 9, 9, 4), (3, 3, 4, 8), dtype=np.int32)
+    with pytest.raises(ValueError, match="forward must be one of"):
+        with conv_algos.use_conv_algorithm(forward="fft"):
+            pass
+    x, w, _ = _data((1, 6, 6, 2), (3, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="forward='winograd' is not available for this layer"):
+        with conv_algos.use_conv_algorithm(forward="winograd"):
+            conv2d(x, w, stride=2)
+
+
+def test_autotune_switch_validates_env(monkeypatch):
+    monkeypatch.setenv("FEATUREMAPS_AUTOTUNE", "maybe")
+    with pytest.raises(ValueError, match="FEATUREMAPS_AUTOTUNE must be"):
+        conv_algos.autotune_enabled()
+    monkeypatch.setenv("FEATUREMAPS_AUTOTUNE", "on")
+    assert conv_algos.autotune_enabled()
+    monkeypatch.delenv("FEATUREMAPS_AUTOTUNE")
+    assert not conv_algos.autotune_enabled()  # opt-in: off by default (bit-identical resume)
+
+
+# ---------------------------------------------------------------------------------------------
+# The autotuner, on a fake clock
+# ---------------------------------------------------------------------------------------------
+class FakeClock:
+    """A clock that only moves when a fake candidate 'runs' for its set cost."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _fake_trials(clock, costs, calls):
+    def trials(g, dtype, train, allowed):
+        def fn(part, name):
+            def run():
+                calls.append((part, name))
+                clock.t += costs.get(name, 1.0)
+            return run
+        return {part: {name: fn(part, name) for name in names} for part, names in allowed.items() if len(names) > 1}
+    return trials
+
+
+LAYER = ((8, 24, 24, 16), (3, 3, 16, 16), dict(stride=1, padding=1, dilation=1, groups=1))
+
+
+@pytest.mark.parametrize("fast", ["im2col", "winograd"])
+def test_autotune_keeps_the_fastest_candidate_of_each_part(monkeypatch, fast):
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(autotune, "CLOCK", [clock])
+    g = _shape(*LAYER)
+    costs = {fast: 0.001, "dy_t_cols": 0.0005, "cols_t_dy": 0.002, "winograd" if fast == "im2col" else "im2col": 0.003,
+             "col2im": 0.0001}
+    a = conv_algos.choose(g, np.float32, True, _fake_trials(clock, costs, calls))
+    assert a.why.startswith("rule") and not calls  # FEATUREMAPS_AUTOTUNE=0: nothing timed
+    conv_algos.use_autotune(True)
+    conv_algos.clear()
+    a = conv_algos.choose(g, np.float32, True, _fake_trials(clock, costs, calls))
+    assert (a.forward, a.dw, a.dx) == (fast, "dy_t_cols", "col2im")
+    assert a.why.startswith("autotuned ") and f"forward {fast} 1 ms vs" in a.why
+    n_calls = len(calls)
+    assert n_calls > 0
+    assert conv_algos.choose(g, np.float32, True, _fake_trials(clock, costs, calls)) == a  # remembered
+    conv_algos.clear()  # a new process: read back from the cache file, not timed again
+    assert conv_algos.choose(g, np.float32, True, _fake_trials(clock, costs, calls)) == a
+    assert len(calls) == n_calls
+
+
+def test_real_trials_run_every_candidate(monkeypatch):
+    """The trials conv2d gives the autotuner run (a clock that never moves: the rule's choice stays)."""
+    monkeypatch.setattr(autotune, "CLOCK", [lambda: 0.0])
+    conv_algos.use_autotune(True)
+    g = _shape(*LAYER)
+    runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
+    assert set(runs["forward"]) >= {"im2col", "winograd"} and set(runs["dw"]) == {"cols_t_dy", "dy_t_cols"}
+    a = conv_algorithm(*LAYER[:2], padding=1)
+    assert (a.forward, a.dw, a.dx) == tuple(conv_algos.rule(g, np.float32)[:3])
+    x, w, b = _data(LAYER[0], LAYER[1], np.float32)
+    np.testing.assert_array_equal(conv2d(x, w, b, padding=1), conv2d(x, w, b, padding=1))  # one path: bit-identical
+
+
+def test_small_layers_are_not_timed(monkeypatch):
+    conv_algos.use_autotune(True)
+    calls = []
+    a = conv_algos.choose(_shape((1, 5, 5, 2), (3, 3, 2, 2), LAYER[2]), np.float32, True,
+                          _fake_trials(FakeClock(), {}, calls))
+    assert a.why.startswith("rule") and not calls and not autotune.cache_path().exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache file
+# ---------------------------------------------------------------------------------------------
+ENTRY = {"forward": "im2col", "dw": "cols_t_dy", "dx": "col2im", "why": "autotuned 2026-12-02: test"}
+
+
+def test_cache_is_bounded_oldest_evicted(monkeypatch):
+    monkeypatch.setattr(autotune, "MAX_ENTRIES", 5)
+    path = autotune.cache_path()
+    for i in range(8):
+        assert autotune.store(path, f"k{i}", ENTRY, conv_algos.NAMES)
+    entries = autotune.load(path, conv_algos.NAMES)
+    assert list(entries) == [f"k{i}" for i in range(3, 8)]
+    autotune.store(path, "k3", ENTRY, conv_algos.NAMES)  # refreshed: now the newest
+    autotune.store(path, "k8", ENTRY, conv_algos.NAMES)
+    assert list(autotune.load(path, conv_algos.NAMES)) == ["k5", "k6", "k7", "k3", "k8"]
+
+
+def test_cache_write_is_atomic(monkeypatch):
+    path = autotune.cache_path()
+    autotune.store(path, "old", ENTRY, conv_algos.NAMES)
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "replace", broken_replace)
+    assert not autotune.store(path, "new", ENTRY, conv_algos.NAMES)  # reported, not raised
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff garbage", b"[1, 2, 3]", b'{"format": "something else"}', b"",
+                                     b'{"format": "featuremaps-conv-algorithms", "version": 1, "entries": 5}'])
+def test_corrupt_cache_is_ignored_and_replaced(monkeypatch, content):
+    path = autotune.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    assert autotune.load(path, conv_algos.NAMES) == {}
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(autotune, "CLOCK", [clock])
+    conv_algos.use_autotune(True)
+    a = conv_algos.choose(_shape(*LAYER), np.float32, True, _fake_trials(clock, {"winograd": 2.0}, calls))
+    assert calls and a.forward == "im2col"
+    assert len(autotune.load(path, conv_algos.NAMES)) == 1  # rewritten as a valid cache
+
+
+def test_cache_entries_are_validated_one_by_one():
+    path = autotune.cache_path()
+    autotune.store(path, "good", ENTRY, conv_algos.NAMES)
+    doc = json.loads(path.read_text())
+    doc["entries"] += [["bad-name", dict(ENTRY, forward="os.system")], ["extra-field", dict(ENTRY, code="x")],
+                       ["long-why", dict(ENTRY, why="x" * 10000)], ["not-a-dict", "im2col"], [1, ENTRY], "junk"]
+    path.write_text(json.dumps(doc))
+    assert list(autotune.load(path, conv_algos.NAMES)) == ["good"]
+
+
+def test_oversized_cache_is_not_read(monkeypatch):
+    path = autotune.cache_path()
+    autotune.store(path, "good", ENTRY, conv_algos.NAMES)
+    monkeypatch.setattr(autotune, "MAX_FILE_BYTES", 10)
+    assert autotune.load(path, conv_algos.NAMES) == {}
+
+
+def test_cache_of_another_machine_or_version_is_ignored(monkeypatch):
+    path = autotune.cache_path()
+    autotune.store(path, "good", ENTRY, conv_algos.NAMES)
+    assert autotune.load(path, conv_algos.NAMES)
+    for field, value in (("cpu", "another CPU | avx2"), ("numpy", "1.0"), ("featuremaps", "0.0.1"), ("numba", "x")):
+        doc = json.loads(path.read_text())
+        doc["machine"][field] = value
+        other = path.with_name("other.json")
+        other.write_text(json.dumps(doc))
+        assert autotune.load(other, conv_algos.NAMES) == {}, field
+    key = autotune.machine_key()
+    assert {"cpu", "numpy", "blas", "numba", "featuremaps", "env"} <= set(key)
+
+
+def test_cached_choice_that_the_layer_no_longer_allows_is_retuned(monkeypatch):
+    """A cached 'winograd' is not used where the shape key differs, and an unknown name is never loaded."""
+    clock, calls = FakeClock(), []
+    monkeypatch.setattr(autotune, "CLOCK", [clock])
+    conv_algos.use_autotune(True)
+    g = _shape(*LAYER)
+    key = conv_algos.shape_key(g, np.float32, True, conv_algos.candidates(g, np.float32))
+    autotune.store(autotune.cache_path(), key, dict(ENTRY, forward="winograd", dx="winograd"), conv_algos.NAMES)
+    a = conv_algos.choose(g, np.float32, True, _fake_trials(clock, {}, calls))
+    assert (a.forward, a.dx) == ("winograd", "winograd") and not calls  # valid cached entry: used as is
