@@ -165,6 +165,10 @@ RUN_CASES = {
     "swish24": (24, [oh.make_node("Swish", ["c"], ["y"])]),
     "logsoftmax_axis1": (17, [oh.make_node("LogSoftmax", ["c"], ["y"], axis=1)]),
     "logsoftmax_axis2": (17, [oh.make_node("LogSoftmax", ["c"], ["y"], axis=2)]),
+    "celu": (17, [oh.make_node("Celu", ["c"], ["y"], alpha=0.7)]),
+    "shrink_hard": (17, [oh.make_node("Shrink", ["c"], ["y"], lambd=0.8)]),
+    "shrink_soft": (17, [oh.make_node("Shrink", ["c"], ["y"], lambd=0.6, bias=0.6)]),
+    "thresholded_relu": (17, [oh.make_node("ThresholdedRelu", ["c"], ["y"], alpha=0.4)]),
 }
 
 
@@ -179,7 +183,8 @@ def test_onnx_run_and_load_match_onnxruntime(name):
     got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got
     np.testing.assert_allclose(got, ref, rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()))
     kinds = {type(node.layer) for node in m.nodes()}
-    assert kinds & {nn.GELU, nn.SiLU, nn.Softplus, nn.Softsign, nn.Mish, nn.Exponential, nn.LogSoftmax}
+    assert kinds & {nn.GELU, nn.SiLU, nn.Softplus, nn.Softsign, nn.Mish, nn.Exponential, nn.LogSoftmax, nn.CELU,
+                    nn.HardShrink, nn.SoftShrink, nn.Threshold}
 
 
 def test_onnx_swish_with_another_alpha_runs_but_has_no_layer():

@@ -7,7 +7,6 @@ Tolerances: a sum of n products rounded in another order differs by at most abou
 float32, 1e-12 float64). The plan's whole-model tolerance takes n as the model's longest reduction
 and the scale as max |output| of the layer-by-layer path.
 """
-import contextlib
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from featuremaps import Tensor, models, no_grad, nn
 from featuremaps.functional import _direct, accel
 from featuremaps.functional import threads as threads_mod
 from featuremaps.nn import fused
+from tests.test_accel import _numba_on
 
 CAP = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
@@ -27,17 +27,6 @@ CAP = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 def _rtol(dtype, n_terms: int) -> float:
     dtype = np.dtype(dtype)
     return min(4 * np.finfo(dtype).eps * np.sqrt(n_terms), CAP[dtype])
-
-
-@contextlib.contextmanager
-def _numba_on():
-    assert accel.numba_available()
-    was = accel.numba_enabled()
-    accel.use_numba(True)
-    try:
-        yield
-    finally:
-        accel.use_numba(was)
 
 
 def _assert_close(got, want, scale, rtol, name=""):

@@ -64,6 +64,13 @@ def _number(value, name: str, op: str) -> float:
     return float(value)
 
 
+def _positive(value, name: str, op: str, note: str = "") -> float:
+    value = _number(value, name, op)
+    if not value > 0:
+        raise ValueError(f"{op}: {name} must be > 0{note}; received {value:g}")
+    return value
+
+
 def _leaky_forward(x, needs, slope):
     out = np.where(x > 0, x, x * slope).astype(x.dtype, copy=False)
     return out, (x, slope)
@@ -370,9 +377,7 @@ def softplus(x, beta: float = 1.0, threshold: float | None = 20.0):
     """log(1 + e^(βx))/β, and x itself where βx > threshold (PyTorch's `softplus`); `threshold=None`
     never switches (ONNX Softplus, β = 1). Computed as max(z, 0) + log1p(e^(−|z|)), z = βx: no overflow."""
     x = _floating(x, "softplus")
-    beta = _number(beta, "beta", "softplus")
-    if not beta > 0:
-        raise ValueError(f"softplus: beta must be > 0; received {beta:g}")
+    beta = _positive(beta, "beta", "softplus")
     threshold = _bound(threshold, "threshold", "softplus")
     return apply(_softplus_forward, _softplus_backward, x, beta=beta, threshold=threshold)
 
@@ -428,10 +433,7 @@ def celu(x, alpha: float = 1.0):
     """x where x > 0, else alpha · (e^(x/alpha) − 1) (Barron 2017; PyTorch's `celu`, Keras's `celu`,
     ONNX Celu); alpha > 0. Its gradient is continuous: 1 at 0."""
     x = _floating(x, "celu")
-    alpha = _number(alpha, "alpha", "celu")
-    if not alpha > 0:
-        raise ValueError(f"celu: alpha must be > 0; received {alpha:g}")
-    return apply(_celu_forward, _celu_backward, x, alpha=alpha)
+    return apply(_celu_forward, _celu_backward, x, alpha=_positive(alpha, "alpha", "celu"))
 
 
 def _squareplus_forward(x, needs, b):
@@ -455,10 +457,7 @@ def squareplus(x, b: float = 4.0):
     b / (2(√(x² + b) − x)) for x < 0, so it keeps its relative accuracy far left, and with `hypot`,
     so nothing overflows."""
     x = _floating(x, "squareplus")
-    b = _number(b, "b", "squareplus")
-    if not b > 0:
-        raise ValueError(f"squareplus: b must be > 0 (b = 0 is relu); received {b:g}")
-    return apply(_squareplus_forward, _squareplus_backward, x, b=b)
+    return apply(_squareplus_forward, _squareplus_backward, x, b=_positive(b, "b", "squareplus", " (b = 0 is relu)"))
 
 
 def _glu_forward(x, needs, axis):

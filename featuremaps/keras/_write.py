@@ -190,6 +190,16 @@ def _nonnegative(k, keras_name: str) -> str | None:
     return None
 
 
+def _zero_padded_pool(k, name, cls, cfg, ins, shapes, pads, how: str, pool_text: str):
+    """The pool as a ZeroPadding2D layer of `pads` before a 'valid' Keras pool (logged)."""
+    h, w, c = shapes[0]
+    (t, b), (le, r) = pads
+    padded = k.helper(name, "pad", "ZeroPadding2D", {"padding": [[t, b], [le, r]]}, ins, shapes)
+    k.log.append(f"{name}: pads {_pads_text(pads)}{' ' + how if how else ''} written as a ZeroPadding2D layer "
+                 f"{padded!r} before a 'valid' {pool_text}")
+    return k.add(name, cls, {**cfg, "padding": "valid"}, [padded], [(h + t + b, w + le + r, c)])
+
+
 @converts(nn.MaxPool2D, nn.AvgPool2D)
 def _pool(k, name, layer, ins, shapes, out_shape):
     is_max = isinstance(layer, nn.MaxPool2D)
@@ -210,20 +220,11 @@ def _pool(k, name, layer, ins, shapes, out_shape):
                      "input, padded cells left out)")
         return k.add(name, cls, {**cfg, "padding": "same"}, ins, shapes)
     if not is_max and layer.count_include_pad and (pads == layer._pads):
-        h, w, c = shapes[0]
-        (t, b), (le, r) = pads
-        padded = k.helper(name, "pad", "ZeroPadding2D", {"padding": [[t, b], [le, r]]}, ins, shapes)
-        k.log.append(f"{name}: pads {_pads_text(pads)} counted in the mean written as a ZeroPadding2D layer "
-                     f"{padded!r} before a 'valid' AveragePooling2D")
-        return k.add(name, cls, {**cfg, "padding": "valid"}, [padded], [(h + t + b, w + le + r, c)])
+        return _zero_padded_pool(k, name, cls, cfg, ins, shapes, pads, "counted in the mean", "AveragePooling2D")
     why = _nonnegative(k, ins[0]) if is_max else None
     if why:  # max(window with zeros) = max(real cells) when they are ≥ 0; every window holds one (pads ≤ k // 2)
-        h, w, c = shapes[0]
-        (t, b), (le, r) = pads
-        padded = k.helper(name, "pad", "ZeroPadding2D", {"padding": [[t, b], [le, r]]}, ins, shapes)
-        k.log.append(f"{name}: pads {_pads_text(pads)} written as a ZeroPadding2D layer {padded!r} before a 'valid' "
-                     f"MaxPooling2D: exact, since its input is ≥ 0 ({why})")
-        return k.add(name, cls, {**cfg, "padding": "valid"}, [padded], [(h + t + b, w + le + r, c)])
+        return _zero_padded_pool(k, name, cls, cfg, ins, shapes, pads, "", f"MaxPooling2D: exact, since its input "
+                                 f"is ≥ 0 ({why})")
     how = "ignored (-inf)" if is_max else ("counted" if layer.count_include_pad else "left out of the mean")
     raise NoKerasForm(f"pads {_pads_text(pads)} (padded cells {how}) on a {shapes[0][0]}×{shapes[0][1]} input: "
                       f"Keras's {cls} pads only as 'same' {_pads_text(same)}")
