@@ -328,7 +328,8 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         schedule=None, seed: int = 0, out_dir: str | os.PathLike | None = None,
         resume: str | os.PathLike | ckpt.Checkpoint | None = None, augment: bool | int = False,
         reporter: Reporter | None = None, callbacks: Sequence[Any] = (), normalization: dict | None = None,
-        meta: dict | None = None, eval_batch_size: int = 256, plot: bool = True) -> FitResult:
+        meta: dict | None = None, eval_batch_size: int = 256, plot: bool = True, comm=None,
+        sync_batchnorm: bool = False) -> FitResult:
     """Train `model` for `epochs` epochs (in total, counting those a resumed run already did).
 
     train_data / val_data: Datasets (or (images, labels) pairs) with uint8 NHWC images.
@@ -344,6 +345,10 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
       it), or a `featuremaps.checkpoint.Checkpoint` already read (`read_checkpoint`), which is
       then used as it is: the file is read once either way.
     meta: extra JSON-able facts stored in each checkpoint's meta (e.g. the dataset name).
+    comm: a `featuremaps.distributed.Communicator` (or pass a `DataParallel` optimizer) for
+      data-parallel training under mpiexec: see "Data parallelism" in the module docstring.
+    sync_batchnorm: with `comm`, BatchNorm normalises over the global batch instead of each rank's
+      shard (`featuremaps.distributed.sync_bn`).
 
     Each epoch record has `epoch` (1-based), `lr`, `train_loss`, `train_accuracy` (running mean
     over the epoch's batches, in training mode), `val_loss`, `val_accuracy` (None without
@@ -351,7 +356,8 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
     """
     from .data import Loader, random_shift
 
-    reporter = reporter or Reporter()
+    optimizer, comm = _unwrap(optimizer, comm, sync_batchnorm)
+    reporter = reporter if reporter is not None and (comm is None or comm.rank == 0) else Reporter()
     callbacks = list(callbacks)
     _check_int("epochs", epochs, 1)
     _check_int("seed", seed, 0)
@@ -377,9 +383,15 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         base_meta.setdefault("classes", list(train_data.classes))
     state = ckpt.as_checkpoint(resume) if resume is not None else None  # the one read of the file
     out = Path(out_dir) if out_dir is not None else (state.path.parent if state is not None else None)
+    dp = None
+    if comm is not None:
+        dp = _data_parallel(comm, model, optimizer, (images, labels), batch_size, val, base_meta,
+                            {"sync_batchnorm": bool(sync_batchnorm), "resume": _position(state)})
+        out, val = (out, val) if comm.rank == 0 else (None, None)  # only rank 0 validates and writes
     s = _Setup(model, optimizer, schedule, loader, val, normalization, _param_dtype(model), seed, epochs,
                num_classes, eval_batch_size, out, base_meta, reporter, callbacks, plot,
-               uses_rng=any(getattr(m, "uses_rng", False) for m in model.modules()))
+               uses_rng=any(getattr(m, "uses_rng", False) for m in model.modules()), dp=dp,
+               sync_batchnorm=bool(sync_batchnorm))
     loop = _Loop() if state is None else _resume(s, state, run)
     if loop.epoch >= epochs:
         reporter.message(f"the checkpoint already has {loop.epoch} epochs (asked for {epochs}); nothing to do")
@@ -388,10 +400,59 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(out / "config.json", {"model": model.get_config(), "optimizer": optimizer.get_config(),
                                                      **base_meta})
-    if loop.epoch == 0 and loop.step == 0:
+    if loop.epoch == 0 and loop.step == 0 and (comm is None or comm.rank == 0):
         _initial_loss(s)
     _run(s, loop)
     return FitResult(loop.history, loop.checkpoint, out)
+
+
+def _unwrap(optimizer, comm, sync_batchnorm):
+    """A DataParallel optimizer gives its optimiser and communicator; sync_batchnorm needs one."""
+    from_dp = getattr(optimizer, "comm", None) if type(optimizer).__name__ == "DataParallel" else None
+    if from_dp is not None:
+        if comm is not None and comm is not from_dp:
+            raise ValueError("fit: give comm= or a DataParallel optimizer, not both with different communicators")
+        optimizer, comm = optimizer.optimizer, from_dp
+    if sync_batchnorm and comm is None:
+        raise ValueError("fit: sync_batchnorm=True needs comm= (a featuremaps.distributed.Communicator)")
+    return optimizer, comm
+
+
+def _position(state) -> list[int] | None:
+    return None if state is None else [state.epoch, state.step]
+
+
+def _data_parallel(comm, model, optimizer, train: tuple, batch_size: int, val, meta: dict, extra: dict):
+    """The DataParallel of a run on `comm`'s ranks, after refusing empty shards and ranks whose
+    settings (model, optimiser, data, meta such as the CLI's options) differ from rank 0's."""
+    from .distributed import DataParallel, check_batches, check_same_settings, fingerprint
+    check_same_settings(comm, {"model": model.get_config(), "optimizer": optimizer.get_config(),
+                               "numpy": np.__version__, "training data": fingerprint(*train),
+                               "validation data": fingerprint(*val) if val else None,
+                               **meta, **extra})  # first: what follows raises on every rank or on none
+    check_batches(len(train[1]), batch_size, comm.size)
+    return DataParallel(optimizer, comm, model)
+
+
+class _distributed:
+    """Within the block: rank 0's state on every rank, and BatchNorm synchronised if asked."""
+
+    def __init__(self, s: _Setup):
+        self.s = s
+
+    def __enter__(self):
+        if self.s.dp is not None:
+            from .distributed import set_sync_batchnorm
+            self.s.dp.broadcast_state()
+            if self.s.sync_batchnorm:
+                set_sync_batchnorm(self.s.model, self.s.dp.comm)
+        return self
+
+    def __exit__(self, *exc):
+        if self.s.dp is not None and self.s.sync_batchnorm:
+            from .distributed import set_sync_batchnorm
+            set_sync_batchnorm(self.s.model, None)
+        return False
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -437,6 +498,8 @@ class _Setup:
     callbacks: list
     plot: bool
     uses_rng: bool  # some layer draws random numbers (Dropout), so each step seeds it
+    dp: Any = None  # a featuremaps.distributed.DataParallel when training on several ranks
+    sync_batchnorm: bool = False  # with dp: BatchNorm over the global batch
 
     @property
     def steps(self) -> int:
@@ -493,12 +556,14 @@ def _run(s: _Setup, loop: _Loop) -> None:
     """The epoch loop, from where `loop` stands, under the Ctrl-C guard (see `_interrupted`)."""
     guard = _SigintGuard(s.reporter)
     try:
-        with guard:
+        with guard, _distributed(s):
             for epoch in range(loop.epoch, s.epochs):
                 lr = s.schedule.lr_at(epoch)
                 s.optimizer.lr = lr
                 _steps(s, loop, epoch, guard)
                 _end_epoch(s, loop, epoch, lr)
+                if s.dp is not None:  # every rank stops after the same epoch
+                    guard.requested = bool(s.dp.comm.allreduce_sum(np.array([guard.requested]), what="stop check")[0])
                 if guard.requested:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -518,7 +583,7 @@ def _steps(s: _Setup, loop: _Loop, epoch: int, guard: _SigintGuard) -> None:
     t0 = time.perf_counter()  # a step's time runs from the end of the last one: fetching
     # and augmenting its batch, forward, backward, update and the progress line all count
     for b, (xb, yb) in enumerate(s.loader.epoch(epoch, start=first), first):
-        value = _step(s, loop, epoch, b, xb, yb)
+        value = _step(s, loop, epoch, b, xb, yb) if s.dp is None else _step_dp(s, loop, epoch, b, xb, yb, guard)
         t1 = time.perf_counter()
         dt, t0 = t1 - t0, t1
         sums = loop.sums
@@ -552,6 +617,37 @@ def _step(s: _Setup, loop: _Loop, epoch: int, b: int, xb: np.ndarray, yb: np.nda
     n = len(yb)
     loop.sums["loss"] += value * n
     loop.sums["correct"] += int((logits.data.argmax(axis=1) == yb).sum())
+    loop.sums["seen"] += n
+    return value
+
+
+def _step_dp(s: _Setup, loop: _Loop, epoch: int, b: int, xb: np.ndarray, yb: np.ndarray, guard) -> float:
+    """`_step` on this rank's rows of the global batch `xb`/`yb` (see "Data parallelism" in the module
+    docstring); the loss, the correct count and a Ctrl-C request of every rank ride in the gradient
+    allreduce, so every rank sees the global batch's figures and stops at the same step."""
+    from .distributed import shard_bounds, window_rngs
+    comm, n = s.dp.comm, len(yb)
+    lo, hi = shard_bounds(n, comm.rank, comm.size)
+    if s.uses_rng:
+        s.model.set_rng(np.random.default_rng([s.seed, epoch, b, 2]))
+        window_rngs(s.model, lo)  # Dropout draws the global batch's numbers for rows lo..hi
+    logits = s.model(Tensor(normalize_images(xb[lo:hi], s.normalization, s.dtype)))
+    loss = F.cross_entropy(logits, yb[lo:hi], reduction="sum")
+    s.optimizer.zero_grad()
+    loss.backward(np.array(comm.size / n))  # the mean over ranks of these gradients is the global mean's
+    correct = int((logits.data.argmax(axis=1) == yb[lo:hi]).sum())
+    total = s.dp.average(np.array([float(loss.data), correct, guard.requested]))  # summed over ranks
+    value = float(total[0]) / n
+    if not math.isfinite(value):
+        raise NonFiniteLossError(epoch + 1, b + 1, s.steps, value, loop.checkpoint,
+                                 loop.saved[0] if loop.saved else 0)
+    guard.requested = guard.requested or bool(total[2])
+    loop.in_update = True
+    s.optimizer.step()
+    loop.in_update = False
+    loop.step = b + 1
+    loop.sums["loss"] += float(total[0])
+    loop.sums["correct"] += int(round(total[1]))
     loop.sums["seen"] += n
     return value
 

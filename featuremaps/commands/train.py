@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, PROG, CLIError, add_data_args, check_input_shape,
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, CLIError, add_data_args, check_input_shape,
                       check_parent, choice, limit, load, nonneg_float, nonneg_int, note, pct, positive_float,
                       positive_int, print_json)
 
@@ -76,13 +76,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory to write (default: runs/<model>-<date>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue a run (after Ctrl-C, or to train more epochs) with its stored settings")
+                   help="continue a run (after Ctrl-C, or to train more epochs) with its stored settings "
+                        "(with --distributed: on any number of ranks)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training on the ranks of 'mpiexec -n K featuremaps train ... --distributed' "
+                        "(the mpi extra): each rank trains on batch-size/K images of every batch, rank 0 prints "
+                        "and writes the run directory; the weights equal one process's up to float rounding (for a "
+                        "model with BatchNorm only with --sync-batchnorm)")
+    p.add_argument("--sync-batchnorm", action="store_true", default=None,
+                   help="with --distributed: BatchNorm statistics over the whole batch of all ranks (as one "
+                        "process), instead of each rank's share of it (PyTorch DDP's default)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON document")
     p.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)
 
 
 _RESUMABLE = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-              "schedule", "augment", "val_fraction", "seed", "limit", "data")
+              "schedule", "augment", "val_fraction", "seed", "limit", "data", "sync_batchnorm")
 
 
 def read_resume(args):
@@ -102,7 +111,7 @@ def train_settings(args, resumed=None) -> dict:
     `read_resume` read, else) defaults."""
     given = {k: getattr(args, k) for k in _RESUMABLE + ("epochs",) if getattr(args, k, None) is not None}
     if resumed is None:
-        s = dict(TRAIN_DEFAULTS, lr=None, nesterov=False, limit=None, data=None)
+        s = dict(TRAIN_DEFAULTS, lr=None, nesterov=False, limit=None, data=None, sync_batchnorm=False)
         s.update(given)
         return s
     meta = resumed.meta
@@ -195,8 +204,60 @@ def _numba_enabled() -> bool:
 
 
 def run(args) -> int:
+    if getattr(args, "sync_batchnorm", None) and not getattr(args, "distributed", False):
+        raise CLIError("--sync-batchnorm is an option of --distributed training (one process already "
+                       "normalises over the whole batch)")
+    if not getattr(args, "distributed", False):
+        return _train(args, None)
+    from ..distributed import Communicator, MPIUnavailableError
+    try:
+        comm = Communicator()
+    except MPIUnavailableError as e:
+        raise CLIError(f"--distributed: {e}") from None
+    return _run_distributed(args, comm)
+
+
+def _run_distributed(args, comm) -> int:
+    """`_train` on every rank. Errors that every rank raises alike (settings that differ between the
+    ranks, batches too small to split) are printed by rank 0 only; any other error is this rank's
+    alone, so it is printed with the rank and the whole job is ended (the others would wait)."""
+    from ..distributed import SettingsMismatch, ShardError
+    try:
+        return _train(args, comm)
+    except (SettingsMismatch, ShardError, _Agreed) as e:
+        if comm.rank == 0:
+            raise CLIError(str(e)) from None
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - reported with the rank, then every rank ends
+        print(f"{PROG}: error: rank {comm.rank} of {comm.size}: {type(e).__name__}: {e}", file=sys.stderr,
+              flush=True)
+        comm.abort(EXIT_FAILED)
+        return EXIT_FAILED  # not reached: abort ends the process
+
+
+class _Agreed(Exception):
+    """An error rank 0 found and broadcast, so every rank raises it."""
+
+
+def _agreed_run_dir(args, name: str, comm) -> Path:
+    """`_run_dir` decided on rank 0 (its clock names a default directory) and told to every rank."""
+    if comm is None:
+        return _run_dir(args, name)
+    doc = None
+    if comm.rank == 0:
+        try:
+            doc = {"out": str(_run_dir(args, name))}
+        except CLIError as e:
+            doc = {"error": str(e)}
+    doc = comm.broadcast_json(doc, what="run directory")
+    if "error" in doc:
+        raise _Agreed(doc["error"])
+    return Path(doc["out"])
+
+
+def _train(args, comm) -> int:
     from .. import models, train
-    from ..progress import ProgressBar
+    from ..progress import ProgressBar, Reporter
 
     resumed = read_resume(args)
     s = train_settings(args, resumed)
@@ -206,28 +267,41 @@ def run(args) -> int:
     model = models.get(name, rng=np.random.default_rng(seed), num_classes=full.num_classes)
     check_input_shape(model, train_ds, name)
     opt, schedule = _optimizer(s, model)
-    out = _run_dir(args, name)
-    stored = {k: s[k] for k in _RESUMABLE if k != "data"}
+    out = _agreed_run_dir(args, name, comm)
+    stored = {k: s.get(k) for k in _RESUMABLE if k != "data"}
     stored["data"] = s["data"]
     meta = {"dataset": ds_name, "model_name": name, "cli": dict(stored, epochs=s["epochs"])}
 
-    reporter = ProgressBar()
+    lead = comm is None or comm.rank == 0
+    reporter = ProgressBar() if lead else Reporter()
     reporter.message(f"training {name} ({model.num_parameters():,} parameters) on {ds_name}: "
                      f"{len(train_ds):,} training / {len(val_ds):,} validation images, {s['epochs']} epochs, "
                      f"batch {s['batch_size']}, {opt!r}"
                      + (f", schedule {s['schedule']}" if s['schedule'] != 'none' else "")
-                     + ("; compiled kernels on (numba)" if _numba_enabled() else ""))
+                     + ("; compiled kernels on (numba)" if _numba_enabled() else "")
+                     + (f"; data-parallel on {comm.size} ranks, {_shares(s['batch_size'], comm.size)} images "
+                        "of each batch per rank" + (", BatchNorm synchronised" if s.get("sync_batchnorm") else "")
+                        if comm is not None else ""))
     try:
         result = train.fit(model, train_ds, val_ds, epochs=s["epochs"], batch_size=s["batch_size"], optimizer=opt,
                            schedule=schedule, seed=seed, out_dir=out, resume=resumed,
-                           augment=bool(s["augment"]), reporter=reporter, meta=meta, plot=not args.no_plot)
+                           augment=bool(s["augment"]), reporter=reporter, meta=meta, plot=not args.no_plot,
+                           comm=comm, sync_batchnorm=bool(s.get("sync_batchnorm")) and comm is not None)
     except train.NonFiniteLossError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        if lead:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except train.TrainingInterrupted:
         return EXIT_INTERRUPTED  # the reporter has said what was saved
-    _report(args, s, model, train_ds, val_ds, out, result, reporter)
+    if lead:
+        _report(args, s, model, train_ds, val_ds, out, result, reporter)
     return 0
+
+
+def _shares(batch_size: int, size: int) -> str:
+    """The images per rank of a batch: `32`, or `21-22` when `size` does not divide it."""
+    lo, extra = divmod(batch_size, size)
+    return f"{lo}" if not extra else f"{lo}-{lo + 1}"
 
 
 def _report(args, s, model, train_ds, val_ds, out, result, reporter) -> None:

@@ -24,15 +24,30 @@ def _real(value, name: str, op: str, lo: float, hi: float, hi_open: bool) -> flo
 
 
 # --- batch norm -------------------------------------------------------------------------------
-def _bn_forward(x, gamma, beta, needs, training, running_mean, running_var, momentum, eps):
-    c = x.shape[-1]
-    x2 = x.reshape(-1, c)  # (m, c): every position of every sample is one observation per channel
-    if training:
+def _batch_stats(x2, reduce):
+    """(mean, x − mean, biased var, values per channel) of the batch rows x2 (m, c); with `reduce`
+    (synchronised batch norm) the sums are taken over every process's rows: `reduce(v, what)` returns
+    v summed over the processes."""
+    if reduce is None:
         mean = x2.mean(axis=0)  # (c,)
         xc = x2 - mean  # (m, c)
-        var = np.mean(xc * xc, axis=0)  # (c,) biased, used to normalise
+        return mean, xc, np.mean(xc * xc, axis=0), x2.shape[0]
+    c = x2.shape[1]
+    first = reduce(np.concatenate([x2.sum(axis=0, dtype=np.float64), [x2.shape[0]]]), "mean")  # (c + 1,): Σx, M
+    m = first[-1]
+    mean = (first[:c] / m).astype(x2.dtype)  # (c,)
+    xc = x2 - mean  # (m_here, c)
+    var = (reduce(np.sum(xc * xc, axis=0, dtype=np.float64), "variance") / m).astype(x2.dtype)  # (c,)
+    return mean, xc, var, m
+
+
+def _bn_forward(x, gamma, beta, needs, training, running_mean, running_var, momentum, eps, reduce):
+    c = x.shape[-1]
+    x2 = x.reshape(-1, c)  # (m, c): every position of every sample is one observation per channel
+    m = x2.shape[0]
+    if training:
+        mean, xc, var, m = _batch_stats(x2, reduce)
         if running_mean is not None:
-            m = x2.shape[0]
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
@@ -48,20 +63,24 @@ def _bn_forward(x, gamma, beta, needs, training, running_mean, running_var, mome
             out += beta
     else:  # never hand out xhat itself: the backward pass keeps it
         out = xhat + beta if beta is not None else xhat.copy()
-    return out.reshape(x.shape), (xhat, inv, gamma, training, x.shape)
+    return out.reshape(x.shape), (xhat, inv, gamma, training, x.shape, m, reduce)
 
 
 def _bn_backward(ctx, g, needs):
-    xhat, inv, gamma, training, shape = ctx
-    g2 = g.reshape(-1, shape[-1])  # (m, c)
-    gbeta = g2.sum(axis=0)  # (c,)
+    xhat, inv, gamma, training, shape, m, reduce = ctx
+    c = shape[-1]
+    g2 = g.reshape(-1, c)  # (m, c)
+    gbeta = g2.sum(axis=0)  # (c,) this process's
     ggamma = np.sum(g2 * xhat, axis=0) if (needs[0] and training) or needs[1] else None  # (c,)
     gx = None
     if needs[0]:
         scale = inv * gamma if gamma is not None else inv  # (c,)
         if training:  # the batch mean and variance depend on x as well
-            m = g2.shape[0]
-            gx = (g2 - gbeta / m - xhat * (ggamma / m)) * scale  # (m, c)
+            sum_g, sum_gx = gbeta, ggamma
+            if reduce is not None:  # the sums over every process's rows
+                both = reduce(np.concatenate([gbeta, ggamma]), "backward")  # (2c,)
+                sum_g, sum_gx = both[:c].astype(g.dtype), both[c:].astype(g.dtype)
+            gx = (g2 - sum_g / m - xhat * (sum_gx / m)) * scale  # (m, c)
         else:
             gx = g2 * scale  # (m, c)
         gx = gx.reshape(shape)
@@ -84,7 +103,7 @@ def _channel_vector(a, name: str, c: int, op: str, *, writable: bool = False):
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool, momentum: float = 0.1,
-               eps: float = 1e-5):
+               eps: float = 1e-5, reduce=None):
     """Batch normalisation over the last (channel) axis of (N, C) or (N, H, W, C) data.
 
     `y = gamma · (x − mean) / √(var + eps) + beta`, per channel. With `training=True` mean and var
@@ -94,6 +113,11 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool, mom
     unbiased one (× m / (m − 1) for m values per channel); pass None for both to skip the update.
     With `training=False` the running statistics are used and must be given. `gamma` / `beta`
     (shape (C,)) may be None for no scale / no shift. Gradients flow to x, gamma and beta.
+
+    `reduce` (synchronised batch norm, `featuremaps.distributed.sync_bn`): a function `(values, what)`
+    returning `values` (a float64 vector) summed over every process. The batch statistics, and in the
+    backward pass the sums of g and g·x̂, are then the global batch's: the same formulas with the sums
+    taken over every process's rows. Every process must make the same calls in the same order.
     """
     op = "batch_norm"
     x = floating(x, "x", op)
@@ -118,8 +142,11 @@ def batch_norm(x, gamma, beta, running_mean, running_var, *, training: bool, mom
             raise ValueError(f"{op}: training needs more than 1 value per channel; received x of shape {x.shape}")
     elif running_mean is None:
         raise ValueError(f"{op}: running_mean and running_var are required when training=False")
+    if reduce is not None and not callable(reduce):
+        raise TypeError(f"{op}: reduce must be None or a function (values, what) -> summed values; received "
+                        f"{type(reduce).__name__}")
     return apply(_bn_forward, _bn_backward, x, gamma, beta, training=bool(training), running_mean=running_mean,
-                 running_var=running_var, momentum=momentum, eps=eps)
+                 running_var=running_var, momentum=momentum, eps=eps, reduce=reduce)
 
 
 # --- instance norm ----------------------------------------------------------------------------

@@ -19,9 +19,15 @@ class BatchNorm2D(Module):
     Buffers `running_mean` (starts at 0) and `running_var` (starts at 1). In training mode the batch
     statistics are used and the running ones updated with `momentum`; in eval mode the running ones
     are used.
+
+    `sync` (default None) is the hook of synchronised batch norm: set to a
+    `featuremaps.distributed.Communicator` (`featuremaps.distributed.set_sync_batchnorm`), training
+    mode normalises with the statistics of every rank's rows (`featuremaps.distributed.sync_bn`)
+    instead of this process's batch alone.
     """
 
     role, spatial, elementwise = "norm", "same", True
+    sync = None
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -38,6 +44,10 @@ class BatchNorm2D(Module):
         self.register_buffer("running_var", np.ones(self.num_features, np.float32))
 
     def forward(self, x):
+        if self.sync is not None and self.training:
+            from ..distributed.sync_bn import sync_batch_norm
+            return sync_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                   momentum=self.momentum, eps=self.eps, comm=self.sync)
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             training=self.training, momentum=self.momentum, eps=self.eps)
 
