@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["atomic_write", "fsync_dir", "remove_stale", "stale_temporaries"]
 
 
 def fsync_dir(d: str | os.PathLike) -> None:
@@ -62,7 +62,25 @@ def atomic_write(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[P
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
+        if tmp.exists():  # POSIX rename does nothing when both names are hard links of one file (a copy
+            tmp.unlink()  # made by linking, onto a name a killed run left linked to it): drop the extra name
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def stale_temporaries(directory: str | os.PathLike, names) -> list[Path]:
+    """The temporary files that `atomic_write` left beside `names` in `directory` when a process was
+    killed before it could clean up: `.<name>.<8 random characters>.tmp[...]`, the pattern it makes."""
+    d = Path(directory)
+    return [p for name in names for p in d.glob(f".{name}.????????.tmp*") if p.is_file() and not p.is_symlink()]
+
+
+def remove_stale(directory: str | os.PathLike, names) -> list[Path]:
+    """Delete `stale_temporaries(directory, names)` (nothing else is touched) and return them. Call it
+    before writing those files again, in a directory only one writer uses."""
+    removed = stale_temporaries(directory, names)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed

@@ -51,7 +51,7 @@ from . import checkpoint as ckpt
 from . import functional as F
 from . import optim as optim_mod
 from . import schedules as sched_mod
-from ._atomic import atomic_write
+from ._atomic import atomic_write, remove_stale
 from .progress import Reporter
 from .tensor import Tensor, no_grad
 
@@ -187,6 +187,8 @@ def evaluate(model, data, *, batch_size: int = 256, normalization: dict | None =
 
 # --- run-directory files ---------------------------------------------------------------------------
 
+#: The files of a run directory this module writes (each through `atomic_write`).
+RUN_FILES = ("config.json", "checkpoint.npz", "checkpoint.prev.npz", "metrics.csv", "metrics.json", "curves.png")
 _CSV_FIELDS = ["epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "time_s", "images_per_s"]
 
 
@@ -393,8 +395,14 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                uses_rng=any(getattr(m, "uses_rng", False) for m in model.modules()), dp=dp,
                sync_batchnorm=bool(sync_batchnorm))
     loop = _Loop() if state is None else _resume(s, state, run)
+    if out is not None and out.is_dir():
+        stale = remove_stale(out, RUN_FILES)  # a killed run's half-written temporaries
+        if stale:
+            reporter.message(f"removed {len(stale)} temporary file(s) an interrupted run left in {out}")
     if loop.epoch >= epochs:
         reporter.message(f"the checkpoint already has {loop.epoch} epochs (asked for {epochs}); nothing to do")
+        if out is not None and out.is_dir() and loop.history:  # a run killed after its last checkpoint
+            write_metrics(out, loop.history, reporter, plot=plot)  # but before its metrics: complete them
         return FitResult(loop.history, loop.checkpoint, out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

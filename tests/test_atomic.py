@@ -137,3 +137,17 @@ def test_cifar_extraction_cut_short_leaves_whole_files_only(tmp_path):
     assert left == sorted(names[:3])  # the three complete members, and no temporary file
     for name in left:
         assert (out / name).read_bytes() == (src / name).read_bytes()
+
+
+def test_a_copy_onto_a_name_already_linked_to_the_same_file_leaves_no_temporary(tmp_path):
+    """A run killed between linking checkpoint.prev.npz to checkpoint.npz and replacing checkpoint.npz
+    leaves both names on one file; the next copy by link renames a third name of that file onto one of
+    them, which POSIX rename does as a no-op. atomic_write must still leave no temporary behind."""
+    src, dest = tmp_path / "checkpoint.npz", tmp_path / "checkpoint.prev.npz"
+    src.write_bytes(b"epoch 1")
+    os.link(src, dest)
+    with _atomic.atomic_write(dest) as tmp:
+        tmp.unlink()
+        os.link(src, tmp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "checkpoint.prev.npz"]
+    assert dest.read_bytes() == b"epoch 1"

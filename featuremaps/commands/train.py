@@ -155,9 +155,18 @@ def _run_dir(args, name: str) -> Path:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file; --out names a run directory (a new or empty folder)")
     check_parent(out, "--out")
-    if not args.resume and out.exists() and any(out.iterdir()):
+    if not args.resume and out.exists() and any(out.iterdir()) and not _never_saved(out):
         raise CLIError(f"--out {out} already exists and is not empty; choose another directory or --resume it")
     return out
+
+
+def _never_saved(out: Path) -> bool:
+    """A run directory a run left before its first checkpoint (killed, or stopped): config.json and
+    half-written temporaries only, nothing a new run into it would lose."""
+    from .._atomic import stale_temporaries
+    from ..train import RUN_FILES
+    left = {p.name for p in out.iterdir()} - {p.name for p in stale_temporaries(out, RUN_FILES)}
+    return left <= {"config.json"}
 
 
 def _datasets(s: dict):
