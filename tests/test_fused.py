@@ -19,6 +19,7 @@ from featuremaps import Tensor, models, no_grad, nn
 from featuremaps.functional import _direct, accel
 from featuremaps.functional import threads as threads_mod
 from featuremaps.nn import fused
+from featuremaps.tensor import as_array
 from tests.test_accel import _numba_on
 
 CAP = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -147,7 +148,11 @@ def test_pool_bias_equals_pool_of_biased(n, h, w, c, k, dtype, kind, bias, seed)
 def _perturbed(name: str, dtype, seed: int = 0):
     """A zoo model in eval mode with random weights (lenet's output layer starts at 0) and, for
     BatchNorm, random running statistics."""
-    model = models.get(name, rng=np.random.default_rng(seed))
+    return _perturb(models.get(name, rng=np.random.default_rng(seed)), dtype, seed)
+
+
+def _perturb(model, dtype, seed: int):
+    """`model` with noise added to every parameter and random BatchNorm statistics, as `dtype`, in eval mode."""
     rng = np.random.default_rng(seed + 1)
     for p in model.parameters():
         p.data = (p.data + 0.1 * rng.standard_normal(p.shape)).astype(p.data.dtype)
@@ -256,3 +261,81 @@ def test_kernels_are_cached_on_disk():
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "2"], out
+
+
+# --- Graph models: each simple chain of nodes runs as the plan ------------------------------------------
+
+def _residual_graph(dtype, seed: int = 0):
+    """conv–BN–ReLU–conv–BN + a 1×1 projection of the input, Add, ReLU, then conv–tanh–pool–flatten–dense;
+    the first ReLU is also read by a second branch (a fan-out ends a chain) and is a graph output."""
+    rng = np.random.default_rng(seed)
+    nodes = [("c1", nn.Conv2D(3, 8, 3, padding=1, bias=False, rng=rng), "x"), ("bn1", nn.BatchNorm2D(8), "c1"),
+             ("r1", nn.ReLU(), "bn1"), ("c2", nn.Conv2D(8, 8, 3, padding=1, bias=False, rng=rng), "r1"),
+             ("bn2", nn.BatchNorm2D(8), "c2"), ("proj", nn.Conv2D(3, 8, 1, rng=rng), "x"),
+             ("add", nn.Add(), ["bn2", "proj"]), ("r2", nn.ReLU(), "add"),
+             ("c3", nn.Conv2D(8, 6, 3, rng=rng), "r2"), ("t3", nn.Tanh(), "c3"), ("p3", nn.MaxPool2D(2), "t3"),
+             ("side", nn.MaxPool2D(2), "r1"), ("flat", nn.Flatten(), "p3"),
+             ("fc", nn.Dense(6 * 5 * 5, 4, rng=rng), "flat")]
+    return _perturb(nn.Graph({"x": (12, 12, 3)}, nodes, ["fc", "r1", "side"]), dtype, seed)
+
+
+def _graph_layer_by_layer(model, x) -> tuple:
+    env = model.trace(x)  # each node's layer called on its inputs: no plan
+    return tuple(as_array(env[o]) for o in model.output_names)
+
+
+def _check_graph_plan(model, x, dtype, monkeypatch, expect_chains):
+    calls = []
+    run = fused.run_chain
+    monkeypatch.setattr(fused, "run_chain", lambda layers, h: calls.append(len(layers)) or run(layers, h))
+    x_before = x.copy()
+    with no_grad(), _numba_on():
+        assert fused.applies()
+        want = _graph_layer_by_layer(model, Tensor(x))
+        got = model(Tensor(x))
+    got = got if isinstance(got, tuple) else (got,)
+    assert len(calls) == expect_chains and all(c > 1 for c in calls), calls
+    assert all(isinstance(g, Tensor) for g in got)
+    np.testing.assert_array_equal(x, x_before)  # the caller's input is never written to
+    rtol = _rtol(dtype, _longest_reduction(model))
+    for name, g, w in zip(model.output_names, got, want):
+        _assert_close(g.data, w, np.abs(w).max(), rtol, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_graph_plan_agrees_with_layer_by_layer_on_a_residual_graph(dtype, monkeypatch):
+    model = _residual_graph(dtype)
+    chains = fused.graph_chains(model.nodes(), model.output_names)
+    assert {k: [c.name for c in v] for k, v in chains.items()} == {
+        "c1": ["c1", "bn1", "r1"], "c2": ["c2", "bn2"], "r2": ["r2", "c3", "t3", "p3", "flat", "fc"]}
+    x = np.random.default_rng(2).standard_normal((3, 12, 12, 3)).astype(dtype)
+    _check_graph_plan(model, x, dtype, monkeypatch, expect_chains=3)
+
+
+def test_graph_plan_is_off_under_autograd(monkeypatch):
+    model = _residual_graph(np.float64)
+    x = np.random.default_rng(4).standard_normal((2, 12, 12, 3))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the plan ran")
+    monkeypatch.setattr(fused, "run_chain", refuse)
+    with _numba_on():
+        got = model(Tensor(x))  # autograd on: every node runs as itself, bit-identical to trace
+        for g, w in zip(got, _graph_layer_by_layer(model, Tensor(x))):
+            np.testing.assert_array_equal(g.data, w)
+        with no_grad(), accel.numba_disabled():
+            model(Tensor(x))
+
+
+def test_graph_plan_agrees_on_an_onnx_loaded_resnet(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from featuremaps.onnx import load
+    from tests import torch_nets
+    module, shape = torch_nets.build("resnet_like")
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    model = load(torch_nets.export(module, tmp_path / "resnet_like.onnx", x, dynamo=False))
+    assert isinstance(model, nn.Graph)
+    expect = len(fused.graph_chains(model.nodes(), model.output_names))
+    assert expect > 0
+    _check_graph_plan(model, np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.float32, monkeypatch, expect)

@@ -3,7 +3,10 @@
 `Sequential.forward` hands its layers here when no gradient is recorded (`no_grad`, as
 `train.predict_logits` and `evaluate` run) and the compiled kernels are on
 (`featuremaps.functional.accel`; `use_numba(False)` or FEATUREMAPS_NUMBA=0 switches the plan off
-with them). Training never comes here: with autograd on, every layer runs as itself.
+with them). `Graph.forward` does the same for each run of its nodes that is a simple chain
+(`graph_chains`): the layers are of the kinds below, each node reads only the one before it and is
+its only reader, and no value inside the run is a graph output. Training never comes here: with
+autograd on, every layer runs as itself.
 
 What the plan changes, layer by layer:
 
@@ -35,11 +38,14 @@ from .dense import Dense, Flatten
 from .norm import BatchNorm2D
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 
-__all__ = ["applies", "run_chain"]
+__all__ = ["applies", "run_chain", "graph_chains"]
 
 _FRESH = (Conv2D, Dense, MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm2D)  # return a new array
 _VIEWS = (Flatten,)  # may return a view of their input
 _INPLACE = {ReLU: lambda a: np.maximum(a, 0, out=a), Tanh: lambda a: np.tanh(a, out=a)}  # F.relu's and F.tanh's ops
+
+
+_CHAIN = frozenset({Conv2D, BatchNorm2D, ReLU, Tanh, MaxPool2D, *_FRESH, *_VIEWS})  # the kinds a Graph run may hold
 
 
 def applies() -> bool:
@@ -138,3 +144,30 @@ def run_chain(layers: list, x):
         owned = isinstance(layer, _FRESH) or (owned and isinstance(layer, _VIEWS))
         i += 1
     return h
+
+
+def graph_chains(nodes, outputs) -> dict:
+    """The simple chains among a graph's `nodes` (`Node`s in topological order) that `run_chain` can
+    run: first node's name → the chain's nodes, 2 or more. A chain's layers are of the plan's kinds
+    (exact types), every node after the first reads only the node before it, each node but the last
+    has that next node as its only reader, and only the last may be one of `outputs`. So no value
+    inside a chain is seen by anything else, and the chain can run at its first node's place."""
+    readers: dict = {}
+    for n in nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n)
+    chains, taken, outs = {}, set(), set(outputs)
+    for n in nodes:
+        if n.name in taken or type(n.layer) not in _CHAIN or len(n.inputs) != 1:
+            continue
+        chain = [n]
+        while True:
+            last = chain[-1]
+            nxt = readers.get(last.name, [])
+            if last.name in outs or len(nxt) != 1 or type(nxt[0].layer) not in _CHAIN or nxt[0].inputs != (last.name,):
+                break
+            chain.append(nxt[0])
+        if len(chain) > 1:
+            chains[n.name] = chain
+            taken.update(c.name for c in chain)
+    return chains
