@@ -143,7 +143,7 @@ def _hdf5_kind(path: Path) -> str:
         with h5py.File(path, "r") as f:
             attrs = set(f.attrs.keys())
             groups = set(f.keys())
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, ValueError, RuntimeError, KeyError... for damage
         raise ModelFileError(f"{path}: starts like an HDF5 file (a Keras .h5 model?) but h5py cannot read it "
                              f"({e}); it is damaged or truncated: save or copy it again") from None
     if "model_config" in attrs:
@@ -222,6 +222,8 @@ def _open_onnx(path: Path, input_shape, max_bytes) -> tuple:
     except ImportError as e:
         raise ModelFileError(f"{path} is an ONNX model, and reading it needs the onnx package: "
                              f"pip install 'featuremaps[onnx]' ({e})") from None
+    except fm_onnx.ONNXError as e:  # it names the node or tensor; say which file too
+        raise ModelFileError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
     log = [str(line) for line in getattr(model, "import_log", None) or []]
     meta = {"path": str(path), "source": "onnx", "model_name": path.stem, "import_log": log}
     tensors = getattr(model, "onnx_tensors", None)

@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import limits
 from ._atomic import atomic_write
 
 __all__ = ["CheckpointError", "Checkpoint", "FORMAT", "FORMAT_VERSION", "CHECKPOINT_NAME", "save_checkpoint",
@@ -140,9 +141,10 @@ def _inspect(path: Path) -> tuple[dict | None, str | None]:
                 return None, f"its entry {bad} fails the zip CRC check"
             if _META + ".npy" not in zf.namelist():
                 return None, f"it has no '{_META}' entry"
-            with zf.open(_META + ".npy") as f:
-                raw = np.lib.format.read_array(f, allow_pickle=False)
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+            info = zf.getinfo(_META + ".npy")
+            with zf.open(info) as f:
+                raw = limits.read_npy(f, info.file_size, f"{path}: entry {info.filename!r}", CheckpointError)
+        meta = limits.loads_json(raw.tobytes(), f"{path}: its '{_META}' entry", CheckpointError)
     except Exception as e:  # noqa: BLE001 - any failure to read means "unreadable", whatever raised it
         return None, str(e) or type(e).__name__
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -252,11 +254,19 @@ def _recovery_hint(p: Path, given) -> str:
 
 
 def _read_arrays(p: Path) -> dict[str, np.ndarray]:
-    """Every entry of the archive `p`, read in full (the one place a checkpoint's arrays are read)."""
-    with np.load(p, allow_pickle=False) as z:
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError("it is a single .npy array, not an .npz archive")
-        return {k: z[k] for k in z.files}
+    """Every entry of the archive `p`, read in full (the one place a checkpoint's arrays are read). Each
+    entry must be an `.npy` array; its header is checked (a numeric dtype, a shape within
+    `featuremaps.limits`, exactly the bytes that shape needs) before the array is allocated."""
+    out = {}
+    with zipfile.ZipFile(p) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise ValueError(f"its entry {info.filename!r} is not an .npy array")
+            limits.check("max_decompressed_bytes", info.file_size, f"{p}: entry {info.filename!r}", CheckpointError)
+            with zf.open(info) as f:
+                out[info.filename[:-4]] = limits.read_npy(f, info.file_size, f"{p}: entry {info.filename!r}",
+                                                          CheckpointError)
+    return out
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -267,18 +277,22 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     CheckpointError, never later halfway through loading.
     """
     p = resolve(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file")
     try:
         arrays = _read_arrays(p)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error, RuntimeError) as e:
+    except CheckpointError as e:  # a limit, a refused dtype or a size mismatch: its message says which
+        raise CheckpointError(str(e) + "." + _recovery_hint(p, path)) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, zlib.error, RuntimeError,
+            NotImplementedError) as e:
         raise CheckpointError(f"{p} is not a readable checkpoint (truncated or corrupt: {e})."
                               + _recovery_hint(p, path)) from None
     if _META not in arrays:
         raise CheckpointError(f"{p} is an .npz archive but not a featuremaps checkpoint (no '{_META}' entry)")
     try:
-        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{p}: its '{_META}' entry is not valid JSON ({e})."
-                              + _recovery_hint(p, path)) from None
+        meta = limits.loads_json(arrays.pop(_META).tobytes(), f"{p}: its '{_META}' entry", CheckpointError)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}." + _recovery_hint(p, path)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(f"{p}: not a featuremaps checkpoint (format is {found!r})")
@@ -288,6 +302,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
                               f"({_version()}) reads (up to {FORMAT_VERSION}); upgrade featuremaps")
     if not isinstance(meta.get("model"), dict) or "class" not in meta["model"]:
         raise CheckpointError(f"{p}: the checkpoint's meta has no model config")
+    for key in ("epoch", "step"):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0):
+            raise CheckpointError(f"{p}: the checkpoint's meta has {key} = {meta[key]!r}; expected a count >= 0")
     model_sd = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
     optim_sd = {k[len(_OPTIM):]: v for k, v in arrays.items() if k.startswith(_OPTIM)}
     meta["path"] = str(p)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from .._atomic import atomic_write
 from .idx import DataError
 
@@ -36,7 +38,11 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"read_cifar_batch: no such file: {path}")
-    raw = np.fromfile(path, dtype=np.uint8)
+    limits.check("max_tensor_bytes", path.stat().st_size, f"read_cifar_batch: {path}", DataError)
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise DataError(f"read_cifar_batch: cannot read {path} ({e})") from None
     if raw.size == 0 or raw.size % _RECORD:
         raise DataError(
             f"read_cifar_batch: {path}: size {raw.size} bytes is not a positive multiple of the "
@@ -72,7 +78,8 @@ def extract_cifar_archive(archive: str | os.PathLike, dest_dir: str | os.PathLik
 
     Safe by construction: only members whose name is exactly `cifar-10-batches-bin/<known file>` and
     that are regular files are read, and their bytes are written to paths this function builds itself,
-    so a hostile archive cannot write anywhere else (no `..`, absolute paths, links or devices). Each
+    so a hostile archive cannot write anywhere else (no `..`, absolute paths, links or devices); a member
+    larger than `featuremaps.limits` max_decompressed_bytes is refused before it is read. Each
     file is written atomically (`featuremaps._atomic.atomic_write`: a temporary name, renamed when
     complete). Returns the batches directory.
     """
@@ -86,11 +93,13 @@ def extract_cifar_archive(archive: str | os.PathLike, dest_dir: str | os.PathLik
                 name = member.name.removeprefix("./")
                 if name not in wanted or not member.isreg():
                     continue
+                limits.check("max_decompressed_bytes", member.size, f"extract_cifar_archive: {archive}: "
+                             f"member {member.name!r}", DataError)
                 src = tar.extractfile(member)
                 with atomic_write(out_dir / wanted[name], suffix=".part") as tmp, open(tmp, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
                 found.add(wanted[name])
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DataError(f"extract_cifar_archive: {archive} is not a readable .tar.gz ({e})") from None
     missing = sorted(set(wanted.values()) - found)
     if missing:

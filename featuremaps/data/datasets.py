@@ -123,7 +123,7 @@ def _load_idx(name: str, split: str, *, data_dir, cache_root: Path, download: bo
               files_of: str, shared: bool) -> tuple[np.ndarray, np.ndarray]:
     """Find and read the IDX pair of `split` of dataset `files_of` ('mnist' or 'fashion-mnist')."""
     stems = _IDX_STEMS[split]
-    cache = cache_root / files_of
+    cache = _dl.safe_join(cache_root, files_of, f"load({name!r}): the dataset name")  # confined to the cache
     places = _data_dirs(data_dir, files_of) + [(cache, "cache")]
     if shared and SHARED_MNIST_DIR is not None:
         places.append((SHARED_MNIST_DIR, "repository data"))

@@ -30,7 +30,7 @@ from typing import Iterable
 from .._atomic import atomic_write
 from .idx import DataError
 
-__all__ = ["DownloadError", "MIRRORS", "MD5", "TIMEOUT", "fetch", "md5sum"]
+__all__ = ["DownloadError", "MIRRORS", "MD5", "TIMEOUT", "fetch", "md5sum", "safe_join"]
 
 
 class DownloadError(DataError):
@@ -107,6 +107,25 @@ class _Progress:
         sys.stderr.flush()
 
 
+def safe_join(root: str | os.PathLike, name, what: str) -> Path:
+    """`root / name` for a `name` that is one plain path component and stays inside `root`: no separators,
+    no '..', no absolute or drive paths, no NUL, no symlink at `root / name` leading out of `root`.
+    Anything else raises DataError naming `what` (e.g. "the file name") and the name received."""
+    root = Path(root)
+    bad = (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
+           or ":" in name or name != name.strip())
+    if bad:
+        raise DataError(f"{what} must be one plain file or folder name inside {root} (no '/', '\\', ':', '..' "
+                        f"or surrounding spaces); received {name!r}")
+    path = root / name
+    if path.is_symlink() or path.exists():
+        real_root, real = os.path.realpath(root), os.path.realpath(path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise DataError(f"{what} {name!r}: {path} resolves to {real}, outside {root} (a symlink leaving it); "
+                            "refused")
+    return path
+
+
 def _url(mirror: str, filename: str) -> str:
     return mirror if mirror.endswith(filename) else mirror.rstrip("/") + "/" + filename
 
@@ -152,7 +171,7 @@ def fetch(
     `what` names the dataset in messages. See the module docstring for the guarantees.
     """
     dest_dir = Path(dest_dir)
-    dest = dest_dir / filename
+    dest = safe_join(dest_dir, filename, f"fetch: {what + ': ' if what else ''}the file name")
     if dest.is_file() and (md5 is None or md5sum(dest) == md5.lower()):
         return dest
     mirrors = list(mirrors)

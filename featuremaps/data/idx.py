@@ -15,10 +15,11 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .. import limits
 
 __all__ = ["DataError", "read_idx", "write_idx", "IDX_DTYPES"]
 
@@ -41,21 +42,29 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _read_bytes(path: Path) -> bytes:
-    """Whole file contents, decompressed when it is gzip; DataError for anything unreadable."""
+    """Whole file contents, decompressed when it is gzip; DataError for anything unreadable. The raw file
+    is bounded by max_tensor_bytes (plus the largest header) and a gzip stream is inflated in chunks up to
+    max_decompressed_bytes (`featuremaps.limits`), so neither a huge file nor a gzip bomb is read whole."""
     if not path.exists():
         raise DataError(f"read_idx: no such file: {path}")
     if path.is_dir():
         what = "an empty directory" if not any(path.iterdir()) else "a directory"
         raise DataError(f"read_idx: {path} is {what}, expected an IDX file")
-    raw = path.read_bytes()
+    try:
+        with open(path, "rb") as f:
+            head, size = f.read(2), os.fstat(f.fileno()).st_size
+            gz = head == _GZIP_MAGIC
+            name, slack = ("max_decompressed_bytes", 0) if gz else ("max_tensor_bytes", 4 + 4 * 255)
+            if size > limits.get(name) + slack:  # the largest header is 4 + 4 * 255 bytes
+                limits.check(name, size - slack, f"read_idx: {path}: the file", DataError)
+            raw = head + f.read()
+    except OSError as e:
+        raise DataError(f"read_idx: cannot read {path} ({e})") from None
     if not raw:
         raise DataError(f"read_idx: {path} is empty (0 bytes)")
     if raw[:2] != _GZIP_MAGIC:
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as e:  # BadGzipFile is an OSError; truncation is EOFError
-        raise DataError(f"read_idx: {path} is a truncated or corrupted gzip file ({e})") from None
+    return limits.gunzip(raw, f"read_idx: {path}", DataError)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -87,7 +96,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = IDX_DTYPES[code]
-    want = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    want = limits.check_shape(dims, dtype.itemsize, f"read_idx: {path}: the header's dimensions", DataError)
     got = len(data) - header
     if got != want:
         problem = "short payload" if got < want else "extra bytes after the payload"

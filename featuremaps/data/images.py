@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from .idx import DataError, read_idx
 
 __all__ = ["is_idx", "read_images", "bright_border", "DARK_BACKGROUND"]
@@ -63,10 +64,16 @@ def _read_picture(path: Path, channels: int) -> np.ndarray:
         raise DataError(f"the model expects {channels}-channel input; only IDX files can provide that")
     try:
         with Image.open(path) as im:
+            w, h = im.size  # from the header: checked before the pixels are decoded
+            limits.check_shape((h, w, channels), 1, f"{path}: the image", DataError)
             im.load()
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types on damaged files
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return arr.reshape(1, arr.shape[0], arr.shape[1], -1)  # (H, W[, C]) -> (1, H, W, C)
 
 

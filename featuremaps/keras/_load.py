@@ -465,6 +465,9 @@ def load(path, *, max_bytes=DEFAULT_MAX_BYTES):
     except KerasFileError as e:
         msg = str(e)
         raise KerasFileError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+    except (TypeError, ValueError, ArithmeticError) as e:  # a config value of the wrong type or range, met
+        # by a layer's constructor or a shape rule: the file is at fault, so say which file
+        raise KerasFileError(f"{p}: its model config cannot be built: {e}") from None
     finally:
         weights.close()
     what = {"keras-h5": "Keras 3 .keras file (model.weights.h5)", "keras-npz": "Keras 3 .keras file (npz weights)",

@@ -38,7 +38,8 @@ from tokenize import TokenError
 
 import numpy as np
 
-from ._read import KerasFileError
+from .. import limits
+from ._read import KerasFileError, check_budget
 
 __all__ = ["read_npz"]
 
@@ -105,15 +106,19 @@ def _shape(x, refuse) -> tuple:
     return x
 
 
-def _from_bytes(data, dtype: np.dtype, shape: tuple, fortran: bool, refuse) -> np.ndarray:
-    """A writable native-order copy of `data` as an array; the byte count must equal the shape's."""
-    if not isinstance(data, bytes):
-        refuse(f"array data of type {type(data).__name__}, expected bytes")
+def _check_bytes(data, dtype: np.dtype, shape: tuple, refuse) -> None:
     count = math.prod(shape)
     if count * dtype.itemsize != len(data):
         refuse(f"an array of shape {shape} and dtype {dtype} ({count * dtype.itemsize:,} bytes) over "
                f"{len(data):,} bytes of data")
-    flat = np.frombuffer(data, dtype=dtype, count=count)  # (count,), a read-only view of the bytes
+
+
+def _from_bytes(data, dtype: np.dtype, shape: tuple, fortran: bool, refuse) -> np.ndarray:
+    """A writable native-order copy of `data` as an array; the byte count must equal the shape's."""
+    if not isinstance(data, bytes):
+        refuse(f"array data of type {type(data).__name__}, expected bytes")
+    _check_bytes(data, dtype, shape, refuse)
+    flat = np.frombuffer(data, dtype=dtype, count=math.prod(shape))  # (count,), a read-only view of the bytes
     return flat.astype(dtype.newbyteorder("="), copy=True).reshape(shape, order="F" if fortran else "C")
 
 
@@ -480,8 +485,10 @@ def _npy(raw: bytes, where: str):
         raise KerasFileError(f"{where}: not a readable .npy array ({e})") from None
     s = _Stream(where, _OUTER_NAMES)
     shape = _shape(shape, s.refuse)
-    if dtype.kind in "biuf":
-        return _from_bytes(raw[f.tell():], dtype, shape, fortran, s.refuse)
+    if dtype.kind in "biuf":  # a plain array: its size checked, then read by limits.read_npy (chunked)
+        _check_bytes(raw[f.tell():], dtype, shape, s.refuse)
+        a = limits.read_npy(io.BytesIO(raw), len(raw), where, KerasFileError)
+        return a.astype(a.dtype.newbyteorder("="), copy=False)
     if dtype != np.dtype(object):
         raise KerasFileError(f"{where}: an array of dtype {dtype}; expected numbers, or Keras's pickled dict")
     items = s.done(s.run(f), "ndarray")
@@ -500,28 +507,24 @@ def _var(s: _Stream, key, v) -> _Variable:
     s.refuse(f"variable {key!r} of type {type(v).__name__}, not an array or a keras Variable")
 
 
-def read_npz(data: bytes, path, limit: int) -> dict:
+def read_npz(data: bytes, path, limit: int | None) -> dict:
     """{member name without '.npy': numeric array, or {variable key: _Variable}} of the npz archive `data`,
-    refused when it is not a zip of .npy members or declares more than `limit` bytes."""
+    refused when it is not a zip of .npy members or declares more than `limit` bytes (None: the limit
+    max_tensor_bytes). Members are inflated by `limits.read_member` (max_decompressed_bytes), plain arrays
+    read by `limits.read_npy` (shape checked against the tensor limits before allocating)."""
     where = f"{path}: model.weights.npz"
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise KerasFileError(f"{where} is not a readable npz archive ({e})") from None
-    if sum(i.file_size for i in infos) > limit:
-        raise KerasFileError(f"{where} declares {sum(i.file_size for i in infos):,} bytes, over the budget of "
-                             f"{limit:,} (max_bytes)")
+    check_budget(sum(i.file_size for i in infos), limit, f"{where} declares")
     out = {}
     for info in infos:
         if not info.filename.endswith(".npy"):
             raise KerasFileError(f"{where} member {info.filename!r} is not an .npy array")
         name = info.filename[:-4]
-        try:
-            with zf.open(info) as f:
-                raw = f.read(info.file_size + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-            raise KerasFileError(f"{where} member {name!r} is corrupt or truncated ({e})") from None
+        raw = limits.read_member(zf, info, where, KerasFileError)
         if len(raw) != info.file_size:
             raise KerasFileError(f"{where} member {name!r} holds {len(raw):,} bytes, not the {info.file_size:,} "
                                  "it declares")

@@ -16,22 +16,28 @@ Two containers:
 Nothing is extracted to disk (zip members are read into memory by their exact name), nothing is
 unpickled (Keras's own npz store pickles a dict of variables per layer: `_npz` parses those streams as
 data, accepting only the few numpy/torch/Keras records Keras writes, and runs nothing), and sizes are
-checked against a byte budget before anything is read.
+checked against a byte budget before anything is read. The budget is `max_bytes` when the caller passes
+one, else the `featuremaps.limits` limit max_tensor_bytes; zip members are inflated by
+`limits.read_member` (max_decompressed_bytes), configs parsed by `limits.loads_json` (max_nesting_depth),
+and a config of more layers than max_graph_nodes is refused before any layer is built.
 """
 from __future__ import annotations
 
 import io
-import json
+import mmap
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from .. import limits
+
 __all__ = ["KerasFileError", "DEFAULT_MAX_BYTES", "read", "snake_case"]
 
-DEFAULT_MAX_BYTES = 4 << 30  # 4 GiB, as the ONNX reader
-_CONFIG_MAX = 64 << 20  # a model config is JSON text; 64 MiB is far beyond any real one
+DEFAULT_MAX_BYTES = limits.DEFAULTS["max_tensor_bytes"]  # 4 GiB; left at this, the budget follows the limit
+_CONFIG_BYTES_PER_LAYER = 1 << 14  # config text allowed per layer of max_graph_nodes (16 KiB; a Conv2D needs ~1 KiB)
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
@@ -54,31 +60,84 @@ def _h5py(path):
     return h5py
 
 
+def budget(max_bytes) -> int | None:
+    """`max_bytes` as the caller chose it, or None when it is left at DEFAULT_MAX_BYTES (or None): then the
+    budget is the limit max_tensor_bytes in force (`limits.override`, FEATUREMAPS_MAX_TENSOR_BYTES)."""
+    if max_bytes is None:
+        return None
+    if not isinstance(max_bytes, (int, np.integer)) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ValueError(f"featuremaps.keras.load: max_bytes must be a positive int; received {max_bytes!r}")
+    return None if max_bytes == DEFAULT_MAX_BYTES else int(max_bytes)
+
+
+def check_budget(need: int, max_bytes: int | None, what: str) -> None:
+    """Refuse `need` bytes over the budget (`max_bytes` from `budget`); the error says how to allow more."""
+    bound = limits.get("max_tensor_bytes") if max_bytes is None else max_bytes
+    if need > bound:
+        hint = ("pass a larger max_bytes=..." if max_bytes is not None else
+                f"that is the limit max_tensor_bytes: pass max_bytes=..., or {limits.how_to_raise('max_tensor_bytes')}")
+        raise KerasFileError(f"{what} {need:,} bytes, over the budget of {bound:,} (max_bytes); {hint}")
+
+
+def _count_layers(doc) -> int:
+    """The layers of a config, nested models' included: the items of every "layers" list (no recursion)."""
+    n, todo = 0, [doc]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, dict):
+            if isinstance(x.get("layers"), list):
+                n += len(x["layers"])
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    return n
+
+
+def _config_cap() -> int:
+    """The most config text read: _CONFIG_BYTES_PER_LAYER per layer that max_graph_nodes allows."""
+    return limits.get("max_graph_nodes") * _CONFIG_BYTES_PER_LAYER
+
+
+def _check_config_size(size: int, what: str, path) -> None:
+    if size > _config_cap():
+        raise KerasFileError(f"{path}: {what} holds {size:,} bytes of config text, more than the limit "
+                             f"max_graph_nodes = {limits.get('max_graph_nodes'):,} layers allows "
+                             f"({_CONFIG_BYTES_PER_LAYER:,} bytes each); {limits.how_to_raise('max_graph_nodes')}")
+
+
 def _json(text: bytes, what: str, path) -> dict:
-    try:
-        doc = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise KerasFileError(f"{path}: {what} is not valid JSON ({e})") from None
+    """The model config in `text`: nesting checked (max_nesting_depth) before parsing, the layer count
+    (max_graph_nodes) after."""
+    doc = limits.loads_json(text, f"{path}: {what}", KerasFileError)
     if not isinstance(doc, dict) or "class_name" not in doc:
         raise KerasFileError(f"{path}: {what} is not a Keras model config (expected a JSON object with "
                              f"'class_name'); received {type(doc).__name__}")
+    limits.check("max_graph_nodes", _count_layers(doc), f"{path}: {what}: the model's layers", KerasFileError)
     return doc
 
 
-def _member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
-    """The bytes of zip member `name`, refused when its declared or actual size passes `limit`."""
+def _member(zf: zipfile.ZipFile, name: str, max_bytes: int | None, path) -> bytes:
+    """The bytes of zip member `name`: its declared size checked against the budget, then inflated by
+    `limits.read_member` (in chunks, refused past max_decompressed_bytes whatever the archive declares)."""
     info = zf.getinfo(name)
-    if info.file_size > limit:
-        raise KerasFileError(f"{path}: zip member {name!r} declares {info.file_size:,} bytes, over the budget of "
-                             f"{limit:,} (max_bytes)")
-    try:
-        with zf.open(info) as f:
-            data = f.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise KerasFileError(f"{path}: zip member {name!r} is corrupt or truncated ({e})") from None
-    if len(data) > limit:
-        raise KerasFileError(f"{path}: zip member {name!r} holds more than {limit:,} bytes (max_bytes)")
+    check_budget(info.file_size, max_bytes, f"{path}: zip member {name!r} declares")
+    data = limits.read_member(zf, info, str(path), KerasFileError)
+    if len(data) != info.file_size:
+        raise KerasFileError(f"{path}: zip member {name!r} holds {len(data):,} bytes, not the {info.file_size:,} "
+                             "it declares: corrupt or truncated")
     return data
+
+
+@contextmanager
+def _h5_errors(path, what: str):
+    """h5py's errors for a damaged file (OSError, RuntimeError, KeyError...) as one KerasFileError naming it."""
+    try:
+        yield
+    except KerasFileError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+        raise KerasFileError(f"{path}: {what} cannot be read: the weights file is corrupt or truncated "
+                             f"({type(e).__name__}: {e})") from None
 
 
 class Weights:
@@ -103,6 +162,10 @@ class _StoreWeights(Weights):
         self.path, self.read_vars, self.name_of = path, read_vars, name_of
 
     def get(self, names: tuple, keys: tuple) -> list:
+        with _h5_errors(self.path, f"the weights of layer {names[-1]!r}"):
+            return self._get(names, keys)
+
+    def _get(self, names: tuple, keys: tuple) -> list:
         inner = "/".join(f"layers/{k}" for k in keys)
         recorded = self.name_of(inner)
         if recorded is not None and recorded != names[-1]:
@@ -121,30 +184,61 @@ def _h5_dataset(ds, path, where: str) -> np.ndarray:
                              f"truncated ({e})") from None
 
 
-def _h5_budget(f, limit: int, path, what: str) -> None:
+def _h5_budget(f, max_bytes: int | None, path, what: str) -> None:
+    """Each dataset's declared shape against the tensor limits, and their sum against the budget (Python
+    integers: absurd dims cannot overflow into a small total)."""
     total = [0]
 
-    def add(_name, obj):
-        if hasattr(obj, "dtype") and hasattr(obj, "shape"):
-            total[0] += int(np.prod(obj.shape, dtype=np.int64)) * obj.dtype.itemsize
+    def add(name, obj):
+        if hasattr(obj, "dtype") and hasattr(obj, "shape") and obj.shape is not None:
+            total[0] += limits.check_shape(obj.shape, obj.dtype.itemsize, f"{path}: {what} dataset {name!r}",
+                                           KerasFileError)
 
-    f.visititems(add)
-    if total[0] > limit:
-        raise KerasFileError(f"{path}: {what} declares {total[0]:,} bytes of weights, over the budget of {limit:,} "
-                             "(max_bytes)")
+    try:
+        f.visititems(add)
+    except (OSError, RuntimeError, KeyError, TypeError) as e:
+        if isinstance(e, KerasFileError):
+            raise
+        raise KerasFileError(f"{path}: {what} cannot be walked: corrupt or truncated ({type(e).__name__}: "
+                             f"{e})") from None
+    check_budget(total[0], max_bytes, f"{path}: {what} declares weights of")
+
+
+def check_global_heaps(data, path, what: str) -> None:
+    """Refuse an HDF5 file whose global heap would hang libhdf5. Variable-length strings (Keras's configs and
+    weight names) live in global heap collections ("GCOL", version 1, then the collection's size; objects of
+    a 16-byte header (index, refcount, reserved, size) and their data, padded to 8 bytes; index 0 is the free
+    space, whose size counts its header). libhdf5 parses a collection by advancing by each object's size, so
+    a free-space object of size 0 makes it loop forever. Every collection is walked here first, as libhdf5
+    will walk it; the total work is bounded by the file's size. `data` is bytes or an mmap."""
+    total, limit, i = 0, len(data) // 8 + 1, data.find(b"GCOL")
+    while i >= 0:
+        if data[i + 4:i + 8] == b"\x01\x00\x00\x00" and i + 16 <= len(data):
+            end, p = min(i + int.from_bytes(data[i + 8:i + 16], "little"), len(data)), i + 16
+            while p + 16 <= end:
+                index, size = int.from_bytes(data[p:p + 2], "little"), int.from_bytes(data[p + 8:p + 16], "little")
+                step = size if index == 0 else 16 + (size + 7) // 8 * 8
+                total += 1
+                if step == 0 or total > limit:
+                    raise KerasFileError(f"{path}: {what} has a corrupt HDF5 global heap (at byte {i:,}: "
+                                         f"{'an object of size 0' if step == 0 else 'collections that overlap'}"
+                                         "), on which libhdf5 would loop forever; refused")
+                p += step
+        i = data.find(b"GCOL", i + 1)
 
 
 def _open_h5(h5py, source, path, what: str):
     try:
         return h5py.File(source, "r")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise KerasFileError(f"{path}: {what} is not a readable HDF5 file: corrupt or truncated ({e})") from None
 
 
-def _v3_h5(data: bytes, limit: int, path) -> Weights:
+def _v3_h5(data: bytes, max_bytes: int | None, path) -> Weights:
     h5py = _h5py(path)
+    check_global_heaps(data, path, "model.weights.h5")
     f = _open_h5(h5py, io.BytesIO(data), path, "model.weights.h5")
-    _h5_budget(f, limit, path, "model.weights.h5")
+    _h5_budget(f, max_bytes, path, "model.weights.h5")
 
     def read_vars(inner):
         group = f.get(f"{inner}/vars") if inner else f.get("vars")
@@ -164,11 +258,11 @@ def _v3_h5(data: bytes, limit: int, path) -> Weights:
     return store
 
 
-def _v3_npz(data: bytes, path, limit: int = DEFAULT_MAX_BYTES) -> Weights:
+def _v3_npz(data: bytes, path, max_bytes: int | None = None) -> Weights:
     """Keras's own store (one pickled dict of variables per layer path, read as data by `_npz`, never
     unpickled), or plain arrays named `<layer path>/vars/<i>`."""
     from ._npz import read_npz  # here, not at the top: _npz imports KerasFileError from this module
-    members = read_npz(data, path, limit)
+    members = read_npz(data, path, max_bytes)
     stores = {k: v for k, v in members.items() if isinstance(v, dict)}
 
     def read_vars(inner):
@@ -197,6 +291,10 @@ class _LegacyWeights(Weights):
         self.group, self.path, self.closer = f["model_weights"], path, f.close
 
     def get(self, names: tuple, keys: tuple) -> list:
+        with _h5_errors(self.path, f"the weights of layer {names[-1]!r}"):
+            return self._get(names, keys)
+
+    def _get(self, names: tuple, keys: tuple) -> list:
         top = self.group.get(names[0])
         if top is None:
             raise KerasFileError(f"{self.path}: model_weights has no group for layer {names[0]!r}")
@@ -213,56 +311,74 @@ class _LegacyWeights(Weights):
         return out
 
 
-def _read_zip(p: Path, limit: int):
+def _read_zip(p: Path, max_bytes: int | None):
     try:
         zf = zipfile.ZipFile(p)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise KerasFileError(f"{p}: not a Keras file: neither a .keras zip archive nor a legacy HDF5 file "
                              f"({e})") from None
     with zf:
         names = set(zf.namelist())
         if "config.json" not in names:
             raise KerasFileError(f"{p}: a zip archive without config.json: not a Keras 3 .keras file")
-        declared = sum(i.file_size for i in zf.infolist())
-        if declared > limit:
-            raise KerasFileError(f"{p}: the archive declares {declared:,} bytes, over the budget of {limit:,} "
-                                 "(max_bytes)")
-        config = _json(_member(zf, "config.json", min(limit, _CONFIG_MAX), p), "config.json", p)
+        check_budget(sum(i.file_size for i in zf.infolist()), max_bytes, f"{p}: the archive declares")
+        _check_config_size(zf.getinfo("config.json").file_size, "config.json", p)
+        config = _json(_member(zf, "config.json", max_bytes, p), "config.json", p)
         if "model.weights.h5" in names:
-            return config, _v3_h5(_member(zf, "model.weights.h5", limit, p), limit, p), "keras-h5"
+            return config, _v3_h5(_member(zf, "model.weights.h5", max_bytes, p), max_bytes, p), "keras-h5"
         if "model.weights.npz" in names:
-            return config, _v3_npz(_member(zf, "model.weights.npz", limit, p), p, limit), "keras-npz"
+            return config, _v3_npz(_member(zf, "model.weights.npz", max_bytes, p), p, max_bytes), "keras-npz"
         raise KerasFileError(f"{p}: the archive has no model.weights.h5 or model.weights.npz: no weights to load")
 
 
-def _read_legacy(p: Path, limit: int):
+def _read_legacy(p: Path, max_bytes: int | None):
     h5py = _h5py(p)
+    with open(p, "rb") as raw:
+        try:
+            with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                check_global_heaps(data, p, "the file")
+        except (OSError, ValueError) as e:  # mmap of a special file
+            raise KerasFileError(f"{p}: cannot be read ({e})") from None
     f = _open_h5(h5py, p, p, "the file")
-    if "model_config" not in f.attrs:
-        raise KerasFileError(f"{p}: an HDF5 file without a 'model_config' attribute: not a Keras model file "
-                             "(a weights-only .h5 file needs the model's config)")
-    if "model_weights" not in f:
-        raise KerasFileError(f"{p}: an HDF5 Keras file without a 'model_weights' group: no weights to load")
-    _h5_budget(f, limit, p, "the file")
-    text = f.attrs["model_config"]
-    text = text.encode() if isinstance(text, str) else bytes(text)
-    if len(text) > _CONFIG_MAX:
-        raise KerasFileError(f"{p}: model_config holds {len(text):,} bytes, over {_CONFIG_MAX:,}")
-    return _json(text, "the model_config attribute", p), _LegacyWeights(f, p), "h5"
+    try:
+        try:
+            has_config, has_weights = "model_config" in f.attrs, "model_weights" in f
+            text = f.attrs["model_config"] if has_config else None
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise KerasFileError(f"{p}: the HDF5 file cannot be read: corrupt or truncated ({type(e).__name__}: "
+                                 f"{e})") from None
+        if not has_config:
+            raise KerasFileError(f"{p}: an HDF5 file without a 'model_config' attribute: not a Keras model file "
+                                 "(a weights-only .h5 file needs the model's config)")
+        if not has_weights:
+            raise KerasFileError(f"{p}: an HDF5 Keras file without a 'model_weights' group: no weights to load")
+        _h5_budget(f, max_bytes, p, "the file")
+        if isinstance(text, np.ndarray) and text.shape in ((), (1,)):
+            text = text.reshape(()).item()
+        if isinstance(text, str):
+            text = text.encode("utf-8", "surrogateescape")
+        if not isinstance(text, (bytes, np.bytes_)):
+            raise KerasFileError(f"{p}: the model_config attribute is a {type(text).__name__}, not JSON text")
+        _check_config_size(len(text), "the model_config attribute", p)
+        config = _json(bytes(text), "the model_config attribute", p)
+        if not isinstance(f.get("model_weights"), h5py.Group):
+            raise KerasFileError(f"{p}: 'model_weights' is not an HDF5 group: no weights to load")
+        return config, _LegacyWeights(f, p), "h5"
+    except BaseException:
+        f.close()
+        raise
 
 
-def read(path, max_bytes: int = DEFAULT_MAX_BYTES):
-    """(config dict, Weights, format) of the Keras file at `path`; format is 'keras-h5', 'keras-npz' or 'h5'."""
+def read(path, max_bytes: int | None = DEFAULT_MAX_BYTES):
+    """(config dict, Weights, format) of the Keras file at `path`; format is 'keras-h5', 'keras-npz' or 'h5'.
+    `max_bytes` left at its default (or None) means the limit max_tensor_bytes in force (see `budget`)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"featuremaps.keras.load: {p} is not a file")
-    if not isinstance(max_bytes, (int, np.integer)) or isinstance(max_bytes, bool) or max_bytes < 1:
-        raise ValueError(f"featuremaps.keras.load: max_bytes must be a positive int; received {max_bytes!r}")
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise KerasFileError(f"{p}: {size:,} bytes, over the budget of {max_bytes:,} (max_bytes)")
+    max_bytes = budget(max_bytes)
+    check_budget(p.stat().st_size, max_bytes, f"{p}: the file holds")
     with open(p, "rb") as f:
         head = f.read(8)
     if head == _HDF5:
-        return _read_legacy(p, int(max_bytes))
-    return _read_zip(p, int(max_bytes))
+        return _read_legacy(p, max_bytes)
+    return _read_zip(p, max_bytes)

@@ -14,19 +14,26 @@ mode, MaxPool's Indices output, Resize's cubic mode, antialias and tf_crop_and_r
 
 Safety: nothing in a file is executed or unpickled; external data is read only from files inside
 the model's own directory (absolute paths, '..' and symlinks that leave it are refused); tensors
-whose size exceeds `max_bytes` (default 4 GiB) are refused before they are allocated; an
-unsupported op, a cycle, a missing tensor or a failing node gives one `ONNXError` naming it.
+whose size exceeds `max_bytes` are refused before they are allocated (left at its default, the budget
+is `featuremaps.limits` max_tensor_bytes, 4 GiB unless raised by `limits.override` or
+FEATUREMAPS_MAX_TENSOR_BYTES); a graph of more than max_graph_nodes nodes is refused; an unsupported
+op, a cycle, a missing tensor or a failing node gives one `ONNXError` naming it, and, for a model
+given as a path, the file.
 """
 from __future__ import annotations
+
+import functools
+import os
 
 import numpy as np
 
 from . import _ops, _ops_nn  # noqa: F401 - registers the converters
 from ._layout import Value
-from ._loader import DEFAULT_MAX_BYTES, ONNXError, node_label, parse, to_array, topo_order
+from ._loader import DEFAULT_MAX_BYTES, ONNXError, budget, node_label, parse, to_array, topo_order
 from ._registry import lookup, supported_ops
-from ._import import importable_ops, load
+from ._import import importable_ops, load as _load_graph
 from ._export import export
+from .. import limits
 
 __all__ = ["run", "prepare", "load", "export", "importable_ops", "Program", "ONNXError", "supported_ops",
            "DEFAULT_MAX_BYTES"]
@@ -77,6 +84,29 @@ def _plan(nodes, opset: int, onnx) -> list:
     return plan
 
 
+def _naming_the_file(model_or_path, e: Exception) -> Exception:
+    """`e` (an ONNXError, or a plain ValueError/TypeError) with the file's path in front, when the model came
+    from a path the message does not name yet; of the same type."""
+    if not isinstance(model_or_path, (str, os.PathLike)):
+        return e
+    path = os.fspath(model_or_path)
+    return e if path in str(e) else type(e)(f"{path}: {e}")
+
+
+def _plain(e: Exception) -> bool:
+    return type(e) in (ONNXError, ValueError, TypeError)
+
+
+@functools.wraps(_load_graph)
+def load(model_or_path, *, input_shape=None, max_bytes=None):
+    try:
+        return _load_graph(model_or_path, input_shape=input_shape, max_bytes=max_bytes)
+    except (ValueError, TypeError) as e:  # e.g. an input_shape that disagrees with the file's fixed dims
+        if not _plain(e):
+            raise
+        raise _naming_the_file(model_or_path, e) from None
+
+
 def _contiguous(a) -> np.ndarray:
     a = np.asarray(a)
     return a if a.flags.c_contiguous else a.copy()  # (np.ascontiguousarray would make a 0-d array 1-d)
@@ -85,11 +115,21 @@ def _contiguous(a) -> np.ndarray:
 class Program:
     """A parsed, checked ONNX graph, ready to run many times (weights converted once and cached)."""
 
-    def __init__(self, model_or_path, *, max_bytes: int = DEFAULT_MAX_BYTES):
-        import onnx
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes <= 0:
+    def __init__(self, model_or_path, *, max_bytes: int | None = None):
+        """`max_bytes` None (or DEFAULT_MAX_BYTES) means the limit max_tensor_bytes in force. An `ONNXError`
+        raised while the model is read and checked names the file when `model_or_path` is a path."""
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer))
+                                      or max_bytes <= 0):
             raise ValueError(f"run: max_bytes must be a positive number of bytes; received {max_bytes!r}")
-        self.max_bytes = int(max_bytes)
+        self.max_bytes = budget(None if max_bytes is None else int(max_bytes))
+        self.source = os.fspath(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else None
+        try:
+            self._read(model_or_path)
+        except ONNXError as e:
+            raise _naming_the_file(model_or_path, e) from None
+
+    def _read(self, model_or_path) -> None:
+        import onnx
         model, self.base_dir = parse(model_or_path)
         if model.functions:  # the dynamo exporter's local functions
             from onnx import inliner
@@ -114,7 +154,8 @@ class Program:
             total += self.arrays[name].nbytes
             if total > self.max_bytes:
                 raise ONNXError(f"the initializers need more than the memory budget of {self.max_bytes:,} bytes "
-                                f"(reached at {name!r}); pass max_bytes=... to allow more")
+                                f"(reached at {name!r}); pass max_bytes=... to allow more, or "
+                                f"{limits.how_to_raise('max_tensor_bytes')}")
         for o in self.outputs:
             if o not in known and not any(o in n.output for n, _, _ in self.plan):
                 raise ONNXError(f"graph output {o!r} is produced by no node (is the file truncated?)")
@@ -178,16 +219,20 @@ class Program:
         return [_contiguous(env[o].nchw()) for o in self.outputs]
 
 
-def prepare(model_or_path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Program:
+def prepare(model_or_path, *, max_bytes: int | None = None) -> Program:
     """Parse and check a model once; call `.run(feeds)` on the result as often as needed."""
     return Program(model_or_path, max_bytes=max_bytes)
 
 
-def run(model_or_path, feeds: dict, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[np.ndarray]:
+def run(model_or_path, feeds: dict, *, max_bytes: int | None = None) -> list[np.ndarray]:
     """Run an ONNX model (path, bytes or ModelProto) on `feeds` (input name → NCHW ndarray).
 
     Returns the graph's outputs, in order, as ndarrays in ONNX's layout. `max_bytes` bounds the
     memory any single tensor (and all initializers together) may need; larger ones are refused
-    before they are allocated.
+    before they are allocated. Left at None it is the limit max_tensor_bytes (`featuremaps.limits`).
     """
-    return Program(model_or_path, max_bytes=max_bytes).run(feeds)
+    program = Program(model_or_path, max_bytes=max_bytes)
+    try:
+        return program.run(feeds)
+    except ONNXError as e:
+        raise _naming_the_file(model_or_path, e) from None

@@ -9,11 +9,14 @@ plain `open`/`seek`/`read` after the path checks below (we never call `onnx.load
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-DEFAULT_MAX_BYTES = 4 << 30  # 4 GiB
+from .. import limits
+
+DEFAULT_MAX_BYTES = limits.DEFAULTS["max_tensor_bytes"]  # 4 GiB; the default max_bytes follows the limit
 
 
 class ONNXError(ValueError):
@@ -32,11 +35,19 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**28 else f"{n:,} bytes"
 
 
-def check_budget(nbytes: int, max_bytes: int, what: str) -> None:
-    """Refuse an allocation of `nbytes` larger than the budget, before it is made."""
-    if nbytes > max_bytes:
-        raise ONNXError(f"{what} would need {_gib(nbytes)}, more than the memory budget of {_gib(max_bytes)}; "
-                        f"pass max_bytes=... to run() to allow more")
+def budget(max_bytes: int | None) -> int:
+    """The memory budget in force: `max_bytes` when the caller chose one, else (None, or the unchanged
+    default DEFAULT_MAX_BYTES) `featuremaps.limits` max_tensor_bytes, which `limits.override` and
+    FEATUREMAPS_MAX_TENSOR_BYTES set."""
+    return limits.get("max_tensor_bytes") if max_bytes is None or max_bytes == DEFAULT_MAX_BYTES else max_bytes
+
+
+def check_budget(nbytes: int, max_bytes: int | None, what: str) -> None:
+    """Refuse an allocation of `nbytes` larger than the budget (see `budget`), before it is made."""
+    bound = budget(max_bytes)
+    if nbytes > bound:
+        raise ONNXError(f"{what} would need {_gib(nbytes)}, more than the memory budget of {_gib(bound)}; "
+                        f"pass max_bytes=... to run() to allow more, or {limits.how_to_raise('max_tensor_bytes')}")
 
 
 def tensor_nbytes(t, what: str) -> int:
@@ -63,6 +74,8 @@ def _safe_path(base_dir: str, location: str, what: str) -> str:
     """Resolve `location` inside `base_dir`, refusing absolute paths, '..' and escaping symlinks."""
     if not location:
         raise ONNXError(f"{what}: external data has no 'location'")
+    if "\0" in location:
+        raise ONNXError(f"{what}: external data location {location!r} contains a NUL byte; refused")
     parts = location.replace("\\", "/").split("/")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
         raise ONNXError(f"{what}: external data location {location!r} is an absolute path; only files inside "
@@ -132,6 +145,7 @@ def parse(model_or_path):
         path = os.fspath(model_or_path)
         if not os.path.isfile(path):
             raise ONNXError(f"ONNX file {path!r} not found")
+        limits.check("max_tensor_bytes", os.path.getsize(path), f"ONNX file {path!r}", ONNXError)
         with open(path, "rb") as f:
             data = f.read()
         base, name = os.path.dirname(os.path.abspath(path)), repr(path)
@@ -160,7 +174,9 @@ class Order:
 
 
 def topo_order(graph, known: set) -> Order:
-    """Kahn's algorithm over tensor names; errors name the missing tensor's reader or the cycle."""
+    """Kahn's algorithm over tensor names; errors name the missing tensor's reader or the cycle. A graph of
+    more than `featuremaps.limits` max_graph_nodes nodes is refused first."""
+    limits.check("max_graph_nodes", len(graph.node), f"the graph {graph.name!r}", ONNXError)
     producers = {}
     for i, n in enumerate(graph.node):
         for o in n.output:
@@ -177,10 +193,10 @@ def topo_order(graph, known: set) -> Order:
         for x in set(n.input):
             if x and x not in known:
                 readers.setdefault(x, []).append(i)
-    ready = [i for i, w in enumerate(waiting) if w == 0]
+    ready = deque(i for i, w in enumerate(waiting) if w == 0)
     order = []
     while ready:
-        i = ready.pop(0)
+        i = ready.popleft()
         order.append(i)
         for o in graph.node[i].output:
             for j in readers.get(o, ()):
@@ -188,7 +204,8 @@ def topo_order(graph, known: set) -> Order:
                 if waiting[j] == 0:
                     ready.append(j)
     if len(order) != len(graph.node):
-        stuck = [node_label(graph.node[i], i) for i in range(len(graph.node)) if i not in set(order)]
+        placed = set(order)
+        stuck = [node_label(graph.node[i], i) for i in range(len(graph.node)) if i not in placed]
         raise ONNXError(f"the graph is not a DAG: these nodes wait on each other in a cycle: {', '.join(stuck)}")
     nodes = [graph.node[i] for i in order]
     last = {}

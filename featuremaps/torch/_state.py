@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import limits
 from ..nn.graph import model_nodes
 from ._layout import dense_flatten_inputs, from_torch, to_torch
 
@@ -59,16 +60,35 @@ def _read_safetensors(path: Path) -> dict:
     except ImportError:
         raise ImportError("load_state_dict: reading .safetensors needs the safetensors package "
                           "(pip install 'featuremaps[torch]')") from None
+    where = f"load_state_dict: {str(path)!r}"
     try:
         with safe_open(str(path), framework="numpy") as f:
             keys, meta = list(f.keys()), f.metadata() or {}
+            limits.check("max_graph_nodes", len(keys), f"{where}: its tensor count", ValueError)
+            for k in keys:  # the header's shapes, checked before any tensor is built
+                sl = f.get_slice(k)
+                limits.check_shape(sl.get_shape(), _itemsize(sl.get_dtype()), f"{where}: tensor {k!r}", ValueError)
             tensors = {k: f.get_tensor(k) for k in keys}
-    except Exception as e:
-        raise ValueError(f"load_state_dict: {str(path)!r} is not a readable safetensors file: {e}") from None
-    order = json.loads(meta[_ORDER_KEY]) if _ORDER_KEY in meta else None
-    if order is None or sorted(order) != sorted(keys):
+    except ValueError as e:
+        if str(e).startswith(where):
+            raise
+        raise ValueError(f"{where} is not a readable safetensors file: {e}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (not a ValueError)
+        raise ValueError(f"{where} is not a readable safetensors file: {type(e).__name__}: {e}") from None
+    order = None
+    try:  # optional metadata (export_state_dict writes it): JSON, never evaluated; unusable → natural order
+        order = limits.loads_json(meta[_ORDER_KEY], f"{where}: its metadata {_ORDER_KEY!r}", ValueError)
+    except (KeyError, ValueError):
+        pass
+    if not isinstance(order, list) or not all(isinstance(k, str) for k in order) or sorted(order) != sorted(keys):
         order = sorted(keys, key=_natural)
     return {k: tensors[k] for k in order}
+
+
+def _itemsize(dtype: str) -> int:
+    """Bytes per item of a safetensors dtype name ("F32", "BF16", "I64", "BOOL", "F8_E4M3", ...)."""
+    digits = "".join(c for c in dtype.split("_")[0] if c.isdigit())
+    return max(int(digits) // 8, 1) if digits else 1
 
 
 def _natural(key: str):
@@ -188,8 +208,8 @@ def load_state_dict(model, source, mapping=None) -> list[str]:
         state[param] = a
         log.append(f"{key} → {param}" + (f": {step}" if step else ""))
     if problems:
-        raise ValueError(f"load_state_dict: {len(problems)} problem(s): " + "; ".join(problems)
-                         + ". Nothing was loaded.")
+        raise ValueError(f"load_state_dict: {len(problems)} problem(s) with the weights from {how_read}: "
+                         + "; ".join(problems) + ". Nothing was loaded.")
     ignored = [k for k in tensors if k not in found.values()]
     if ignored:
         log.append(f"not loaded (no featuremaps tensor): {', '.join(ignored)}")
