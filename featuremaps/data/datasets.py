@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import download as _dl
+from . import download as _dl, synthetic
 from .cifar import CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_DIR, CIFAR10_FILES, extract_cifar_archive, read_cifar_batch
 from .dataset import Dataset
 from .idx import DataError, read_idx
@@ -42,9 +42,12 @@ DATASETS = {  # name -> (splits, classes)
     "fashion-mnist": (("train", "test"), FASHION_CLASSES),
     "cifar10": (("train", "test"), CIFAR10_CLASSES),
     "sample": (("train", "val", "test"), DIGITS),
+    "colour-conjunctions": (("train", "test"), synthetic.COLOUR_CLASSES),
+    "corners": (("train", "test"), synthetic.CORNER_CLASSES),
 }
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
-            "cifar_10": "cifar10"}
+            "cifar_10": "cifar10", "colour_conjunctions": "colour-conjunctions", "color-conjunctions":
+            "colour-conjunctions"}
 _IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -194,16 +197,18 @@ def _read_cifar(d: Path, files: list[str]):
 # ---- the public entry point ------------------------------------------------------------------------
 
 def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None = None, download: bool = True,
-         progress: bool = True, cache_dir: str | os.PathLike | None = None) -> Dataset:
+         progress: bool = True, cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Dataset:
     """Load one split of a dataset as a `Dataset` (uint8 NHWC images, int64 labels).
 
-    name: 'mnist', 'fashion-mnist', 'cifar10', or 'sample' (the embedded 5,000-image MNIST sample;
-      splits 'train' (4,500) and 'val' (500) work offline; 'test' is the official MNIST test set).
+    name: 'mnist', 'fashion-mnist', 'cifar10', 'sample' (the embedded 5,000-image MNIST sample;
+      splits 'train' (4,500) and 'val' (500) work offline; 'test' is the official MNIST test set), or
+      the generated 'colour-conjunctions' and 'corners' (`featuremaps.data.synthetic`; nothing is read).
     split: 'train' or 'test' ('sample' also 'val').
     data_dir: a folder with the dataset's files, looked at first (the CLI's --data DIR).
     download: fetch missing files into the cache (needs internet; md5-checked).
     progress: show a progress bar on stderr while downloading (only on a terminal).
     cache_dir: the cache root (default $FEATUREMAPS_DATA or ~/.cache/featuremaps).
+    seed: the generated datasets' seed (the same seed gives the same images; ignored by the others).
     The lookup order is described in this module's docstring.
     """
     key = _canonical_name(name)
@@ -211,7 +216,9 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None 
     if split not in splits:
         raise ValueError(f"load: split of {key!r} must be one of {', '.join(map(repr, splits))}; got {split!r}")
     cache_root = default_cache_dir(cache_dir)
-    if key == "sample" and split in ("train", "val"):
+    if key in ("colour-conjunctions", "corners"):
+        images, labels, _ = synthetic.load_arrays(key, split, seed)
+    elif key == "sample" and split in ("train", "val"):
         images, labels = load_sample_arrays(split)
     elif key == "cifar10":
         images, labels = _load_cifar(split, data_dir=data_dir, cache_root=cache_root, download=download,
