@@ -20,8 +20,8 @@ from featuremaps import nn
 from featuremaps.keras import export as keras_export, load as keras_load
 from featuremaps.keras._read import KerasFileError
 from featuremaps.onnx import export as onnx_export, load as onnx_load
-from featuremaps.torch import from_module
 from tests.oracles import check_op, gradcheck
+from tests.test_activation_more import converted_equal_to_torch
 from tests.test_onnx_export import check_export, seq
 from tests.test_onnx_run import conv_then
 
@@ -395,13 +395,5 @@ class Shrinks(torch.nn.Module):
 
 
 def test_torch_from_module_on_every_form_float64():
-    torch.manual_seed(0)
-    module = Shrinks().double().eval()
-    x = np.random.default_rng(6).standard_normal((2, 3, 6, 7)) * 2
-    model = from_module(module, (6, 7, 3))
-    got = _arr(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
-    with torch.no_grad():
-        want = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
-    kinds = {type(node.layer) for node in model.nodes()}
+    _, kinds = converted_equal_to_torch(Shrinks)
     assert {nn.CELU, nn.GLU, nn.HardShrink, nn.SoftShrink, nn.TanhShrink, nn.Threshold} <= kinds

@@ -279,16 +279,22 @@ class Smooth(torch.nn.Module):
         return self.out(TF.log_softmax(h, dim=1))
 
 
-def test_torch_from_module_on_every_form_float64():
+def converted_equal_to_torch(module_class):
+    """from_module of a float64 `module_class()` (input (3, 6, 7) NCHW), checked equal to torch at
+    rtol 1e-5 on a seeded input; the featuremaps model and the layer kinds it holds."""
     torch.manual_seed(0)
-    module = Smooth().double().eval()
+    module = module_class().double().eval()
     x = np.random.default_rng(6).standard_normal((2, 3, 6, 7)) * 2
     model = from_module(module, (6, 7, 3))
     got = _arr(model(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
-    kinds = {type(node.layer) for node in model.nodes()}
+    return model, {type(node.layer) for node in model.nodes()}
+
+
+def test_torch_from_module_on_every_form_float64():
+    model, kinds = converted_equal_to_torch(Smooth)
     assert {nn.GELU, nn.SiLU, nn.Softplus, nn.Softsign, nn.Mish, nn.Exponential, nn.LogSoftmax} <= kinds
     sp = [node.layer for node in model.nodes() if isinstance(node.layer, nn.Softplus)]
     assert {(s.beta, s.threshold) for s in sp} == {(1.0, 20.0), (2.0, 3.0), (0.5, 4.0)}
