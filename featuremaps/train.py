@@ -395,23 +395,32 @@ def fit(model, train_data, val_data=None, *, epochs: int, batch_size: int = 64, 
                uses_rng=any(getattr(m, "uses_rng", False) for m in model.modules()), dp=dp,
                sync_batchnorm=bool(sync_batchnorm))
     loop = _Loop() if state is None else _resume(s, state, run)
-    if out is not None and out.is_dir():
-        stale = remove_stale(out, RUN_FILES)  # a killed run's half-written temporaries
-        if stale:
-            reporter.message(f"removed {len(stale)} temporary file(s) an interrupted run left in {out}")
-    if loop.epoch >= epochs:
-        reporter.message(f"the checkpoint already has {loop.epoch} epochs (asked for {epochs}); nothing to do")
-        if out is not None and out.is_dir() and loop.history:  # a run killed after its last checkpoint
-            write_metrics(out, loop.history, reporter, plot=plot)  # but before its metrics: complete them
+    if not _prepare_run_dir(s, loop, {"model": model.get_config(), "optimizer": optimizer.get_config(), **base_meta}):
         return FitResult(loop.history, loop.checkpoint, out)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json_atomic(out / "config.json", {"model": model.get_config(), "optimizer": optimizer.get_config(),
-                                                     **base_meta})
     if loop.epoch == 0 and loop.step == 0 and (comm is None or comm.rank == 0):
         _initial_loss(s)
     _run(s, loop)
     return FitResult(loop.history, loop.checkpoint, out)
+
+
+def _prepare_run_dir(s: _Setup, loop: _Loop, config: dict) -> bool:
+    """Before training: remove the temporaries a killed run left in the run directory, and write its
+    config.json. False when the checkpoint already has every epoch: then only the metrics files are
+    rewritten from its history (a run killed after its last checkpoint, before its metrics)."""
+    out = s.out
+    if out is not None and out.is_dir():
+        stale = remove_stale(out, RUN_FILES)  # a killed run's half-written temporaries
+        if stale:
+            s.reporter.message(f"removed {len(stale)} temporary file(s) an interrupted run left in {out}")
+    if loop.epoch >= s.epochs:
+        s.reporter.message(f"the checkpoint already has {loop.epoch} epochs (asked for {s.epochs}); nothing to do")
+        if out is not None and out.is_dir() and loop.history:
+            write_metrics(out, loop.history, s.reporter, plot=s.plot)
+        return False
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(out / "config.json", config)
+    return True
 
 
 def _unwrap(optimizer, comm, sync_batchnorm):
