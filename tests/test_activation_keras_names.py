@@ -21,14 +21,13 @@ from featuremaps.keras import export as keras_export, load as keras_load
 from featuremaps.keras._read import KerasFileError
 from featuremaps.onnx import export as onnx_export, load as onnx_load
 from tests.oracles import check_op, gradcheck
-from tests.test_activation_more import converted_equal_to_torch
+from tests.test_activation_more import RTOL32, converted_equal_to_torch, loaded_equal_to_predict
 from tests.test_onnx_export import check_export, seq
 from tests.test_onnx_run import conv_then
 
 # Not sums: exp, expm1, tanh, sqrt and a few products per value, each library with its own formulas; no simple
 # rounding bound, so fixed float64 tolerances, as tests/test_activation_more.py
 TOL = dict(rtol=1e-12, atol=1e-14)
-RTOL32 = 1e-4  # the float32 tolerance against another framework
 
 
 def _keras_op(name, **kw):
@@ -265,21 +264,11 @@ def _keras_model():
     return keras.Model(inp, keras.layers.Activation("glu")(h))
 
 
-def _max_diff(got, ref) -> float:
-    return float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
-
-
 def test_keras_models_using_each_name_load_equal_to_predict(tmp_path):
     keras.utils.set_random_seed(0)
     km = _keras_model()
     x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32)
-    ref = np.asarray(km.predict(x, verbose=0))
-    for ext in ("keras", "h5"):
-        p = tmp_path / f"m.{ext}"
-        km.save(p)
-        m = keras_load(p)
-        got = _arr(m(x))
-        np.testing.assert_allclose(got, ref, rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()))
+    for m in loaded_equal_to_predict(km, x, tmp_path):
         kinds = {type(node.layer) for node in m.nodes()}
         assert {nn.CELU, nn.GLU, nn.HardShrink, nn.SoftShrink, nn.SparsePlus, nn.SparseSigmoid, nn.Squareplus,
                 nn.TanhShrink, nn.Threshold, nn.PReLU} <= kinds

@@ -235,15 +235,23 @@ def test_keras_models_using_each_name_load_equal_to_predict(tmp_path):
     keras.utils.set_random_seed(0)
     km = _keras_model(KERAS_NAMES)
     x = np.random.default_rng(3).standard_normal((2, 6, 6, 3)).astype(np.float32) * 0.5
+    for m in loaded_equal_to_predict(km, x, tmp_path):
+        log = "\n".join(m.import_log)
+        assert "exact x·Φ(x)" in log and "Softplus(beta=1, threshold=20)" in log
+
+
+def loaded_equal_to_predict(km, x, tmp_path) -> list:
+    """The Keras model `km` saved as .keras and as legacy .h5, each read by featuremaps.keras.load and
+    checked equal to Keras's own predict on `x` (float32: rtol RTOL32); the two loaded models."""
     ref = np.asarray(km.predict(x, verbose=0))
+    loaded = []
     for ext in ("keras", "h5"):
         p = tmp_path / f"m.{ext}"
         km.save(p)
         m = keras_load(p)
-        got = _arr(m(x))
-        np.testing.assert_allclose(got, ref, rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()))
-        log = "\n".join(m.import_log)
-        assert "exact x·Φ(x)" in log and "Softplus(beta=1, threshold=20)" in log
+        np.testing.assert_allclose(_arr(m(x)), ref, rtol=RTOL32, atol=RTOL32 * float(np.abs(ref).max()), err_msg=ext)
+        loaded.append(m)
+    return loaded
 
 
 def test_keras_export_of_each_layer_loads_in_keras_equal(tmp_path):
