@@ -95,3 +95,6 @@ def test_bad_arguments_are_named():
         S.corners(0)
     with pytest.raises(TypeError, match="seed must be an int"):
         S.colour_conjunctions(3, "x")
+    for bad, error in (("x", TypeError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"load: seed must be a non-negative int; received {bad!r}"):
+            data.load("corners", "train", seed=bad)

@@ -212,6 +212,10 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None 
     The lookup order is described in this module's docstring.
     """
     key = _canonical_name(name)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"load: seed must be a non-negative int; received {seed!r}")
+    if seed < 0:
+        raise ValueError(f"load: seed must be a non-negative int; received {seed!r}")
     splits, classes = DATASETS[key]
     if split not in splits:
         raise ValueError(f"load: split of {key!r} must be one of {', '.join(map(repr, splits))}; got {split!r}")
