@@ -405,3 +405,26 @@ def test_version_prints_the_package_version(capsys):
     assert featuremaps.__version__ == version
     code, out, err = run_cli(capsys, "--version")
     assert code == 0 and out == f"featuremaps {version}\n" and err == ""
+
+
+def test_seed_makes_the_generated_dataset_and_evaluate_reads_the_same_images(tmp_path, capsys):
+    """`train --dataset corners --seed S` trains on `data.load('corners', 'train', seed=S)`; `evaluate`
+    of the run and `predict --index` read the seed-S test split, not seed 0's."""
+    code, out, _ = run_cli(capsys, "train", "lenet", "--dataset", "corners", "--seed", "3", "--epochs", "1",
+                           "--limit", "200", "--no-plot", "--json", "--out", tmp_path / "r3")
+    assert code == 0
+    model, meta, _ = ckpt.load_checkpoint(tmp_path / "r3")
+    assert meta["dataset"] == "corners" and meta["cli"]["seed"] == 3
+    seed0, seed3 = data.load("corners", "test", seed=0), data.load("corners", "test", seed=3)
+    assert not np.array_equal(seed0.images, seed3.images)
+    code, out, _ = run_cli(capsys, "evaluate", tmp_path / "r3", "--json")
+    got = json.loads(out)
+    assert code == 0 and got["dataset"] == "corners" and got["n"] == len(seed3)
+    assert got["accuracy"] == train.evaluate(model, seed3, normalization=meta["normalization"])["accuracy"]
+    for k in range(6):  # the labels of the two seeds' splits differ among these
+        code, out, _ = run_cli(capsys, "explain", tmp_path / "r3", "--index", k, "--layer", "conv1", "--map", 0,
+                               "--at", "3,3", "--json")
+        source = json.loads(out)["input"]
+        assert code == 0 and source["label"] == int(seed3.labels[k]), (k, source)
+        assert source["description"].startswith("generated corners test set (seed 3)"), source
+    assert any(seed0.labels[k] != seed3.labels[k] for k in range(6))

@@ -147,7 +147,8 @@ def dataset_names():
 
 def add_data_args(p: argparse.ArgumentParser, *, default_hint: str) -> None:
     p.add_argument("--dataset", metavar="NAME", type=choice("dataset", dataset_names), default=None,
-                   help=f"mnist, fashion-mnist, cifar10 or sample (the embedded 5,000-image MNIST sample); "
+                   help=f"mnist, fashion-mnist, cifar10, sample (the embedded 5,000-image MNIST sample), or "
+                        f"the generated colour-conjunctions and corners (made from the training --seed); "
                         f"default: {default_hint}")
     p.add_argument("--data", metavar="DIR", default=None,
                    help="folder with the dataset's files (looked at before the cache "
@@ -162,12 +163,21 @@ def add_index_arg(p, help: str, group=None) -> None:
 
 # --- readers: library errors → one-line CLI errors --------------------------------------------------
 
-def load(name: str, split: str, data_dir, *, download: bool = True):
+def load(name: str, split: str, data_dir, *, download: bool = True, seed: int = 0):
+    """`featuremaps.data.load` with its errors as one-line CLI errors; `seed` makes the generated datasets."""
     from .. import data
     try:
-        return data.load(name, split, data_dir=data_dir, download=download, progress=True)
+        return data.load(name, split, data_dir=data_dir, download=download, progress=True, seed=seed)
     except data.DataError as e:
         raise CLIError(str(e)) from None
+
+
+def data_seed(meta: dict, dataset: str | None) -> int:
+    """The seed a generated dataset was made with in training: the run's --seed when `dataset` is the one
+    the checkpoint was trained on (so evaluate and --index read the same images), else 0."""
+    cli = meta.get("cli") or {}
+    same = dataset is not None and dataset == meta.get("dataset")
+    return int(cli.get("seed") or 0) if same else 0
 
 
 def limit(ds, n: int | None, seed: int):

@@ -5,7 +5,7 @@ of its dataset, normalised with the checkpoint's stored normalisation.
 """
 from __future__ import annotations
 
-from ._common import (CLIError, add_arch_arg, add_data_args, check_input_shape, limit, load, open_model, pct,
+from ._common import (CLIError, add_arch_arg, add_data_args, check_input_shape, data_seed, limit, load, open_model, pct,
                       positive_int, print_json, source_name)
 
 __all__ = ["add_arguments", "run"]
@@ -32,7 +32,7 @@ def run(args) -> int:
     ds_name = args.dataset or meta.get("dataset")
     if ds_name is None:
         raise CLIError("the checkpoint does not say which dataset it was trained on; give --dataset")
-    ds = limit(load(ds_name, args.split, args.data), args.limit, 0)
+    ds = limit(load(ds_name, args.split, args.data, seed=data_seed(meta, ds_name)), args.limit, 0)
     check_input_shape(model, ds, meta.get("model_name", meta.get("model", {}).get("class", "model")))
     norm = meta.get("normalization") or train.normalization_for(ds)
     res = train.evaluate(model, ds, batch_size=args.batch_size, normalization=norm)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import (CLIError, check_input_shape, dark_on_light_note, load, model_input_shape, read_images,
+from ._common import (CLIError, check_input_shape, dark_on_light_note, data_seed, load, model_input_shape, read_images,
                       shape_text)
 
 __all__ = ["Input", "image_file", "dataset_image", "add_preprocess_args", "preprocessing", "numbers_or_preset",
@@ -200,13 +200,16 @@ def dataset_image(model, meta, index: int, *, data_dir=None, dataset: str | None
     if dataset is not None or split is not None:
         name = dataset or meta.get("dataset") or "sample"
         split = split or "test"
-        ds = load(name, split, data_dir)
+        ds = load(name, split, data_dir, seed=data_seed(meta, name))
         split_desc = f"{_DISPLAY.get(ds.name, ds.name)} {split} split"
     else:
         official = {"sample": "mnist"}.get(meta.get("dataset") or "sample", meta.get("dataset"))
         try:
-            ds = data.load(official, "test", data_dir=data_dir, download=False, progress=False)
-            split_desc = f"official {_DISPLAY.get(official, official)} test set"
+            ds = data.load(official, "test", data_dir=data_dir, download=False, progress=False,
+                           seed=data_seed(meta, official))
+            split_desc = (f"generated {official} test set (seed {data_seed(meta, official)})"
+                          if official in data.synthetic.GENERATED else
+                          f"official {_DISPLAY.get(official, official)} test set")
         except (data.DataError, ValueError, OSError) as e:
             if official != "mnist":
                 raise CLIError(f"--index needs the {official} test set, which was not found ({e}); "

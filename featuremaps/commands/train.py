@@ -72,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of the training split held out for validation, for datasets without a "
                         "validation split (default: 0.1; 'sample' has its own 500-image split)")
     p.add_argument("--seed", metavar="N", type=nonneg_int, default=None,
-                   help="seed for weights, data order, dropout and augmentation (default: 0)")
+                   help="seed for weights, data order, dropout and augmentation, and the images of a generated "
+                        "--dataset (default: 0)")
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory to write (default: runs/<model>-<date>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -174,7 +175,7 @@ def _datasets(s: dict):
     seed = int(s["seed"])
     if not 0 < s["val_fraction"] < 1:
         raise CLIError(f"--val-fraction must be between 0 and 1; received {s['val_fraction']}")
-    full = load(s["dataset"], "train", s["data"])
+    full = load(s["dataset"], "train", s["data"], seed=seed)  # the generated datasets are made from it too
     if s["dataset"] == "sample":
         train_ds, val_ds = full, load("sample", "val", s["data"])
     else:
@@ -313,6 +314,13 @@ def _shares(batch_size: int, size: int) -> str:
     return f"{lo}" if not extra else f"{lo}-{lo + 1}"
 
 
+def _test_set_name(ds_name: str, seed) -> str:
+    from ..data import synthetic
+    if ds_name in synthetic.GENERATED:
+        return f"the generated {ds_name} test set, seed {seed}"
+    return f"the official {ds_name if ds_name != 'sample' else 'MNIST'} test set"
+
+
 def _report(args, s, model, train_ds, val_ds, out, result, reporter) -> None:
     """Evaluate on validation (and the official test set when found offline) and print the results."""
     from .. import data, train
@@ -321,7 +329,8 @@ def _report(args, s, model, train_ds, val_ds, out, result, reporter) -> None:
     val = train.evaluate(model, val_ds, normalization=norm)
     test = None
     try:
-        test_ds = data.load(ds_name, "test", data_dir=s["data"], download=False, progress=False)
+        test_ds = data.load(ds_name, "test", data_dir=s["data"], download=False, progress=False,
+                            seed=int(s["seed"]))
     except data.DataError:
         reporter.message("note: the official test set was not found (give --data DIR); evaluate later with "
                          f"'featuremaps evaluate {out} --data DIR'")
@@ -341,5 +350,5 @@ def _report(args, s, model, train_ds, val_ds, out, result, reporter) -> None:
     print(f"validation accuracy {pct(val['accuracy'])} (loss {val['loss']:.4f}) on {val['n']:,} images")
     if test:
         print(f"test accuracy       {pct(test['accuracy'])} (loss {test['loss']:.4f}) on {test['n']:,} "
-              f"images (the official {ds_name if ds_name != 'sample' else 'MNIST'} test set)")
+              f"images ({_test_set_name(ds_name, s['seed'])})")
     print(f"run saved to {out}/ (checkpoint.npz, metrics.csv, metrics.json, curves.png, config.json)")

@@ -220,7 +220,7 @@ def load(name: str, split: str = "train", *, data_dir: str | os.PathLike | None 
     if split not in splits:
         raise ValueError(f"load: split of {key!r} must be one of {', '.join(map(repr, splits))}; got {split!r}")
     cache_root = default_cache_dir(cache_dir)
-    if key in ("colour-conjunctions", "corners"):
+    if key in synthetic.GENERATED:
         images, labels, _ = synthetic.load_arrays(key, split, seed)
     elif key == "sample" and split in ("train", "val"):
         images, labels = load_sample_arrays(split)

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COLOUR_CLASSES", "CORNER_CLASSES", "colour_conjunctions", "corners", "edge_histogram",
+__all__ = ["COLOUR_CLASSES", "CORNER_CLASSES", "GENERATED", "colour_conjunctions", "corners", "edge_histogram",
            "oriented_edge", "corner_probe", "SIZES"]
 
 COLOUR_CLASSES = ["red-green edge", "red and green apart", "luminance edge"]
 CORNER_CLASSES = ["corner", "cross", "bars"]
+GENERATED = ("colour-conjunctions", "corners")  # the dataset names `featuremaps.data.load` makes from these
 SIZES = {"train": 3000, "test": 1500}  # images per split that `featuremaps.data.load` makes
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
