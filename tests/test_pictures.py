@@ -115,10 +115,10 @@ def test_kernel_grid_first_layer_on_rgb_is_in_colour(tmp_path):
     layer = nn.Conv2D(3, 12, 5, rng=np.random.default_rng(1))
     fig = kernel_grid(layer)
     img = fig.axes[0].images[0].get_array()
-    tile = img[:5, :5]  # filter 0, min-max scaled to [0, 1] on its own
+    tile = img[:5, :5]  # filter 0, scaled on its own around mid-grey: 0.5 + w / (2·max|w|)
     w0 = layer.weight.data[:, :, :, 0].astype(np.float64)
-    np.testing.assert_allclose(tile, (w0 - w0.min()) / (w0.max() - w0.min()), rtol=1e-12)
-    assert "RGB" in fig._suptitle.get_text() and "each filter min–max scaled" in fig._suptitle.get_text()
+    np.testing.assert_allclose(tile, 0.5 + w0 / (2 * np.abs(w0).max()), rtol=1e-12)
+    assert "RGB" in fig._suptitle.get_text() and "mid-grey" in fig._suptitle.get_text()
     px = read_png(kernel_grid(layer, tmp_path / "rgb.png"))
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
     distinct = (np.abs(r - g) > 30) & (np.abs(g - b) > 30) & (np.abs(r - b) > 30)

@@ -3,7 +3,8 @@ the options of that picture.
 
 Draws one picture of a trained model with `featuremaps.pictures` (needs the `plot` extra):
 
-- `kernels`: the kernels of a conv layer (default: the first conv layer);
+- `kernels`: the kernels of a conv layer (default: the first conv layer; `--channels` draws a
+  3-channel layer's R, G, B slices as a grid instead of colour tiles);
 - `maps`: the feature maps of one input at every layer (needs `--image` or `--index`);
 - `connections`: the connection matrix and bipartite graph of a conv layer (default: the first conv
   layer that is not fully connected, else the first conv layer);
@@ -49,10 +50,12 @@ _WHAT_HELP = {
     "curves": "loss and accuracy per epoch of a run (from its metrics.json)",
 }
 # The option groups each picture takes; the rest are hidden in its help and rejected with a reason.
-_TAKES = {"kernels": {"layer", "normalize", "shape", "arch"}, "maps": {"input", "max_maps", "shape", "arch"},
+_TAKES = {"kernels": {"layer", "normalize", "channels", "shape", "arch"},
+          "maps": {"input", "max_maps", "shape", "arch"},
           "connections": {"layer", "shape", "arch"}, "receptive": {"layer", "input", "at", "shape", "arch"},
           "curves": set()}
 _FLAGS = {"layer": (("layer", "--layer"),), "normalize": (("normalize", "--normalize"),),
+          "channels": (("channels", "--channels"),),
           "max_maps": (("max_maps", "--max-maps"),), "at": (("at", "--at"),),
           "shape": (("input_shape", "--input-shape"),), "arch": (("arch", "--arch"),),
           "input": (("image", "--image"), ("index", "--index"), ("invert", "--invert"), ("data", "--data"),
@@ -103,6 +106,10 @@ def _what_arguments(q, what: str) -> None:
     q.add_argument("--normalize", choices=("global", "per_filter"), default=None,
                    help=shown("normalize", "one colour scale for the layer or one per filter (default: "
                                            "per_filter for RGB first layers, global otherwise)"))
+    q.add_argument("--channels", action="store_true", default=None,
+                   help=shown("channels", "on a layer with 3 input channels: draw the R, G, B slices of each "
+                                          "filter as a grid (the conv sums them) instead of one colour tile "
+                                          "per filter"))
     q.add_argument("--max-maps", type=positive_int, default=None, metavar="K",
                    help=shown("max_maps", f"at most K maps per layer (default {DEFAULT_MAX_MAPS})"))
 
@@ -168,7 +175,17 @@ def _input(model, meta, args, what: str):
 
 def _draw_kernels(pictures, model, meta, args, out: Path) -> None:
     name, layer = _pick_conv(model, args.layer, "kernels")
-    pictures.kernel_grid(layer, out, normalize=args.normalize, name=name)
+    if args.channels:
+        c_in = _in_channels(layer)
+        if c_in != 3:
+            raise CLIError(f"show kernels: --channels needs a layer with 3 input channels; layer {name!r} has "
+                           f"{c_in}")
+    pictures.kernel_grid(layer, out, normalize=args.normalize, name=name, channels=bool(args.channels))
+
+
+def _in_channels(layer) -> int:
+    from ..inspect import connections
+    return int(connections(layer).shape[0])
 
 
 def _draw_connections(pictures, model, meta, args, out: Path) -> None:

@@ -3,7 +3,12 @@
 Layout (channels-last, HWIO weights): the filters of output map n are `w[:, :, :, n]`.
 
 - A layer on 3-channel input is drawn like AlexNet's conv1 figure: one colour image per output map,
-  `w[:, :, :, n]` read as (kh, kw, RGB), min-max scaled to [0, 1] (per filter or over the layer).
+  `w[:, :, :, n]` read as (kh, kw, RGB) and mapped to [0, 1] around mid-grey,
+  `tile = 0.5 + w / (2·max|w|)` with max|w| over that filter ('per_filter', the default) or over the
+  layer ('global'). So 0 is mid-grey (0.5, 0.5, 0.5): a colour-opponent kernel shows red against
+  green around grey, a luminance kernel (equal R, G, B) light against dark grey.
+- `channels=True` draws such a layer as the grid below instead, rows labelled R, G, B: the conv sums
+  each column's three 2-D slices, so one 3-D kernel is three 2-D kernels summed.
 - Any other layer is an in × out grid of kh × kw tiles: row i = input map i, column n = output map n,
   so column n is `w[:, :, :, n]` and tile (i, n) is the 2-D kernel `w[:, :, i, n]` that output map n
   applies to input map i. Colours diverge around 0 (blue negative, red positive, white zero) with
@@ -30,14 +35,18 @@ _NORMALIZE = ("global", "per_filter")
 
 def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None = None,
                 name: str | None = None, max_in: int = 64, max_out: int = 64, rgb: bool | None = None,
-                highlight: int | None = None, model=None):
+                highlight: int | None = None, model=None, channels: bool = False):
     """Draw the kernels of conv `layer`; save a PNG at `path` (returns the Path) or return the Figure.
 
     normalize: 'global' (one scale for the whole layer) or 'per_filter' (each output map's filter
       `w[:, :, :, n]` scaled on its own). Default: 'per_filter' for colour (3-channel) kernels,
-      'global' for the diverging grid. The choice is stated in the title.
+      'global' for the diverging grid. The choice is stated in the title. A colour tile is
+      `0.5 + w / (2·max|w|)`, max|w| over the filter or the layer, so 0 is mid-grey.
     rgb: draw 3-channel kernels as colour images (default: True exactly when the layer has 3 input
-      channels and is fully connected).
+      channels and is fully connected and `channels` is False).
+    channels: on a layer with 3 input channels, draw the diverging in × out grid instead of colour
+      tiles, rows labelled R, G, B, the title saying that the conv sums each column's three slices.
+      An error with rgb=True, or on a layer without 3 input channels.
     max_in, max_out: cap on grid rows/columns (the title says when the picture is truncated).
     name: the layer's name for the title (the CLI passes the model's name for it).
     highlight: outline column n of the grid, i.e. `w[:, :, :, n]`, the filters of output map n.
@@ -52,6 +61,9 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
     kernels, conn = _layers.full_kernels(layer)  # (kh, kw, C_in, C_out), (C_in, C_out)
     kernels = kernels.astype(np.float64)
     title = _layers.layer_name(layer, name)
+    if channels:
+        _check_channels(rgb, kernels.shape[2], title)
+        rgb = False
     if rgb is None:
         rgb = kernels.shape[2] == 3 and bool(conn.all())
     if rgb:
@@ -62,7 +74,16 @@ def kernel_grid(layer, path: str | Path | None = None, *, normalize: str | None 
     if highlight is not None and not (isinstance(highlight, (int, np.integer)) and 0 <= highlight < drawn):
         raise ValueError(f"kernel_grid: highlight must be an output map drawn in the grid, in [0, "
                          f"{drawn - 1}]; received {highlight!r}")
-    return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer, highlight)
+    return _diverging(kernels, conn, path, normalize or "global", title, max_in, max_out, layer, highlight,
+                      channels)
+
+
+def _check_channels(rgb, c_in: int, title: str) -> None:
+    if rgb:
+        raise ValueError("kernel_grid: rgb=True and channels=True exclude each other (rgb draws one colour "
+                         "tile per filter, channels its R, G, B slices in a grid); pass one of them")
+    if c_in != 3:
+        raise ValueError(f"kernel_grid: channels=True needs 3 input channels; layer {title} has {c_in}")
 
 
 # Layout, in pixels at _DPI: a tile (one kernel) is drawn MIN_TILE_PX..MAX_TILE_PX wide, with a whole
@@ -86,18 +107,18 @@ def _colour(kernels: np.ndarray, path, normalize: str, title: str, max_out: int)
     shown = min(c_out, max(max_out, 1) * 2)
     tiles = [kernels[:, :, :, n] for n in range(shown)]  # each (kh, kw, 3)
     if normalize == "per_filter":
-        tiles = [_minmax(t, t.min(), t.max()) for t in tiles]
-        how = "each filter min–max scaled to [0, 1]"
+        tiles = [_around_grey(t, np.abs(t).max()) for t in tiles]
+        how = "per filter, 0.5 + w / (2·max|w[:, :, :, n]|): 0 = mid-grey"
     else:
-        lo, hi = kernels.min(), kernels.max()
-        tiles = [_minmax(t, lo, hi) for t in tiles]
-        how = "one min–max scale for the layer"
+        top = float(np.abs(kernels).max())
+        tiles = [_around_grey(t, top) for t in tiles]
+        how = f"one scale for the layer, 0.5 + w / (2·max|w|), max|w| = {top:.3g}: 0 = mid-grey"
     ncols = int(np.ceil(np.sqrt(shown * 1.5)))
     img = _mpl.mosaic(tiles, ncols, gap=1)  # (rows, cols, 3), NaN gaps
     img = np.where(np.isnan(img), 1.0, img)  # white gaps
     s = _pixel_scale(kh, kw, -(-shown // ncols), ncols, 1)
     more = f" (first {shown} of {c_out})" if shown < c_out else ""
-    text = f"{title}: {_n(c_out, 'filter')} {kh}×{kw}×3 drawn as RGB{more}\n{how}"
+    text = f"{title}: {_n(c_out, 'filter')} {kh}×{kw}×3 drawn as RGB{more}\nnormalize={normalize!r}: {how}"
     fig = _mpl.figure(4.0, 3.0, dpi=_DPI)
     box = _Box(fig, img.shape[1] * s, img.shape[0] * s, text, left=8, right=8, top=8, bottom=8)
     ax = fig.add_axes(box.grid)
@@ -107,9 +128,9 @@ def _colour(kernels: np.ndarray, path, normalize: str, title: str, max_out: int)
     return _mpl.finish(fig, path)
 
 
-def _minmax(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    span = hi - lo
-    return np.full_like(t, 0.5) if span <= 0 else (t - lo) / span
+def _around_grey(t: np.ndarray, top: float) -> np.ndarray:
+    """`t` mapped to [0, 1] around mid-grey: 0.5 + t / (2·top); all mid-grey when top is 0."""
+    return np.full_like(t, 0.5) if top <= 0 else 0.5 + t / (2.0 * top)
 
 
 class _Box:
@@ -145,7 +166,7 @@ class _Box:
 
 
 def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, title: str,
-               max_in: int, max_out: int, layer, highlight: int | None = None):
+               max_in: int, max_out: int, layer, highlight: int | None = None, channels: bool = False):
     kh, kw, c_in, c_out = kernels.shape
     n_in, n_out = min(c_in, max_in), min(c_out, max_out)
     k = kernels[:, :, :n_in, :n_out]  # (kh, kw, n_in, n_out)
@@ -165,6 +186,8 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
                 img[i * (kh + gap): i * (kh + gap) + kh, n * (kw + gap): n * (kw + gap) + kw] = np.nan
     text = _grid_title(title, kh, kw, c_in, c_out, n_in, n_out, normalize, how,
                        _layers.pattern(layer, conn) if not conn[:n_in, :n_out].all() else None, highlight)
+    if channels:
+        text += "\n" + _channels_note(conn)
     s = _pixel_scale(kh, kw, n_in, n_out, gap)
     fig = _mpl.figure(4.0, 3.0, dpi=_DPI)
     ticks = _grid_ticks(fig, n_in, n_out, (kh + gap) * s, (kw + gap) * s)
@@ -174,10 +197,11 @@ def _diverging(kernels: np.ndarray, conn: np.ndarray, path, normalize: str, titl
     ax = fig.add_axes(box.grid)
     im = ax.imshow(img, cmap=_cmap("RdBu_r"), vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")
     _decorate(ax, conn, n_in, n_out, kh, kw, gap, img.shape, highlight)
-    for axis, idx, size in ((ax.xaxis, ticks["x"], kw), (ax.yaxis, ticks["y"], kh)):
-        axis.set_ticks([j * (size + gap) + (size - 1) / 2 for j in idx], [str(j) for j in idx])
+    rows = "RGB" if channels else None
+    for axis, idx, size, names in ((ax.xaxis, ticks["x"], kw, None), (ax.yaxis, ticks["y"], kh, rows)):
+        axis.set_ticks([j * (size + gap) + (size - 1) / 2 for j in idx], [names[j] if names else str(j) for j in idx])
     ax.set_xlabel(xlabel, fontsize=_LABEL_PT)
-    ax.set_ylabel("input map i", fontsize=_LABEL_PT)
+    ax.set_ylabel("input channel" if channels else "input map i", fontsize=_LABEL_PT)
     ax.xaxis.set_label_position("top")
     ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False, labelsize=_TICK_PT, length=2)
     for side in ax.spines.values():
@@ -220,6 +244,13 @@ def _grid_title(title, kh, kw, c_in, c_out, n_in, n_out, normalize, how, pattern
     if highlight is not None:
         text += f"\noutlined: column {highlight} = w[:, :, :, {highlight}], the filters of output map {highlight}"
     return text
+
+
+def _channels_note(conn: np.ndarray) -> str:
+    if conn.all():
+        return ("rows R, G, B: the conv sums each column's three R, G, B slices "
+                "(one 3-D kernel = three 2-D slices summed)")
+    return "rows R, G, B: the conv sums each column's connected R, G, B slices"
 
 
 def _n(count: int, word: str) -> str:
