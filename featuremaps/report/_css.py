@@ -119,6 +119,13 @@ tr.term-numbers td { background: #fbfcfd; }
 .numgrids { display: flex; flex-wrap: wrap; gap: .25rem 1rem; overflow-x: auto; max-width: 100%; }
 .numgrids figure { margin: 0; }
 .numgrids figcaption { font-size: .75rem; color: var(--muted); }
+.rgbpic { margin: .25rem 0 .5rem; }
+.rgbpic canvas, .rgbkernel canvas { border: 1px solid #d8dee4; image-rendering: pixelated; display: block; }
+.rgbpic figcaption { font-size: .75rem; }
+.rgbkernel { gap: .25rem .6rem; }
+.rgbkernel figcaption { max-width: 5.5rem; }
+.chan { display: inline-block; min-width: 1.2em; font-weight: 700; text-align: center; border-radius: 3px; color: #fff; }
+.chan-R { background: #c62828; } .chan-G { background: #2e7d32; } .chan-B { background: #1565c0; }
 .src { display: block; font-size: .78rem; color: var(--muted); white-space: nowrap; }
 table.grid { border-collapse: collapse; font-size: .72rem; margin: .25rem 0; }
 table.grid td { border: 1px solid #e1e4e8; padding: 1px 3px; text-align: right; }

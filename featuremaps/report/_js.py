@@ -185,6 +185,55 @@ function gridCanvas(vals, kh, kw, colour, cssPx) {
   return cv;
 }
 
+// ---- colour (a 3-channel input: featuremaps/report/build.py's `rgb` flag) --------------------
+const CH = ["R", "G", "B"];
+function rgbIn(l) { return !!l.rgb && l.isMap && l.C === 3; }
+function readsRGB(l) { return !!(l.op && l.op.type === "conv" && l.op.in_maps === 3 && l.ins.length && rgbIn(L[l.ins[0]])); }
+// A colour input's values as 0..255, the same scale for all three channels: as they are when they lie
+// in [0, 1], else stretched from the layer's min to its max. Non-finite values are magenta.
+function rgbLevel(l) {
+  const unit = l.min >= 0 && l.max <= 1, lo = unit ? 0 : l.min, span = unit ? 1 : ((l.max - l.min) || 1);
+  return function (v) { return Number.isFinite(v) ? 255 * Math.max(0, Math.min(1, (v - lo) / span)) : NaN; };
+}
+function rgbPixel(level, a, b, c) {
+  const px = [level(a), level(b), level(c)];
+  return px.some(Number.isNaN) ? [255, 0, 255] : px;
+}
+function same(v) { return v; }
+// the whole colour input as one RGB canvas, cssPx on its longer side
+function rgbCanvas(l, cssPx, attrs) {
+  const cv = el("canvas", attrs || { "aria-hidden": "true" }), level = rgbLevel(l);
+  paint(cv, l.W, l.H, function (r, c) {
+    return inRange(l, r, c) ? rgbPixel(level, val(l, 0, r, c), val(l, 1, r, c), val(l, 2, r, c)) : undefined;
+  }, same);
+  const s = cssPx / Math.max(l.W, l.H);
+  cv.style.width = Math.round(l.W * s) + "px"; cv.style.height = Math.round(l.H * s) + "px";
+  cv.style.imageRendering = "pixelated";
+  return cv;
+}
+// max |w| over the filter w[:, :, :, m] (its three slices)
+function filterAbs(op, m) {
+  const kk = op.kernel[0] * op.kernel[1], cin = op.in_maps, cout = op.K.length / (kk * cin);
+  let a = 0;
+  for (let j = 0; j < kk * cin; j++) { const w = op.K[j * cout + m]; if (Number.isFinite(w)) a = Math.max(a, Math.abs(w)); }
+  return a;
+}
+// the filter w[:, :, :, m] of a conv reading a colour input as kh × kw RGB values: 0.5 + w / (2·max|w|)
+// per channel over the filter, so that zero is mid-grey, a positive red weight reddish
+function kernelRGB(op, m) {
+  const kh = op.kernel[0], kw = op.kernel[1], cout = op.K.length / (kh * kw * 3), s = filterAbs(op, m) || 1;
+  const out = new Array(kh * kw);
+  for (let j = 0; j < kh * kw; j++) {
+    const px = [0, 1, 2].map(function (i) { return op.K[(j * 3 + i) * cout + m]; });
+    out[j] = px.every(Number.isFinite) ? px.map(function (w) { return Math.round(255 * (0.5 + w / (2 * s))); })
+      : [255, 0, 255];
+  }
+  return out;
+}
+function figureOf(caption, canvas, attrs) {
+  return el("figure", attrs || {}, canvas, el("figcaption", { text: caption }));
+}
+
 // ---- state ---------------------------------------------------------------------------------
 const tiles = L.map(function () { return []; });   // tiles[k][m] = {button, frame, win, cursor}
 const sections = [], mapsHosts = [], tileSize = [];
@@ -244,6 +293,18 @@ function layerSection(l, k) {
   if (!l.exact) sec.append(el("p", { class: "hint preview-note", text: "Preview: " + (l.isMap ? "maps 0–" +
     (nMaps - 1) + " of " + l.C + " at " + l.preview.h + " × " + l.preview.w + " pixels" : "the first " +
     l.preview.units + " units") + ", 8-bit; exact values are not embedded (the report's value budget)." }));
+  if (rgbIn(l) && l.exact) {   // a colour input: the image itself, above its three channels
+    const cv = rgbCanvas(l, 2 * tilePx(l), { id: "rgb-" + k, class: "rgb-input", "data-layer": k, role: "img",
+      "aria-label": l.name + " in colour: channels 0, 1, 2 as red, green, blue" });
+    cv.addEventListener("click", function (ev) {
+      const rc = cv.getBoundingClientRect();
+      const r = Math.floor((ev.clientY - rc.top) / rc.height * l.H), c = Math.floor((ev.clientX - rc.left) / rc.width * l.W);
+      if (inRange(l, r, c)) select(k, sel && sel.k === k ? sel.m : 0, [r, c]);
+    });
+    sec.append(el("figure", { class: "rgbpic" }, cv, el("figcaption", { class: "hint",
+      text: "In colour (maps 0, 1, 2 as R, G, B" + (l.min >= 0 && l.max <= 1 ? ", 0 … 1" : ", from min to max") +
+        "); below, each channel in grey. Click a pixel or a channel." })));
+  }
   sec.append(maps);
   if (l.strip) sec.append(el("p", { class: "hint strip-hint",
     text: "One cell per 1 × 1 map, " + l.cols + " per row from map 0 (as they flatten); hover for an index." }));
@@ -261,12 +322,13 @@ function fillTiles(k, px) {
     const win = el("span", { class: "overlay window", hidden: true });
     const cur = el("span", { class: "overlay cursor", hidden: true });
     const frame = el("span", { class: "frame" }, cv, win, cur);
-    const label = l.isMap ? l.name + " map " + m + " of " + l.C + ", " + l.H + " by " + l.W
+    const label = l.isMap ? l.name + " map " + m + (rgbIn(l) ? " (" + CH[m] + ")" : "") + " of " + l.C + ", " + l.H + " by " + l.W
       : l.name + ", " + l.F + " units";
     const b = el("button", { type: "button", class: "tile", "data-layer": k, "data-map": m,
       "aria-pressed": "false", "aria-label": label, tabindex: l.strip && m > 0 ? "-1" : null,
       title: l.strip ? l.name + " map " + m + " = " + fmt(val(l, m, 0, 0)) : null },
-      frame, l.isMap && !l.strip ? el("span", { class: "mi", "aria-hidden": "true", text: String(m) }) : null);
+      frame, l.isMap && !l.strip ? el("span", { class: "mi", "aria-hidden": "true", text: rgbIn(l) ? CH[m] : String(m) }) : null);
+    if (rgbIn(l)) b.setAttribute("data-channel", CH[m]);
     b.addEventListener("click", function (ev) {
       let pos = null;
       if (ev.detail > 0) {   // a pointer click: pick the pixel under it
@@ -575,7 +637,10 @@ function renderPanel() {
   document.getElementById("announce").textContent = posLabel(l, m, r, c) + " = " + fmt(v);
   const op = l.op;
   if (GRAPH) { body.append(inputsLine(l)); sourcesBlock(body, l); }
-  if (!l.ins.length) body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
+  if (!l.ins.length) {
+    body.append(el("p", { text: "This is the (preprocessed) input the model saw." }));
+    if (rgbIn(l)) rgbInputPanel(body, l);
+  }
   else if (!op) body.append(el("p", { class: "hint",
     text: "The report shows no decomposition for " + l.kind + " layers; use `featuremaps explain` in a terminal." }));
   else if (op.type === "conv") explainConv(body);
@@ -588,6 +653,19 @@ function renderPanel() {
   else if (op.type === "merge") explainMerge(body);
   else if (op.type === "omitted") body.append(el("p", { class: "hint", text: "No decomposition: " + op.reason + "." }));
   if (zoomHadFocus) focusZoom();
+}
+
+// The selected pixel of a colour input: the picture, and its three channel values.
+function rgbInputPanel(body, l) {
+  const p = el("p", { id: "rgb-pixel" }, "Channel " + CH[sel.m] + " (map " + sel.m + ") of the colour image. At row " +
+    sel.r + ", column " + sel.c + ": ");
+  CH.forEach(function (name, i) {
+    if (i) p.append(", ");
+    p.append(name + " = ", el("span", { class: "num", "data-channel": name, "data-value": String(val(l, i, sel.r, sel.c)),
+      text: fmt(val(l, i, sel.r, sel.c)) }));
+  });
+  p.append(".");
+  body.append(figureOf("the image in colour", rgbCanvas(l, 160), { class: "rgbpic" }), p);
 }
 
 function goButton(k, m, pos, text, label) {
@@ -656,7 +734,8 @@ function checkAgainst(body, shown) {
   if (Array.isArray(ref.terms) && shown.terms) {
     for (const t of ref.terms) {
       if (t.input_map === undefined || !(t.input_map in shown.terms)) continue;
-      pairs.push(["partial sum of input " + t.input_map, shown.terms[t.input_map], asNum(t.partial_sum)]);
+      pairs.push(["partial sum of " + (readsRGB(L[sel.k]) ? CH[t.input_map] : "input " + t.input_map),
+        shown.terms[t.input_map], asNum(t.partial_sum)]);
     }
   }
   let worst = 0, ok = true;
@@ -697,6 +776,8 @@ function explainConv(body) {
     text: "y = b[" + m + "] + Σ_i Σ_p,q w[p, q, i, " + m + "] · x_i[" + r + "·" + op.stride[0] + " + p·" + op.dilation[0] +
       " − " + tpad + ", " + c + "·" + op.stride[1] + " + q·" + op.dilation[1] + " − " + lpad + "]   (p < " + kh + ", q < " + kw + ")" }));
   const inColour = colourFn(p), kColour = function (v) { return diverging(v / (op.kabs || 1)); };
+  const rgb = readsRGB(l);
+  if (rgb) rgbKernelBlock(body, l, p, op, m, r, c);
   const tbody = el("tbody");
   const shown = { terms: {}, scale: 0 };
   let total = 0;
@@ -721,7 +802,7 @@ function explainConv(body) {
     const open = fed.length === 1;
     const numbersRow = el("tr", { class: "term-numbers", id: "numbers-" + i, hidden: !open },
       el("td", { colspan: "4" }, el("div", { class: "numgrids" },
-        numberGrid("window x of " + p.name + " map " + i, win, pad, kh, kw),
+        numberGrid("window x of " + p.name + " map " + i + (rgb ? " (" + CH[i] + ")" : ""), win, pad, kh, kw),
         numberGrid("kernel w[:, :, " + i + ", " + m + "]", ker, null, kh, kw))));
     const toggle = el("button", { type: "button", class: "toggle", "aria-expanded": open ? "true" : "false",
       "aria-controls": "numbers-" + i, text: "numbers" });
@@ -730,8 +811,8 @@ function explainConv(body) {
       numbersRow.hidden = !show;
       toggle.setAttribute("aria-expanded", show ? "true" : "false");
     });
-    tbody.append(el("tr", { class: "term", "data-input-map": i },
-      el("th", {}, goButton(IN(sel.k), i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
+    tbody.append(el("tr", { class: "term", "data-input-map": i, "data-channel": rgb ? CH[i] : null },
+      el("th", {}, rgb ? el("span", { class: "chan chan-" + CH[i], text: CH[i] }) : null, rgb ? " " : null, goButton(IN(sel.k), i, [Math.max(0, Math.min(p.H - 1, r * op.stride[0] - tpad)),
         Math.max(0, Math.min(p.W - 1, c * op.stride[1] - lpad))], "map " + i, p.name + " map " + i), el("br"), toggle),
       el("td", {}, gridCanvas(win, kh, kw, inColour, cellPx)),
       el("td", {}, gridCanvas(ker, kh, kw, kColour, cellPx)),
@@ -743,7 +824,8 @@ function explainConv(body) {
   const engine = val(l, m, r, c);
   shown.bias = bias; shown.pre = pre; shown.engine = engine; shown.scale += Math.abs(bias);
   const foot = el("tbody");
-  foot.append(el("tr", {}, el("th", { colspan: "3", text: "Σ of the " + fed.length + " partial sums" }), num(total, { id: "ex-sum" })));
+  foot.append(el("tr", {}, el("th", { colspan: "3", text: "Σ of the " + fed.length + " partial sums" +
+    (rgb ? " (" + fed.map(function (i) { return CH[i]; }).join(" + ") + ")" : "") }), num(total, { id: "ex-sum" })));
   foot.append(el("tr", {}, el("th", { colspan: "3", text: op.B ? "bias b[" + m + "]" : "bias (none)" }), num(bias, { id: "ex-bias" })));
   foot.append(el("tr", { class: "total" }, el("th", { colspan: "3", text: "pre-activation = bias + Σ" }), num(pre, { id: "ex-pre" })));
   foot.append(el("tr", { class: "engine" }, el("th", { colspan: "3", text: "engine value " + posLabel(l, m, r, c) }), num(engine, { id: "ex-engine" })));
@@ -757,7 +839,41 @@ function explainConv(body) {
       el("th", { text: "kernel w" }), el("th", { class: "num", text: "Σ x·w" }))),
     tbody, foot, fdown);
   body.append(el("div", { class: "scrollx" }, table));
+  if (rgb) {   // one 3-D kernel = three 2-D slices: the value is the bias plus the channels' partial sums
+    const line = el("p", { class: "formula", id: "rgb-sum" }, "One 3-D kernel w[:, :, :, " + m + "] is three 2-D slices, " +
+      "one per colour channel; each slice meets its channel's window, and the value is the bias plus the three " +
+      "channels' partial sums: " + fmt(pre) + " = " + fmt(bias) + " (bias)");
+    fed.forEach(function (i) { line.append(" + " + fmt(shown.terms[i]) + " (" + CH[i] + ")"); });
+    body.append(line);
+  }
   checkAgainst(body, shown);
+}
+// A conv reading a colour input: the window and the kernel w[:, :, :, m] as RGB pictures, and the
+// kernel's three channel slices on the diverging scale (all per filter: ±max|w| of w[:, :, :, m]).
+function rgbKernelBlock(body, l, p, op, m, r, c) {
+  const kh = op.kernel[0], kw = op.kernel[1], px = Math.max(48, Math.min(96, 12 * Math.max(kh, kw)));
+  const level = rgbLevel(p), win = new Array(kh * kw), cout = l.C, s = filterAbs(op, m);
+  for (let pp = 0; pp < kh; pp++) for (let q = 0; q < kw; q++) {
+    const y = r * op.stride[0] + pp * op.dilation[0] - op.pad[0][0], x = c * op.stride[1] + q * op.dilation[1] - op.pad[1][0];
+    const inside = y >= 0 && y < p.H && x >= 0 && x < p.W;
+    win[pp * kw + q] = inside ? rgbPixel(level, val(p, 0, y, x), val(p, 1, y, x), val(p, 2, y, x)) : rgbPixel(level, 0, 0, 0);
+  }
+  const wcv = gridCanvas(win, kh, kw, same, px), kcv = gridCanvas(kernelRGB(op, m), kh, kw, same, px);
+  wcv.id = "window-rgb"; kcv.id = "kernel-rgb"; kcv.setAttribute("data-scale", String(s));
+  [wcv, kcv].forEach(function (cv) { cv.style.imageRendering = "pixelated"; });
+  const figs = el("div", { class: "numgrids rgbkernel", id: "rgb-kernel", "data-map": m },
+    figureOf("window x in colour", wcv), figureOf("kernel w[:, :, :, " + m + "] in colour (mid-grey = 0)", kcv));
+  const sc = function (v) { return diverging(v / (s || 1)); };
+  for (let i = 0; i < 3; i++) {
+    const sl = new Array(kh * kw);
+    for (let j = 0; j < kh * kw; j++) sl[j] = op.K[(j * 3 + i) * cout + m];
+    const cv = gridCanvas(sl, kh, kw, sc, px);
+    cv.classList.add("kernel-slice"); cv.setAttribute("data-channel", CH[i]); cv.style.imageRendering = "pixelated";
+    figs.append(figureOf(CH[i] + " slice w[:, :, " + i + ", " + m + "]", cv));
+  }
+  body.append(el("p", { class: "hint", text: "The kernel reads all three colour channels: in colour, each pixel of " +
+    "the tile is (0.5 + w / (2·" + fmt(s) + ")) per channel, so zero is mid-grey; the slices are on the blue–red scale (±" +
+    fmt(s) + ", this filter's largest |w|)." }), figs);
 }
 
 function explainDense(body) {

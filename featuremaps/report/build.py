@@ -14,6 +14,12 @@ and its map sources (`_sources`): each layer header states the layer's structura
 the panel says which maps of which earlier layers feed the selected map of a concatenation, a
 channel shuffle or a grouped conv (`featuremaps.inspect.map_sources`' answer).
 
+A 3-channel input (a colour image; `rgb: true` on its entry, and on zero padding of it) is drawn as one
+RGB picture above its three channel maps, labelled R, G, B. A conv that reads it shows each kernel
+`w[:, :, :, m]` as one RGB tile (per filter, 0.5 + w / (2·max|w|): zero is mid-grey) beside its three
+channel slices, and its decomposition labels the terms R, G, B: one 3-D kernel is three 2-D slices,
+and the value is the bias plus the three channels' partial sums.
+
 In the page, clicking a map highlights the input maps that feed it and shows its kernels; clicking a
 pixel shows the decomposition `y = b + Σ_i Σ_pq w·x` of that value (the conv formula is stated in
 `featuremaps.functional.conv`). The script computes the partial sums from exactly the embedded
@@ -254,6 +260,22 @@ def _grey(layers: list[dict]) -> set[int]:
     return grey
 
 
+#: The names the page gives the three channels of a colour input.
+RGB_CHANNELS = ("R", "G", "B")
+
+
+def _mark_rgb(layers: list[dict]) -> None:
+    """Flag the entries the page draws as one colour picture (`rgb`, with `channels` R, G, B): an input
+    of 3 channels, and zero padding of such an entry. A conv that reads one gets its kernels drawn in
+    colour and its decomposition labelled by channel."""
+    for e in layers:
+        src = layers[e["ins"][0]] if e["ins"] else None
+        e["rgb"] = len(e["shape"]) == 3 and e["shape"][2] == 3 and (
+            src is None or bool(e["op"] and e["op"]["type"] == "zeropad" and src["rgb"]))
+        if e["rgb"]:
+            e["channels"] = list(RGB_CHANNELS)
+
+
 def _embed_weights(layers: list[dict], pending: list[tuple], dtype: np.dtype, exact: set[int]) -> None:
     """Set the op of each pending layer: its weights while they fit the budget, conv layers first (they
     are what the page is about), then dense layers, and only where the page has the values to use them
@@ -372,6 +394,7 @@ def report_data(model, x, *, title: str | None = None, label=None, meta: dict | 
     exact = _embed_values(layers, acts, dtype, _first_layers(layers, pending, select, dtype.itemsize),
                           value_budget)
     _embed_weights(layers, pending, dtype, exact)
+    _mark_rgb(layers)
     prediction = _prediction(model, acts)
     first, initial = _initial(model, x, acts, select)
     refs = ([] if first is None else [first]) + (_references(model, x, acts, layers, pending) if references else [])
@@ -475,7 +498,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <footer class="foot">
   <p>Made by featuremaps {version}. Every number on this page comes from the model's own forward pass on this
   input; the sums in the explanation are computed in your browser from exactly those numbers and the layer's
-  weights. Colours: blue negative, white zero, red positive (scale per layer); the input is shown in grey.
+  weights. Colours: blue negative, white zero, red positive (scale per layer); the input is shown in grey (a
+  colour input also as one RGB picture, and the kernels that read it as RGB tiles, mid-grey for zero).
   The address names the selected unit (#layer/map/row,col), so it can be bookmarked; after following a link
   in the explanation, ← Back (or the browser's Back) returns to where you were.</p>
 </footer>
