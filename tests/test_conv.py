@@ -193,6 +193,7 @@ def test_conv2d_against_naive_loop_with_stride_dilation_asymmetric_padding():
     dict(groups=2, padding=((0, 1), (1, 0))),
     dict(groups=4, stride=(1, 2), padding="full"),  # depthwise
     dict(groups=4, padding=1, mult=2),              # depthwise with channel multiplier 2
+    dict(groups=4, stride=2, padding=1, mult=5),    # multiplier >= 4: the per-channel GEMM path
 ])
 def test_conv2d_gradcheck(opts):
     opts = dict(opts)
@@ -543,10 +544,10 @@ def test_connections_with_groups_is_rejected():
         conv2d(x, w, groups=2, connections=np.ones((4, 4), bool))
 
 
-@pytest.mark.parametrize("mult,stride", [(1, (2, 1)), (2, (2, 1)), (1, (1, 2))])
+@pytest.mark.parametrize("mult,stride", [(1, (2, 1)), (2, (2, 1)), (1, (1, 2)), (4, (1, 1)), (7, (2, 1))])
 def test_depthwise_threads_stride_dilation_multiplier_match_torch(monkeypatch, mult, stride):
     """Two threads over image ranges; stride, dilation, asymmetric padding, with and without a
-    channel multiplier."""
+    channel multiplier (from 4 on, the per-channel GEMM path)."""
     monkeypatch.setattr(threads_mod, "THREADS", 2)
     monkeypatch.setattr(threads_mod, "MIN_BYTES", 0)
     rng = np.random.default_rng(14)

@@ -541,10 +541,26 @@ def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Shape, y: np.ndarray) -> None
     if mult == 1:
         wk = w.reshape(kh, kw, c)  # (kh, kw, 1, c) -> (kh, kw, c)
         in_threads(n, lambda a, z: np.einsum("nhwpqc,pqc->nhwc", win[a:z], wk, out=y[a:z]), 4 * y.nbytes)
+    elif mult >= _DW_GEMM_MULT:
+        wk = w.reshape(kh * kw, c, mult).transpose(1, 0, 2)  # (kh*kw, c, mult) -> (c, kh*kw, mult)
+        y5 = y.reshape(n, oh, ow, c, mult)  # (n, oh, ow, c, mult)
+        y5[...] = np.matmul(_dw_columns(win), wk).reshape(c, n, oh, ow, mult).transpose(1, 2, 3, 0, 4)
     else:
         wk = w.reshape(kh, kw, c, mult)  # (kh, kw, 1, c*mult) -> (kh, kw, c, mult)
         y5 = y.reshape(n, oh, ow, c, mult)  # (n, oh, ow, c, mult)
         in_threads(n, lambda a, z: np.einsum("nhwpqc,pqcj->nhwcj", win[a:z], wk, out=y5[a:z]), 4 * y.nbytes)
+
+
+# A channel multiplier from which one batched GEMM per input channel beats the einsum (measured on
+# 3 -> 45 maps, 5x5, 32x32, batch 64: forward 40 -> 9 ms, weight gradient 45 -> 8 ms; bench/README.md).
+_DW_GEMM_MULT = 4
+
+
+def _dw_columns(win: np.ndarray) -> np.ndarray:
+    """The window view as one column matrix per input channel, (c, n*oh*ow, kh*kw)."""
+    n, oh, ow, kh, kw, c = win.shape
+    # (n, oh, ow, kh, kw, c) -> (c, n, oh, ow, kh, kw) -> (c, n*oh*ow, kh*kw)
+    return np.ascontiguousarray(win.transpose(5, 0, 1, 2, 3, 4)).reshape(c, n * oh * ow, kh * kw)
 
 
 def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Shape) -> np.ndarray:
@@ -553,6 +569,11 @@ def _dw_weight_grad(xp: np.ndarray, dy: np.ndarray, g: _Shape) -> np.ndarray:
     (kh, kw), (oh, ow) = g.geo.kernel, g.geo.out_hw
     win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
     dy5 = dy.reshape(n, oh, ow, c, mult)  # (n, oh, ow, c, mult)
+    if mult >= _DW_GEMM_MULT:
+        dyc = dy5.transpose(3, 0, 1, 2, 4).reshape(c, n * oh * ow, mult)  # (c, n*oh*ow, mult)
+        dw = np.matmul(_dw_columns(win).transpose(0, 2, 1), dyc)  # (c, kh*kw, mult)
+        # (c, kh*kw, mult) -> (kh*kw, c, mult) -> (kh, kw, 1, c*mult)
+        return np.ascontiguousarray(dw.transpose(1, 0, 2)).reshape(kh, kw, 1, g.o)
     parts = in_threads(n, lambda a, z: np.einsum("nhwpqc,nhwcj->pqcj", win[a:z], dy5[a:z]), 4 * dy.nbytes)
     dw = parts[0]
     for part in parts[1:]:
