@@ -552,7 +552,7 @@ def _dw_forward(xp: np.ndarray, w: np.ndarray, g: _Shape, y: np.ndarray) -> None
 
 
 # A channel multiplier from which one batched GEMM per input channel beats the einsum (measured on
-# 3 -> 45 maps, 5x5, 32x32, batch 64: forward 40 -> 9 ms, weight gradient 45 -> 8 ms; bench/README.md).
+# 3 -> 45 maps, 5x5, 32x32, batch 64: a training step of the whole model 125 -> 47 ms; bench/README.md).
 _DW_GEMM_MULT = 4
 
 
