@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.py"))
-ARGS = {"colour_experiment.py": ["--quick"]}  # examples whose full run is too slow for the suite
+ARGS = {"colour_experiment.py": ["--quick"], "corners_experiment.py": ["--quick"]}  # full runs too slow for the suite
 
 
 def test_there_are_examples():
