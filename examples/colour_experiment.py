@@ -60,19 +60,29 @@ def build(name: str, rng: np.random.Generator) -> nn.Sequential:
 MODELS = {"a": "(a) 3-D kernels", "b": "(b) separate 2-D", "c": "(c) 2-D + 1x1 mix"}
 
 
-def run_one(name: str, seed: int, data: dict, epochs: int, lr: float) -> dict:
-    """Train model `name` with `seed` and return its test figures."""
+def train_model(name: str, seed: int, train: tuple, epochs: int, lr: float) -> nn.Sequential:
+    """Model `name` trained on `train` (images, labels) with `seed` (weights, batch order)."""
     model = build(name, np.random.default_rng(seed))
     opt = fm.optim.Adam(model.parameters(), lr=lr)
-    fm.train.fit(model, data["train"], epochs=epochs, batch_size=64, optimizer=opt, seed=seed,
-                 normalization=NORMALIZATION)
-    images, labels = data["test"]
+    fm.train.fit(model, train, epochs=epochs, batch_size=64, optimizer=opt, seed=seed, normalization=NORMALIZATION)
+    return model
+
+
+def scores(model, test: tuple) -> dict:
+    """Test accuracy, per-class accuracy and "0 vs 1" (module docstring) of a trained model."""
+    images, labels = test
     result = fm.train.evaluate(model, (images, labels), normalization=NORMALIZATION)
     pair = labels < 2  # the conjunction: class 0 against class 1, on their images only
     logits = fm.train.predict_logits(model, images[pair], normalization=NORMALIZATION)  # (n01, 3)
-    wins = logits[np.arange(pair.sum()), labels[pair]] > logits[np.arange(pair.sum()), 1 - labels[pair]]
+    rows = np.arange(pair.sum())
+    wins = logits[rows, labels[pair]] > logits[rows, 1 - labels[pair]]
     return {"model": model, "accuracy": result["accuracy"], "per_class": result["per_class_accuracy"],
             "pair": float(wins.mean())}
+
+
+def run_one(name: str, seed: int, data: dict, epochs: int, lr: float) -> dict:
+    """Train model `name` with `seed` and return its test figures (`scores`)."""
+    return scores(train_model(name, seed, data["train"], epochs, lr), data["test"])
 
 
 def opponent_count(layer) -> tuple[int, int]:
@@ -89,6 +99,22 @@ def mean_sd(values) -> str:
     v = 100 * np.asarray(values)
     sd = v.std(ddof=1) if len(v) > 1 else 0.0
     return f"{v.mean():5.1f} ± {sd:4.1f}"
+
+
+def print_table(results: dict, counts: dict, n_seeds: int) -> None:
+    """The accuracy table: {model name: [scores per seed]}, {model name: parameters}."""
+    short = ["0 R-G edge %", "1 apart %", "2 lum. %"]  # COLOUR_CLASSES, abbreviated for the columns
+    header = (f"{'model':<18} {'params':>6}  {'test acc %':>12}  " + "  ".join(f"{s:>12}" for s in short)
+              + f"  {'0 vs 1 %':>12}")
+    print(f"classes: {', '.join(f'{i} {c}' for i, c in enumerate(COLOUR_CLASSES))} (chance 33.3%; 0 vs 1: 50%)")
+    print(header)
+    print("-" * len(header))
+    for name, label in MODELS.items():
+        rs = results[name]
+        per_class = [mean_sd([r["per_class"][k] for r in rs]) for k in range(3)]
+        print(f"{label:<18} {counts[name]:>6}  {mean_sd([r['accuracy'] for r in rs]):>12}  "
+              + "  ".join(f"{c:>12}" for c in per_class) + f"  {mean_sd([r['pair'] for r in rs]):>12}")
+    print(f"(mean ± sd over {n_seeds} seed(s), in %)")
 
 
 def main(argv=None) -> None:
@@ -118,18 +144,9 @@ def main(argv=None) -> None:
             print(f"seed {seed} {MODELS[name]}: test accuracy {100 * r['accuracy']:.1f}%, "
                   f"0 vs 1 {100 * r['pair']:.1f}% ({time.perf_counter() - t0:.1f} s)")
 
-    short = ["0 R-G edge %", "1 apart %", "2 lum. %"]  # COLOUR_CLASSES, abbreviated for the columns
-    header = (f"{'model':<18} {'params':>6}  {'test acc %':>12}  " + "  ".join(f"{s:>12}" for s in short)
-              + f"  {'0 vs 1 %':>12}")
-    print(f"\nclasses: {', '.join(f'{i} {c}' for i, c in enumerate(COLOUR_CLASSES))} (chance 33.3%; 0 vs 1: 50%)")
-    print(header)
-    print("-" * len(header))
-    for name, label in MODELS.items():
-        rs = results[name]
-        per_class = [mean_sd([r["per_class"][k] for r in rs]) for k in range(3)]
-        print(f"{label:<18} {counts[name]:>6}  {mean_sd([r['accuracy'] for r in rs]):>12}  "
-              + "  ".join(f"{c:>12}" for c in per_class) + f"  {mean_sd([r['pair'] for r in rs]):>12}")
-    print(f"(mean ± sd over {len(seeds)} seed(s), in %; {time.perf_counter() - t_start:.0f} s)")
+    print()
+    print_table(results, counts, len(seeds))
+    print(f"({time.perf_counter() - t_start:.0f} s)")
 
     first = results["a"][-1]["model"][0]
     opponent, total = opponent_count(first)
