@@ -86,3 +86,33 @@ def test_quick_run_prints_the_table_and_findings(ce, capsys):
     assert "2-conv" in out and "±" in out
     assert "seed 0: (1)" in out and "(2)" in out and "(3) remix" in out
     assert "remix confirmed" in out and "of 1 seed(s)" in out
+
+
+def test_segment_match(ce):
+    assert ce.segment_match([0, 90], [0.9, 0.8], (90, 0))
+    assert ce.segment_match([170, 80], [0.9, 0.8], (0, 90))  # within 22.5°, modulo 180°
+    assert not ce.segment_match([0, 90], [0.9, 0.3], (0, 90))  # one input untuned
+    assert not ce.segment_match([0, 10], [0.9, 0.9], (0, 90))  # both on the same segment
+    assert not ce.segment_match([0, 90], [0.9, 0.9], (0, 60))  # 90° is 30° from 60°
+
+
+def test_remix_strong_criterion_with_hand_set_kernels(ce, edge_model):
+    """conv2 map 0 adds conv1 maps 0 (horizontal) and 1 (vertical) at its kernel's centre; on the
+    0°/90° corner both are its top inputs, tuned, one per segment (strong criterion met); on the
+    0°/60° corner the vertical map is 30° from either segment (weak criterion met, strong not)."""
+    conv2 = edge_model[3]
+    saved = conv2.weight.data.copy(), conv2.bias.data.copy()
+    try:
+        w = np.zeros_like(conv2.weight.data)  # (5, 5, 8, 16)
+        w[2, 2, 0, 0], w[2, 2, 1, 0] = 1.0, 1.0
+        conv2.weight.data[...], conv2.bias.data[...] = w, 0.0
+        tuning = ce.tuning_curves(edge_model)
+        for (phi, angle), expected in (((0.0, 90.0), True), ((0.0, 60.0), False)):
+            sel = {"best": 0, "preferred": np.tile([phi, angle], (ce.MAPS2, 1))}
+            r = ce.remix(edge_model, tuning=tuning, selectivity=sel)
+            assert sorted(r["top"]) == [0, 1] and r["tuned"]
+            assert r["matches_segments"] is expected and r["orientations_match"] is expected
+            assert r["segments"] == (phi, (phi + angle) % 180)
+            assert r["differ"]
+    finally:
+        conv2.weight.data[...], conv2.bias.data[...] = saved

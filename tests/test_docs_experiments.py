@@ -41,6 +41,9 @@ def test_the_page_states_measured_results(built):
         assert "**The claim is confirmed.**" in page
         for needle in ["(a) 3-D kernels", "(b) separate 2-D", "0 vs 1 %", "red–green opponent", "= bias"]:
             assert needle in page, needle
+    if name == "corners":
+        for needle in ["2-conv", "orientation-selective", "corner-selective", "remix of conv2 map", "(engine "]:
+            assert needle in page, needle
     assert page.count("](img/") == len(built[3]) and "{{" not in page
 
 
