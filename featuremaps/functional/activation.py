@@ -97,7 +97,9 @@ def _elu_forward(x, needs, alpha):
 
 def _elu_backward(ctx, g, needs):
     neg, x, alpha = ctx
-    return (np.where(x <= 0, g * (alpha * np.exp(neg)), g).astype(g.dtype, copy=False),)
+    # x > 0 picks g; everything else (x <= 0, and NaN, whose `neg` is NaN) the exp branch, so a NaN
+    # input gives a NaN gradient, as its NaN output does
+    return (np.where(x > 0, g, g * (alpha * np.exp(neg))).astype(g.dtype, copy=False),)
 
 
 def elu(x, alpha: float = 1.0):
