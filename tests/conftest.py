@@ -36,7 +36,7 @@ ONE_RUN_MODULES = frozenset({
     "test_cli", "test_cli_options", "test_cli_messages", "test_cli_structure", "test_cli_formats",
     "test_pictures", "test_pictures_layout", "test_examples", "test_repr", "test_report_browser",
     "test_report_graph_browser", "test_data_download", "test_json", "test_atomic", "test_progress",
-    "test_tables", "test_onnx_safety", "test_checkpoint_recovery", "test_kill", "test_report_colour",
+    "test_tables", "test_onnx_safety", "test_checkpoint_recovery", "test_kill", "test_report_colour_browser",
     "test_pictures_rgb",
 })
 
