@@ -17,7 +17,8 @@ from hypothesis import given, settings, strategies as st
 
 import featuremaps.functional as fn
 from featuremaps import Tensor, models, optim
-from featuremaps.functional import accel
+from featuremaps.functional import accel, conv_algos
+from featuremaps.functional import conv as conv_mod
 from featuremaps.functional import threads as threads_mod
 from tests.oracles import run_op
 
@@ -149,11 +150,18 @@ def test_conv_input_gradient_identical(case, two_threads):
     if two_threads:
         mp.setattr(threads_mod, "THREADS", 2)
         mp.setattr(threads_mod, "MIN_BYTES", 0)
+    g = conv_mod._layer_shape(xs, ws, 1, opts["stride"], opts["padding"], opts["dilation"], "test")
+    with _numba_on():
+        twins = [name for name in conv_algos.candidates(g, dtype)["dx"] if name.endswith("_numba")]
     try:
-        fast, slow = _both(lambda: _grads(lambda *t: fn.conv2d(*t, **opts), [x, w, b], seed))
+        for name in twins or ["pointwise"]:  # each compiled dx against its NumPy twin (the rule may pick another)
+            with _numba_on(), conv_algos.use_conv_algorithm(dx=name):
+                fast = _grads(lambda *t: fn.conv2d(*t, **opts), [x, w, b], seed)
+            with accel.numba_disabled(), conv_algos.use_conv_algorithm(dx=name.removesuffix("_numba")):
+                slow = _grads(lambda *t: fn.conv2d(*t, **opts), [x, w, b], seed)
+            _assert_identical(fast, slow, [f"{name} {what}" for what in ("y", "dx", "dw", "db")])
     finally:
         mp.undo()
-    _assert_identical(fast, slow, ["y", "dx", "dw", "db"])
 
 
 def test_lenet_training_steps_identical():

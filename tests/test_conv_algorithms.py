@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import Tensor
 from featuremaps.functional import autotune, conv2d, conv_algorithm, conv_algos
@@ -40,13 +40,22 @@ def _fresh_choices(tmp_path, monkeypatch):
 # Layers
 # ---------------------------------------------------------------------------------------------
 @st.composite
-def layers(draw, winograd=False):
-    """(x_shape, w_shape, options) of a conv2d that fits; `winograd`: 3×3, stride 1, dilation 1, one group."""
+def layers(draw, winograd=False, strided=False):
+    """(x_shape, w_shape, options) of a conv2d that fits; `winograd`: 3×3, stride 1, dilation 1, one
+    group; `strided`: kernels up to 5×5, strides 2–3 (so the phases dx: several taps per phase, and
+    phases that no tap reaches), dilation up to 3, padding up to 4."""
     n = draw(st.integers(1, 3))
     h, w = draw(st.integers(3, 11)), draw(st.integers(3, 11))
+    pad = 4 if strided else 2
     if winograd:
         groups, kh, kw, s, d = 1, 3, 3, 1, 1
         c, o = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    elif strided:
+        groups = draw(st.sampled_from([1, 1, 2]))
+        c, o = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 4))
+        kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+        s = draw(st.sampled_from([2, 3, (2, 3), (3, 1), (1, 2)]))
+        d = draw(st.sampled_from([1, 1, 2, 3, (1, 2)]))
     else:
         groups = draw(st.sampled_from([1, 1, 2, 3]))
         c = groups * draw(st.integers(1, 3))
@@ -55,8 +64,8 @@ def layers(draw, winograd=False):
         s = draw(st.sampled_from([1, 2, (1, 2), (2, 1)]))
         d = draw(st.sampled_from([1, 1, 2]))
     padding = draw(st.one_of(st.sampled_from(["valid", "same"]),
-                             st.tuples(st.tuples(st.integers(0, 2), st.integers(0, 2)),
-                                       st.tuples(st.integers(0, 2), st.integers(0, 2)))))
+                             st.tuples(st.tuples(st.integers(0, pad), st.integers(0, pad)),
+                                       st.tuples(st.integers(0, pad), st.integers(0, pad)))))
     dd = (d, d) if isinstance(d, int) else d
     (t, b), (l, r) = conv_mod.resolve_padding(padding, (h, w), (kh, kw), s if not isinstance(s, int) else (s, s), dd)
     if h + t + b < dd[0] * (kh - 1) + 1 or w + l + r < dd[1] * (kw - 1) + 1:
@@ -134,7 +143,7 @@ def _forced_runs(g, dtype):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(max_examples=25)
-@given(layer=st.one_of(layers(), layers(winograd=True)))
+@given(layer=st.one_of(layers(), layers(winograd=True), layers(strided=True)))
 def test_every_algorithm_matches_reference_and_torch(layer, dtype):
     x_shape, w_shape, opts = layer
     g = _shape(x_shape, w_shape, opts)
@@ -155,7 +164,7 @@ def test_every_algorithm_matches_reference_and_torch(layer, dtype):
 
 
 @settings(max_examples=10)
-@given(layer=st.one_of(layers(), layers(winograd=True)))
+@given(layer=st.one_of(layers(), layers(winograd=True), layers(strided=True)))
 def test_every_algorithm_passes_gradcheck(layer):
     x_shape, w_shape, opts = layer
     g = _shape(x_shape, w_shape, opts)
@@ -167,7 +176,7 @@ def test_every_algorithm_passes_gradcheck(layer):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @settings(max_examples=15)
-@given(layer=st.one_of(layers(), layers(winograd=True)), where=st.integers(0, 10 ** 6))
+@given(layer=st.one_of(layers(), layers(winograd=True), layers(strided=True)), where=st.integers(0, 10 ** 6))
 def test_nan_and_inf_propagate_like_the_reference(layer, where, dtype):
     x_shape, w_shape, opts = layer
     g = _shape(x_shape, w_shape, opts)
@@ -213,6 +222,32 @@ def test_winograd_transposed_conv_matches_torch():
     with conv_algos.use_conv_algorithm(dx="winograd"):
         got = conv_mod.conv_transpose2d(x, w, padding=1)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_phases_is_offered_exactly_for_strided_layers():
+    for stride, offered in ((1, False), (2, True), ((1, 2), True), ((3, 1), True)):
+        g = _shape((2, 9, 9, 4), (3, 3, 4, 5), dict(stride=stride, padding=1, dilation=1, groups=1))
+        assert ("phases" in conv_algos.candidates(g, np.float32)["dx"]) == offered, stride
+
+
+@settings(max_examples=20)
+@given(n=st.integers(1, 2), size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       k=st.tuples(st.integers(1, 5), st.integers(1, 5)), s=st.tuples(st.integers(1, 3), st.integers(2, 3)),
+       d=st.sampled_from([(1, 1), (2, 1), (1, 3)]), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       extra=st.tuples(st.integers(0, 2), st.integers(0, 2)), groups=st.sampled_from([1, 2]))
+def test_phases_transposed_conv_matches_torch(n, size, k, s, d, pad, extra, groups):
+    """conv_transpose2d's forward is conv2d's dx: the phases dx serves it, output_padding included
+    (rows that no tap reaches), against torch in float64."""
+    pad = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(pad, k, d))  # torch: padding ≤ dilation·(k − 1)
+    extra = tuple(min(e, max(ss, dd) - 1) for e, ss, dd in zip(extra, s, d))  # < stride or dilation
+    assume(all((h - 1) * ss - 2 * p + dd * (kk - 1) + e >= 0 for h, ss, p, dd, kk, e in zip(size, s, pad, d, k, extra)))
+    x, w, _ = _data((n, *size, 2 * groups), (*k, 3, 2 * groups), np.float64)  # w: (kh, kw, C_out // groups, C_in)
+    want = F.conv_transpose2d(torch.tensor(x.transpose(0, 3, 1, 2)), torch.tensor(w.transpose(3, 2, 0, 1)),
+                              stride=s, padding=pad, output_padding=extra, groups=groups, dilation=d)
+    want = want.numpy().transpose(0, 2, 3, 1)
+    with conv_algos.use_conv_algorithm(dx="phases"):
+        got = conv_mod.conv_transpose2d(x, w, stride=s, padding=pad, output_padding=extra, groups=groups, dilation=d)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * max(np.abs(want).max(), 1))
 
 
 # ---------------------------------------------------------------------------------------------

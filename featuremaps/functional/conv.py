@@ -41,7 +41,10 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
   reversed kernel gives each kernel row's contribution to whole rows of dx, added with KH shifted
   adds; with few input maps these adds run channel-major (C, N, H, W) and one transposing pass adds
   the result into dx. Otherwise ``dcols = dy · Wᵀ`` in one GEMM and its KH·KW column blocks are
-  added into their strided windows ("col2im", `Geometry.scatter_add`). ``dx`` is skipped when x
+  added into their strided windows ("col2im", `Geometry.scatter_add`). A strided layer with more
+  input maps than output maps splits dx instead into its sh·sw phases (rows a, a + sh, …; columns
+  b, b + sw, …), each a stride-1 conv of dy with the kernel taps that reach it (`Axis.phase`), run
+  by the forward machinery above ("phases"). ``dx`` is skipped when x
   does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when w does not.
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
@@ -412,11 +415,13 @@ def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int, ori
 
 def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, how: str) -> None:
     """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros,
-    by the `conv_algos` dx algorithm `how` (pointwise, rows[_numba], col2im[_numba]; not winograd)."""
+    by the `conv_algos` dx algorithm `how` (pointwise, rows[_numba], col2im[_numba], phases; not winograd)."""
     if how == "pointwise":
         np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, o) · (o, c) -> (m, c)
     elif how in ("rows", "rows_numba"):
         _col2im_rows(dy2d, w, g, dx, how == "rows_numba")
+    elif how == "phases":
+        _col2im_phases(dy2d, w, g, dx)
     else:
         _col2im_cols(dy2d, w, g, dx, how == "col2im_numba")
 
@@ -527,6 +532,35 @@ def _col2im_cols(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, com
     in_threads(n, lambda i0, i1: g.geo.scatter_add(out[i0:i1], blocks[i0:i1], fast),
                dcols.nbytes if fast is None else dx.nbytes)
     _pool.give(dcols)
+
+
+def _col2im_phases(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -> None:
+    """Input gradient for a strided conv as sh·sw stride-1 convolutions of dy, one per phase.
+
+    The input positions (a + u·sh, b + v·sw) of phase (a, b) are read only by the kernel taps that
+    `Axis.phase` lists, at outputs u + off, so that phase of dx is a plain stride-1 conv of dy
+    (cropped and padded) with the sub-kernel of those taps: in HWIO with in = C_out and out = C_in,
+    w_phase[p', q', o, c] = w[P[p'], Q[q'], c, o] (per group). Each phase runs the forward conv
+    (`_conv`), and its result is stored into the strided slice dx[:, a::sh, b::sw]; a phase no tap
+    reaches stays zero. Its columns hold KH·KW·C_out values per dy pixel in all, where col2im adds
+    KH·KW·C_in, so it pays with more input maps than output maps (`conv_algos.rule`)."""
+    n = dx.shape[0]
+    kh, kw, cg, o = w.shape
+    gh, gw = g.geo
+    G, og = g.groups, o // g.groups
+    dy = dy2d.reshape(n, gh.out, gw.out, o)  # (n, oh, ow, o)
+    for a in range(gh.s):
+        rows = gh.phase(a)
+        for b in range(gw.s if rows else 0):
+            cols = gw.phase(b)
+            if cols is None:
+                continue
+            (taps_h, skip_h, ah), (taps_w, skip_w, aw) = rows, cols
+            sub = w[taps_h][:, taps_w].reshape(ah.k, aw.k, cg, G, og)  # (th, tw, cg, G, og)
+            sub = np.ascontiguousarray(sub.transpose(0, 1, 4, 3, 2)).reshape(ah.k, aw.k, og, G * cg)  # (th, tw, og, c)
+            phase = _Shape(Geometry(ah, aw), n, o, G * cg, G)
+            with conv_algos.use_conv_algorithm():  # a choice forced for the layer is not the phase's
+                dx[:, a::gh.s, b::gw.s] = _conv(dy[:, skip_h:, skip_w:], sub, phase, False)[0]  # (n, U, V, c)
 
 
 # --------------------------------------------------------------------------------------------

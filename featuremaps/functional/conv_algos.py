@@ -12,7 +12,9 @@ the im2col reference; tests/test_conv_algorithms.py):
 * dx — ``rows`` (row windows of dy, one GEMM, KH shifted adds; stride 1 along W), ``col2im``
   (dcols = dy · Wᵀ, then the KH·KW block adds), each also as ``rows_numba`` / ``col2im_numba`` with
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
-  padded by 2 − pad, every pad ≤ 2); ``pointwise``; ``depthwise``.
+  padded by 2 − pad, every pad ≤ 2); ``phases`` (strided layers: dx split into sh·sw phases, each
+  a stride-1 conv of dy with the taps that reach it, run as a forward conv; `phases_pays`);
+  ``pointwise``; ``depthwise``.
 
 Choosing: with autotuning on (opt-in: ``FEATUREMAPS_AUTOTUNE=1`` or `use_autotune(True)`; off by
 default because two processes that tuned differently may differ in the last bits, and `--resume`
@@ -44,7 +46,7 @@ __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_a
 
 NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct"),
          "dw": ("cols_t_dy", "dy_t_cols", "grouped", "depthwise"),
-         "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "winograd", "pointwise", "depthwise")}
+         "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
 SMALL_DW = 8192  # the rule's dy_t_cols bound on the dW result's size (bench/README.md)
 MIN_TUNE_MACS = 1 << 18  # smaller layers (about 0.1 ms) follow the rule: timing them would cost more than it saves
 
@@ -87,6 +89,14 @@ def use_rows(g) -> bool:
     output maps, where col2im is used instead)."""
     gh, gw = g.geo
     return gw.s == 1 and rows_scratch_per_image(g) <= 2 * gh.out * gw.out * gh.k * gw.k * g.c
+
+
+def phases_pays(g, numba: bool) -> bool:
+    """The rule's choice of the ``phases`` input gradient for a strided layer. Its columns of dy
+    copy KH·KW·C_out values per dy pixel (over all phases) where col2im adds KH·KW·C_in, so it
+    pays with more input maps than output maps: from C_in ≥ 2·C_out against the compiled col2im
+    adds, from 2·C_in ≥ C_out against NumPy's (measured, bench/README.md)."""
+    return g.c >= 2 * g.o if numba else 2 * g.c >= g.o
 
 
 def _winograd_ok(g) -> bool:
@@ -132,6 +142,8 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     if use_rows(g):
         dx += ["rows_numba", "rows"] if numba else ["rows"]
     dx += ["col2im_numba", "col2im"] if numba else ["col2im"]
+    if gh.s > 1 or gw.s > 1:
+        dx.insert(0 if phases_pays(g, numba) else len(dx), "phases")
     if wino and max(gh.lo, gh.hi, gw.lo, gw.hi) <= 2:
         dx.append("winograd")
     return {"forward": forward, "dw": dw, "dx": dx}
@@ -153,6 +165,8 @@ def rule(g, dtype) -> ConvAlgorithm:
         why += f"; dx {x} (stride 1 along W, scratch within twice the columns)"
     elif x.startswith("col2im"):
         why += f"; dx {x}"
+    elif x == "phases":
+        why += "; dx phases (strided, more input than output maps: one stride-1 conv of dy per phase)"
     return ConvAlgorithm(f, w, x, why)
 
 

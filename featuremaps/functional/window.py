@@ -10,6 +10,7 @@ its transpose, the pooling ops, the layers' `compute_output_shape`, `inspect.rec
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -117,6 +118,26 @@ class Axis(NamedTuple):
     def starts(self) -> np.ndarray:
         """The input position of each window's first tap (< 0: on the padding)."""
         return np.arange(self.out) * self.s - self.lo
+
+    def phase(self, a: int) -> tuple[list[int], int, "Axis"] | None:
+        """Phase `a` of the adjoint (the input gradient): the input positions r = a + u·s (u < U)
+        read output i = u + off_p through tap p, for each tap with a + lo − p·d ≡ 0 (mod s), where
+        off_p = (a + lo − p·d) / s. Those offsets step by d / gcd(d, s), so the phase is a stride-1
+        window over the outputs: returns (its taps p, in ascending offset, i.e. descending p; the
+        outputs to skip first; the stride-1 `Axis` over the outputs left, U windows), or None when
+        no tap or no position falls in the phase."""
+        taps = [p for p in range(self.k - 1, -1, -1) if (a + self.lo - p * self.d) % self.s == 0]
+        count = (self.size - a + self.s - 1) // self.s  # U: the input positions a, a + s, … < size
+        if not taps or count <= 0:
+            return None
+        first = (a + self.lo - taps[0] * self.d) // self.s  # the smallest offset
+        skip, lo = max(first, 0), max(-first, 0)
+        size = self.out - skip
+        if size <= 0:
+            return None
+        d = self.d // math.gcd(self.d, self.s)
+        hi = max(0, count - 1 - lo + (len(taps) - 1) * d - (size - 1))
+        return taps, skip, Axis(size, len(taps), 1, d, lo, hi, count)
 
     def reach(self, i0: int, i1: int) -> tuple[int, int]:
         """The first and last input positions (inclusive) that windows i0..i1 touch."""
