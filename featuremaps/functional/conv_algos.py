@@ -95,8 +95,9 @@ def phases_pays(g, numba: bool) -> bool:
     """The rule's choice of the ``phases`` input gradient for a strided layer. Its columns of dy
     copy KH·KW·C_out values per dy pixel (over all phases) where col2im adds KH·KW·C_in, so it
     pays with more input maps than output maps: from C_in ≥ 2·C_out against the compiled col2im
-    adds, from 2·C_in ≥ C_out against NumPy's (measured, bench/README.md)."""
-    return g.c >= 2 * g.o if numba else 2 * g.c >= g.o
+    adds, from 2·C_in ≥ C_out against NumPy's (measured, bench/README.md). Where the ``rows`` dx
+    applies (stride 1 along W) the rule keeps it: phases was not measured against it."""
+    return not use_rows(g) and (g.c >= 2 * g.o if numba else 2 * g.c >= g.o)
 
 
 def _winograd_ok(g) -> bool:
