@@ -238,7 +238,7 @@ def test_phases_is_offered_exactly_for_strided_layers():
 def test_phases_transposed_conv_matches_torch(n, size, k, s, d, pad, extra, groups):
     """conv_transpose2d's forward is conv2d's dx: the phases dx serves it, output_padding included
     (rows that no tap reaches), against torch in float64."""
-    pad = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(pad, k, d))  # torch: padding ≤ dilation·(k − 1)
+    pad = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(pad, k, d))  # keeps most draws' output ≥ 1 row
     extra = tuple(min(e, max(ss, dd) - 1) for e, ss, dd in zip(extra, s, d))  # < stride or dilation
     assume(all((h - 1) * ss - 2 * p + dd * (kk - 1) + e >= 0 for h, ss, p, dd, kk, e in zip(size, s, pad, d, k, extra)))
     x, w, _ = _data((n, *size, 2 * groups), (*k, 3, 2 * groups), np.float64)  # w: (kh, kw, C_out // groups, C_in)

@@ -41,10 +41,10 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
   reversed kernel gives each kernel row's contribution to whole rows of dx, added with KH shifted
   adds; with few input maps these adds run channel-major (C, N, H, W) and one transposing pass adds
   the result into dx. Otherwise ``dcols = dy · Wᵀ`` in one GEMM and its KH·KW column blocks are
-  added into their strided windows ("col2im", `Geometry.scatter_add`). A strided layer with more
-  input maps than output maps splits dx instead into its sh·sw phases (rows a, a + sh, …; columns
-  b, b + sw, …), each a stride-1 conv of dy with the kernel taps that reach it (`Axis.phase`), run
-  by the forward machinery above ("phases"). ``dx`` is skipped when x
+  added into their strided windows ("col2im", `Geometry.scatter_add`). A strided layer with many
+  input maps and few output maps (`conv_algos.phases_pays`) splits dx instead into its sh·sw
+  phases (rows a, a + sh, …; columns b, b + sw, …), each a stride-1 conv of dy with the kernel taps
+  that reach it (`Axis.phase`), run by the forward machinery above ("phases"). ``dx`` is skipped when x
   does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when w does not.
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
@@ -543,7 +543,7 @@ def _col2im_phases(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray) -
     w_phase[p', q', o, c] = w[P[p'], Q[q'], c, o] (per group). Each phase runs the forward conv
     (`_conv`), and its result is stored into the strided slice dx[:, a::sh, b::sw]; a phase no tap
     reaches stays zero. Its columns hold KH·KW·C_out values per dy pixel in all, where col2im adds
-    KH·KW·C_in, so it pays with more input maps than output maps (`conv_algos.rule`)."""
+    KH·KW·C_in, so it pays with many input maps and few output maps (`conv_algos.phases_pays`)."""
     n = dx.shape[0]
     kh, kw, cg, o = w.shape
     gh, gw = g.geo

@@ -167,7 +167,7 @@ def rule(g, dtype) -> ConvAlgorithm:
     elif x.startswith("col2im"):
         why += f"; dx {x}"
     elif x == "phases":
-        why += "; dx phases (strided, more input than output maps: one stride-1 conv of dy per phase)"
+        why += "; dx phases (strided, C_in/C_out past phases_pays' bound: one stride-1 conv of dy per phase)"
     return ConvAlgorithm(f, w, x, why)
 
 
