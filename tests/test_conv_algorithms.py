@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import Tensor
-from featuremaps.functional import autotune, conv2d, conv_algorithm, conv_algos
+from featuremaps.functional import accel, autotune, conv2d, conv_algorithm, conv_algos
 from featuremaps.functional import conv as conv_mod
 from tests.oracles import gradcheck
 
@@ -228,6 +228,45 @@ def test_phases_is_offered_exactly_for_strided_layers():
     for stride, offered in ((1, False), (2, True), ((1, 2), True), ((3, 1), True)):
         g = _shape((2, 9, 9, 4), (3, 3, 4, 5), dict(stride=stride, padding=1, dilation=1, groups=1))
         assert ("phases" in conv_algos.candidates(g, np.float32)["dx"]) == offered, stride
+
+
+# The rule's measured choices (bench/README.md, "The rule's dW orientation" and "phases"): each row
+# is a layer the 2026-12-03 autotune runs timed, with the winner the rule must keep picking.
+_RULE_LAYERS = [
+    # (x shape, w shape, stride, padding, dW with numba, dx with numba, dx without numba)
+    ((64, 14, 14, 6), (5, 5, 6, 16), 1, 0, "cols_t_dy", "rows_numba", "rows"),  # LeNet C3: colsᵀ·dy 2.1× faster
+    ((30, 128, 128, 3), (1, 1, 3, 256), 2, 0, "cols_t_dy", "col2im_numba", "col2im"),  # dy copy: 26× slower
+    ((8, 100, 100, 128), (5, 5, 128, 3), 2, 0, "dy_t_cols", "phases", "phases"),  # many rows, few maps
+    ((4, 96, 96, 256), (5, 5, 256, 20), 2, 0, "dy_t_cols", "phases", "phases"),  # K ≥ LARGE_K, O ≤ 64
+    ((102, 36, 36, 20), (7, 7, 20, 1), 2, 0, "dy_t_cols", "phases", "phases"),  # inflation 1.44, still 10×
+    ((121, 8, 8, 256), (7, 7, 256, 64), 2, 0, "dy_t_cols", "col2im_numba", "col2im"),  # 1×1 output: 16× MACs
+    ((11, 8, 8, 128), (7, 7, 128, 64), 2, 3, "dy_t_cols", "col2im_numba", "col2im"),  # 16-pixel output
+    ((16, 28, 28, 256), (3, 3, 256, 128), 2, 1, "cols_t_dy", "col2im_numba", "phases"),  # 3 taps: C_in < 4·C_out
+    ((64, 32, 32, 32), (3, 3, 32, 8), 2, 1, "dy_t_cols", "phases", "phases"),  # 3 taps, C_in = 4·C_out
+    ((42, 33, 33, 256), (1, 1, 256, 128), 2, 0, "cols_t_dy", "phases", "phases"),  # strided 1×1
+    ((16, 20, 20, 48), (5, 5, 48, 16), 2, 0, "cols_t_dy", "col2im_numba", "phases"),  # inflation 1.56: 0.8 vs 1.9 ms
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dw, dx, dx_numpy", _RULE_LAYERS)
+def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, dx, dx_numpy):
+    g = _shape(x_shape, w_shape, dict(stride=stride, padding=padding, dilation=1, groups=1))
+    k_rows = w_shape[0] * w_shape[1] * w_shape[2]
+    assert conv_algos.dy_t_orientation_pays(k_rows, w_shape[3]) == (dw == "dy_t_cols")
+    assert conv_algos.phases_pays(g, numba=True) == (dx == "phases")
+    assert conv_algos.phases_pays(g, numba=False) == (dx_numpy == "phases")
+    if accel.numba_enabled():
+        assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx)
+    with accel.numba_disabled():
+        assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx_numpy)
+
+
+def test_one_input_map_keeps_cols_t_dy():
+    """With one input map the columns are built transposed (F-ordered), and colsᵀ · dy reads them
+    as they lie, whatever `dy_t_orientation_pays` says of the sizes."""
+    g = _shape((8, 64, 64, 1), (12, 12, 1, 4), dict(stride=1, padding=0, dilation=1, groups=1))
+    assert conv_algos.dy_t_orientation_pays(144, 4)
+    assert conv_algos.candidates(g, np.float32)["dw"][0] == "cols_t_dy"
 
 
 @settings(max_examples=20)

@@ -77,6 +77,7 @@ NUMPY_PATH = (("FEATUREMAPS_NUMBA", "0"),)
 
 
 M = Mutant
+ALGOS = "featuremaps/functional/conv_algos.py"
 CONV, POOL, SHAPE, WINDOW = ("featuremaps/functional/conv.py", "featuremaps/functional/pool.py",
                              "featuremaps/functional/shape.py", "featuremaps/functional/window.py")
 ACT, NORM, LOSS, OPTIM, EXPLAIN = ("featuremaps/functional/activation.py", "featuremaps/functional/norm.py",
@@ -84,7 +85,8 @@ ACT, NORM, LOSS, OPTIM, EXPLAIN = ("featuremaps/functional/activation.py", "feat
                                    "featuremaps/inspect/explain.py")
 MUTANTS = [
     # --- conv: the formula's pieces and the paths only larger shapes reach --------------------------
-    M("conv-pointwise-taller-dx", CONV, " and gh.size == gh.out and gw.size == gw.out)", ")"),  # issue 8's bug
+    M("conv-pointwise-taller-dx", ALGOS, "and gh.size == gh.out and gw.size == gw.out)", "and True)",
+      tests=("tests/test_conv.py", "tests/test_conv_algorithms.py")),  # issue 8's bug
     M("conv-rows-floor-not-ceil", WINDOW, "i0 = max(0, -(offset // stride))", "i0 = max(0, (-offset) // stride)"),
     M("conv-rows-window-off-by-one", CONV, "j_lo, width = gw.lo - (gw.span - 1),", "j_lo, width = gw.lo - gw.span,"),
     M("conv-col2im-top-for-left", WINDOW, "cols = [w.clipped(q) for q in range(w.k)]",
@@ -105,9 +107,14 @@ MUTANTS = [
     M("kernel-row-add-ignores-stride", "featuremaps/functional/_kernels.py", "r = r0[p] + t * sh", "r = r0[p] + t"),
     # paths that change no value: only a test that checks the path is taken can see them
     M("threads-never-split", "featuremaps/functional/threads.py", "MIN_BYTES = 4 << 20", "MIN_BYTES = 4 << 40"),
-    M("conv-rows-path-never-taken", CONV, "_rows_scratch_per_image(g) <= 2 * gh.out",
-      "_rows_scratch_per_image(g) <= 0 * gh.out"),
-    M("conv-small-dw-other-orientation", CONV, "c0.shape[1] * o <= 8192:", "c0.shape[1] * o < 0:",
+    M("conv-rows-path-never-taken", ALGOS, "rows_scratch_per_image(g) <= 2 * gh.out",
+      "rows_scratch_per_image(g) <= 0 * gh.out", tests=("tests/test_conv.py", "tests/test_conv_algorithms.py")),
+    M("conv-dw-orientation-rule-flipped", ALGOS, "return k_rows >= DT_MIN_K and", "return k_rows < DT_MIN_K and",
+      tests=("tests/test_conv_algorithms.py",)),
+    M("conv-phases-rule-ignores-inflation", ALGOS, "g.c >= r * phases_inflation(g) * g.o", "g.c >= r * g.o",
+      tests=("tests/test_conv_algorithms.py",)),
+    M("conv-dy-t-cols-computes-the-same", CONV, "return (np.ascontiguousarray(dy2d.T) @ c0).T",
+      "return c0.T @ dy2d",
       reason="equivalent: both orientations compute colsᵀ·dy (the small-dW one is only faster); results differ "
              "only by rounding, within every tolerance"),
     # --- window and shape ops ---------------------------------------------------------------------------
@@ -127,15 +134,15 @@ MUTANTS = [
       "end = np.minimum(start + axis.span, axis.size)"),
     # --- activations, normalisation, linear -------------------------------------------------------------
     M("relu-gradient-at-zero", ACT, "np.where(x <= 0, 0, g)", "np.where(x < 0, 0, g)"),
-    M("elu-gradient-at-zero", ACT, "np.where(x <= 0, g * (alpha * np.exp(neg)), g)",
-      "np.where(x < 0, g * (alpha * np.exp(neg)), g)"),
+    M("elu-gradient-at-zero", ACT, "np.where(x > 0, g, g * (alpha * np.exp(neg)))",
+      "np.where(x >= 0, g, g * (alpha * np.exp(neg)))"),
     M("sigmoid-gradient-sign", ACT, "g * out * (1 - out)", "g * out * (1 + out)"),
     M("tanh-numpy-gradient-dropped-square", ACT, "return (g * (1 - out * out),)", "return (g * (1 - out),)",
       env=NUMPY_PATH),
     M("log-softmax-gradient-log-not-prob", ACT, "g - np.exp(out) * np.sum(g", "g - out * np.sum(g"),
     M("batchnorm-running-var-biased", NORM, "momentum * var * (m / (m - 1))", "momentum * var"),
-    M("batchnorm-gradient-drops-mean-term", NORM, "(g2 - gbeta / m - xhat * (ggamma / m))",
-      "(g2 - xhat * (ggamma / m))"),
+    M("batchnorm-gradient-drops-mean-term", NORM, "(g2 - sum_g / m - xhat * (sum_gx / m))",
+      "(g2 - xhat * (sum_gx / m))"),
     M("lrn-backward-window-not-transposed", NORM, "_channel_window_sum(g * out / d, hi, lo)",
       "_channel_window_sum(g * out / d, lo, hi)"),
     M("dropout-keeps-draw-equal-to-p", NORM, "(draw >= p).astype", "(draw > p).astype",

@@ -47,7 +47,10 @@ __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_a
 NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct"),
          "dw": ("cols_t_dy", "dy_t_cols", "grouped", "depthwise"),
          "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
-SMALL_DW = 8192  # the rule's dy_t_cols bound on the dW result's size (bench/README.md)
+# The rule's dW orientation (`dy_t_orientation_pays`; measured 2026-12-03, bench/README.md).
+DT_MIN_K = 128  # dy_t_cols needs at least this many weight rows (kh·kw·c) ...
+DT_MAX_O = 8  # ... and at most this many output maps,
+LARGE_K, LARGE_K_MAX_O = 3072, 64  # or this many rows with up to this many output maps
 MIN_TUNE_MACS = 1 << 18  # smaller layers (about 0.1 ms) follow the rule: timing them would cost more than it saves
 
 
@@ -91,13 +94,37 @@ def use_rows(g) -> bool:
     return gw.s == 1 and rows_scratch_per_image(g) <= 2 * gh.out * gw.out * gh.k * gw.k * g.c
 
 
+def phases_inflation(g) -> float:
+    """The multiply-adds of the ``phases`` dx over col2im's: each phase convolves dy over every
+    pixel of its slice of dx, H·W/(sh·sw) pixels in all, where col2im spreads OH·OW. Near 1 with
+    'same' padding; large for a valid conv whose output is small against its input."""
+    gh, gw = g.geo
+    return gh.size * gw.size / (gh.s * gw.s * gh.out * gw.out)
+
+
 def phases_pays(g, numba: bool) -> bool:
-    """The rule's choice of the ``phases`` input gradient for a strided layer. Its columns of dy
-    copy KH·KW·C_out values per dy pixel (over all phases) where col2im adds KH·KW·C_in, so it
-    pays with more input maps than output maps: from C_in ≥ 2·C_out against the compiled col2im
-    adds, from 2·C_in ≥ C_out against NumPy's (measured, bench/README.md). Where the ``rows`` dx
-    applies (stride 1 along W) the rule keeps it: phases was not measured against it."""
-    return not use_rows(g) and (g.c >= 2 * g.o if numba else 2 * g.c >= g.o)
+    """The rule's choice of the ``phases`` input gradient for a strided layer. Per dy pixel, its
+    columns of dy copy KH·KW·C_out values, times `phases_inflation`, where col2im adds KH·KW·C_in.
+    So it pays from C_in ≥ r · inflation · C_out, with r = 2 against the compiled col2im adds
+    (4 with a 3-tap kernel, whose phases are 1- and 2-tap convs; 1 with a 1×1 kernel, whose one
+    phase is dy · Wᵀ itself) and r = 1/2 against NumPy's, and on outputs of at least 64 pixels,
+    below which the per-phase overhead dominates (measured, bench/README.md). Where the ``rows``
+    dx applies (stride 1 along W) the rule keeps it: phases was not measured against it."""
+    gh, gw = g.geo
+    if use_rows(g) or gh.out * gw.out < 64:
+        return False
+    taps = max(gh.k, gw.k)
+    r = (1 if taps == 1 else 4 if taps <= 3 else 2) if numba else 0.5
+    return g.c >= r * phases_inflation(g) * g.o
+
+
+def dy_t_orientation_pays(k_rows: int, o: int) -> bool:
+    """The rule's dW GEMM orientation: ``dy_t_cols`` ((dyᵀ copied) · cols) instead of colsᵀ · dy.
+    Its copy of dy costs M·O against the GEMM's M·K·O, and it is the better-shaped product only
+    with few output maps and many weight rows (K = kh·kw·c): K ≥ DT_MIN_K with O ≤ DT_MAX_O, or
+    K ≥ LARGE_K with O ≤ LARGE_K_MAX_O. Elsewhere colsᵀ · dy won, by up to 30× with O = 256 and
+    K ≤ 3 (the copy dominating), and by 2.1× on LeNet's C3 (bench/README.md)."""
+    return k_rows >= DT_MIN_K and (o <= DT_MAX_O or (k_rows >= LARGE_K and o <= LARGE_K_MAX_O))
 
 
 def _winograd_ok(g) -> bool:
@@ -126,10 +153,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     k_rows = gh.k * gw.k * (g.c // g.groups)
     if g.groups > 1:
         dw = ["grouped"]
-    elif (g.c == 1 and not is_pointwise(g)) or k_rows * g.o > SMALL_DW:
-        dw = ["cols_t_dy", "dy_t_cols"]
-    else:
+    elif dy_t_orientation_pays(k_rows, g.o) and not (g.c == 1 and not is_pointwise(g)):
         dw = ["dy_t_cols", "cols_t_dy"]
+    else:
+        dw = ["cols_t_dy", "dy_t_cols"]
     if is_pointwise(g):
         return {"forward": ["pointwise"], "dw": dw, "dx": ["pointwise"]}
     forward = ["im2col"]
@@ -161,7 +188,8 @@ def rule(g, dtype) -> ConvAlgorithm:
     else:
         why = "rule: im2col + GEMM"
     if w in ("cols_t_dy", "dy_t_cols"):
-        why += f"; dW {w} (dW result {'>' if w == 'cols_t_dy' else '<='} {SMALL_DW} values)"
+        why += f"; dW {w} ({'many weight rows, few output maps' if w == 'dy_t_cols' else 'the default'}:"
+        why += " dy_t_orientation_pays)"
     if x.startswith("rows"):
         why += f"; dx {x} (stride 1 along W, scratch within twice the columns)"
     elif x.startswith("col2im"):
