@@ -261,11 +261,19 @@ def test_real_process_train_one_epoch(tmp_path):
     assert bad.stderr.strip().startswith("featuremaps: error:") and len(bad.stderr.strip().splitlines()) == 1
 
 
+def _default_sigint():
+    """In the child: SIGINT back to its default. A shell without job control starts background
+    jobs (e.g. `pytest &`) with SIGINT ignored, their children inherit that, and Python then installs
+    no KeyboardInterrupt handler, so the signal this test sends would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_real_sigint_saves_and_exits_130_then_resumes(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "featuremaps", "train", "lenet5", "--epochs", "500",
                              "--limit", "64", "--batch-size", "16", "--no-plot", "--out", str(out)],
-                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     lines = []
     try:
         for line in proc.stderr:  # stderr is not a terminal: one line per epoch

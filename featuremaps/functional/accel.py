@@ -5,7 +5,9 @@ The NumPy path is the definition and the default without numba. Two kinds of ker
 * **Bit-identical replacements** (`_kernels`): max-pool over tiling windows with its gradient
   routing, the row windows, row adds and col2im block adds of the conv input gradient, tanh's
   backward and the plain-momentum SGD update. Each does the NumPy code's operations in its order,
-  so training results are bit-for-bit the same (tests/test_accel.py checks that identity).
+  so each step's result is bit-for-bit the same (tests/test_accel.py checks that identity). The
+  conv rule (`conv_algos.phases_pays`) may still pick another dx algorithm for a strided layer when
+  they are on, so two whole runs, with and without numba, agree to float rounding.
 * **Reordered sums** (`_fused`, through `_direct` and `featuremaps.nn.fused`): the direct conv and
   the fused inference plan (conv + bias + activation + max-pool). Since issue 12 the compiled path
   need not be bit-identical: it must agree with the NumPy path to float rounding, with a tolerance
