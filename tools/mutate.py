@@ -22,7 +22,7 @@ Exit status: 0 when every mutant is killed or has a reason; 1 when a survivor ha
 mutant's `old` no longer matches its file (stale), or a mutant with a reason is killed (the reason
 is out of date: drop it); 130 after Ctrl-C (the results so far are printed).
 
-Last full run (51 mutants, about 5 minutes here): 49 killed; the two survivors are the ones with a
+Last full run (54 mutants, about 5 minutes here, 2026-12-03): 52 killed; the two survivors are the ones with a
 `reason` below.
 """
 from __future__ import annotations
