@@ -169,7 +169,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     dx = []
     if use_rows(g):
         dx += ["rows_numba", "rows"] if numba else ["rows"]
-    dx += ["col2im_numba", "col2im"] if numba else ["col2im"]
+    if numba and g.c > 1:
+        dx += ["col2im_numba", "col2im"]
+    else:  # one input map: NumPy's block adds (whole (N, OH, OW) planes) beat the compiled ones' 1-value runs
+        dx += ["col2im", "col2im_numba"] if numba else ["col2im"]
     if gh.s > 1 or gw.s > 1:
         dx.insert(0 if phases_pays(g, numba) else len(dx), "phases")
     if wino and max(gh.lo, gh.hi, gw.lo, gw.hi) <= 2:
@@ -193,7 +196,7 @@ def rule(g, dtype) -> ConvAlgorithm:
     if x.startswith("rows"):
         why += f"; dx {x} (stride 1 along W, scratch within twice the columns)"
     elif x.startswith("col2im"):
-        why += f"; dx {x}"
+        why += f"; dx {x}" + (" (one input map: NumPy's adds)" if x == "col2im" and g.c == 1 else "")
     elif x == "phases":
         why += "; dx phases (strided, C_in/C_out past phases_pays' bound: one stride-1 conv of dy per phase)"
     return ConvAlgorithm(f, w, x, why)
