@@ -368,8 +368,8 @@ def random_report(args, idx, repeat):
     per_case = np.median(np.array(fm["per_round"]), axis=0)  # (cases,)
     print(f"featuremaps/torch f+b: median {np.median(per_case):.2f}, p90 {np.percentile(per_case, 90):.2f}, "
           f"max {per_case.max():.2f}")
-    print("worst five:")
-    for j in np.argsort(per_case)[::-1][:5]:
+    print("every layer, worst first:" if args.all else "worst five:")
+    for j in np.argsort(per_case)[::-1][:None if args.all else 5]:
         name, n, h, w, ci, co, k, s, p, kind = CASES[idx[j]]
         print(f"  {per_case[j]:5.2f}x  N={n} {h}x{w} {ci}->{co} k{k} s{s} p{p} {kind:<9} {fm['algos'][j]}")
     print(f"bar (with the fast extra): median <= 1.0: {'met' if np.median(per_case) <= 1.0 else 'NOT met'}; "
@@ -392,6 +392,7 @@ def main():
     ap.add_argument("--random", type=int, default=None, metavar="N",
                     help="time N conv layers drawn from the issue-12 distribution instead of the fixed suite")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --random draws (default 0)")
+    ap.add_argument("--all", action="store_true", help="with --random: list every layer, not only the worst five")
     ap.add_argument("--worker", choices=["fm", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--only-index", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
