@@ -326,46 +326,44 @@ def check(case):
     return max(errs)
 
 
-def _median_rounds(results):
-    """Merge several rounds of one library's worker results: each case's median over the rounds."""
-    out = results[0]
-    for j, row in enumerate(out["rows"]):
-        if row is not None:
-            for key in row:
-                row[key] = float(np.median([r["rows"][j][key] for r in results]))
+def _alternate(args, names: str, repeat: int) -> tuple[list, list]:
+    """Alternate featuremaps' and torch's worker processes for --rounds rounds: (fm results, torch results)."""
+    fms, ths = [], []
+    for r in range(max(1, args.rounds)):
+        print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
+        fms.append(run_worker("fm", names, repeat, args.threads, args.cpu_time, args.stat))
+        ths.append(run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat))
+    return fms, ths
+
+
+def _median_rounds(results: list) -> dict:
+    """One library's worker results over the rounds, each case's times their median (a new dict)."""
+    out = dict(results[0])
+    out["rows"] = [None if row is None else {key: float(np.median([r["rows"][j][key] for r in results]))
+                                            for key in row}
+                   for j, row in enumerate(results[0]["rows"])]
     if "gemm_gflops" in out:
         out["gemm_gflops"] = float(np.median([r["gemm_gflops"] for r in results]))
     return out
 
 
-def _round_ratios(fms, ths):
+def _round_ratios(fms: list, ths: list) -> list:
     """Each case's median over the rounds of that round's featuremaps/torch f+b ratio (None where fm has no row)."""
-    ratios = []
-    for j in range(len(fms[0]["rows"])):
-        if fms[0]["rows"][j] is None:
-            ratios.append(None)
-            continue
-        ratios.append(float(np.median([a["rows"][j]["fb"] / t["rows"][j]["fb"] for a, t in zip(fms, ths)])))
-    return ratios
+    def ratio(j: int) -> float:
+        return float(np.median([a["rows"][j]["fb"] / t["rows"][j]["fb"] for a, t in zip(fms, ths)]))
+    return [None if row is None else ratio(j) for j, row in enumerate(fms[0]["rows"])]
 
 
 def random_report(args, idx, repeat):
     """--random: the distribution of featuremaps/torch f+b ratios and the worst five shapes."""
-    names = ",".join(map(str, idx))
-    fm = None
-    for r in range(max(1, args.rounds)):
-        print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
-        a = run_worker("fm", names, repeat, args.threads, args.cpu_time, args.stat)
-        t = run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat)
-        ratios = [x["fb"] / y["fb"] for x, y in zip(a["rows"], t["rows"])]
-        fm = a if fm is None else fm
-        fm.setdefault("per_round", []).append(ratios)
+    fms, ths = _alternate(args, ",".join(map(str, idx)), repeat)
+    fm = fms[0]
     for b in fm["blas"]:
         print(f"BLAS: {b['internal_api']} {b['version']}, kernel {b['architecture']}, {b['num_threads']} threads")
     print(f"numba kernels: {'on' if fm.get('numba') else 'off'}; {args.random} layers, seed {args.seed}; "
           f"{'process CPU time' if args.cpu_time else 'wall time'}, {args.stat} of {repeat} repeats, "
           f"median of {max(1, args.rounds)} per-round ratio(s)")
-    per_case = np.median(np.array(fm["per_round"]), axis=0)  # (cases,)
+    per_case = np.array(_round_ratios(fms, ths))  # (cases,)
     print(f"featuremaps/torch f+b: median {np.median(per_case):.2f}, p90 {np.percentile(per_case, 90):.2f}, "
           f"max {per_case.max():.2f}")
     print("every layer, worst first:" if args.all else "worst five:")
@@ -415,11 +413,7 @@ def main():
     errors = []
     for i in idx:
         errors.append(check(CASES[i]))
-    fms, ths = [], []
-    for r in range(max(1, args.rounds)):
-        print(f"timing featuremaps, then torch (round {r + 1}) ...", flush=True)
-        fms.append(run_worker("fm", names, repeat, args.threads, args.cpu_time, args.stat))
-        ths.append(run_worker("torch", names, repeat, args.threads, args.cpu_time, args.stat))
+    fms, ths = _alternate(args, names, repeat)
     ratios = _round_ratios(fms, ths)
     fm, th = _median_rounds(fms), _median_rounds(ths)
     for b in fm["blas"]:
