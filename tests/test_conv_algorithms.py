@@ -256,8 +256,12 @@ def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, d
     assert conv_algos.dy_t_orientation_pays(k_rows, w_shape[3]) == (dw == "dy_t_cols")
     assert conv_algos.phases_pays(g, numba=True) == (dx == "phases")
     assert conv_algos.phases_pays(g, numba=False) == (dx_numpy == "phases")
-    if accel.numba_enabled():
+    was = accel.numba_enabled()
+    accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
+    try:
         assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx)
+    finally:
+        accel.use_numba(was)
     with accel.numba_disabled():
         assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx_numpy)
 

@@ -4,8 +4,8 @@ Every op takes ndarrays or `Tensor`s and returns the same kind. Each is one forw
 run by `featuremaps.tensor.apply`. Layouts are channels-last: activations (N, H, W, C), conv
 weights HWIO (KH, KW, C_in // groups, C_out). The conv formula and output-size rule are stated
 once, in `featuremaps.functional.conv`. With numba installed (the `fast` extra) some steps run as
-compiled kernels that agree with the NumPy path to float rounding; `use_numba(False)` / `numba_disabled()` turn them off
-(`featuremaps.functional.accel`).
+compiled kernels that agree with the NumPy path to float rounding; `use_numba(False)` /
+`numba_disabled()` turn them off (`featuremaps.functional.accel`).
 """
 from .arith import (abs, add, average, div, exp, log, matmul, max, maximum, mean, min, minimum, mul, neg, power, sqrt,
                     sub, sum)

@@ -151,9 +151,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
         return {"forward": ["depthwise"], "dw": ["depthwise"], "dx": ["depthwise"]}
     gh, gw = g.geo
     k_rows = gh.k * gw.k * (g.c // g.groups)
+    cols_transposed = g.c == 1 and not is_pointwise(g)  # conv._im2col builds colsᵀ for one input map
     if g.groups > 1:
         dw = ["grouped"]
-    elif dy_t_orientation_pays(k_rows, g.o) and not (g.c == 1 and not is_pointwise(g)):
+    elif dy_t_orientation_pays(k_rows, g.o) and not cols_transposed:
         dw = ["dy_t_cols", "cols_t_dy"]
     else:
         dw = ["cols_t_dy", "dy_t_cols"]
@@ -169,10 +170,9 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     dx = []
     if use_rows(g):
         dx += ["rows_numba", "rows"] if numba else ["rows"]
-    if numba and g.c > 1:
-        dx += ["col2im_numba", "col2im"]
-    else:  # one input map: NumPy's block adds (whole (N, OH, OW) planes) beat the compiled ones' 1-value runs
-        dx += ["col2im", "col2im_numba"] if numba else ["col2im"]
+    col2im = ["col2im_numba", "col2im"] if numba else ["col2im"]
+    # one input map: NumPy's block adds (whole (N, OH, OW) planes) beat the compiled ones' 1-value runs
+    dx += col2im[::-1] if g.c == 1 else col2im
     if gh.s > 1 or gw.s > 1:
         dx.insert(0 if phases_pays(g, numba) else len(dx), "phases")
     if wino and max(gh.lo, gh.hi, gw.lo, gw.hi) <= 2:
@@ -196,7 +196,7 @@ def rule(g, dtype) -> ConvAlgorithm:
     if x.startswith("rows"):
         why += f"; dx {x} (stride 1 along W, scratch within twice the columns)"
     elif x.startswith("col2im"):
-        why += f"; dx {x}" + (" (one input map: NumPy's adds)" if x == "col2im" and g.c == 1 else "")
+        why += f"; dx {x}" + (" (one input map: NumPy's adds)" if x == "col2im" and "col2im_numba" in c["dx"] else "")
     elif x == "phases":
         why += "; dx phases (strided, C_in/C_out past phases_pays' bound: one stride-1 conv of dy per phase)"
     return ConvAlgorithm(f, w, x, why)
