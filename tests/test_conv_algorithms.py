@@ -266,12 +266,43 @@ def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, d
         assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx_numpy)
 
 
+# (x shape, w shape, stride, padding, the rule's forward and dW with numba): the direct conv's bound,
+# `_direct.max_out_maps`, at the 2026-12-03 grid's edges (bench/README.md; time ratios direct / im2col).
+_DIRECT_LAYERS = [
+    ((32, 48, 48, 3), (5, 5, 3, 16), 2, 2, "direct"),  # 0.34
+    ((32, 48, 48, 3), (5, 5, 3, 32), 2, 2, "im2col"),  # 1.37
+    ((32, 48, 48, 1), (3, 3, 1, 3), 1, 1, "direct"),  # 0.76
+    ((32, 48, 48, 1), (3, 3, 1, 8), 1, 1, "im2col"),  # 1.47
+    ((32, 48, 48, 1), (7, 7, 1, 8), 1, 3, "direct"),  # 0.73
+    ((32, 48, 48, 1), (7, 7, 1, 16), 1, 3, "im2col"),  # 1.14
+    ((32, 48, 48, 8), (5, 5, 8, 8), 1, 2, "direct"),  # 0.72
+    ((32, 48, 48, 8), (5, 5, 8, 32), 1, 2, "im2col"),  # 1.18
+    ((64, 14, 14, 6), (5, 5, 6, 16), 1, 0, "im2col"),  # LeNet C3: c8 o16 0.92-1.36
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, forward", _DIRECT_LAYERS)
+def test_rule_takes_the_direct_conv_where_it_was_measured_to_win(x_shape, w_shape, stride, padding, forward):
+    g = _shape(x_shape, w_shape, dict(stride=stride, padding=padding, dilation=1, groups=1))
+    was = accel.numba_enabled()
+    accel.use_numba(True)
+    try:
+        a = conv_algos.rule(g, np.float32)
+        assert a.forward == forward and (a.dw == "direct") == (forward == "direct")
+        assert "direct" in conv_algos.candidates(g, np.float32)["forward"]  # offered to the autotuner either way
+    finally:
+        accel.use_numba(was)
+    with accel.numba_disabled():
+        assert "direct" not in conv_algos.candidates(g, np.float32)["forward"]
+
+
 def test_one_input_map_keeps_cols_t_dy():
     """With one input map the columns are built transposed (F-ordered), and colsᵀ · dy reads them
     as they lie, whatever `dy_t_orientation_pays` says of the sizes."""
     g = _shape((8, 64, 64, 1), (12, 12, 1, 4), dict(stride=1, padding=0, dilation=1, groups=1))
     assert conv_algos.dy_t_orientation_pays(144, 4)
-    assert conv_algos.candidates(g, np.float32)["dw"][0] == "cols_t_dy"
+    columns = [name for name in conv_algos.candidates(g, np.float32)["dw"] if name != "direct"]
+    assert columns[0] == "cols_t_dy"
 
 
 @settings(max_examples=20)
@@ -387,7 +418,12 @@ def test_real_trials_run_every_candidate(monkeypatch):
     conv_algos.use_autotune(True)
     g = _shape(*LAYER)
     runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
-    assert set(runs["forward"]) >= {"im2col", "winograd"} and set(runs["dw"]) == {"cols_t_dy", "dy_t_cols"}
+    direct = {"direct"} if accel.numba_enabled() else set()  # offered up to 16 input maps with numba
+    assert set(runs["forward"]) >= {"im2col", "winograd"} | direct
+    assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols"} | direct
+    for part in ("forward", "dw"):
+        for run in runs[part].values():
+            run()  # each trial runs as given
     a = conv_algorithm(*LAYER[:2], padding=1)
     assert (a.forward, a.dw, a.dx) == tuple(conv_algos.rule(g, np.float32)[:3])
     x, w, b = _data(LAYER[0], LAYER[1], np.float32)

@@ -108,20 +108,94 @@ def test_direct_conv_agrees_with_torch(case):
 def test_direct_conv_bad_arguments_are_named():
     x, w = np.zeros((1, 6, 6, 2), np.float32), np.zeros((3, 3, 2, 4), np.float32)
     with _numba_on():
-        with pytest.raises(ValueError, match=r"out must be \(n, oh, ow, o\) = \(1, 4, 4, 4\)"):
-            _direct.conv_forward(x, w, 1, 1, np.zeros((1, 3, 3, 4), np.float32))
+        with pytest.raises(ValueError, match=r"out must be \(n, oh, ow, o\) with \(oh, ow\) ≤ \(4, 4\)"):
+            _direct.conv_forward(x, w, 1, 1, np.zeros((1, 5, 4, 4), np.float32))
         with pytest.raises(ValueError, match="must share a dtype"):
             _direct.conv_forward(x, w.astype(np.float64), 1, 1, np.zeros((1, 4, 4, 4), np.float32))
         with pytest.raises(ValueError, match="C-contiguous"):
             _direct.conv_forward(x[:, ::2], w, 1, 1, np.zeros((1, 1, 4, 4), np.float32))
 
 
-def test_direct_conv_is_not_chosen_where_it_loses():
-    """MAX_TAPS encodes the measurement (it lost on every LeNet shape), and switching the kernels off
-    makes `pays` and `available` false."""
-    assert not _direct.pays(1, 5, 5, 20) and not _direct.pays(20, 5, 5, 50)
+def test_direct_conv_rule_encodes_the_measurement():
+    """`max_out_maps` is the measured bound (tests/test_conv_algorithms.py checks it on the grid's
+    layers); switching the kernels off makes `pays` and `available` false."""
+    with _numba_on():
+        assert _direct.pays(3, 5, 5, 16) and _direct.pays(1, 5, 5, 6) and _direct.pays(1, 3, 3, 4)
+        assert not _direct.pays(3, 5, 5, 32) and not _direct.pays(1, 3, 3, 8) and not _direct.pays(20, 5, 5, 1)
+        assert not _direct.pays(1, 1, 1, 1) and not _direct.pays(2, 3, 3, 4, groups=2)
+        assert _direct.weight_grad_pays(3, 5, 5, 16) and not _direct.weight_grad_pays(3, 5, 5, 32)
     with accel.numba_disabled():
-        assert not _direct.available() and not _direct.pays(1, 1, 1, 1)
+        assert not _direct.available() and not _direct.pays(1, 3, 3, 1)
+
+
+def _reference_dw(x, dy, w_shape, s, d):
+    """dW of the valid conv by the NumPy path (im2col + colsᵀ · dy), and Σ|terms|."""
+    def dw_of(xa, dya):
+        xt, wt = Tensor(xa), Tensor(np.zeros(w_shape, xa.dtype), requires_grad=True)
+        F.conv2d(xt, wt, stride=s, dilation=d).backward(dya)
+        return wt.grad
+    with accel.numba_disabled():
+        return dw_of(x, dy), dw_of(np.abs(np.nan_to_num(x, posinf=0, neginf=0)), np.abs(dy))
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_case(), st.booleans())
+def test_direct_weight_grad_agrees_with_numpy_path(case, two_threads):
+    """dW from the planes against the column path, to rounding over the n·oh·ow terms of each sum;
+    non-finite input gives None (the caller then takes the column path)."""
+    xs, ws, s, d, dtype, special, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    if special:
+        _sprinkle(x, rng)
+    y = np.empty(F.conv2d(x, np.zeros(ws, dtype), stride=s, dilation=d).shape, dtype)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    mp = pytest.MonkeyPatch()
+    if two_threads:
+        mp.setattr(threads_mod, "THREADS", 2)
+        mp.setattr(_direct, "MIN_MACS", 0)
+    try:
+        with _numba_on():
+            planes = _direct.conv_forward(x, rng.standard_normal(ws).astype(dtype), s, d, y)
+            got = _direct.weight_grad(planes, dy, ws)
+    finally:
+        mp.undo()
+    if special:
+        assert got is None
+        return
+    want, scale = _reference_dw(x, dy, ws, s, d)
+    _assert_close(got, want, scale, _rtol(dtype, dy.shape[0] * dy.shape[1] * dy.shape[2]), "direct dW")
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_case())
+def test_direct_weight_grad_agrees_with_torch(case):
+    torch = pytest.importorskip("torch")
+    xs, ws, s, d, _, _, seed = case
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)  # float64, the oracle's precision
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2))
+    wt = torch.from_numpy(w.transpose(3, 2, 0, 1).copy()).requires_grad_()
+    yt = torch.nn.functional.conv2d(xt, wt, stride=s, dilation=d)
+    dy = rng.standard_normal(yt.shape)
+    yt.backward(torch.from_numpy(dy))
+    dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+    y = np.empty(dy.shape)
+    with _numba_on():
+        got = _direct.weight_grad(_direct.conv_forward(x, w, s, d, y), dy, ws)
+    want = wt.grad.numpy().transpose(2, 3, 1, 0)
+    _, scale = _reference_dw(x, dy, ws, s, d)
+    _assert_close(got, np.ascontiguousarray(want), scale, _rtol(np.float64, dy.size // dy.shape[3]), "vs torch")
+
+
+def test_direct_weight_grad_bad_arguments_are_named():
+    x, w = np.zeros((1, 6, 6, 2), np.float32), np.zeros((3, 3, 2, 4), np.float32)
+    with _numba_on():
+        planes = _direct.conv_forward(x, w, 1, 1, np.zeros((1, 4, 4, 4), np.float32))
+        with pytest.raises(ValueError, match=r"dy must be float32 \(1, 4, 4, 4\)"):
+            _direct.weight_grad(planes, np.zeros((1, 4, 4, 3), np.float32), w.shape)
+        with pytest.raises(ValueError, match="must be a 4-D float32/float64 ndarray"):
+            _direct.weight_grad(planes, [[1.0]], w.shape)
 
 
 @settings(max_examples=60, deadline=None)

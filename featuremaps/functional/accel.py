@@ -9,6 +9,7 @@ The NumPy path is the definition and the default without numba. Two kinds of ker
   conv rule (`conv_algos.phases_pays`) may still pick another dx algorithm for a strided layer when
   they are on, so two whole runs, with and without numba, agree to float rounding.
 * **Reordered sums** (`_fused`, through `_direct` and `featuremaps.nn.fused`): the direct conv and
+  its weight gradient (the rule's choice for few input and output maps, `_direct.pays`), and
   the fused inference plan (conv + bias + activation + max-pool). Since issue 12 the compiled path
   need not be bit-identical: it must agree with the NumPy path to float rounding, with a tolerance
   derived from the dtype and the reduction length and never looser than rtol 1e-5 (float32) /
@@ -19,8 +20,8 @@ They are used when numba is installed (`pip install 'featuremaps[fast]'`) and no
 ``FEATUREMAPS_NUMBA=0`` or `use_numba(False)`. They are compiled on first use (a few seconds, then
 cached on disk by numba's ``cache=True``) and split the batch over two threads
 (`featuremaps.functional.threads`). Tried and dropped because NumPy was as fast or faster: the
-im2col copies, the channel-major row adds, and (so far) the direct conv on LeNet's shapes
-(`_direct.MAX_TAPS`). `bench/train_mnist.py` and `bench/ops.py` measure what they are worth.
+im2col copies and the channel-major row adds. `bench/train_mnist.py` and `bench/ops.py` measure
+what they are worth.
 """
 from __future__ import annotations
 

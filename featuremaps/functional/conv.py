@@ -681,8 +681,11 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
     elif algo.forward == "direct":
         from . import _direct
         xp = _pad(np.ascontiguousarray(x), g)
-        _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y)
+        planes = _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y, b)
+        b = None  # added in the kernel's pass
         _pool.give(xp)
+        if keep_cols and algo.dw == "direct":
+            kept = (planes, None)  # dW reads the planes instead of a column matrix
     else:
         chunks = _batch_chunks(g, x.itemsize)
         y2d = y.reshape(g.m, g.o)  # (n*oh*ow, o)
@@ -713,16 +716,24 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
     algo = algo or _select(g, dy.dtype, need_w)
     cols, kept_buf = kept if kept is not None else (None, None)
     dx = dw = db = None
+    if need_w and algo.dw == "direct":
+        dw = _direct_weight_grad(x, dy, w.shape, g, cols)
+        if dw is None:  # non-finite input: the reference's column path
+            algo = algo._replace(dw="cols_t_dy")
+        need_w = False if dw is not None else need_w
+    if cols is not None and not isinstance(cols, np.ndarray):  # the direct conv's planes: no columns kept
+        cols = None
     if algo.dx == "winograd" and need_x:  # one chunk: winograd is not offered under a workspace cap
         dx = np.empty((g.n, *g.geo.size_hw, g.c), dy.dtype)
         with np.errstate(invalid="ignore", over="ignore"):  # a non-finite result is redone just below
             winograd.conv_input_grad(dy, w, g.geo.pads, dx, _pool.take, _pool.give)
         if not np.isfinite(dx.sum()):  # as in `_conv`: non-finite values take the reference path
             ref = algo._replace(dx=conv_algos.rule(g, dy.dtype).dx)
-            return _conv_grads(x, w, dy, g, True, need_w, kept, need_b, ref)
+            dx, dw_, db = _conv_grads(x, w, dy, g, True, need_w, kept, need_b, ref)
+            return dx, (dw if dw_ is None else dw_), db
         if not need_w:
             _pool.give(kept_buf)
-            return dx, None, (_bias_grad(dy.reshape(-1, g.o)) if need_b else None)  # (n*oh*ow, o)
+            return dx, dw, (_bias_grad(dy.reshape(-1, g.o)) if need_b else None)  # (n*oh*ow, o)
         need_x = False
     if _is_depthwise(g):
         dx = _dw_input_grad(dy, w, g) if need_x else None
@@ -763,6 +774,17 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
     return dx, dw, db
 
 
+def _direct_weight_grad(x, dy, w_shape: tuple, g: _Shape, kept):
+    """dW by the direct kernel, from the forward's planes when it kept them (`kept`), else from x;
+    None when x holds NaN or ±inf (`_direct.weight_grad`)."""
+    from . import _direct
+    if not isinstance(kept, _direct.Planes):
+        xp = _pad(np.ascontiguousarray(x), g)
+        kept = _direct.planes(xp, g.geo.kernel, g.geo.stride, g.geo.dilation, g.geo.out_hw)
+        _pool.give(xp)
+    return _direct.weight_grad(kept, dy, w_shape)
+
+
 # --------------------------------------------------------------------------------------------
 # What the autotuner times, and the public record of the choice
 # --------------------------------------------------------------------------------------------
@@ -782,7 +804,7 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
     def forward(name: str):
         def run() -> None:
             _, _, buf = _conv(x, w, g, train, algo=base._replace(forward=name))
-            if train and name in ("winograd", "direct"):
+            if train and (name == "winograd" or (name == "direct" and "direct" not in allowed["dw"])):
                 xp = _pad(x, g)
                 buf = _im2col(xp, g)[1]
                 _pool.give(xp)
@@ -790,6 +812,8 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
         return run
 
     def weight(cols: np.ndarray, name: str):
+        if name == "direct":  # from x: its planes are built inside the timing, as the columns are not
+            return lambda: _direct_weight_grad(x, dy, w.shape, g, None)
         return lambda: _weight_grad(cols, dy.reshape(g.m, g.o), w.shape, g.groups, name)  # (n*oh*ow, o)
 
     def input_grad(name: str):
@@ -883,7 +907,7 @@ def _conv2d_backward(ctx, dy, needs):
     g, mask = ctx["g"], ctx["mask"]
     dy = np.ascontiguousarray(dy)
     need_b = len(needs) == 3 and needs[2]
-    kept = (ctx["cols"], ctx["buf"]) if ctx["buf"] is not None else None
+    kept = (ctx["cols"], ctx["buf"]) if ctx["cols"] is not None else None  # columns, or the direct conv's planes
     ctx["cols"] = ctx["buf"] = None  # the kept column matrix goes back to the pool; a second backward recomputes it
     dx, dw, db = _conv_grads(ctx["x"], ctx["w"], dy, g, needs[0], needs[1], kept, need_b, ctx["algo"])
     if dw is not None and ctx["blocks"]:  # grouped dW back into the (KH, KW, C, O) table layout
@@ -952,7 +976,7 @@ def _convt_backward(ctx, dy, needs):
     if needs[0]:
         dx, cols, buf = _conv(dy, w, g, keep_cols=needs[1])
     if needs[1]:
-        dw = _conv_grads(dy, w, x, g, False, True, (cols, buf) if buf is not None else None)[1]
+        dw = _conv_grads(dy, w, x, g, False, True, (cols, buf) if cols is not None else None)[1]
     grads = [dx, dw]
     if len(needs) == 3:
         grads.append(_bias_grad(dy.reshape(-1, g.c)) if needs[2] else None)  # (n*h*w, c_out)

@@ -6,9 +6,11 @@ the im2col reference; tests/test_conv_algorithms.py):
 * forward — ``im2col`` (columns + one GEMM), ``pointwise`` (1×1, stride 1, no padding: x itself is
   the column matrix), ``depthwise`` (one einsum over the window view), ``winograd`` (F(2×2, 3×3),
   3×3 stride 1 dilation 1 one group; `featuremaps.functional.winograd`), ``direct`` (the compiled
-  direct conv of `featuremaps.functional._direct`, few input maps, when numba is on);
+  direct conv of `featuremaps.functional._direct`, no column matrix; offered up to 16 input maps
+  when numba is on, and the rule's choice where `_direct.pays`);
 * dW — ``cols_t_dy`` (colsᵀ · dy) or ``dy_t_cols`` ((dyᵀ copied) · cols, transposed): the same
-  GEMM in the two orientations BLAS runs at different speeds; ``grouped`` and ``depthwise``;
+  GEMM in the two orientations BLAS runs at different speeds; ``direct`` (from the direct conv's
+  phase planes, no column matrix; `_direct.weight_grad_pays`); ``grouped`` and ``depthwise``;
 * dx — ``rows`` (row windows of dy, one GEMM, KH shifted adds; stride 1 along W), ``col2im``
   (dcols = dy · Wᵀ, then the KH·KW block adds), each also as ``rows_numba`` / ``col2im_numba`` with
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
@@ -25,7 +27,7 @@ the process and in the on-disk cache of `featuremaps.functional.autotune` (per s
 machine and library versions). Timing happens once per shape and machine: a few runs of each
 candidate, typically well under a second; layers under `MIN_TUNE_MACS` multiply-adds are not
 timed (the rule decides). With autotuning off, `rule` decides from the shape
-alone (the choices made before autotuning existed; winograd and direct are then never picked).
+alone (measured rules; winograd is then never picked).
 `use_conv_algorithm` forces a choice (tests, experiments). Runs of one path are bit-identical run
 to run; two processes that tuned differently (an empty cache) may differ in the last bits.
 """
@@ -45,12 +47,13 @@ __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_a
            "autotune_enabled"]
 
 NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct"),
-         "dw": ("cols_t_dy", "dy_t_cols", "grouped", "depthwise"),
+         "dw": ("cols_t_dy", "dy_t_cols", "direct", "grouped", "depthwise"),
          "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
 # The rule's dW orientation (`dy_t_orientation_pays`; measured 2026-12-03, bench/README.md).
 DT_MIN_K = 128  # dy_t_cols needs at least this many weight rows (kh·kw·c) ...
 DT_MAX_O = 8  # ... and at most this many output maps,
 LARGE_K, LARGE_K_MAX_O = 3072, 64  # or this many rows with up to this many output maps
+DIRECT_OFFER_C = 16  # the direct conv and its dW are offered up to this many input maps (the rule: `_direct.pays`)
 MIN_TUNE_MACS = 1 << 18  # smaller layers (about 0.1 ms) follow the rule: timing them would cost more than it saves
 
 
@@ -164,9 +167,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     wino = _winograd_ok(g)
     if wino:
         forward.append("winograd")
-    d = _direct() if g.groups == 1 and dtype in accel._DTYPES else None
-    if d is not None and d.pays(g.c, gh.k, gw.k, g.o, g.groups):
-        forward.append("direct")
+    d = _direct() if g.groups == 1 and dtype in accel._DTYPES and g.c <= DIRECT_OFFER_C else None
+    if d is not None:  # offered to the autotuner (and to use_conv_algorithm); the rule takes it where it pays
+        forward.insert(0 if d.pays(g.c, gh.k, gw.k, g.o) else len(forward), "direct")
+        dw.insert(0 if d.weight_grad_pays(g.c, gh.k, gw.k, g.o) else len(dw), "direct")
     dx = []
     if use_rows(g):
         dx += ["rows_numba", "rows"] if numba else ["rows"]
@@ -188,9 +192,13 @@ def rule(g, dtype) -> ConvAlgorithm:
         why = "rule: 1x1 stride 1 unpadded -> plain GEMM on x"
     elif f == "depthwise":
         why = "rule: depthwise (groups == C_in) -> einsum over the windows"
+    elif f == "direct":
+        why = "rule: direct compiled conv (few input and output maps: _direct.pays)"
     else:
         why = "rule: im2col + GEMM"
-    if w in ("cols_t_dy", "dy_t_cols"):
+    if w == "direct":
+        why += "; dW direct (from the input's phase planes: _direct.weight_grad_pays)"
+    elif w in ("cols_t_dy", "dy_t_cols"):
         why += f"; dW {w} ({'many weight rows, few output maps' if w == 'dy_t_cols' else 'the default'}:"
         why += " dy_t_orientation_pays)"
     if x.startswith("rows"):
