@@ -693,6 +693,10 @@ class _PathSpy:
         def col2im_rows(*a):
             self.rows += 1
             return real_rows(*a)
+        from featuremaps.functional import conv_algos
+        # the column path's thresholds are under test; the direct conv's threads are tests/test_fused.py's
+        mp.setattr(conv_algos, "_direct", lambda: None)
+        conv_algos.clear()
         mp.setattr(conv_mod, "in_threads", in_threads)
         mp.setattr(conv_mod, "_batch_chunks", batch_chunks)
         mp.setattr(conv_mod, "_col2im_rows", col2im_rows)

@@ -114,7 +114,7 @@ def planes(xp: np.ndarray, kernel, stride, dilation, out_hw) -> Planes:
         raise ValueError(f"_direct.planes: an output of {(oh, ow)} does not fit xp {xp.shape} with kernel "
                          f"{(kh, kw)}, stride {(sh, sw)}, dilation {(dh, dw)}")
     hq, wq = -(-hp // sh), -(-wp // sw)
-    hq = max(hq, oh + (kh - 1) * dh // sh + 1)  # one zero row past the last tap: the full-width runs stay inside
+    hq = max(hq, oh + (dilated_span(kh, dh) - 1) // sh + 1)  # a zero row past the last tap: runs stay inside
     x = np.zeros((n, c, sh, sw, hq, wq), xp.dtype)
     for a in range(sh):
         for b in range(sw):
