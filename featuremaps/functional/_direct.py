@@ -15,7 +15,7 @@ The direct conv adds its terms in (p, q, c) order, eight taps at a time, and dW'
 reassociated dot products, instead of the GEMM's blocked order, so both agree with the NumPy path
 to float rounding, not bit for bit. `available()` is False without numba or with the kernels
 switched off (`use_numba(False)`, FEATUREMAPS_NUMBA=0): callers then take the NumPy path.
-`pays(...)` and `weight_grad_pays(...)` are the measured rule for when they beat im2col + GEMM
+`pays(...)` is the measured rule for when they beat im2col + GEMM
 (bench/README.md has the figures).
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ from . import accel, threads
 from .window import dilated_span
 
 __all__ = ["available", "Planes", "planes", "conv_forward", "weight_grad", "pool_bias", "pays",
-           "weight_grad_pays", "max_out_maps", "MAX_O", "MIN_MACS"]
+           "max_out_maps", "MAX_O", "MIN_MACS"]
 
-# The rule (`pays`, `weight_grad_pays`): the most output maps for which the direct conv beats
+# The rule (`pays`): the most output maps for which the direct conv beats
 # im2col + GEMM, by input maps. Measured 2026-12-03 (bench/README.md: N=32, 48², k 3/5/7, stride 1/2,
 # forward + dW): with few input maps the column matrix costs more to write than the GEMM saves, and
 # the direct conv builds none (3 → 3 to 3 → 16: 0.15–0.9× the time); with many output maps its
@@ -67,14 +67,10 @@ def max_out_maps(c: int, taps: int) -> int:
 
 
 def pays(c: int, kh: int, kw: int, o: int, groups: int = 1) -> bool:
-    """Whether the rule puts the direct conv forward before im2col + GEMM for a (kh, kw, c → o) layer:
-    one group, not 1×1, at most `max_out_maps(c, kh·kw)` output maps (see MAX_O)."""
+    """Whether the rule puts the direct conv, forward and dW (measured together), before im2col +
+    GEMM for a (kh, kw, c → o) layer: one group, not 1×1, at most `max_out_maps(c, kh·kw)` output
+    maps (see MAX_O)."""
     return available() and groups == 1 and kh * kw > 1 and o <= max_out_maps(c, kh * kw)
-
-
-def weight_grad_pays(c: int, kh: int, kw: int, o: int, groups: int = 1) -> bool:
-    """The same bound for the weight gradient from the planes (`weight_grad`)."""
-    return pays(c, kh, kw, o, groups)
 
 
 def _kernels():

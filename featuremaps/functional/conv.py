@@ -81,7 +81,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ..tensor import Tensor, apply, as_array
-from . import accel, conv_algos, winograd
+from . import _direct, accel, conv_algos, winograd
 from .conv_algos import ConvAlgorithm
 from .conv_algos import is_depthwise as _is_depthwise, is_pointwise as _pointwise, use_rows as _use_rows
 from .conv_algos import rows_scratch_per_image as _rows_scratch_per_image
@@ -679,7 +679,6 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
         if not np.isfinite(y.sum()):  # NaN/inf (or overflow): its transforms turn ±inf into NaN; redo as the reference
             return _conv(x, w, g, keep_cols, b, algo._replace(forward="im2col"))
     elif algo.forward == "direct":
-        from . import _direct
         xp = _pad(np.ascontiguousarray(x), g)
         planes = _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y, b)
         b = None  # added in the kernel's pass
@@ -718,10 +717,9 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
     dx = dw = db = None
     if need_w and algo.dw == "direct":
         dw = _direct_weight_grad(x, dy, w.shape, g, cols)
-        if dw is None:  # non-finite input: the reference's column path
-            algo = algo._replace(dw="cols_t_dy")
-        need_w = False if dw is not None else need_w
-    if cols is not None and not isinstance(cols, np.ndarray):  # the direct conv's planes: no columns kept
+        need_w = dw is None  # None: non-finite input, which takes the column path below
+        algo = algo._replace(dw="cols_t_dy") if need_w else algo
+    if isinstance(cols, _direct.Planes):  # the direct conv's planes: no columns kept
         cols = None
     if algo.dx == "winograd" and need_x:  # one chunk: winograd is not offered under a workspace cap
         dx = np.empty((g.n, *g.geo.size_hw, g.c), dy.dtype)
@@ -777,7 +775,6 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
 def _direct_weight_grad(x, dy, w_shape: tuple, g: _Shape, kept):
     """dW by the direct kernel, from the forward's planes when it kept them (`kept`), else from x;
     None when x holds NaN or ±inf (`_direct.weight_grad`)."""
-    from . import _direct
     if not isinstance(kept, _direct.Planes):
         xp = _pad(np.ascontiguousarray(x), g)
         kept = _direct.planes(xp, g.geo.kernel, g.geo.stride, g.geo.dilation, g.geo.out_hw)
@@ -804,7 +801,7 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
     def forward(name: str):
         def run() -> None:
             _, _, buf = _conv(x, w, g, train, algo=base._replace(forward=name))
-            if train and (name == "winograd" or (name == "direct" and "direct" not in allowed["dw"])):
+            if train and name == "winograd":  # direct keeps its planes for the direct dW, offered alongside
                 xp = _pad(x, g)
                 buf = _im2col(xp, g)[1]
                 _pool.give(xp)

@@ -10,7 +10,7 @@ the im2col reference; tests/test_conv_algorithms.py):
   when numba is on, and the rule's choice where `_direct.pays`);
 * dW — ``cols_t_dy`` (colsᵀ · dy) or ``dy_t_cols`` ((dyᵀ copied) · cols, transposed): the same
   GEMM in the two orientations BLAS runs at different speeds; ``direct`` (from the direct conv's
-  phase planes, no column matrix; `_direct.weight_grad_pays`); ``grouped`` and ``depthwise``;
+  phase planes, no column matrix; with the direct forward, where `_direct.pays`); ``grouped`` and ``depthwise``;
 * dx — ``rows`` (row windows of dy, one GEMM, KH shifted adds; stride 1 along W), ``col2im``
   (dcols = dy · Wᵀ, then the KH·KW block adds), each also as ``rows_numba`` / ``col2im_numba`` with
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
@@ -168,9 +168,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     if wino:
         forward.append("winograd")
     d = _direct() if g.groups == 1 and dtype in accel._DTYPES and g.c <= DIRECT_OFFER_C else None
-    if d is not None:  # offered to the autotuner (and to use_conv_algorithm); the rule takes it where it pays
-        forward.insert(0 if d.pays(g.c, gh.k, gw.k, g.o) else len(forward), "direct")
-        dw.insert(0 if d.weight_grad_pays(g.c, gh.k, gw.k, g.o) else len(dw), "direct")
+    if d is not None:  # offered to the autotuner (and to use_conv_algorithm); the rule takes both where they pay
+        first = d.pays(g.c, gh.k, gw.k, g.o)
+        forward.insert(0 if first else len(forward), "direct")
+        dw.insert(0 if first else len(dw), "direct")
     dx = []
     if use_rows(g):
         dx += ["rows_numba", "rows"] if numba else ["rows"]
@@ -197,7 +198,7 @@ def rule(g, dtype) -> ConvAlgorithm:
     else:
         why = "rule: im2col + GEMM"
     if w == "direct":
-        why += "; dW direct (from the input's phase planes: _direct.weight_grad_pays)"
+        why += "; dW direct (from the input's phase planes: _direct.pays)"
     elif w in ("cols_t_dy", "dy_t_cols"):
         why += f"; dW {w} ({'many weight rows, few output maps' if w == 'dy_t_cols' else 'the default'}:"
         why += " dy_t_orientation_pays)"
