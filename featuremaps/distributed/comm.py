@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Sequence
 
@@ -43,6 +44,7 @@ _PING_WAIT = 5.0  # seconds to wait for the answers to the pings after a timeout
 # `_SPIN` s, which covers the ranks' step-to-step imbalance, then sleeps at most `_MAX_PAUSE` s a poll
 # (a long wait: rank 0 validating at the end of an epoch).
 _SPIN = 0.05
+_ABORT_GRACE = 0.5  # seconds for the launcher to forward the last output before MPI_Abort
 _MAX_PAUSE = 0.001
 
 
@@ -246,5 +248,15 @@ class Communicator:
         self._wait(self._world.Ibarrier(), what)
 
     def abort(self, code: int = 1) -> None:
-        """End every rank of the job at once (after an error that the others cannot see)."""
+        """End every rank of the job at once (after an error that the others cannot see).
+
+        This rank's stdout and stderr are flushed first, and the launcher is given `_ABORT_GRACE` s
+        to forward them: MPI_Abort ends the launcher's I/O forwarding with the processes, so without
+        the pause the error message printed just before can be lost (seen under load in CI)."""
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):  # closed or replaced streams
+                pass
+        time.sleep(_ABORT_GRACE)
         self._world.Abort(code)
