@@ -112,6 +112,14 @@ def _contiguous(a) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy()  # (np.ascontiguousarray would make a 0-d array 1-d)
 
 
+def _without_initializers(model):
+    """A copy of a model this module parsed, without its initializers (which are then arrays). The
+    parsed bytes live as long as any part of the message does (protobuf frees a message's memory as
+    one block), so dropping the old model halves the weights' memory while a model is loaded."""
+    model.graph.ClearField("initializer")
+    return type(model).FromString(model.SerializeToString())
+
+
 class Program:
     """A parsed, checked ONNX graph, ready to run many times (weights converted once and cached)."""
 
@@ -131,15 +139,18 @@ class Program:
     def _read(self, model_or_path) -> None:
         import onnx
         model, self.base_dir = parse(model_or_path)
+        owned = model is not model_or_path  # parsed here from a path or bytes: no one else holds it
         if model.functions:  # the dynamo exporter's local functions
             from onnx import inliner
-            model = inliner.inline_local_functions(model)
+            model, owned = inliner.inline_local_functions(model), True
+        self.arrays = self._initializers(model.graph)
+        if owned:
+            model = _without_initializers(model)
         g = model.graph
         opset = _opset(model)
-        self.inits = {t.name: t for t in g.initializer}
-        self.inputs = [i for i in g.input if i.name not in self.inits]
+        self.inputs = [i for i in g.input if i.name not in self.arrays]
         self.outputs = [o.name for o in g.output]
-        known = set(self.inits) | {i.name for i in g.input}
+        known = set(self.arrays) | {i.name for i in g.input}
         order = topo_order(g, known)
         self.plan = _plan(order.nodes, opset, onnx)
         keep = set(self.outputs)
@@ -148,18 +159,26 @@ class Program:
             if name and name not in keep:
                 self._dead[k].append(name)
         self.attrs = [_attrs(n, node_label(n, i), onnx) for i, (n, _, _) in enumerate(self.plan)]
-        total, self.arrays = 0, {}
-        for name, t in self.inits.items():  # every initializer checked against the budget first
-            self.arrays[name] = to_array(t, f"initializer {name!r}", self.base_dir, self.max_bytes)
-            total += self.arrays[name].nbytes
-            if total > self.max_bytes:
-                raise ONNXError(f"the initializers need more than the memory budget of {self.max_bytes:,} bytes "
-                                f"(reached at {name!r}); pass max_bytes=... to allow more, or "
-                                f"{limits.how_to_raise('max_tensor_bytes')}")
         for o in self.outputs:
             if o not in known and not any(o in n.output for n, _, _ in self.plan):
                 raise ONNXError(f"graph output {o!r} is produced by no node (is the file truncated?)")
         self._cache = {}
+
+    def _initializers(self, g) -> dict:
+        """Every initializer as an array, each checked against the budget before it is read."""
+        total, arrays = 0, {}
+        for t in g.initializer:
+            arrays[t.name] = to_array(t, f"initializer {t.name!r}", self.base_dir, self.max_bytes)
+            total += arrays[t.name].nbytes
+            if total > self.max_bytes:
+                raise ONNXError(f"the initializers need more than the memory budget of {self.max_bytes:,} bytes "
+                                f"(reached at {t.name!r}); pass max_bytes=... to allow more, or "
+                                f"{limits.how_to_raise('max_tensor_bytes')}")
+        return arrays
+
+    def drop_converted(self) -> None:
+        """Forget the converted weights `cached` holds (`load` builds layers of its own from the arrays)."""
+        self._cache.clear()
 
     def cached(self, name: str, kind: str, a: np.ndarray, convert):
         """convert(a), remembered per initializer `name` (so a weight is transposed once)."""

@@ -199,6 +199,7 @@ def load(model_or_path, *, input_shape=None, max_bytes=DEFAULT_MAX_BYTES):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
         feeds[vi.name] = rng.standard_normal(feeds_shape[vi.name]).astype(dtype)
     shapes, consts = _evaluate(prog, feeds, dyn)
+    prog.drop_converted()  # the run's HWIO weights: the layers get their own below (peak memory)
     taken = set()
     input_names, input_shape_of = {}, {}
     b = Builder(consts, shapes, taken)
