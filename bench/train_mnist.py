@@ -21,10 +21,10 @@ Figures per process:
 The machine is shared, so the speed ratios come from separate short runs (2 epochs each, training
 and inference timed as above) that alternate featuremaps and torch `--speed-rounds` times; each
 round gives a ratio of two neighbouring runs and the median ratio is reported. Peak RSS comes from
-the full 10-epoch runs. With numba installed (the `fast` extra) featuremaps runs its bit-identical
-compiled kernels, and each round also times the pure NumPy path (FEATUREMAPS_NUMBA=0). Each round
-also prints the images/s lenet's GEMMs alone would allow (`_lenet_gemms`, back to back, nothing
-else): a ceiling for anything built on NumPy's BLAS.
+the full 10-epoch runs. With numba installed (the `fast` extra) featuremaps runs its compiled
+kernels (equal to the NumPy path to float rounding), and each round also times the pure NumPy
+path (FEATUREMAPS_NUMBA=0). Each round also prints the images/s lenet's GEMMs alone would allow
+(`_lenet_gemms`, back to back, nothing else): a ceiling for anything built on NumPy's BLAS.
 The PyTorch peer trains the same LeNet (conv 20@5×5, pool, tanh, conv 50@5×5, pool, tanh, dense
 500, tanh, dense 10; NCHW) with torch.optim.SGD + CosineAnnealingLR on the same batches: the same
 `epoch_order`, the same shifts (`featuremaps.data.random_shift` with the same per-batch generators)
