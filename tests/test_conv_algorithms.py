@@ -296,6 +296,90 @@ def test_rule_takes_the_direct_conv_where_it_was_measured_to_win(x_shape, w_shap
         assert "direct" not in conv_algos.candidates(g, np.float32)["forward"]
 
 
+# (x shape, w shape, padding, the rule's forward and dW): the per-tap conv's bound, `taps.pays`, at the
+# 2026-12-04 measurements (bench/README.md; forward and dW time, taps / im2col + the rule's dW).
+_TAPS_LAYERS = [
+    ((1, 69, 69, 256), (7, 7, 256, 16), 3, "taps"),  # 0.39, 0.41
+    ((32, 28, 28, 128), (3, 3, 128, 16), 1, "taps"),  # 0.5-0.6, 0.6-0.9
+    ((8, 32, 32, 64), (3, 3, 64, 8), 1, "taps"),  # 0.57, 0.62
+    ((32, 16, 16, 256), (3, 3, 256, 32), 1, "taps"),  # 0.70, 0.75
+    ((8, 56, 56, 64), (3, 3, 64, 64), 1, "im2col"),  # 0.95, 0.97: more output maps than half the inputs
+    ((4, 64, 64, 128), (3, 3, 128, 128), 1, "im2col"),  # 1.05, 1.11
+    ((8, 48, 48, 32), (7, 7, 32, 16), 3, "im2col"),  # 1.46, 0.74: under 64 input maps, mixed
+    ((64, 12, 12, 20), (5, 5, 20, 50), 0, "im2col"),  # LeNet's C4 (conv2): 3.0, 2.8 (inflation 2.25)
+    ((16, 8, 8, 128), (5, 5, 128, 8), 0, "im2col"),  # a valid 5×5 on 8²: inflation 4
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, forward", _TAPS_LAYERS)
+def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_shape, padding, forward):
+    g = _shape(x_shape, w_shape, dict(stride=1, padding=padding, dilation=1, groups=1))
+    for numba in (True, False):  # pure NumPy: the same rule with or without the compiled kernels
+        with accel.numba_disabled() if not numba else conv_algos.use_conv_algorithm():
+            a = conv_algos.rule(g, np.float32)
+            assert a.forward == forward and (a.dw == "taps") == (forward == "taps"), a
+            assert "taps" in conv_algos.candidates(g, np.float32)["forward"]  # offered to the autotuner either way
+            assert ("taps" in a.why) == (forward == "taps")
+
+
+@pytest.mark.parametrize("x_shape, w_shape, opts", [
+    ((2, 9, 9, 4), (3, 3, 4, 4), dict(stride=2, padding=1, dilation=1, groups=1)),  # strided
+    ((2, 9, 9, 4), (3, 3, 2, 4), dict(stride=1, padding=1, dilation=1, groups=2)),  # grouped
+    ((2, 9, 9, 1), (3, 3, 1, 4), dict(stride=1, padding=1, dilation=1, groups=1)),  # one input map
+    ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # one tap
+])
+def test_per_tap_conv_is_not_offered_where_it_cannot_run(x_shape, w_shape, opts):
+    allowed = conv_algos.candidates(_shape(x_shape, w_shape, opts), np.float32)
+    assert "taps" not in allowed["forward"] and "taps" not in allowed["dw"]
+
+
+def test_per_tap_conv_is_not_offered_under_a_workspace_cap():
+    """Its accumulator and flat dy are whole-batch scratch: a cap is honoured by the chunked paths."""
+    g = _shape((8, 32, 32, 64), (3, 3, 64, 8), dict(stride=1, padding=1, dilation=1, groups=1))
+    with conv_mod.workspace_limit(1 << 20):
+        assert "taps" not in conv_algos.candidates(g, np.float32)["forward"]
+        assert conv_algos.rule(g, np.float32).forward == "im2col"
+    assert conv_algos.rule(g, np.float32).forward == "taps"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opts", [dict(stride=1, padding=((2, 0), (1, 3)), dilation=(2, 1), groups=1),
+                                  dict(stride=1, padding="valid", dilation=1, groups=1)])
+def test_per_tap_conv_in_many_blocks_matches_torch(monkeypatch, dtype, opts):
+    """The forward in blocks of 64 rows with a short last block, the flat grid's dropped rows at
+    both edges of each image, dilation and uneven padding; against torch and the reference."""
+    from featuremaps.functional import taps
+    monkeypatch.setattr(taps, "BLOCK_BYTES", 1)  # 64 rows per block (the least)
+    x_shape, w_shape = (3, 10, 13, 24), (3, 4, 24, 5)
+    g = _shape(x_shape, w_shape, opts)
+    assert taps._rows(g) > 5 * 64 and taps._rows(g) % 64
+    x, w, b = _data(x_shape, w_shape, dtype, seed=3)
+    gy = np.random.default_rng(4).standard_normal((g.n, *g.geo.out_hw, g.o)).astype(dtype)
+    bounds, oracle = _bounds(x, w, b, gy, opts), _torch(x, w, b, gy, opts, g)
+    ref = _run(*(a.astype(np.float64) for a in (x, w, b, gy)), opts)
+    with conv_algos.use_conv_algorithm(forward="taps", dw="taps"):
+        got = _run(x, w, b, gy, opts)
+    for what, a, r, t, bd, k in zip(("y", "dx", "dW", "db"), got, ref, oracle, bounds, _terms(g)):
+        _close(a, t, bd, dtype, k, f"taps {what} vs torch")
+        _close(a, r, bd, dtype, k, f"taps {what} vs the NumPy reference")
+
+
+def test_per_tap_weight_grad_of_non_finite_input_takes_the_columns():
+    """Its dropped rows pair real input pixels with dy's zeros: an inf there would give 0 · inf = NaN
+    where the columns give a number, so a non-finite input takes the column path."""
+    opts = dict(stride=1, padding=0, dilation=1, groups=1)
+    x, w, b = _data((1, 4, 5, 2), (2, 2, 2, 1), np.float64)
+    x[0, 0, 4, :] = np.inf  # last column: output (0, 3) reads it by tap (0, 1); tap (0, 0) on a dropped row
+    gy = np.ones((1, 3, 4, 1))
+    ref = _run(x, w, b, gy, opts)
+    with conv_algos.use_conv_algorithm(forward="taps", dw="taps"):
+        got = _run(x, w, b, gy, opts)
+    finite = np.ones((2, 2, 2, 1), bool)
+    finite[0, 1] = False
+    np.testing.assert_array_equal(np.isfinite(ref[2]), finite)
+    np.testing.assert_array_equal(np.isfinite(got[2]), finite)
+
+
 def test_one_input_map_keeps_cols_t_dy():
     """With one input map the columns are built transposed (F-ordered), and colsᵀ · dy reads them
     as they lie, whatever `dy_t_orientation_pays` says of the sizes."""
@@ -419,8 +503,8 @@ def test_real_trials_run_every_candidate(monkeypatch):
     g = _shape(*LAYER)
     runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
     direct = {"direct"} if accel.numba_enabled() else set()  # offered up to 16 input maps with numba
-    assert set(runs["forward"]) >= {"im2col", "winograd"} | direct
-    assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols"} | direct
+    assert set(runs["forward"]) >= {"im2col", "winograd", "taps"} | direct  # taps: stride 1, one group
+    assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols", "taps"} | direct
     for part in ("forward", "dw"):
         for run in runs[part].values():
             run()  # each trial runs as given

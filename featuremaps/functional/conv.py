@@ -34,6 +34,11 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
   1×1 kernel at stride 1 without padding uses x itself as ``cols``. BLAS may round a row differently
   depending on its position in the matrix, so identical images in one batch can give outputs that
   differ in the last bit.
+* **One GEMM per tap** (`featuremaps.functional.taps`; stride 1, one group, the rule's choice with
+  many input maps and few output maps): no column matrix; each tap's rows are one contiguous run of
+  the flat padded input, multiplied by W[p, q] and added up, and dW[p, q] is that run's transpose
+  times dy. The other algorithms (Winograd, the compiled direct conv) and how each layer's choice
+  is made are in `featuremaps.functional.conv_algos`.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
   ``db = ones(M) · dy``, a GEMV (faster than ``dy.sum(axis=0)``; bench/README.md). ``dx`` (the
   transposed convolution of dy): with stride 1 along W, and when its scratch fits (`_use_rows`),
@@ -81,7 +86,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ..tensor import Tensor, apply, as_array
-from . import _direct, accel, conv_algos, winograd
+from . import _direct, accel, conv_algos, taps, winograd
 from .conv_algos import ConvAlgorithm
 from .conv_algos import is_depthwise as _is_depthwise, is_pointwise as _pointwise, use_rows as _use_rows
 from .conv_algos import rows_scratch_per_image as _rows_scratch_per_image
@@ -678,6 +683,11 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
             winograd.conv_forward(x, w, g.geo.pads, y, _pool.take, _pool.give)
         if not np.isfinite(y.sum()):  # NaN/inf (or overflow): its transforms turn ±inf into NaN; redo as the reference
             return _conv(x, w, g, keep_cols, b, algo._replace(forward="im2col"))
+    elif algo.forward == "taps":
+        xp = _pad(np.ascontiguousarray(x), g)
+        taps.conv_forward(xp, np.ascontiguousarray(w), g, y, b, _pool.take, _pool.give)
+        b = None  # added in its last pass
+        _pool.give(xp)
     elif algo.forward == "direct":
         xp = _pad(np.ascontiguousarray(x), g)
         planes = _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y, b)
@@ -698,7 +708,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
             cols, buf = _im2col(xp, g, ones=fold)
             _pool.give(xp)
             _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
-            if keep_cols and len(chunks) == 1:
+            if keep_cols and len(chunks) == 1 and algo.dw not in ("taps", "direct"):  # those dW read no columns
                 kept = (cols, buf)
             else:
                 _pool.give(buf)
@@ -717,6 +727,10 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
     dx = dw = db = None
     if need_w and algo.dw == "direct":
         dw = _direct_weight_grad(x, dy, w.shape, g, cols)
+        need_w = dw is None  # None: non-finite input, which takes the column path below
+        algo = algo._replace(dw="cols_t_dy") if need_w else algo
+    if need_w and algo.dw == "taps":
+        dw = _taps_weight_grad(x, dy, w.shape, g)
         need_w = dw is None  # None: non-finite input, which takes the column path below
         algo = algo._replace(dw="cols_t_dy") if need_w else algo
     if isinstance(cols, _direct.Planes):  # the direct conv's planes: no columns kept
@@ -782,6 +796,17 @@ def _direct_weight_grad(x, dy, w_shape: tuple, g: _Shape, kept):
     return _direct.weight_grad(kept, dy, w_shape)
 
 
+def _taps_weight_grad(x, dy, w_shape: tuple, g: _Shape):
+    """dW by one GEMM per tap (`taps.weight_grad`); None when x holds NaN or ±inf: its dropped rows
+    pair input pixels with zeros of dy, and 0 · inf would put a NaN where the columns have none."""
+    xp = _pad(np.ascontiguousarray(x), g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(xp.sum())  # an overflowing sum of finite values also takes the column path
+    dw = taps.weight_grad(xp, dy, w_shape, g, _pool.take, _pool.give) if finite else None
+    _pool.give(xp)
+    return dw
+
+
 # --------------------------------------------------------------------------------------------
 # What the autotuner times, and the public record of the choice
 # --------------------------------------------------------------------------------------------
@@ -811,6 +836,8 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
     def weight(cols: np.ndarray, name: str):
         if name == "direct":  # from x: its planes are built inside the timing, as the columns are not
             return lambda: _direct_weight_grad(x, dy, w.shape, g, None)
+        if name == "taps":  # from x: no columns
+            return lambda: _taps_weight_grad(x, dy, w.shape, g)
         return lambda: _weight_grad(cols, dy.reshape(g.m, g.o), w.shape, g.groups, name)  # (n*oh*ow, o)
 
     def input_grad(name: str):

@@ -7,10 +7,13 @@ the im2col reference; tests/test_conv_algorithms.py):
   the column matrix), ``depthwise`` (one einsum over the window view), ``winograd`` (F(2×2, 3×3),
   3×3 stride 1 dilation 1 one group; `featuremaps.functional.winograd`), ``direct`` (the compiled
   direct conv of `featuremaps.functional._direct`, no column matrix; offered up to 16 input maps
-  when numba is on, and the rule's choice where `_direct.pays`);
+  when numba is on, and the rule's choice where `_direct.pays`), ``taps`` (one GEMM per kernel tap on
+  shifted runs of the flat padded input, no column matrix; stride 1, one group; pure NumPy;
+  `featuremaps.functional.taps`, the rule's choice where `taps.pays`);
 * dW — ``cols_t_dy`` (colsᵀ · dy) or ``dy_t_cols`` ((dyᵀ copied) · cols, transposed): the same
   GEMM in the two orientations BLAS runs at different speeds; ``direct`` (from the direct conv's
-  phase planes, no column matrix; with the direct forward, where `_direct.pays`); ``grouped`` and ``depthwise``;
+  phase planes, no column matrix; with the direct forward, where `_direct.pays`); ``taps`` (one
+  GEMM per tap, no column matrix; with the taps forward, where `taps.pays`); ``grouped`` and ``depthwise``;
 * dx — ``rows`` (row windows of dy, one GEMM, KH shifted adds; stride 1 along W), ``col2im``
   (dcols = dy · Wᵀ, then the KH·KW block adds), each also as ``rows_numba`` / ``col2im_numba`` with
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
@@ -41,13 +44,13 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from . import accel, autotune
+from . import accel, autotune, taps
 
 __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_algorithm", "use_autotune",
            "autotune_enabled"]
 
-NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct"),
-         "dw": ("cols_t_dy", "dy_t_cols", "direct", "grouped", "depthwise"),
+NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct", "taps"),
+         "dw": ("cols_t_dy", "dy_t_cols", "direct", "taps", "grouped", "depthwise"),
          "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
 # The rule's dW orientation (`dy_t_orientation_pays`; measured 2026-12-03, bench/README.md).
 DT_MIN_K = 128  # dy_t_cols needs at least this many weight rows (kh·kw·c) ...
@@ -130,11 +133,16 @@ def dy_t_orientation_pays(k_rows: int, o: int) -> bool:
     return k_rows >= DT_MIN_K and (o <= DT_MAX_O or (k_rows >= LARGE_K and o <= LARGE_K_MAX_O))
 
 
-def _winograd_ok(g) -> bool:
+def _workspace_cap():
+    """conv's workspace cap in force (`conv.get_max_workspace_bytes`)."""
     from .conv import get_max_workspace_bytes
+    return get_max_workspace_bytes()
+
+
+def _winograd_ok(g) -> bool:
     gh, gw = g.geo
     return (gh.k == gw.k == 3 and gh.s == gw.s == gh.d == gw.d == 1 and g.groups == 1
-            and get_max_workspace_bytes() is None)
+            and _workspace_cap() is None)
 
 
 def _direct():
@@ -167,6 +175,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     wino = _winograd_ok(g)
     if wino:
         forward.append("winograd")
+    if taps.applies(g) and _workspace_cap() is None:  # its scratch is not chunked under a cap
+        first = taps.pays(g)
+        forward.insert(0 if first else len(forward), "taps")
+        dw.insert(0 if first else len(dw), "taps")
     d = _direct() if g.groups == 1 and dtype in accel._DTYPES and g.c <= DIRECT_OFFER_C else None
     if d is not None:  # offered to the autotuner (and to use_conv_algorithm); the rule takes both where they pay
         first = d.pays(g.c, gh.k, gw.k, g.o)
@@ -195,10 +207,14 @@ def rule(g, dtype) -> ConvAlgorithm:
         why = "rule: depthwise (groups == C_in) -> einsum over the windows"
     elif f == "direct":
         why = "rule: direct compiled conv (few input and output maps: _direct.pays)"
+    elif f == "taps":
+        why = "rule: one GEMM per tap on shifted runs of the input (many input maps, few output maps: taps.pays)"
     else:
         why = "rule: im2col + GEMM"
     if w == "direct":
         why += "; dW direct (from the input's phase planes: _direct.pays)"
+    elif w == "taps":
+        why += "; dW taps (one GEMM per tap: taps.pays)"
     elif w in ("cols_t_dy", "dy_t_cols"):
         why += f"; dW {w} ({'many weight rows, few output maps' if w == 'dy_t_cols' else 'the default'}:"
         why += " dy_t_orientation_pays)"
