@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import Tensor
-from featuremaps.functional import accel, autotune, conv2d, conv_algorithm, conv_algos
+from featuremaps.functional import accel, autotune, conv2d, conv_algorithm, conv_algos, taps
 from featuremaps.functional import conv as conv_mod
 from tests.oracles import gradcheck
 
@@ -258,6 +258,7 @@ def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, d
     assert conv_algos.phases_pays(g, numba=False) == (dx_numpy == "phases")
     was = accel.numba_enabled()
     accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
+    dw = "taps" if taps.pays(g) else dw  # the per-tap dW, where its rule takes it, reads no columns
     try:
         assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx)
     finally:
@@ -296,24 +297,32 @@ def test_rule_takes_the_direct_conv_where_it_was_measured_to_win(x_shape, w_shap
         assert "direct" not in conv_algos.candidates(g, np.float32)["forward"]
 
 
-# (x shape, w shape, padding, the rule's forward and dW): the per-tap conv's bound, `taps.pays`, at the
-# 2026-12-04 measurements (bench/README.md; forward and dW time, taps / im2col + the rule's dW).
+# (x shape, w shape, stride, padding, the rule's forward and dW): the per-tap conv's bound, `taps.pays`,
+# at the 2026-12-04 measurements (bench/README.md; forward and dW time, taps / im2col + the rule's dW).
 _TAPS_LAYERS = [
-    ((1, 69, 69, 256), (7, 7, 256, 16), 3, "taps"),  # 0.39, 0.41
-    ((32, 28, 28, 128), (3, 3, 128, 16), 1, "taps"),  # 0.5-0.6, 0.6-0.9
-    ((8, 32, 32, 64), (3, 3, 64, 8), 1, "taps"),  # 0.57, 0.62
-    ((32, 16, 16, 256), (3, 3, 256, 32), 1, "taps"),  # 0.70, 0.75
-    ((8, 56, 56, 64), (3, 3, 64, 64), 1, "im2col"),  # 0.95, 0.97: more output maps than half the inputs
-    ((4, 64, 64, 128), (3, 3, 128, 128), 1, "im2col"),  # 1.05, 1.11
-    ((8, 48, 48, 32), (7, 7, 32, 16), 3, "im2col"),  # 1.46, 0.74: under 64 input maps, mixed
-    ((64, 12, 12, 20), (5, 5, 20, 50), 0, "im2col"),  # LeNet's C4 (conv2): 3.0, 2.8 (inflation 2.25)
-    ((16, 8, 8, 128), (5, 5, 128, 8), 0, "im2col"),  # a valid 5×5 on 8²: inflation 4
+    ((1, 69, 69, 256), (7, 7, 256, 16), 1, 3, "taps"),  # 0.39, 0.41
+    ((32, 28, 28, 128), (3, 3, 128, 16), 1, 1, "taps"),  # 0.5-0.6, 0.6-0.9
+    ((8, 32, 32, 64), (3, 3, 64, 8), 1, 1, "taps"),  # 0.57, 0.62
+    ((32, 16, 16, 256), (3, 3, 256, 32), 1, 1, "taps"),  # 0.70, 0.75
+    ((16, 13, 13, 128), (5, 5, 128, 16), 1, 0, "taps"),  # inflation 2.09 with 8·O ≤ C: 0.75, 0.55
+    ((32, 12, 12, 64), (5, 5, 64, 8), 1, 0, "taps"),  # inflation 2.25 with 8·O ≤ C: 0.77, 0.80
+    ((8, 56, 56, 128), (3, 3, 128, 16), 2, 1, "taps"),  # strided, on phase planes: 0.60, 0.75
+    ((2, 43, 43, 256), (5, 5, 256, 8), 2, 2, "taps"),  # 0.47, 0.35
+    ((17, 20, 20, 128), (7, 7, 128, 8), 2, 3, "taps"),  # inflation 1.69 with 8·O ≤ C: 0.50-0.92, 0.41-0.74
+    ((8, 56, 56, 64), (3, 3, 64, 64), 1, 1, "im2col"),  # 0.95, 0.97: more output maps than half the inputs
+    ((4, 64, 64, 128), (3, 3, 128, 128), 1, 1, "im2col"),  # 1.05, 1.11
+    ((8, 48, 48, 32), (7, 7, 32, 16), 1, 3, "im2col"),  # 1.46, 0.74: under 64 input maps, mixed
+    ((64, 12, 12, 20), (5, 5, 20, 50), 1, 0, "im2col"),  # LeNet's C4 (conv2): 3.0, 2.8 (inflation 2.25)
+    ((16, 8, 8, 128), (5, 5, 128, 8), 1, 0, "im2col"),  # a valid 5×5 on 8²: inflation 4
+    ((16, 14, 14, 128), (7, 7, 128, 16), 1, 0, "im2col"),  # inflation 3.06: 1.23, 0.98
+    ((8, 16, 16, 256), (7, 7, 256, 32), 1, 0, "im2col"),  # inflation 2.56: 1.44, 1.19
+    ((32, 32, 32, 64), (3, 3, 64, 16), 2, 1, "im2col"),  # strided, under 128 input maps: 1.10, 1.16
 ]
 
 
-@pytest.mark.parametrize("x_shape, w_shape, padding, forward", _TAPS_LAYERS)
-def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_shape, padding, forward):
-    g = _shape(x_shape, w_shape, dict(stride=1, padding=padding, dilation=1, groups=1))
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, forward", _TAPS_LAYERS)
+def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_shape, stride, padding, forward):
+    g = _shape(x_shape, w_shape, dict(stride=stride, padding=padding, dilation=1, groups=1))
     for numba in (True, False):  # pure NumPy: the same rule with or without the compiled kernels
         with accel.numba_disabled() if not numba else conv_algos.use_conv_algorithm():
             a = conv_algos.rule(g, np.float32)
@@ -323,7 +332,6 @@ def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_sha
 
 
 @pytest.mark.parametrize("x_shape, w_shape, opts", [
-    ((2, 9, 9, 4), (3, 3, 4, 4), dict(stride=2, padding=1, dilation=1, groups=1)),  # strided
     ((2, 9, 9, 4), (3, 3, 2, 4), dict(stride=1, padding=1, dilation=1, groups=2)),  # grouped
     ((2, 9, 9, 1), (3, 3, 1, 4), dict(stride=1, padding=1, dilation=1, groups=1)),  # one input map
     ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # one tap
@@ -344,13 +352,15 @@ def test_per_tap_conv_is_not_offered_under_a_workspace_cap():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", [dict(stride=1, padding=((2, 0), (1, 3)), dilation=(2, 1), groups=1),
-                                  dict(stride=1, padding="valid", dilation=1, groups=1)])
+                                  dict(stride=1, padding="valid", dilation=1, groups=1),
+                                  dict(stride=(2, 3), padding=((1, 2), (0, 3)), dilation=(1, 2), groups=1),
+                                  dict(stride=2, padding="valid", dilation=1, groups=1)])
 def test_per_tap_conv_in_many_blocks_matches_torch(monkeypatch, dtype, opts):
     """The forward in blocks of 64 rows with a short last block, the flat grid's dropped rows at
-    both edges of each image, dilation and uneven padding; against torch and the reference."""
-    from featuremaps.functional import taps
+    both edges of each image, dilation and uneven padding, and strided layers on their phase planes
+    (phases of unequal size, so zero tails); against torch and the reference."""
     monkeypatch.setattr(taps, "BLOCK_BYTES", 1)  # 64 rows per block (the least)
-    x_shape, w_shape = (3, 10, 13, 24), (3, 4, 24, 5)
+    x_shape, w_shape = ((3, 10, 13, 24) if opts["stride"] == 1 else (5, 21, 25, 24)), (3, 4, 24, 5)
     g = _shape(x_shape, w_shape, opts)
     assert taps._rows(g) > 5 * 64 and taps._rows(g) % 64
     x, w, b = _data(x_shape, w_shape, dtype, seed=3)
@@ -362,6 +372,28 @@ def test_per_tap_conv_in_many_blocks_matches_torch(monkeypatch, dtype, opts):
     for what, a, r, t, bd, k in zip(("y", "dx", "dW", "db"), got, ref, oracle, bounds, _terms(g)):
         _close(a, t, bd, dtype, k, f"taps {what} vs torch")
         _close(a, r, bd, dtype, k, f"taps {what} vs the NumPy reference")
+
+
+@pytest.mark.parametrize("stride", [1, 2, (3, 2)])
+def test_per_tap_conv_reads_no_scratch_it_did_not_write(monkeypatch, stride):
+    """Every pooled buffer handed out NaN-filled: the phase planes' tails (phases of unequal size),
+    the accumulator and the flat dy must be written before they are read, or a NaN reaches y or dW."""
+    opts = dict(stride=stride, padding="valid", dilation=1, groups=1)
+    x, w, b = _data((2, 11, 13, 6), (3, 3, 6, 2), np.float64, seed=5)
+    g = _shape(x.shape, w.shape, opts)
+    gy = np.random.default_rng(6).standard_normal((g.n, *g.geo.out_hw, g.o))
+    ref = _run(x, w, b, gy, opts)
+    take = conv_mod._pool.take
+
+    def poisoned(shape, dtype):
+        buf = take(shape, dtype)
+        buf[...] = np.nan
+        return buf
+    monkeypatch.setattr(conv_mod._pool, "take", poisoned)
+    with conv_algos.use_conv_algorithm(forward="taps", dw="taps", dx="col2im"):
+        got = _run(x, w, b, gy, opts)
+    for what, a, r, k in zip(("y", "dx", "dW", "db"), got, ref, _terms(g)):
+        np.testing.assert_allclose(a, r, rtol=_rtol(np.float64, k), atol=1e-12, err_msg=what)
 
 
 def test_per_tap_weight_grad_of_non_finite_input_takes_the_columns():
@@ -503,7 +535,7 @@ def test_real_trials_run_every_candidate(monkeypatch):
     g = _shape(*LAYER)
     runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
     direct = {"direct"} if accel.numba_enabled() else set()  # offered up to 16 input maps with numba
-    assert set(runs["forward"]) >= {"im2col", "winograd", "taps"} | direct  # taps: stride 1, one group
+    assert set(runs["forward"]) >= {"im2col", "winograd", "taps"} | direct  # taps: one group, more than one tap
     assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols", "taps"} | direct
     for part in ("forward", "dw"):
         for run in runs[part].values():

@@ -34,11 +34,11 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
   1×1 kernel at stride 1 without padding uses x itself as ``cols``. BLAS may round a row differently
   depending on its position in the matrix, so identical images in one batch can give outputs that
   differ in the last bit.
-* **One GEMM per tap** (`featuremaps.functional.taps`; stride 1, one group, the rule's choice with
-  many input maps and few output maps): no column matrix; each tap's rows are one contiguous run of
-  the flat padded input, multiplied by W[p, q] and added up, and dW[p, q] is that run's transpose
-  times dy. The other algorithms (Winograd, the compiled direct conv) and how each layer's choice
-  is made are in `featuremaps.functional.conv_algos`.
+* **One GEMM per tap** (`featuremaps.functional.taps`; one group, the rule's choice with many input
+  maps and few output maps): no column matrix; each tap's rows are one contiguous run of the flat
+  padded input (of its phase plane, for a strided layer), multiplied by W[p, q] and added up, and
+  dW[p, q] is that run's transpose times dy. The other algorithms (Winograd, the compiled direct
+  conv) and how each layer's choice is made are in `featuremaps.functional.conv_algos`.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
   ``db = ones(M) · dy``, a GEMV (faster than ``dy.sum(axis=0)``; bench/README.md). ``dx`` (the
   transposed convolution of dy): with stride 1 along W, and when its scratch fits (`_use_rows`),

@@ -8,7 +8,8 @@ the im2col reference; tests/test_conv_algorithms.py):
   3×3 stride 1 dilation 1 one group; `featuremaps.functional.winograd`), ``direct`` (the compiled
   direct conv of `featuremaps.functional._direct`, no column matrix; offered up to 16 input maps
   when numba is on, and the rule's choice where `_direct.pays`), ``taps`` (one GEMM per kernel tap on
-  shifted runs of the flat padded input, no column matrix; stride 1, one group; pure NumPy;
+  shifted runs of the flat padded input, or of its phase planes when strided, no column matrix; one
+  group; pure NumPy;
   `featuremaps.functional.taps`, the rule's choice where `taps.pays`);
 * dW — ``cols_t_dy`` (colsᵀ · dy) or ``dy_t_cols`` ((dyᵀ copied) · cols, transposed): the same
   GEMM in the two orientations BLAS runs at different speeds; ``direct`` (from the direct conv's
