@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import Tensor
-from featuremaps.functional import accel, autotune, conv2d, conv_algorithm, conv_algos, taps
+from featuremaps.functional import accel, autotune, colblocks, conv2d, conv_algorithm, conv_algos, taps
 from featuremaps.functional import conv as conv_mod
 from tests.oracles import gradcheck
 
@@ -258,7 +258,8 @@ def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, d
     assert conv_algos.phases_pays(g, numba=False) == (dx_numpy == "phases")
     was = accel.numba_enabled()
     accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
-    dw = "taps" if taps.pays(g) else dw  # the per-tap dW, where its rule takes it, reads no columns
+    # the per-tap and the blocked dW, where their rules take them, read no kept columns
+    dw = "taps" if taps.pays(g) else "blocks" if colblocks.pays(g, 4, train=True) else dw
     try:
         assert conv_algos.rule(g, np.float32)[1:3] == (dw, dx)
     finally:
@@ -282,6 +283,11 @@ _DIRECT_LAYERS = [
 ]
 
 
+def _columns(g, train=True) -> str:
+    """The rule's column-matrix forward: im2col, or the blocked im2col for a large column matrix."""
+    return "blocks" if colblocks.pays(g, 4, train) else "im2col"
+
+
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, forward", _DIRECT_LAYERS)
 def test_rule_takes_the_direct_conv_where_it_was_measured_to_win(x_shape, w_shape, stride, padding, forward):
     g = _shape(x_shape, w_shape, dict(stride=stride, padding=padding, dilation=1, groups=1))
@@ -289,6 +295,7 @@ def test_rule_takes_the_direct_conv_where_it_was_measured_to_win(x_shape, w_shap
     accel.use_numba(True)
     try:
         a = conv_algos.rule(g, np.float32)
+        forward = _columns(g) if forward == "im2col" else forward
         assert a.forward == forward and (a.dw == "direct") == (forward == "direct")
         assert "direct" in conv_algos.candidates(g, np.float32)["forward"]  # offered to the autotuner either way
     finally:
@@ -326,6 +333,7 @@ def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_sha
     for numba in (True, False):  # pure NumPy: the same rule with or without the compiled kernels
         with accel.numba_disabled() if not numba else conv_algos.use_conv_algorithm():
             a = conv_algos.rule(g, np.float32)
+            forward = _columns(g) if forward == "im2col" else forward
             assert a.forward == forward and (a.dw == "taps") == (forward == "taps"), a
             assert "taps" in conv_algos.candidates(g, np.float32)["forward"]  # offered to the autotuner either way
             assert ("taps" in a.why) == (forward == "taps")
@@ -394,6 +402,88 @@ def test_per_tap_conv_reads_no_scratch_it_did_not_write(monkeypatch, stride):
         got = _run(x, w, b, gy, opts)
     for what, a, r, k in zip(("y", "dx", "dW", "db"), got, ref, _terms(g)):
         np.testing.assert_allclose(a, r, rtol=_rtol(np.float64, k), atol=1e-12, err_msg=what)
+
+
+# (x shape, w shape, stride, train, the rule's forward): the blocked im2col's bound, `colblocks.pays`, at the
+# 2026-12-04 measurements (bench/README.md; time, blocked / whole-matrix im2col, inference and forward + dW).
+_BLOCK_LAYERS = [
+    ((3, 124, 124, 64), (7, 7, 64, 32), 2, True, "blocks"),  # columns 138 MB: 0.65, 0.76
+    ((64, 32, 32, 64), (3, 3, 64, 64), 1, True, "blocks"),  # 144 MB: 0.79, 0.94
+    ((16, 34, 34, 32), (3, 3, 32, 32), 1, True, "blocks"),  # 18 MB (32² out): 0.83, 0.88
+    ((64, 12, 12, 20), (5, 5, 20, 50), 1, False, "blocks"),  # LeNet's C4 (conv2), 8 MB: 0.90 in inference ...
+    ((64, 12, 12, 20), (5, 5, 20, 50), 1, True, "im2col"),  # ... 1.12 in training
+    ((102, 36, 36, 20), (7, 7, 20, 1), 2, True, "im2col"),  # 86 MB, one output map: 1.17-1.69 in training
+    ((64, 32, 32, 32), (3, 3, 32, 8), 2, True, "im2col"),  # 18 MB, 8 output maps: 0.95-1.24 in training
+    ((64, 14, 14, 6), (5, 5, 6, 16), 1, False, "im2col"),  # LeNet's C3: 3.8 MB, one block
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, train, forward", _BLOCK_LAYERS)
+def test_rule_takes_the_blocked_im2col_where_it_was_measured_to_win(x_shape, w_shape, stride, train, forward):
+    g = _shape(x_shape, w_shape, dict(stride=stride, padding=0, dilation=1, groups=1))
+    a = conv_algos.rule(g, np.float32, train)
+    assert a.forward == forward and ("blocks" in a.why) == (forward == "blocks"), a
+    if train:
+        assert (a.dw == "blocks") == (forward == "blocks"), a
+    assert "blocks" in conv_algos.candidates(g, np.float32, train)["forward"]  # offered to the autotuner either way
+
+
+@pytest.mark.parametrize("x_shape, w_shape, opts", [
+    ((2, 9, 9, 4), (3, 3, 2, 4), dict(stride=1, padding=1, dilation=1, groups=2)),  # grouped
+    ((2, 9, 9, 1), (3, 3, 1, 4), dict(stride=1, padding=1, dilation=1, groups=1)),  # one input map
+    ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # x is its own columns
+])
+def test_blocked_im2col_is_not_offered_where_it_cannot_run(x_shape, w_shape, opts):
+    allowed = conv_algos.candidates(_shape(x_shape, w_shape, opts), np.float32)
+    assert "blocks" not in allowed["forward"] and "blocks" not in allowed["dw"]
+
+
+def test_blocked_im2col_is_not_offered_under_a_workspace_cap():
+    g = _shape((64, 32, 32, 64), (3, 3, 64, 64), dict(stride=1, padding=1, dilation=1, groups=1))
+    with conv_mod.workspace_limit(1 << 20):
+        assert "blocks" not in conv_algos.candidates(g, np.float32)["forward"]
+    assert conv_algos.rule(g, np.float32).forward == "blocks"
+
+
+@settings(max_examples=40)
+@given(layer=st.one_of(layers(), layers(strided=True)), block=st.integers(1, 6000))
+def test_blocks_cover_every_output_row_once(layer, block):
+    """`colblocks.blocks` partitions the (image, output row) pairs in order, whole images per block or
+    row runs of one image, each block within the byte budget unless it is a single output row."""
+    g = _shape(*layer)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(colblocks, "BLOCK_BYTES", block)
+        plan = colblocks.blocks(g, 8)
+    gh, gw = g.geo
+    seen = [(n, i) for n0, n1, i0, i1 in plan for n in range(n0, n1) for i in range(i0, i1)]
+    assert seen == [(n, i) for n in range(g.n) for i in range(gh.out)]
+    row = gw.out * gh.k * gw.k * g.c * 8
+    for n0, n1, i0, i1 in plan:
+        assert (n1 - n0) * (i1 - i0) * row <= block or (n1 - n0, i1 - i0) == (1, 1)
+        assert n1 - n0 == 1 or (i0, i1) == (0, gh.out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 3000, 20000])  # a row a block; row runs of one image; several images
+@pytest.mark.parametrize("x_shape, w_shape, opts", [
+    ((5, 11, 13, 16), (3, 3, 16, 4), dict(stride=1, padding="same", dilation=1, groups=1)),  # dW dyᵀ · cols
+    ((4, 17, 15, 6), (4, 3, 6, 20), dict(stride=(2, 3), padding=((1, 2), (0, 3)), dilation=(1, 2), groups=1)),
+])
+def test_blocked_im2col_in_many_blocks_matches_torch(monkeypatch, dtype, block, x_shape, w_shape, opts):
+    """The forward and dW in blocks of whole images, of row runs of one image and of one output row,
+    both dW orientations, strides, dilation and uneven padding; against torch and the reference."""
+    monkeypatch.setattr(colblocks, "BLOCK_BYTES", block)
+    g = _shape(x_shape, w_shape, opts)
+    assert len(colblocks.blocks(g, np.dtype(dtype).itemsize)) > 2
+    x, w, b = _data(x_shape, w_shape, dtype, seed=7)
+    gy = np.random.default_rng(8).standard_normal((g.n, *g.geo.out_hw, g.o)).astype(dtype)
+    bounds, oracle = _bounds(x, w, b, gy, opts), _torch(x, w, b, gy, opts, g)
+    ref = _run(*(a.astype(np.float64) for a in (x, w, b, gy)), opts)
+    with conv_algos.use_conv_algorithm(forward="blocks", dw="blocks"):
+        got = _run(x, w, b, gy, opts)
+    for what, a, r, t, bd, k in zip(("y", "dx", "dW", "db"), got, ref, oracle, bounds, _terms(g)):
+        _close(a, t, bd, dtype, k, f"blocks {what} vs torch")
+        _close(a, r, bd, dtype, k, f"blocks {what} vs the NumPy reference")
 
 
 def test_per_tap_weight_grad_of_non_finite_input_takes_the_columns():
@@ -535,8 +625,9 @@ def test_real_trials_run_every_candidate(monkeypatch):
     g = _shape(*LAYER)
     runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
     direct = {"direct"} if accel.numba_enabled() else set()  # offered up to 16 input maps with numba
-    assert set(runs["forward"]) >= {"im2col", "winograd", "taps"} | direct  # taps: one group, more than one tap
-    assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols", "taps"} | direct
+    assert colblocks.applies(g)  # the blocked im2col: one group, more than one input map, not 1×1
+    assert set(runs["forward"]) >= {"im2col", "winograd", "taps", "blocks"} | direct  # taps: one group, > 1 tap
+    assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols", "taps", "blocks"} | direct
     for part in ("forward", "dw"):
         for run in runs[part].values():
             run()  # each trial runs as given

@@ -95,6 +95,12 @@ def test_taps_slices_and_clipped_ranges_walk_the_windows(drawn):
             assert got is None
         else:
             assert list(zip(np.arange(a.out)[got[0]].tolist(), np.arange(a.size)[got[1]].tolist())) == inside
+    phases = [room[:a.padded][ph::a.s].tolist() for ph in range(a.s)]  # positions ph, ph + s, …
+    assert a.phase_size == max(len(run) for run in phases)
+    for p in range(a.k):
+        ph, u = a.tap_phase(p)
+        reads = phases[ph][u: u + a.out] if a.overhang == 0 else None  # tap p's windows, in its phase
+        assert reads is None or reads == [i * a.s + p * a.d for i in range(a.out)]
     for i in range(a.out):
         assert a.inputs(i).tolist() == naive_taps(a, i)
     assert a.starts().tolist() == [naive_taps(a, i)[0] for i in range(a.out)]

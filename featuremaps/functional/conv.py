@@ -37,8 +37,11 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
 * **One GEMM per tap** (`featuremaps.functional.taps`; one group, the rule's choice with many input
   maps and few output maps): no column matrix; each tap's rows are one contiguous run of the flat
   padded input (of its phase plane, for a strided layer), multiplied by W[p, q] and added up, and
-  dW[p, q] is that run's transpose times dy. The other algorithms (Winograd, the compiled direct
-  conv) and how each layer's choice is made are in `featuremaps.functional.conv_algos`.
+  dW[p, q] is that run's transpose times dy.
+* **im2col in blocks** (`featuremaps.functional.colblocks`; the rule's choice for a large column
+  matrix): the columns built and multiplied a cache-sized block of output rows at a time, never
+  whole in memory; dW rebuilds them block by block. The other algorithms (Winograd, the compiled
+  direct conv) and how each layer's choice is made are in `featuremaps.functional.conv_algos`.
 * **Backward from the same pieces.** ``dW = colsᵀ · dy`` reuses the forward's column matrix;
   ``db = ones(M) · dy``, a GEMV (faster than ``dy.sum(axis=0)``; bench/README.md). ``dx`` (the
   transposed convolution of dy): with stride 1 along W, and when its scratch fits (`_use_rows`),
@@ -86,7 +89,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from ..tensor import Tensor, apply, as_array
-from . import _direct, accel, conv_algos, taps, winograd
+from . import _direct, accel, colblocks, conv_algos, taps, winograd
 from .conv_algos import ConvAlgorithm
 from .conv_algos import is_depthwise as _is_depthwise, is_pointwise as _pointwise, use_rows as _use_rows
 from .conv_algos import rows_scratch_per_image as _rows_scratch_per_image
@@ -688,6 +691,10 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
         taps.conv_forward(xp, np.ascontiguousarray(w), g, y, b, _pool.take, _pool.give)
         b = None  # added in its last pass
         _pool.give(xp)
+    elif algo.forward == "blocks":
+        xp = _pad(x, g)
+        colblocks.conv_forward(xp, w, g, y, _pool.take, _pool.give)
+        _pool.give(xp)
     elif algo.forward == "direct":
         xp = _pad(np.ascontiguousarray(x), g)
         planes = _direct.conv_forward(xp, np.ascontiguousarray(w), g.geo.stride, g.geo.dilation, y, b)
@@ -708,7 +715,7 @@ def _conv(x: np.ndarray, w: np.ndarray, g: _Shape, keep_cols: bool, b: np.ndarra
             cols, buf = _im2col(xp, g, ones=fold)
             _pool.give(xp)
             _gemm_forward(cols, w, y2d[n0 * per: n1 * per], g.groups)
-            if keep_cols and len(chunks) == 1 and algo.dw not in ("taps", "direct"):  # those dW read no columns
+            if keep_cols and len(chunks) == 1 and algo.dw not in ("taps", "direct", "blocks"):  # dW reads no columns
                 kept = (cols, buf)
             else:
                 _pool.give(buf)
@@ -733,6 +740,8 @@ def _conv_grads(x, w, dy, g: _Shape, need_x: bool, need_w: bool, kept=None, need
         dw = _taps_weight_grad(x, dy, w.shape, g)
         need_w = dw is None  # None: non-finite input, which takes the column path below
         algo = algo._replace(dw="cols_t_dy") if need_w else algo
+    if need_w and algo.dw == "blocks":
+        dw, need_w = _blocks_weight_grad(x, dy, w.shape, g), False
     if isinstance(cols, _direct.Planes):  # the direct conv's planes: no columns kept
         cols = None
     if algo.dx == "winograd" and need_x:  # one chunk: winograd is not offered under a workspace cap
@@ -796,6 +805,17 @@ def _direct_weight_grad(x, dy, w_shape: tuple, g: _Shape, kept):
     return _direct.weight_grad(kept, dy, w_shape)
 
 
+def _blocks_weight_grad(x, dy, w_shape: tuple, g: _Shape) -> np.ndarray:
+    """dW by the blocked im2col (`colblocks.weight_grad`): the columns rebuilt block by block, each
+    block's GEMM in the rule's orientation."""
+    kh, kw, c, o = w_shape
+    orient = "dy_t_cols" if conv_algos.dy_t_orientation_pays(kh * kw * c, o) else "cols_t_dy"
+    xp = _pad(x, g)
+    dw = colblocks.weight_grad(xp, dy, w_shape, g, _pool.take, _pool.give, orient)
+    _pool.give(xp)
+    return dw
+
+
 def _taps_weight_grad(x, dy, w_shape: tuple, g: _Shape):
     """dW by one GEMM per tap (`taps.weight_grad`); None when x holds NaN or ±inf: its dropped rows
     pair input pixels with zeros of dy, and 0 · inf would put a NaN where the columns have none."""
@@ -820,7 +840,7 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
     x = rng.standard_normal((g.n, *g.geo.size_hw, g.c)).astype(dtype)
     w = (rng.standard_normal((kh, kw, cg, g.o)) / np.sqrt(kh * kw * cg)).astype(dtype)
     dy = rng.standard_normal((g.n, oh, ow, g.o)).astype(dtype)
-    base = conv_algos.rule(g, dtype)
+    base = conv_algos.rule(g, dtype, train)
     runs: dict[str, dict] = {}
 
     def forward(name: str):
@@ -838,6 +858,8 @@ def _trials(g: _Shape, dtype, train: bool, allowed: dict) -> dict:
             return lambda: _direct_weight_grad(x, dy, w.shape, g, None)
         if name == "taps":  # from x: no columns
             return lambda: _taps_weight_grad(x, dy, w.shape, g)
+        if name == "blocks":  # from x, its columns rebuilt block by block inside the timing
+            return lambda: _blocks_weight_grad(x, dy, w.shape, g)
         return lambda: _weight_grad(cols, dy.reshape(g.m, g.o), w.shape, g.groups, name)  # (n*oh*ow, o)
 
     def input_grad(name: str):

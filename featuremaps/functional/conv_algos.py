@@ -10,11 +10,15 @@ the im2col reference; tests/test_conv_algorithms.py):
   when numba is on, and the rule's choice where `_direct.pays`), ``taps`` (one GEMM per kernel tap on
   shifted runs of the flat padded input, or of its phase planes when strided, no column matrix; one
   group; pure NumPy;
-  `featuremaps.functional.taps`, the rule's choice where `taps.pays`);
+  `featuremaps.functional.taps`, the rule's choice where `taps.pays`), ``blocks`` (im2col + GEMM
+  a cache-sized block of output rows at a time, `featuremaps.functional.colblocks`; the rule's
+  choice for a large column matrix, `colblocks.pays`, which differs in training and inference);
 * dW — ``cols_t_dy`` (colsᵀ · dy) or ``dy_t_cols`` ((dyᵀ copied) · cols, transposed): the same
   GEMM in the two orientations BLAS runs at different speeds; ``direct`` (from the direct conv's
   phase planes, no column matrix; with the direct forward, where `_direct.pays`); ``taps`` (one
-  GEMM per tap, no column matrix; with the taps forward, where `taps.pays`); ``grouped`` and ``depthwise``;
+  GEMM per tap, no column matrix; with the taps forward, where `taps.pays`); ``blocks`` (colsᵀ · dy
+  summed over the blocked im2col's blocks, rebuilt from x; with the blocked forward in training);
+  ``grouped`` and ``depthwise``;
 * dx — ``rows`` (row windows of dy, one GEMM, KH shifted adds; stride 1 along W), ``col2im``
   (dcols = dy · Wᵀ, then the KH·KW block adds), each also as ``rows_numba`` / ``col2im_numba`` with
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
@@ -45,13 +49,13 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from . import accel, autotune, taps
+from . import accel, autotune, colblocks, taps
 
 __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_algorithm", "use_autotune",
            "autotune_enabled"]
 
-NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct", "taps"),
-         "dw": ("cols_t_dy", "dy_t_cols", "direct", "taps", "grouped", "depthwise"),
+NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct", "taps", "blocks"),
+         "dw": ("cols_t_dy", "dy_t_cols", "direct", "taps", "blocks", "grouped", "depthwise"),
          "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
 # The rule's dW orientation (`dy_t_orientation_pays`; measured 2026-12-03, bench/README.md).
 DT_MIN_K = 128  # dy_t_cols needs at least this many weight rows (kh·kw·c) ...
@@ -155,8 +159,9 @@ def _direct():
     return d if d.available() else None
 
 
-def candidates(g, dtype) -> dict[str, list[str]]:
-    """{part: [algorithm names]} allowed for shape `g` in `dtype`, the rule's choice first."""
+def candidates(g, dtype, train: bool = True) -> dict[str, list[str]]:
+    """{part: [algorithm names]} allowed for shape `g` in `dtype`, the rule's choice first; `train`:
+    the weight gradient follows (the blocked im2col's rule differs with and without it)."""
     dtype = np.dtype(dtype)
     numba = accel.numba_enabled() and dtype in accel._DTYPES and g.groups == 1
     if is_depthwise(g):
@@ -176,6 +181,10 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     wino = _winograd_ok(g)
     if wino:
         forward.append("winograd")
+    if colblocks.applies(g) and _workspace_cap() is None:  # one block of scratch; the cap's chunks are by image
+        first = colblocks.pays(g, dtype.itemsize, train)
+        forward.insert(0 if first else len(forward), "blocks")
+        dw.insert(0 if first and train else len(dw), "blocks")
     if taps.applies(g) and _workspace_cap() is None:  # its scratch is not chunked under a cap
         first = taps.pays(g)
         forward.insert(0 if first else len(forward), "taps")
@@ -198,9 +207,9 @@ def candidates(g, dtype) -> dict[str, list[str]]:
     return {"forward": forward, "dw": dw, "dx": dx}
 
 
-def rule(g, dtype) -> ConvAlgorithm:
-    """The choice from the shape alone: each part's first candidate."""
-    c = candidates(g, dtype)
+def rule(g, dtype, train: bool = True) -> ConvAlgorithm:
+    """The choice from the shape alone: each part's first candidate (`train`: as for `candidates`)."""
+    c = candidates(g, dtype, train)
     f, w, x = c["forward"][0], c["dw"][0], c["dx"][0]
     if f == "pointwise":
         why = "rule: 1x1 stride 1 unpadded -> plain GEMM on x"
@@ -210,9 +219,13 @@ def rule(g, dtype) -> ConvAlgorithm:
         why = "rule: direct compiled conv (few input and output maps: _direct.pays)"
     elif f == "taps":
         why = "rule: one GEMM per tap on shifted runs of the input (many input maps, few output maps: taps.pays)"
+    elif f == "blocks":
+        why = "rule: im2col + GEMM in cache-sized blocks (large column matrix: colblocks.pays)"
     else:
         why = "rule: im2col + GEMM"
-    if w == "direct":
+    if w == "blocks":
+        why += "; dW blocks (the columns rebuilt block by block: colblocks.pays)"
+    elif w == "direct":
         why += "; dW direct (from the input's phase planes: _direct.pays)"
     elif w == "taps":
         why += "; dW taps (one GEMM per tap: taps.pays)"
@@ -324,7 +337,7 @@ def _tune(g, dtype, train: bool, allowed: dict, trials) -> ConvAlgorithm:
 
 def choose(g, dtype, train: bool, trials) -> ConvAlgorithm:
     """The algorithms for shape `g` (see the module docstring); `train`: the weight gradient follows."""
-    allowed = candidates(g, dtype)
+    allowed = candidates(g, dtype, train)
     gh, gw = g.geo
     macs = g.n * gh.out * gw.out * gh.k * gw.k * g.c // g.groups * g.o
     tune = autotune_enabled() and macs >= MIN_TUNE_MACS and any(len(v) > 1 for v in allowed.values())
@@ -340,7 +353,7 @@ def choose(g, dtype, train: bool, trials) -> ConvAlgorithm:
 
 def _choose_new(g, dtype, train: bool, allowed: dict, tune: bool, trials) -> ConvAlgorithm:
     if not tune:
-        return rule(g, dtype)
+        return rule(g, dtype, train)
     skey = shape_key(g, dtype, train, allowed)
     with _tune_lock:
         path = autotune.cache_path()

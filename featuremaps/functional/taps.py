@@ -56,7 +56,7 @@ def applies(g) -> bool:
 def _plane_hw(g) -> tuple[int, int]:
     """(HQ, WQ): the phase planes' size, ⌈HP/sh⌉ × ⌈WP/sw⌉ ((HP, WP) itself at stride 1)."""
     gh, gw = g.geo
-    return -(-gh.padded // gh.s), -(-gw.padded // gw.s)
+    return gh.phase_size, gw.phase_size
 
 
 def inflation(g) -> float:
@@ -80,13 +80,8 @@ def _offsets(g) -> list[tuple[int, int]]:
     """Tap (p, q), in row-major order -> (its phase plane a·sw + b, its row shift u·WQ + v)."""
     gh, gw = g.geo
     wq = _plane_hw(g)[1]
-    out = []
-    for p in range(gh.k):
-        u, a = divmod(p * gh.d, gh.s)
-        for q in range(gw.k):
-            v, b = divmod(q * gw.d, gw.s)
-            out.append((a * gw.s + b, u * wq + v))
-    return out
+    rows, cols = [gh.tap_phase(p) for p in range(gh.k)], [gw.tap_phase(q) for q in range(gw.k)]
+    return [(a * gw.s + b, u * wq + v) for a, u in rows for b, v in cols]
 
 
 def _rows(g) -> int:

@@ -106,6 +106,17 @@ class Axis(NamedTuple):
         start = p * self.d
         return slice(start, start + (self.out - 1) * self.s + 1, self.s)
 
+    def tap_phase(self, p: int) -> tuple[int, int]:
+        """(a, u): tap p reads padded position i·s + p·d = (i + u)·s + a, i.e. position i + u of
+        the phase a (positions a, a + s, …)."""
+        u, a = divmod(p * self.d, self.s)
+        return a, u
+
+    @property
+    def phase_size(self) -> int:
+        """Positions in the longest phase of the padded axis, ⌈padded / s⌉."""
+        return -(-self.padded // self.s)
+
     def clipped(self, p: int) -> tuple[slice, slice] | None:
         """Tap p cut to the windows whose input position i·s + p·d − lo lies inside the input: (the
         slice of those windows, the slice of the input positions they read), or None."""
