@@ -339,14 +339,15 @@ def test_rule_takes_the_per_tap_conv_where_it_was_measured_to_win(x_shape, w_sha
             assert ("taps" in a.why) == (forward == "taps")
 
 
+@pytest.mark.parametrize("name", ["taps", "blocks"])
 @pytest.mark.parametrize("x_shape, w_shape, opts", [
     ((2, 9, 9, 4), (3, 3, 2, 4), dict(stride=1, padding=1, dilation=1, groups=2)),  # grouped
     ((2, 9, 9, 1), (3, 3, 1, 4), dict(stride=1, padding=1, dilation=1, groups=1)),  # one input map
-    ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # one tap
+    ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # one tap: x is its own columns
 ])
-def test_per_tap_conv_is_not_offered_where_it_cannot_run(x_shape, w_shape, opts):
+def test_per_tap_and_blocked_convs_are_not_offered_where_they_cannot_run(x_shape, w_shape, opts, name):
     allowed = conv_algos.candidates(_shape(x_shape, w_shape, opts), np.float32)
-    assert "taps" not in allowed["forward"] and "taps" not in allowed["dw"]
+    assert name not in allowed["forward"] and name not in allowed["dw"]
 
 
 def test_per_tap_conv_is_not_offered_under_a_workspace_cap():
@@ -426,16 +427,6 @@ def test_rule_takes_the_blocked_im2col_where_it_was_measured_to_win(x_shape, w_s
     if train:
         assert (a.dw == "blocks") == (forward == "blocks"), a
     assert "blocks" in conv_algos.candidates(g, np.float32, train)["forward"]  # offered to the autotuner either way
-
-
-@pytest.mark.parametrize("x_shape, w_shape, opts", [
-    ((2, 9, 9, 4), (3, 3, 2, 4), dict(stride=1, padding=1, dilation=1, groups=2)),  # grouped
-    ((2, 9, 9, 1), (3, 3, 1, 4), dict(stride=1, padding=1, dilation=1, groups=1)),  # one input map
-    ((2, 9, 9, 4), (1, 1, 4, 4), dict(stride=1, padding=0, dilation=1, groups=1)),  # x is its own columns
-])
-def test_blocked_im2col_is_not_offered_where_it_cannot_run(x_shape, w_shape, opts):
-    allowed = conv_algos.candidates(_shape(x_shape, w_shape, opts), np.float32)
-    assert "blocks" not in allowed["forward"] and "blocks" not in allowed["dw"]
 
 
 def test_blocked_im2col_is_not_offered_under_a_workspace_cap():
@@ -625,7 +616,7 @@ def test_real_trials_run_every_candidate(monkeypatch):
     g = _shape(*LAYER)
     runs = conv_mod._trials(g, np.float32, True, conv_algos.candidates(g, np.float32))
     direct = {"direct"} if accel.numba_enabled() else set()  # offered up to 16 input maps with numba
-    assert colblocks.applies(g)  # the blocked im2col: one group, more than one input map, not 1×1
+    assert colblocks.applies(g)  # the blocked im2col: one group, more than one input map
     assert set(runs["forward"]) >= {"im2col", "winograd", "taps", "blocks"} | direct  # taps: one group, > 1 tap
     assert set(runs["dw"]) == {"cols_t_dy", "dy_t_cols", "taps", "blocks"} | direct
     for part in ("forward", "dw"):

@@ -12,11 +12,10 @@ A block is a run of output rows: whole images when an image's columns fit in a b
 gradient rebuilds each block from the input and adds colsᵀ · dy block by block (`weight_grad`), so a
 training step builds the columns twice but never stores them. Both sum each output over the same
 K = KH·KW·C products as one whole GEMM, in BLAS's order for a shorter matrix, so they agree with it
-to float rounding; dW adds the blocks' partial sums in block order. One group, more than one input
-map (one input map has cheap transposed columns), and not a 1×1 stride-1 kernel (x is its own column
-matrix): `applies`. The rule (`pays`, conv_algos) takes it in inference when the whole matrix exceeds
-one block, and in training when it exceeds `MIN_COLS_BYTES` on at least `MIN_TRAIN_O` output maps;
-the measurements are in bench/README.md.
+to float rounding; dW adds the blocks' partial sums in block order. One group and more than one
+input map (one input map has cheap transposed columns): `applies`. The rule (`pays`, conv_algos)
+takes it in inference when the whole matrix exceeds one block, and in training when it exceeds
+`MIN_COLS_BYTES` on at least `MIN_TRAIN_O` output maps; the measurements are in bench/README.md.
 """
 from __future__ import annotations
 
@@ -29,16 +28,20 @@ MIN_COLS_BYTES = 16 << 20  # the rule in training: blocked when the whole column
 MIN_TRAIN_O = 16  # ... and the layer has at least this many output maps
 
 
-def _cols_bytes(g, itemsize: int) -> int:
+def _row_values(g) -> int:
+    """The column-matrix values of one output row: OW · KH·KW·C."""
     gh, gw = g.geo
-    return g.n * gh.out * gw.out * gh.k * gw.k * g.c * itemsize
+    return gw.out * gh.k * gw.k * g.c
+
+
+def _cols_bytes(g, itemsize: int) -> int:
+    return g.n * g.geo.h.out * _row_values(g) * itemsize
 
 
 def applies(g) -> bool:
-    """One group, more than one input map, and a kernel that reads more than x itself."""
-    gh, gw = g.geo
-    pointwise = gh.k == gw.k == 1 and gh.s == gw.s == 1
-    return g.groups == 1 and g.c > 1 and not pointwise
+    """One group and more than one input map (a 1×1 stride-1 kernel, which reads x itself as its
+    columns, never gets here: conv_algos.candidates takes it first)."""
+    return g.groups == 1 and g.c > 1
 
 
 def pays(g, itemsize: int, train: bool) -> bool:
@@ -55,57 +58,47 @@ def pays(g, itemsize: int, train: bool) -> bool:
 def blocks(g, itemsize: int) -> list[tuple[int, int, int, int]]:
     """(n0, n1, i0, i1): images [n0, n1), output rows [i0, i1) of each, at most about BLOCK_BYTES of
     columns a block (at least one output row)."""
-    gh, gw = g.geo
-    row = gw.out * gh.k * gw.k * g.c * itemsize  # the columns of one output row
-    rows = max(1, BLOCK_BYTES // row)
-    if rows >= gh.out:
-        per = rows // gh.out  # whole images per block
-        return [(n0, min(g.n, n0 + per), 0, gh.out) for n0 in range(0, g.n, per)]
-    return [(n, n + 1, i0, min(gh.out, i0 + rows)) for n in range(g.n) for i0 in range(0, gh.out, rows)]
+    oh = g.geo.h.out
+    rows = max(1, BLOCK_BYTES // (_row_values(g) * itemsize))
+    if rows >= oh:
+        per = rows // oh  # whole images per block
+        return [(n0, min(g.n, n0 + per), 0, oh) for n0 in range(0, g.n, per)]
+    return [(n, n + 1, i0, min(oh, i0 + rows)) for n in range(g.n) for i0 in range(0, oh, rows)]
 
 
-def _fill(win: np.ndarray, blk: tuple, buf: np.ndarray) -> np.ndarray:
-    """The block's columns, (rows, KH·KW·C), copied into the scratch `buf` from the window view."""
-    n0, n1, i0, i1 = blk
-    part = win[n0:n1, i0:i1]  # (bn, bi, ow, kh, kw, c) view
-    dst = buf.reshape(-1)[:part.size].reshape(part.shape)
-    np.copyto(dst, part)
-    return dst.reshape(-1, np.prod(part.shape[3:]))  # (bn*bi*ow, kh*kw*c)
+def _column_blocks(xp: np.ndarray, g, take, give):
+    """Yield ((n0, n1, i0, i1), that block's columns (rows, KH·KW·C)), each copied from the window
+    view into one scratch buffer that the next block overwrites (given back at the end)."""
+    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
+    plan = blocks(g, xp.itemsize)
+    buf = take((max((n1 - n0) * (i1 - i0) for n0, n1, i0, i1 in plan) * _row_values(g),), xp.dtype)
+    try:
+        for n0, n1, i0, i1 in plan:
+            part = win[n0:n1, i0:i1]  # (bn, bi, ow, kh, kw, c) view
+            dst = buf[:part.size].reshape(part.shape)
+            np.copyto(dst, part)
+            yield (n0, n1, i0, i1), dst.reshape(-1, _row_values(g) // g.geo.w.out)  # (bn*bi*ow, kh*kw*c)
+    finally:
+        give(buf)
 
 
 def conv_forward(xp: np.ndarray, w: np.ndarray, g, y: np.ndarray, take, give) -> None:
     """y (N, OH, OW, O) = conv(xp, w) for the padded input xp (N, HP, WP, C), block by block."""
     kh, kw, c, o = w.shape
     w2 = w.reshape(kh * kw * c, o)  # (kh*kw*c, o)
-    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
-    plan = blocks(g, xp.itemsize)
-    buf = take((max(_size(b, g) for b in plan),), xp.dtype)
-    for blk in plan:
-        n0, n1, i0, i1 = blk
-        np.matmul(_fill(win, blk, buf), w2, out=y[n0:n1, i0:i1].reshape(-1, o))  # (rows, k)·(k, o)
-    give(buf)
+    for (n0, n1, i0, i1), cols in _column_blocks(xp, g, take, give):
+        np.matmul(cols, w2, out=y[n0:n1, i0:i1].reshape(-1, o))  # (rows, k)·(k, o)
 
 
 def weight_grad(xp: np.ndarray, dy: np.ndarray, w_shape: tuple, g, take, give, orient: str = "cols_t_dy") -> np.ndarray:
     """dW (KH, KW, C, O) = Σ over blocks of colsᵀ · dy, the columns rebuilt from xp block by block;
     `orient` "dy_t_cols" runs each block as dyᵀ · cols instead (conv_algos.dy_t_orientation_pays)."""
     kh, kw, c, o = w_shape
-    win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
-    plan = blocks(g, xp.itemsize)
-    buf = take((max(_size(b, g) for b in plan),), xp.dtype)
     t = orient == "dy_t_cols"
     acc = np.zeros((o, kh * kw * c) if t else (kh * kw * c, o), dy.dtype)  # (o, k) or (k, o)
     part = np.empty_like(acc)
-    for blk in plan:
-        n0, n1, i0, i1 = blk
-        cols, d = _fill(win, blk, buf), dy[n0:n1, i0:i1].reshape(-1, o)  # (rows, k), (rows, o)
+    for (n0, n1, i0, i1), cols in _column_blocks(xp, g, take, give):
+        d = dy[n0:n1, i0:i1].reshape(-1, o)  # (rows, o)
         np.matmul(d.T, cols, out=part) if t else np.matmul(cols.T, d, out=part)  # (o, k) or (k, o)
         acc += part
-    give(buf)
     return (acc.T if t else acc).reshape(w_shape)  # (k, o) -> HWIO
-
-
-def _size(blk: tuple, g) -> int:
-    n0, n1, i0, i1 = blk
-    gh, gw = g.geo
-    return (n1 - n0) * (i1 - i0) * gw.out * gh.k * gw.k * g.c
