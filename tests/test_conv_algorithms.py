@@ -21,7 +21,7 @@ from hypothesis import assume, given, settings, strategies as st
 
 from featuremaps import Tensor
 from featuremaps.functional import accel, autotune, colblocks, conv2d, conv_algorithm, conv_algos, taps
-from featuremaps.functional import conv as conv_mod
+from featuremaps.functional import conv as conv_mod, threads
 from tests.oracles import gradcheck
 
 
@@ -241,7 +241,8 @@ _RULE_LAYERS = [
     ((102, 36, 36, 20), (7, 7, 20, 1), 2, 0, "dy_t_cols", "phases", "phases"),  # inflation 1.44, still 10×
     ((121, 8, 8, 256), (7, 7, 256, 64), 2, 0, "dy_t_cols", "col2im_numba", "col2im"),  # 1×1 output: 16× MACs
     ((11, 8, 8, 128), (7, 7, 128, 64), 2, 3, "dy_t_cols", "col2im_numba", "col2im"),  # 16-pixel output
-    ((16, 28, 28, 256), (3, 3, 256, 128), 2, 1, "cols_t_dy", "col2im_numba", "phases"),  # 3 taps: C_in < 4·C_out
+    ((16, 28, 28, 256), (3, 3, 256, 128), 2, 1, "cols_t_dy", "blocks_numba", "phases"),  # 3 taps: C_in < 4·C_out;
+    # 29 MB of columns: the blocked dx 13.6 ms vs col2im_numba 15.6
     ((64, 32, 32, 32), (3, 3, 32, 8), 2, 1, "dy_t_cols", "phases", "phases"),  # 3 taps, C_in = 4·C_out
     ((42, 33, 33, 256), (1, 1, 256, 128), 2, 0, "cols_t_dy", "phases", "phases"),  # strided 1×1
     ((16, 20, 20, 48), (5, 5, 48, 16), 2, 0, "cols_t_dy", "col2im_numba", "phases"),  # inflation 1.56: 0.8 vs 1.9 ms
@@ -255,6 +256,8 @@ def test_rule_keeps_the_measured_winner(x_shape, w_shape, stride, padding, dw, d
     k_rows = w_shape[0] * w_shape[1] * w_shape[2]
     assert conv_algos.dy_t_orientation_pays(k_rows, w_shape[3]) == (dw == "dy_t_cols")
     assert conv_algos.phases_pays(g, numba=True) == (dx == "phases")
+    if dx != "phases":  # phases, where it pays, goes before the blocked dx
+        assert colblocks.dx_pays(g, 4, conv_algos.use_rows(g)) == (dx == "blocks_numba")
     assert conv_algos.phases_pays(g, numba=False) == (dx_numpy == "phases")
     was = accel.numba_enabled()
     accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
@@ -436,6 +439,40 @@ def test_blocked_im2col_is_not_offered_under_a_workspace_cap():
     assert conv_algos.rule(g, np.float32).forward == "blocks"
 
 
+# (x shape, w shape, stride, padding, the rule's dx with numba): the blocked dx's bound, `colblocks.dx_pays`,
+# at the 2026-12-04 measurements (bench/README.md; ms, in one process, the blocked dx vs the rule's other best).
+_DX_BLOCK_LAYERS = [
+    ((64, 32, 32, 64), (3, 3, 64, 64), 1, 1, "blocks_numba"),  # cifar 64: 37.0 vs rows_numba 42.5
+    ((8, 98, 98, 32), (3, 3, 32, 64), 1, 0, "blocks_numba"),  # textbook 2: 19.6 vs 27.7
+    ((8, 64, 64, 64), (3, 3, 64, 128), 1, 1, "blocks_numba"),  # 30.5 vs 36.4
+    ((8, 120, 120, 32), (5, 5, 32, 32), 1, 2, "rows_numba"),  # 32 maps, 5×5: 146 vs 57
+    ((2, 100, 100, 32), (3, 3, 32, 32), 1, 1, "rows_numba"),  # 32 maps: 8.7 vs 4.1
+    ((16, 48, 48, 64), (5, 5, 64, 64), 1, 2, "rows_numba"),  # 25 taps: 51.6 vs 49.0
+    ((32, 16, 16, 256), (3, 3, 256, 256), 1, 1, "rows_numba"),  # 2304 weight rows: 74 vs 55
+    ((4, 64, 64, 16), (3, 3, 16, 64), 1, 1, "rows_numba"),  # 9.4 MB of columns: 5.0 vs 4.2
+    ((28, 83, 83, 16), (7, 7, 16, 32), 2, 3, "blocks_numba"),  # strided: 25.7 vs col2im_numba 54.9
+    ((16, 80, 80, 16), (5, 5, 16, 16), 2, 2, "blocks_numba"),  # 5.7 vs 15.7 (phases 10.6)
+    ((35, 86, 86, 16), (7, 7, 16, 3), 2, 3, "phases"),  # 3 output maps: phases 17 vs 80
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dx", _DX_BLOCK_LAYERS)
+def test_rule_takes_the_blocked_dx_where_it_was_measured_to_win(x_shape, w_shape, stride, padding, dx):
+    g = _shape(x_shape, w_shape, dict(stride=stride, padding=padding, dilation=1, groups=1))
+    was = accel.numba_enabled()
+    accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
+    try:
+        a = conv_algos.rule(g, np.float32)
+        assert a.dx == dx and ("blocks_numba" in a.why) == (dx == "blocks_numba"), a
+        assert "blocks_numba" in conv_algos.candidates(g, np.float32)["dx"]  # offered to the autotuner either way
+        with conv_mod.workspace_limit(1 << 20):
+            assert "blocks_numba" not in conv_algos.candidates(g, np.float32)["dx"]
+    finally:
+        accel.use_numba(was)
+    with accel.numba_disabled():  # the blocked dx exists only with the compiled adds
+        assert "blocks_numba" not in conv_algos.candidates(g, np.float32)["dx"]
+
+
 @settings(max_examples=40)
 @given(layer=st.one_of(layers(), layers(strided=True)), block=st.integers(1, 6000))
 def test_blocks_cover_every_output_row_once(layer, block):
@@ -461,8 +498,11 @@ def test_blocks_cover_every_output_row_once(layer, block):
     ((4, 17, 15, 6), (4, 3, 6, 20), dict(stride=(2, 3), padding=((1, 2), (0, 3)), dilation=(1, 2), groups=1)),
 ])
 def test_blocked_im2col_in_many_blocks_matches_torch(monkeypatch, dtype, block, x_shape, w_shape, opts):
-    """The forward and dW in blocks of whole images, of row runs of one image and of one output row,
-    both dW orientations, strides, dilation and uneven padding; against torch and the reference."""
+    """The forward, dW and (with numba) dx in blocks of whole images, of row runs of one image and of
+    one output row, both dW orientations, strides, dilation and uneven padding; against torch and the
+    reference. (CI's FEATUREMAPS_NUMBA=0 run has no compiled adds: its dx is the rule's.)"""
+    dx = "blocks_numba" if accel.numba_enabled() else None
+    monkeypatch.setattr(threads, "MIN_BYTES", 0)  # every split over images taken, however small
     monkeypatch.setattr(colblocks, "BLOCK_BYTES", block)
     g = _shape(x_shape, w_shape, opts)
     assert len(colblocks.blocks(g, np.dtype(dtype).itemsize)) > 2
@@ -470,7 +510,7 @@ def test_blocked_im2col_in_many_blocks_matches_torch(monkeypatch, dtype, block, 
     gy = np.random.default_rng(8).standard_normal((g.n, *g.geo.out_hw, g.o)).astype(dtype)
     bounds, oracle = _bounds(x, w, b, gy, opts), _torch(x, w, b, gy, opts, g)
     ref = _run(*(a.astype(np.float64) for a in (x, w, b, gy)), opts)
-    with conv_algos.use_conv_algorithm(forward="blocks", dw="blocks"):
+    with conv_algos.use_conv_algorithm(forward="blocks", dw="blocks", dx=dx):
         got = _run(x, w, b, gy, opts)
     for what, a, r, t, bd, k in zip(("y", "dx", "dW", "db"), got, ref, oracle, bounds, _terms(g)):
         _close(a, t, bd, dtype, k, f"blocks {what} vs torch")

@@ -12,20 +12,30 @@ A block is a run of output rows: whole images when an image's columns fit in a b
 gradient rebuilds each block from the input and adds colsᵀ · dy block by block (`weight_grad`), so a
 training step builds the columns twice but never stores them. Both sum each output over the same
 K = KH·KW·C products as one whole GEMM, in BLAS's order for a shorter matrix, so they agree with it
-to float rounding; dW adds the blocks' partial sums in block order. One group and more than one
+to float rounding; dW adds the blocks' partial sums in block order. The input gradient
+(`input_grad`, compiled adds only) runs col2im the same way: each block's column gradient
+dy · Wᵀ is made and added into its windows of dx (numba's `col2im_add`) while it is in cache, where
+the whole col2im writes and reads back KH·KW times dx. One group and more than one
 input map (one input map has cheap transposed columns): `applies`. The rule (`pays`, conv_algos)
 takes it in inference when the whole matrix exceeds one block, and in training when it exceeds
-`MIN_COLS_BYTES` on at least `MIN_TRAIN_O` output maps; the measurements are in bench/README.md.
+`MIN_COLS_BYTES` on at least `MIN_TRAIN_O` output maps, and its dx (`dx_pays`) above MIN_COLS_BYTES
+on enough output maps; the measurements are in bench/README.md.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["applies", "pays", "blocks", "conv_forward", "weight_grad", "BLOCK_BYTES", "MIN_COLS_BYTES", "MIN_TRAIN_O"]
+from .threads import in_threads
+
+__all__ = ["applies", "pays", "dx_pays", "blocks", "conv_forward", "weight_grad", "input_grad", "BLOCK_BYTES",
+           "MIN_COLS_BYTES", "MIN_TRAIN_O", "MIN_DX_O", "DX_MAX_TAPS", "DX_MAX_K"]
 
 BLOCK_BYTES = 4 << 20  # column-matrix bytes per block
 MIN_COLS_BYTES = 16 << 20  # the rule in training: blocked when the whole column matrix is larger than this
 MIN_TRAIN_O = 16  # ... and the layer has at least this many output maps
+MIN_DX_O = 64  # the blocked dx, where the rows dx applies: at least this many output maps,
+DX_MAX_TAPS = 9  # ... at most this many kernel taps
+DX_MAX_K = 1152  # ... and weight rows kh·kw·c
 
 
 def _row_values(g) -> int:
@@ -53,6 +63,20 @@ def pays(g, itemsize: int, train: bool) -> bool:
     if train:
         return g.o >= MIN_TRAIN_O and _cols_bytes(g, itemsize) > MIN_COLS_BYTES
     return _cols_bytes(g, itemsize) > BLOCK_BYTES
+
+
+def dx_pays(g, itemsize: int, rows: bool) -> bool:
+    """The rule's choice of the blocked input gradient (with the compiled adds): a column matrix of
+    more than MIN_COLS_BYTES, and then, where the ``rows`` dx applies (`rows`: stride 1 along W),
+    at least MIN_DX_O output maps on at most DX_MAX_TAPS taps and DX_MAX_K weight rows (rows' KH
+    shifted adds beat its KH·KW with bigger kernels, and a row block's adds run on one thread);
+    otherwise (strided, against col2im's whole column gradient) at least MIN_TRAIN_O output maps."""
+    if not applies(g) or _cols_bytes(g, itemsize) <= MIN_COLS_BYTES:
+        return False
+    gh, gw = g.geo
+    if rows:
+        return g.o >= MIN_DX_O and gh.k * gw.k <= DX_MAX_TAPS and gh.k * gw.k * g.c <= DX_MAX_K
+    return g.o >= MIN_TRAIN_O
 
 
 def blocks(g, itemsize: int) -> list[tuple[int, int, int, int]]:
@@ -102,3 +126,27 @@ def weight_grad(xp: np.ndarray, dy: np.ndarray, w_shape: tuple, g, take, give, o
         np.matmul(d.T, cols, out=part) if t else np.matmul(cols.T, d, out=part)  # (o, k) or (k, o)
         acc += part
     return (acc.T if t else acc).reshape(w_shape)  # (k, o) -> HWIO
+
+
+def input_grad(dy: np.ndarray, w: np.ndarray, g, dx: np.ndarray, take, give, kernels) -> None:
+    """dx (N, H, W, C) += col2im(dy · Wᵀ), block by block: each block's column gradient (rows,
+    KH·KW·C) is one GEMM, then added into the windows of dx its output rows read (`kernels`: the
+    compiled module, `accel.kernels`; its `col2im_add` with the block's first row as the offset).
+    Blocks of whole images split their adds over the threads by image (`in_threads`)."""
+    (kh, kw, c, o), (gh, gw) = w.shape, g.geo
+    wt = np.ascontiguousarray(w.reshape(kh * kw * c, o).T)  # (o, kh*kw*c)
+    plan = blocks(g, dy.itemsize)
+    buf = take((max((n1 - n0) * (i1 - i0) for n0, n1, i0, i1 in plan) * _row_values(g),), dy.dtype)
+    try:
+        for n0, n1, i0, i1 in plan:
+            d = dy[n0:n1, i0:i1].reshape(-1, o)  # (rows, o)
+            dcols = buf[:d.shape[0] * kh * kw * c].reshape(d.shape[0], -1)  # (rows, kh*kw*c)
+            np.matmul(d, wt, out=dcols)
+            d6 = dcols.reshape(n1 - n0, i1 - i0, gw.out, kh, kw, c)  # (bn, bi, ow, kh, kw, c)
+            top = gh.lo - i0 * gh.s  # local output row i is row i0 + i of the layer
+
+            def add(a: int, z: int, d6=d6, top=top, n0=n0) -> None:
+                kernels.col2im_add(d6[a:z], top, gw.lo, gh.s, gw.s, gh.d, gw.d, dx[n0 + a:n0 + z])
+            in_threads(n1 - n0, add, dcols.nbytes)
+    finally:
+        give(buf)

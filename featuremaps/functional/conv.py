@@ -423,15 +423,19 @@ def _weight_grad(cols: np.ndarray, dy2d: np.ndarray, w_shape: tuple, G: int, ori
 
 def _col2im(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, how: str) -> None:
     """The input gradient of the conv (the transposed convolution of dy) into dx, which holds zeros,
-    by the `conv_algos` dx algorithm `how` (pointwise, rows[_numba], col2im[_numba], phases; not winograd)."""
+    by the `conv_algos` dx algorithm `how` (pointwise, rows[_numba], col2im[_numba], phases,
+    blocks_numba; not winograd)."""
     if how == "pointwise":
         np.matmul(dy2d, w.reshape(g.c, g.o).T, out=dx.reshape(-1, g.c))  # (m, o) · (o, c) -> (m, c)
     elif how in ("rows", "rows_numba"):
         _col2im_rows(dy2d, w, g, dx, how == "rows_numba")
     elif how == "phases":
         _col2im_phases(dy2d, w, g, dx)
-    else:
-        _col2im_cols(dy2d, w, g, dx, how == "col2im_numba")
+    elif how == "blocks_numba" and dx.shape[0] == g.n and (fast := accel.kernels(dy2d, w, dx)) is not None:
+        dy = dy2d.reshape(g.n, *g.geo.out_hw, g.o)  # (n, oh, ow, o)
+        colblocks.input_grad(dy, w, g, dx, _pool.take, _pool.give, fast)
+    else:  # col2im[_numba]; blocks_numba in a batch chunk or without the compiled kernels
+        _col2im_cols(dy2d, w, g, dx, how != "col2im")
 
 
 def _col2im_rows(dy2d: np.ndarray, w: np.ndarray, g: _Shape, dx: np.ndarray, compiled: bool) -> None:

@@ -24,7 +24,8 @@ the im2col reference; tests/test_conv_algorithms.py):
   the compiled data movement; ``winograd`` (dx of a 3×3 stride-1 conv is a 3×3 stride-1 conv of dy
   padded by 2 − pad, every pad ≤ 2); ``phases`` (strided layers: dx split into sh·sw phases, each
   a stride-1 conv of dy with the taps that reach it, run as a forward conv; `phases_pays`);
-  ``pointwise``; ``depthwise``.
+  ``blocks_numba`` (col2im a cache-sized block of output rows at a time, with the compiled adds,
+  `colblocks.input_grad`; the rule's choice where `colblocks.dx_pays`); ``pointwise``; ``depthwise``.
 
 Choosing: with autotuning on (opt-in: ``FEATUREMAPS_AUTOTUNE=1`` or `use_autotune(True)`; off by
 default because two processes that tuned differently may differ in the last bits, and `--resume`
@@ -56,7 +57,8 @@ __all__ = ["ConvAlgorithm", "NAMES", "candidates", "rule", "choose", "use_conv_a
 
 NAMES = {"forward": ("im2col", "pointwise", "depthwise", "winograd", "direct", "taps", "blocks"),
          "dw": ("cols_t_dy", "dy_t_cols", "direct", "taps", "blocks", "grouped", "depthwise"),
-         "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise")}
+         "dx": ("rows", "rows_numba", "col2im", "col2im_numba", "phases", "winograd", "pointwise", "depthwise",
+                "blocks_numba")}
 # The rule's dW orientation (`dy_t_orientation_pays`; measured 2026-12-03, bench/README.md).
 DT_MIN_K = 128  # dy_t_cols needs at least this many weight rows (kh·kw·c) ...
 DT_MAX_O = 8  # ... and at most this many output maps,
@@ -202,6 +204,9 @@ def candidates(g, dtype, train: bool = True) -> dict[str, list[str]]:
     dx += col2im[::-1] if g.c == 1 else col2im
     if gh.s > 1 or gw.s > 1:
         dx.insert(0 if phases_pays(g, numba) else len(dx), "phases")
+    if numba and colblocks.applies(g) and _workspace_cap() is None:  # its blocks are of the whole batch
+        first = dx[0] != "phases" and colblocks.dx_pays(g, dtype.itemsize, use_rows(g))  # phases, where it pays, stays
+        dx.insert(0 if first else len(dx), "blocks_numba")
     if wino and max(gh.lo, gh.hi, gw.lo, gw.hi) <= 2:
         dx.append("winograd")
     return {"forward": forward, "dw": dw, "dx": dx}
@@ -236,6 +241,8 @@ def rule(g, dtype, train: bool = True) -> ConvAlgorithm:
         why += f"; dx {x} (stride 1 along W, scratch within twice the columns)"
     elif x.startswith("col2im"):
         why += f"; dx {x}" + (" (one input map: NumPy's adds)" if x == "col2im" and "col2im_numba" in c["dx"] else "")
+    elif x == "blocks_numba":
+        why += "; dx blocks_numba (col2im in cache-sized blocks, compiled adds: colblocks.dx_pays)"
     elif x == "phases":
         why += "; dx phases (strided, C_in/C_out past phases_pays' bound: one stride-1 conv of dy per phase)"
     return ConvAlgorithm(f, w, x, why)
