@@ -52,7 +52,9 @@ strategies, chosen per call from the shapes (every path is exact in float64). Th
   added into their strided windows ("col2im", `Geometry.scatter_add`). A strided layer with many
   input maps and few output maps (`conv_algos.phases_pays`) splits dx instead into its sh·sw
   phases (rows a, a + sh, …; columns b, b + sw, …), each a stride-1 conv of dy with the kernel taps
-  that reach it (`Axis.phase`), run by the forward machinery above ("phases"). ``dx`` is skipped when x
+  that reach it (`Axis.phase`), run by the forward machinery above ("phases"). With numba and a
+  large column matrix (`colblocks.dx_pays`), col2im runs a cache-sized block of output rows at a
+  time instead ("blocks_numba", `colblocks.input_grad`). ``dx`` is skipped when x
   does not need a gradient (an input layer), ``dW`` (and so keeping ``cols``) when w does not.
 * **Transposed convolution** is the adjoint: its forward *is* the ``dx`` computation above and its
   backward is the forward convolution (for the input) and ``dW`` (for the weight) on the same
