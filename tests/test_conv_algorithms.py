@@ -562,6 +562,33 @@ def test_phases_transposed_conv_matches_torch(n, size, k, s, d, pad, extra, grou
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * max(np.abs(want).max(), 1))
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+       k=st.tuples(st.integers(1, 5), st.integers(1, 5)), s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       d=st.sampled_from([(1, 1), (2, 1), (1, 3)]), pad=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       extra=st.tuples(st.integers(0, 2), st.integers(0, 2)), block=st.sampled_from([1, 300, 3000]))
+def test_blocked_dx_transposed_conv_matches_torch(n, size, k, s, d, pad, extra, block):
+    """The blocked dx serves conv_transpose2d's forward too, output_padding included, in blocks of
+    one output row, of row runs and of several images (each split over the threads), against torch."""
+    pad = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(pad, k, d))
+    extra = tuple(min(e, max(ss, dd) - 1) for e, ss, dd in zip(extra, s, d))  # < stride or dilation
+    assume(all((h - 1) * ss - 2 * p + dd * (kk - 1) + e >= 0 for h, ss, p, dd, kk, e in zip(size, s, pad, d, k, extra)))
+    assume(k != (1, 1) or s != (1, 1))  # a 1×1 stride-1 kernel is a plain GEMM (pointwise) only
+    x, w, _ = _data((n, *size, 4), (*k, 3, 4), np.float64)  # w: (kh, kw, C_out, C_in)
+    want = F.conv_transpose2d(torch.tensor(x.transpose(0, 3, 1, 2)), torch.tensor(w.transpose(3, 2, 0, 1)),
+                              stride=s, padding=pad, output_padding=extra, dilation=d).numpy().transpose(0, 2, 3, 1)
+    was = accel.numba_enabled()
+    accel.use_numba(True)  # also in CI's FEATUREMAPS_NUMBA=0 run, where numba stays installed
+    try:
+        with pytest.MonkeyPatch.context() as mp, conv_algos.use_conv_algorithm(dx="blocks_numba"):
+            mp.setattr(colblocks, "BLOCK_BYTES", block)
+            mp.setattr(threads, "MIN_BYTES", 0)
+            got = conv_mod.conv_transpose2d(x, w, stride=s, padding=pad, output_padding=extra, dilation=d)
+    finally:
+        accel.use_numba(was)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * max(np.abs(want).max(), 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # conv_algorithm, the rule and forcing
 # ---------------------------------------------------------------------------------------------
