@@ -90,12 +90,17 @@ def blocks(g, itemsize: int) -> list[tuple[int, int, int, int]]:
     return [(n, n + 1, i0, min(oh, i0 + rows)) for n in range(g.n) for i0 in range(0, oh, rows)]
 
 
+def _scratch(plan: list, g, dtype, take) -> np.ndarray:
+    """One flat buffer for the largest block of `plan`: its column matrix (or column gradient)."""
+    return take((max((n1 - n0) * (i1 - i0) for n0, n1, i0, i1 in plan) * _row_values(g),), dtype)
+
+
 def _column_blocks(xp: np.ndarray, g, take, give):
     """Yield ((n0, n1, i0, i1), that block's columns (rows, KH·KW·C)), each copied from the window
     view into one scratch buffer that the next block overwrites (given back at the end)."""
     win = g.geo.windows(xp)  # (n, oh, ow, kh, kw, c) view
     plan = blocks(g, xp.itemsize)
-    buf = take((max((n1 - n0) * (i1 - i0) for n0, n1, i0, i1 in plan) * _row_values(g),), xp.dtype)
+    buf = _scratch(plan, g, xp.dtype, take)
     try:
         for n0, n1, i0, i1 in plan:
             part = win[n0:n1, i0:i1]  # (bn, bi, ow, kh, kw, c) view
@@ -136,7 +141,7 @@ def input_grad(dy: np.ndarray, w: np.ndarray, g, dx: np.ndarray, take, give, ker
     (kh, kw, c, o), (gh, gw) = w.shape, g.geo
     wt = np.ascontiguousarray(w.reshape(kh * kw * c, o).T)  # (o, kh*kw*c)
     plan = blocks(g, dy.itemsize)
-    buf = take((max((n1 - n0) * (i1 - i0) for n0, n1, i0, i1 in plan) * _row_values(g),), dy.dtype)
+    buf = _scratch(plan, g, dy.dtype, take)
     try:
         for n0, n1, i0, i1 in plan:
             d = dy[n0:n1, i0:i1].reshape(-1, o)  # (rows, o)
